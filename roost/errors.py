@@ -1,0 +1,64 @@
+"""The one error vocabulary of Roost.
+
+Every failure the domain can name is a leaf of :class:`RoostError`. Errors carry data (a message,
+maybe an id), never HTTP status codes: ``roost.api.errors`` is the one table that maps them to
+responses, and the device layer maps them to protocol replies.
+"""
+
+from __future__ import annotations
+
+
+class RoostError(Exception):
+    """Root of every error Roost raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class DecodeError(RoostError):
+    """Bytes from a peer are not a valid frame, message or PSON value."""
+
+
+class InvalidInput(RoostError):
+    """A request is well-formed but its content is not acceptable (bad id, missing field)."""
+
+
+class PayloadTooLarge(RoostError):
+    """A request body is larger than the configured limit."""
+
+
+class NotFound(RoostError):
+    """The thing asked for does not exist (or is not visible to the caller)."""
+
+
+class Conflict(RoostError):
+    """The thing exists already, or its state forbids the operation."""
+
+
+class Unauthenticated(RoostError):
+    """No credentials, or credentials that do not identify anyone."""
+
+
+class InvalidToken(Unauthenticated):
+    """A token that is malformed, expired, revoked or signed by someone else."""
+
+
+class Forbidden(RoostError):
+    """The caller is known but may not do this."""
+
+
+class DeviceOffline(NotFound):
+    """The device is registered but has no live session (Thinger answers 404)."""
+
+
+class ResourceUnavailable(NotFound):
+    """The device answered that it has no such resource, or refused the request."""
+
+
+class DeviceTimeout(RoostError):
+    """The device did not answer within the call's deadline."""
+
+
+class ConfigError(RoostError):
+    """A setting is unknown or has a value that cannot be used."""
