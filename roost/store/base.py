@@ -1,0 +1,121 @@
+"""The storage interface: what Roost keeps, as records, behind a small typed Protocol.
+
+Every implementation (``sqlite.py`` today, ``postgres.py`` for scale-out) passes the same contract
+suite in ``tests/store_contract.py``. Timestamps are integer milliseconds since the epoch. Secrets
+arrive here already hashed; the store never sees a password or a device credential in clear.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    name: str
+    password_hash: str
+    role: str  # "admin" or "user"
+    created: int
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    owner: str
+    device: str
+    name: str
+    description: str
+    type: str  # "Generic", "HTTP", "MQTT", "Virtual"
+    credentials_hash: str | None
+    enabled: bool
+    created: int
+    modified: int
+    last_connection: int | None  # ms of the last connect or disconnect, None if never seen
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceToken:
+    """A device token's claims; the JWT itself is re-signed from these when listed."""
+
+    id: str  # the JWT's jti
+    owner: str
+    device: str
+    name: str
+    resources: tuple[str, ...] | None  # None: every resource of the device
+    expires: int | None  # ms, None: never
+    created: int  # ms; the JWT's iat is created // 1000
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshToken:
+    jti: str
+    user: str
+    family: str  # every token rotated from one login shares the family of the first
+    issued: int
+    expires: int
+
+
+class Store(Protocol):
+    """Async storage. Methods raise roost.errors.Conflict / NotFound as documented, nothing else
+    on expected conditions."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    # users
+    async def create_user(self, user: User) -> None:
+        """Raises Conflict if the name is taken."""
+
+    async def get_user(self, name: str) -> User | None: ...
+
+    async def count_users(self) -> int: ...
+
+    # devices
+    async def create_device(self, device: Device) -> None:
+        """Raises Conflict if (owner, device) exists, NotFound if the owner is not a user."""
+
+    async def get_device(self, owner: str, device: str) -> Device | None: ...
+
+    async def list_devices(self, owner: str) -> list[Device]:
+        """Ordered by device id."""
+
+    async def update_device(self, device: Device) -> None:
+        """Replaces the mutable fields of an existing device (name, description, type,
+        credentials_hash, enabled, modified; not created nor last_connection); raises NotFound
+        if absent."""
+
+    async def delete_device(self, owner: str, device: str) -> bool:
+        """Deletes the device and its tokens; False if it did not exist."""
+
+    async def set_last_connection(self, owner: str, device: str, ts: int) -> None:
+        """Records a connect/disconnect time; a missing device is ignored."""
+
+    # device tokens
+    async def create_device_token(self, token: DeviceToken) -> None:
+        """Raises Conflict if the id exists, NotFound if the device does not."""
+
+    async def list_device_tokens(self, owner: str, device: str) -> list[DeviceToken]:
+        """Ordered by creation time."""
+
+    async def get_device_token(self, token_id: str) -> DeviceToken | None: ...
+
+    async def delete_device_token(self, owner: str, device: str, token_id: str) -> bool: ...
+
+    # refresh tokens
+    async def add_refresh_token(self, token: RefreshToken) -> None:
+        """Raises Conflict if the jti exists, NotFound if the user does not. A token added to a
+        family that was revoked is revoked too."""
+
+    async def use_refresh_token(self, jti: str, now: int) -> RefreshToken | None:
+        """Atomically consumes a refresh token. Returns it if it was live (known, unused, not
+        expired, family not revoked) and marks it used. A token that was already used revokes its
+        whole family (reuse detection) and returns None; unknown or expired also return None."""
+
+    async def revoke_refresh_tokens(self, user: str) -> int:
+        """Revokes every refresh token of the user (their families stay revoked); returns how
+        many were live, that is neither used nor revoked (expiry is not considered)."""

@@ -1,0 +1,391 @@
+"""The Store contract: what every implementation must do, as plain async tests.
+
+A module per implementation (``test_store_sqlite.py``, later ``test_store_postgres.py``)
+provides an open, empty ``store`` fixture and imports these tests with ``import *``.
+Helpers are private (leading underscore) so that only the tests are exported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+
+from roost.errors import Conflict, NotFound
+from roost.store import Device, DeviceToken, RefreshToken, Store, User
+
+_T0 = 1_700_000_000_000  # ms
+
+
+def _user(name: str = "alice", role: str = "user") -> User:
+    return User(name=name, password_hash=f"$argon2id$hash-of-{name}", role=role, created=_T0)
+
+
+def _device(owner: str = "alice", device: str = "dev1", **changes: object) -> Device:
+    base = Device(
+        owner=owner,
+        device=device,
+        name=f"{device} name",
+        description="a thermometer",
+        type="Generic",
+        credentials_hash="$argon2id$creds",
+        enabled=True,
+        created=_T0,
+        modified=_T0,
+        last_connection=None,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def _token(token_id: str = "tok1", **changes: object) -> DeviceToken:
+    base = DeviceToken(
+        id=token_id,
+        owner="alice",
+        device="dev1",
+        name=f"token {token_id}",
+        resources=("temperature", "led"),
+        expires=None,
+        created=_T0,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def _refresh(
+    jti: str, family: str = "fam1", user: str = "alice", expires: int = _T0 + 1000
+) -> RefreshToken:
+    return RefreshToken(jti=jti, user=user, family=family, issued=_T0, expires=expires)
+
+
+async def _with_device(store: Store, owner: str = "alice", device: str = "dev1") -> None:
+    if await store.get_user(owner) is None:
+        await store.create_user(_user(owner))
+    await store.create_device(_device(owner, device))
+
+
+# users
+
+
+async def test_user_round_trips(store: Store) -> None:
+    admin = _user("root", role="admin")
+    await store.create_user(admin)
+    got = await store.get_user("root")
+    assert got == admin
+    assert got is not None and got.is_admin
+
+
+async def test_unknown_user_is_none(store: Store) -> None:
+    assert await store.get_user("nobody") is None
+
+
+async def test_duplicate_user_conflicts_and_keeps_the_first(store: Store) -> None:
+    await store.create_user(_user("alice"))
+    with pytest.raises(Conflict):
+        await store.create_user(dataclasses.replace(_user("alice"), password_hash="other"))
+    assert await store.get_user("alice") == _user("alice")
+
+
+async def test_count_users(store: Store) -> None:
+    assert await store.count_users() == 0
+    for name in ("a", "b", "c"):
+        await store.create_user(_user(name))
+    assert await store.count_users() == 3
+
+
+# devices
+
+
+async def test_device_round_trips(store: Store) -> None:
+    await store.create_user(_user("alice"))
+    plain = _device(device="dev1")
+    other = _device(device="dev2", credentials_hash=None, enabled=False, last_connection=_T0 + 5)
+    await store.create_device(plain)
+    await store.create_device(other)
+    assert await store.get_device("alice", "dev1") == plain
+    assert await store.get_device("alice", "dev2") == other
+
+
+async def test_unknown_device_is_none(store: Store) -> None:
+    await _with_device(store)
+    assert await store.get_device("alice", "nope") is None
+    assert await store.get_device("bob", "dev1") is None
+
+
+async def test_duplicate_device_conflicts_but_other_owner_may_reuse_the_id(store: Store) -> None:
+    await _with_device(store, "alice", "dev1")
+    with pytest.raises(Conflict):
+        await store.create_device(_device("alice", "dev1", name="again"))
+    assert await store.get_device("alice", "dev1") == _device("alice", "dev1")
+    await _with_device(store, "bob", "dev1")
+    assert await store.get_device("bob", "dev1") == _device("bob", "dev1")
+
+
+async def test_device_of_unknown_owner_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound):
+        await store.create_device(_device("ghost", "dev1"))
+    assert await store.list_devices("ghost") == []
+
+
+async def test_list_devices_is_ordered_by_id_and_scoped_to_owner(store: Store) -> None:
+    for owner in ("alice", "bob"):
+        await store.create_user(_user(owner))
+    for device in ("zeta", "alpha", "m10", "m2"):
+        await store.create_device(_device("alice", device))
+    await store.create_device(_device("bob", "beta"))
+    listed = await store.list_devices("alice")
+    assert [d.device for d in listed] == ["alpha", "m10", "m2", "zeta"]
+    assert listed[0] == _device("alice", "alpha")
+    assert [d.device for d in await store.list_devices("bob")] == ["beta"]
+    assert await store.list_devices("carol") == []
+
+
+async def test_update_device_replaces_mutable_fields_only(store: Store) -> None:
+    await _with_device(store)
+    await store.set_last_connection("alice", "dev1", _T0 + 50)
+    edited = _device(
+        name="renamed",
+        description="moved to the attic",
+        type="HTTP",
+        credentials_hash=None,
+        enabled=False,
+        modified=_T0 + 100,
+        created=_T0 + 99,  # not mutable: ignored
+        last_connection=None,  # owned by set_last_connection: ignored
+    )
+    await store.update_device(edited)
+    expected = dataclasses.replace(edited, created=_T0, last_connection=_T0 + 50)
+    assert await store.get_device("alice", "dev1") == expected
+
+
+async def test_update_unknown_device_is_not_found(store: Store) -> None:
+    await _with_device(store)
+    with pytest.raises(NotFound):
+        await store.update_device(_device("alice", "nope"))
+    with pytest.raises(NotFound):
+        await store.update_device(_device("bob", "dev1"))
+    assert await store.get_device("alice", "nope") is None
+
+
+async def test_delete_device(store: Store) -> None:
+    await _with_device(store, "alice", "dev1")
+    await _with_device(store, "alice", "dev2")
+    assert await store.delete_device("alice", "dev1") is True
+    assert await store.get_device("alice", "dev1") is None
+    assert await store.delete_device("alice", "dev1") is False
+    assert await store.delete_device("bob", "dev2") is False
+    assert [d.device for d in await store.list_devices("alice")] == ["dev2"]
+
+
+async def test_delete_device_deletes_its_tokens(store: Store) -> None:
+    await _with_device(store, "alice", "dev1")
+    await _with_device(store, "alice", "dev2")
+    await store.create_device_token(_token("t1", device="dev1"))
+    await store.create_device_token(_token("t2", device="dev1"))
+    await store.create_device_token(_token("t3", device="dev2"))
+    assert await store.delete_device("alice", "dev1")
+    assert await store.get_device_token("t1") is None
+    assert await store.get_device_token("t2") is None
+    assert await store.list_device_tokens("alice", "dev1") == []
+    assert await store.get_device_token("t3") == _token("t3", device="dev2")
+    # the id is free again once the device is recreated
+    await store.create_device(_device("alice", "dev1"))
+    assert await store.list_device_tokens("alice", "dev1") == []
+    await store.create_device_token(_token("t1", device="dev1"))
+
+
+async def test_set_last_connection(store: Store) -> None:
+    await _with_device(store)
+    await store.set_last_connection("alice", "dev1", _T0 + 7)
+    got = await store.get_device("alice", "dev1")
+    assert got == _device(last_connection=_T0 + 7)
+    await store.set_last_connection("alice", "dev1", _T0 + 8)
+    got = await store.get_device("alice", "dev1")
+    assert got is not None and got.last_connection == _T0 + 8
+
+
+async def test_set_last_connection_of_unknown_device_is_ignored(store: Store) -> None:
+    await _with_device(store)
+    await store.set_last_connection("alice", "ghost", _T0)
+    await store.set_last_connection("nobody", "dev1", _T0)
+    assert await store.get_device("alice", "ghost") is None
+    assert await store.get_device("alice", "dev1") == _device()
+
+
+# device tokens
+
+
+async def test_device_token_round_trips(store: Store) -> None:
+    await _with_device(store)
+    tokens = [
+        _token("scoped"),
+        _token("all", resources=None, expires=_T0 + 3_600_000),
+        _token("none", resources=()),  # no resource at all, distinct from None (every resource)
+        _token("odd", resources=("a/b", "ünïcode", 'qu"ote')),
+    ]
+    for token in tokens:
+        await store.create_device_token(token)
+    for token in tokens:
+        assert await store.get_device_token(token.id) == token
+
+
+async def test_unknown_device_token_is_none(store: Store) -> None:
+    assert await store.get_device_token("nope") is None
+
+
+async def test_duplicate_device_token_conflicts(store: Store) -> None:
+    await _with_device(store)
+    await store.create_device_token(_token("t1"))
+    with pytest.raises(Conflict):
+        await store.create_device_token(_token("t1", name="again"))
+    assert await store.get_device_token("t1") == _token("t1")
+
+
+async def test_device_token_of_unknown_device_is_not_found(store: Store) -> None:
+    await _with_device(store)
+    with pytest.raises(NotFound):
+        await store.create_device_token(_token("t1", device="ghost"))
+    assert await store.get_device_token("t1") is None
+
+
+async def test_list_device_tokens_is_ordered_by_creation_and_scoped(store: Store) -> None:
+    await _with_device(store, "alice", "dev1")
+    await _with_device(store, "alice", "dev2")
+    # insertion order, id order and creation order all differ
+    await store.create_device_token(_token("a", created=_T0 + 3))
+    await store.create_device_token(_token("c", created=_T0 + 2))
+    await store.create_device_token(_token("b", created=_T0 + 1))
+    await store.create_device_token(_token("x", device="dev2", created=_T0))
+    listed = await store.list_device_tokens("alice", "dev1")
+    assert [t.id for t in listed] == ["b", "c", "a"]
+    assert listed[0] == _token("b", created=_T0 + 1)
+    assert [t.id for t in await store.list_device_tokens("alice", "dev2")] == ["x"]
+    assert await store.list_device_tokens("bob", "dev1") == []
+
+
+async def test_delete_device_token(store: Store) -> None:
+    await _with_device(store, "alice", "dev1")
+    await _with_device(store, "alice", "dev2")
+    await store.create_device_token(_token("t1"))
+    await store.create_device_token(_token("t2"))
+    # the token must belong to the named device
+    assert await store.delete_device_token("alice", "dev2", "t1") is False
+    assert await store.delete_device_token("bob", "dev1", "t1") is False
+    assert await store.get_device_token("t1") == _token("t1")
+    assert await store.delete_device_token("alice", "dev1", "t1") is True
+    assert await store.get_device_token("t1") is None
+    assert await store.delete_device_token("alice", "dev1", "t1") is False
+    assert [t.id for t in await store.list_device_tokens("alice", "dev1")] == ["t2"]
+
+
+# refresh tokens
+
+
+async def test_refresh_token_is_used_once(store: Store) -> None:
+    await store.create_user(_user("alice"))
+    await store.add_refresh_token(_refresh("r1"))
+    assert await store.use_refresh_token("r1", _T0 + 1) == _refresh("r1")
+    assert await store.use_refresh_token("r1", _T0 + 2) is None
+
+
+async def test_rotation_keeps_the_family_alive(store: Store) -> None:
+    await store.create_user(_user("alice"))
+    await store.add_refresh_token(_refresh("r1"))
+    assert await store.use_refresh_token("r1", _T0) is not None
+    await store.add_refresh_token(_refresh("r2"))
+    assert await store.use_refresh_token("r2", _T0) == _refresh("r2")
+    await store.add_refresh_token(_refresh("r3"))
+    assert await store.use_refresh_token("r3", _T0) == _refresh("r3")
+
+
+async def test_reuse_revokes_the_whole_family(store: Store) -> None:
+    await store.create_user(_user("alice"))
+    await store.add_refresh_token(_refresh("r1", family="fam1"))
+    await store.add_refresh_token(_refresh("other", family="fam2"))
+    assert await store.use_refresh_token("r1", _T0) is not None
+    await store.add_refresh_token(_refresh("r2", family="fam1"))  # the rotated successor
+    assert await store.use_refresh_token("r1", _T0) is None  # replay of a used token
+    assert await store.use_refresh_token("r2", _T0) is None  # its newer sibling died with it
+    assert await store.use_refresh_token("other", _T0) == _refresh("other", family="fam2")
+
+
+async def test_token_added_to_a_revoked_family_is_dead(store: Store) -> None:
+    await store.create_user(_user("alice"))
+    await store.add_refresh_token(_refresh("r1"))
+    assert await store.use_refresh_token("r1", _T0) is not None
+    assert await store.use_refresh_token("r1", _T0) is None  # reuse: family revoked
+    await store.add_refresh_token(_refresh("r2"))  # a rotation that raced the reuse
+    assert await store.use_refresh_token("r2", _T0) is None
+
+
+async def test_expired_refresh_token_is_refused(store: Store) -> None:
+    await store.create_user(_user("alice"))
+    await store.add_refresh_token(_refresh("r1", expires=_T0 + 1000))
+    await store.add_refresh_token(_refresh("r2", family="fam2", expires=_T0 + 1000))
+    assert await store.use_refresh_token("r1", _T0 + 1000) is None  # expiry is exclusive
+    assert await store.use_refresh_token("r1", _T0 + 5000) is None
+    live = await store.use_refresh_token("r2", _T0 + 999)
+    assert live == _refresh("r2", family="fam2", expires=_T0 + 1000)
+
+
+async def test_unknown_refresh_token_is_none(store: Store) -> None:
+    assert await store.use_refresh_token("nope", _T0) is None
+
+
+async def test_duplicate_refresh_token_conflicts(store: Store) -> None:
+    await store.create_user(_user("alice"))
+    await store.add_refresh_token(_refresh("r1"))
+    with pytest.raises(Conflict):
+        await store.add_refresh_token(_refresh("r1", family="fam2"))
+
+
+async def test_refresh_token_of_unknown_user_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound):
+        await store.add_refresh_token(_refresh("r1", user="ghost"))
+    assert await store.use_refresh_token("r1", _T0) is None
+
+
+async def test_revoke_refresh_tokens_counts_live_ones(store: Store) -> None:
+    for name in ("alice", "bob"):
+        await store.create_user(_user(name))
+    for jti, family in [("a1", "f1"), ("a2", "f1"), ("a3", "f2"), ("a4", "f3")]:
+        await store.add_refresh_token(_refresh(jti, family=family))
+    await store.add_refresh_token(_refresh("b1", family="fb", user="bob"))
+    assert await store.use_refresh_token("a4", _T0) is not None  # used: no longer live
+    assert await store.revoke_refresh_tokens("alice") == 3
+    for jti in ("a1", "a2", "a3", "a4"):
+        assert await store.use_refresh_token(jti, _T0) is None
+    assert await store.revoke_refresh_tokens("alice") == 0
+    assert await store.revoke_refresh_tokens("nobody") == 0
+    # the families stay dead: a token rotated from one of them afterwards is refused
+    await store.add_refresh_token(_refresh("a5", family="f3"))
+    assert await store.use_refresh_token("a5", _T0) is None
+    assert await store.use_refresh_token("b1", _T0) == _refresh("b1", family="fb", user="bob")
+
+
+# concurrency
+
+
+async def test_many_concurrent_writes_all_land(store: Store) -> None:
+    await store.create_user(_user("alice"))
+    ids = [f"dev{i:03d}" for i in range(200)]
+    await asyncio.gather(*(store.create_device(_device("alice", d)) for d in ids))
+    assert [d.device for d in await store.list_devices("alice")] == ids
+
+
+async def test_concurrent_duplicates_conflict_exactly_once_each(store: Store) -> None:
+    await store.create_user(_user("alice"))
+    results = await asyncio.gather(
+        *(store.create_device(_device("alice", f"dev{i % 10}")) for i in range(50)),
+        return_exceptions=True,
+    )
+    assert sum(r is None for r in results) == 10
+    assert all(isinstance(r, Conflict) for r in results if r is not None)
+    assert len(await store.list_devices("alice")) == 10
+
+
+async def test_concurrent_uses_of_one_refresh_token_let_one_through(store: Store) -> None:
+    await store.create_user(_user("alice"))
+    await store.add_refresh_token(_refresh("r1"))
+    results = await asyncio.gather(*(store.use_refresh_token("r1", _T0) for _ in range(20)))
+    assert results.count(_refresh("r1")) == 1
+    assert results.count(None) == 19
