@@ -1,0 +1,1 @@
+"""Credentials and tokens: password hashing and JWT issue/verify, as pure functions."""

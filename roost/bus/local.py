@@ -1,0 +1,37 @@
+"""The in-process bus: every device session lives in this process's registry."""
+
+from __future__ import annotations
+
+import asyncio
+
+from roost.devices.registry import Registry
+from roost.devices.session import DeviceKey, Operation, Stats
+from roost.errors import DeviceOffline
+from roost.wire.pson import PsonValue
+
+
+class LocalBus:
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    async def request(
+        self,
+        key: DeviceKey,
+        op: Operation,
+        path: tuple[str, ...],
+        payload: PsonValue,
+        timeout: float,
+    ) -> PsonValue:
+        session = self._registry.get(key)
+        if session is None:
+            raise DeviceOffline(f"device {key.device} is not connected")
+        return await session.request(op, path, payload, timeout)
+
+    async def stats(self, key: DeviceKey) -> Stats:
+        return self._registry.stats(key)
+
+    def watch_stats(self, key: DeviceKey) -> asyncio.Event:
+        return self._registry.watch(key)
+
+    def unwatch_stats(self, key: DeviceKey, event: asyncio.Event) -> None:
+        self._registry.unwatch(key, event)

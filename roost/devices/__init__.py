@@ -1,0 +1,1 @@
+"""Device sessions: authentication, requests in flight, stats, the live registry."""

@@ -1,0 +1,88 @@
+"""Which devices have a live session in this process, and who watches their stats."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from roost.devices.session import DeviceKey, DeviceSession, Stats
+
+log = logging.getLogger(__name__)
+
+OFFLINE = Stats(connected=False, connected_ts=None, ip_address=None, rx_bytes=0, tx_bytes=0)
+
+
+class Registry:
+    """Device key -> live session. A second session for the same key replaces the first."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[DeviceKey, DeviceSession] = {}
+        self._last_stats: dict[DeviceKey, Stats] = {}
+        self._watchers: dict[DeviceKey, set[asyncio.Event]] = {}
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def get(self, key: DeviceKey) -> DeviceSession | None:
+        return self._sessions.get(key)
+
+    def sessions(self) -> list[DeviceSession]:
+        return list(self._sessions.values())
+
+    def add(self, session: DeviceSession) -> DeviceSession | None:
+        """Register a new session; returns the one it replaced (already closed), if any."""
+        old = self._sessions.get(session.key)
+        if old is not None:
+            old.close("replaced by a new connection")
+            old.link.close("replaced by a new connection")
+        self._sessions[session.key] = session
+        self._last_stats.pop(session.key, None)
+        self.stats_changed(session.key)
+        return old
+
+    def remove(self, session: DeviceSession) -> bool:
+        """Forget a session that ended; False if it was not (or no longer) the current one."""
+        if self._sessions.get(session.key) is not session:
+            return False
+        del self._sessions[session.key]
+        self._last_stats[session.key] = session.stats()
+        self.stats_changed(session.key)
+        return True
+
+    def forget(self, key: DeviceKey) -> None:
+        """Drop what is remembered of a device (it was deleted)."""
+        self._last_stats.pop(key, None)
+
+    def stats(self, key: DeviceKey) -> Stats:
+        session = self._sessions.get(key)
+        if session is not None:
+            return session.stats()
+        return self._last_stats.get(key, OFFLINE)
+
+    def silent_since(self, cutoff: float) -> list[DeviceSession]:
+        """Sessions that received nothing since loop time ``cutoff``."""
+        return [s for s in self._sessions.values() if s.last_rx < cutoff]
+
+    # stats watchers (SSE)
+
+    def watch(self, key: DeviceKey) -> asyncio.Event:
+        event = asyncio.Event()
+        self._watchers.setdefault(key, set()).add(event)
+        return event
+
+    def unwatch(self, key: DeviceKey, event: asyncio.Event) -> None:
+        events = self._watchers.get(key)
+        if events is not None:
+            events.discard(event)
+            if not events:
+                del self._watchers[key]
+
+    def watching(self, key: DeviceKey) -> int:
+        """How many stats streams watch this device."""
+        return len(self._watchers.get(key, ()))
+
+    def stats_changed(self, key: DeviceKey) -> None:
+        events = self._watchers.get(key)
+        if events:
+            for event in events:
+                event.set()

@@ -1,0 +1,1 @@
+"""Thin asyncio listeners: bytes from sockets into the sans-IO decoders and device sessions."""

@@ -1,0 +1,31 @@
+"""Services: everything a request or a device session needs, built once from Settings.
+
+Defined apart from ``app.py`` (which builds and runs it) so that ``api`` can name it without
+importing the layer above it. No module-level state: each test builds its own Services.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from roost.auth.tokens import TokenSigner
+from roost.bus.base import Bus
+from roost.config import Settings
+from roost.devices.gateway import DeviceGateway
+from roost.devices.registry import Registry
+from roost.store.base import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    store: Store
+    registry: Registry
+    bus: Bus
+    gateway: DeviceGateway
+    signer: TokenSigner
+    clock: Callable[[], float]  # wall clock, seconds since the epoch
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
