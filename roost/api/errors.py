@@ -1,0 +1,77 @@
+"""THE table from domain error to HTTP status, and the Thinger error body.
+
+Every error response Roost sends is ``{"error": {"message": ...}}``. Anything not in the table is a
+bug: it is logged with its traceback and answered with a bare 500 that reveals nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from roost.api.json import json_response
+from roost.errors import (
+    Conflict,
+    DecodeError,
+    DeviceTimeout,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    RoostError,
+    Unauthenticated,
+)
+
+log = logging.getLogger("roost.api")
+
+STATUS: tuple[tuple[type[RoostError], int], ...] = (
+    (Unauthenticated, 401),  # includes InvalidToken
+    (Forbidden, 403),
+    (NotFound, 404),  # includes DeviceOffline, ResourceUnavailable (Thinger answers 404)
+    (PayloadTooLarge, 413),
+    (DeviceTimeout, 504),
+    (Conflict, 400),  # Thinger answers 400 for an existing device or a connected one on delete
+    (InvalidInput, 400),
+    (DecodeError, 400),
+)
+
+
+def error_response(
+    status: int, message: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    return json_response({"error": {"message": message}}, status=status, headers=headers)
+
+
+def status_of(exc: RoostError) -> int:
+    for kind, status in STATUS:
+        if isinstance(exc, kind):
+            return status
+    return 500
+
+
+async def roost_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RoostError)
+    status = status_of(exc)
+    if status == 500:
+        log.error("unmapped error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(500, "internal server error")
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return error_response(status, exc.message, headers)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = {404: "not found", 405: "method not allowed"}.get(exc.status_code, exc.detail)
+    return error_response(exc.status_code, message, exc.headers)
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal server error")
+
+
+HANDLERS = {RoostError: roost_error, HTTPException: http_error, Exception: unexpected_error}

@@ -1,0 +1,99 @@
+"""POST /oauth/token: the password and refresh_token grants of OAuth2.
+
+Refresh tokens rotate on every use; presenting one that was already used revokes the newer token
+issued from it as well (the whole family of that login).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from roost.api.json import json_response, read_body
+from roost.auth.passwords import verify_secret
+from roost.auth.tokens import ACCESS_TTL_S, REFRESH_TTL_S, new_token_id
+from roost.errors import InvalidInput, InvalidToken, Unauthenticated
+from roost.services import Services
+from roost.store.base import RefreshToken
+
+
+async def token(request: Request) -> Response:
+    services: Services = request.app.state.services
+    form = await _read_form(request, services.settings.max_body_bytes)
+    grant = form.get("grant_type")
+    if grant == "password":
+        user = await _check_password(services, form.get("username", ""), form.get("password", ""))
+        return json_response(await _issue(services, user, family=None))
+    if grant == "refresh_token":
+        record = await _use_refresh(services, form.get("refresh_token", ""))
+        return json_response(await _issue(services, record.user, family=record.family))
+    raise InvalidInput("grant_type must be 'password' or 'refresh_token'")
+
+
+async def _read_form(request: Request, limit: int) -> dict[str, str]:
+    body = await read_body(request, limit)
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            data: Any = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise InvalidInput("request body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise InvalidInput("request body must be a JSON object")
+        return {k: v for k, v in data.items() if isinstance(v, str)}
+    try:
+        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidInput("request body is not a valid form") from None
+
+
+async def _check_password(services: Services, name: str, password: str) -> str:
+    user = await services.store.get_user(name) if name else None
+    stored = user.password_hash if user is not None else None
+    loop = asyncio.get_running_loop()
+    if not await loop.run_in_executor(None, verify_secret, stored, password):
+        raise Unauthenticated("invalid username or password")
+    return name
+
+
+async def _use_refresh(services: Services, refresh_token: str) -> RefreshToken:
+    try:
+        claims = services.signer.verify(refresh_token)
+    except InvalidToken:
+        raise InvalidToken("invalid refresh token") from None
+    jti = claims.get("jti")
+    record = None
+    if isinstance(jti, str) and "usr" not in claims:
+        record = await services.store.use_refresh_token(jti, services.now_ms())
+    if record is None:
+        raise InvalidToken("invalid refresh token")
+    return record
+
+
+async def _issue(services: Services, user: str, family: str | None) -> dict[str, Any]:
+    now_s = int(services.clock())
+    jti = new_token_id()
+    await services.store.add_refresh_token(
+        RefreshToken(
+            jti=jti,
+            user=user,
+            family=family or jti,
+            issued=now_s * 1000,
+            expires=(now_s + REFRESH_TTL_S) * 1000,
+        )
+    )
+    return {
+        "access_token": services.signer.access_token(user, now_s),
+        "expires_in": ACCESS_TTL_S,
+        "refresh_token": services.signer.refresh_token(jti, now_s),
+        "scope": None,
+        "token_type": "bearer",
+    }
+
+
+routes = [Route("/oauth/token", token, methods=["POST"])]
