@@ -1,0 +1,446 @@
+"""The OpenAPI 3.1 document of every route of the REST API, served at ``GET /openapi.json``.
+
+The document is data: schemas under ``components``, one :func:`_op` per route and method, and
+the summaries and descriptions in :data:`OPERATIONS`. Every error body is
+``{"error": {"message": ...}}`` (see :mod:`roost.api.errors`), so every error response refers
+to the one ``Error`` schema.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from roost import __version__
+
+Schema = dict[str, Any]
+
+ID_PATTERN = "^[a-zA-Z0-9_-]{1,32}$"
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+SSE = "text/event-stream"
+
+# Default wording of each error status an operation may list.
+ERRORS: Mapping[int, str] = {
+    400: "Invalid request",
+    401: "Missing, malformed, expired or revoked token",
+    403: "The token does not grant this action on this user, device or resource",
+    404: "Not found",
+    413: "Request body larger than the configured limit",
+    504: "The device did not answer within the deadline",
+}
+
+RESOURCE_NOTES = (
+    " A path ending in `api` describes instead of calling (action ReadDeviceResources): `api`"
+    " alone lists the device's resources, `{resource}/api` gives `{in?, out?}`. A device token"
+    " may only call its own device and, if limited, its listed resources. An unknown or offline"
+    " device, or a missing resource, answers 404 as Thinger does."
+)
+
+# operationId: (summary, description). Secured operations are named by their Thinger action.
+OPERATIONS: Mapping[str, tuple[str, str]] = {
+    "oauthToken": (
+        "Issue user tokens",
+        "OAuth2 token endpoint. The `password` grant checks a user's password; the"
+        " `refresh_token` grant trades a refresh token for a new pair. Refresh tokens rotate on"
+        " every use; re-using one revokes every token of that login.",
+    ),
+    "healthcheck": ("Health check", "Answers 200 while the server is up."),
+    "serverVersion": ("Server version", "The version of the server."),
+    "openapi": ("OpenAPI document", "This document."),
+    "listDevices": ("ListDevices", "Every device of the user, or only the one named by `id`."),
+    "createDevice": ("CreateDevice", "Registers a device; the 2017 field names still work."),
+    "readDevice": ("ReadDeviceStatus", "One device, with its connection state."),
+    "updateDevice": ("UpdateDevice", "Changes a device; disabling it disconnects it."),
+    "deleteDevice": ("DeleteDevice", "Removes a device, which must not be connected."),
+    "readDeviceStatistics": (
+        "ReadDeviceStatistics",
+        "Connection statistics of a device. With `Accept: text/event-stream` the answer is a"
+        " Server-Sent Events stream: the stats at once, again on every change (rate-limited),"
+        " and `: keep-alive` comments in between, until the client leaves.",
+    ),
+    "readDeviceStatisticsV3": ("ReadDeviceStatistics", "The newer path of the v1 stats route."),
+    "listDeviceTokens": ("ListDeviceTokens", "Every token of the device, each with its JWT."),
+    "createDeviceToken": ("CreateDeviceToken", "A JWT that may only call this device."),
+    "deleteDeviceToken": ("DeleteDeviceToken", "Revokes a device token at once."),
+    "callDeviceResource": (
+        "AccessDeviceResources",
+        'Calls a resource of a connected device: reads an output (`{"out": value}`) or runs a'
+        " callback (200, empty body)." + RESOURCE_NOTES,
+    ),
+    "postDeviceResource": (
+        "AccessDeviceResources",
+        'Calls a resource of a connected device with `{"in": value}`: writes an input (200,'
+        ' empty body) or calls an input/output resource (`{"out": value}`); an empty body runs'
+        " it with no input." + RESOURCE_NOTES,
+    ),
+}
+PUBLIC = frozenset({"oauthToken", "healthcheck", "serverVersion", "openapi"})
+
+
+# ---- builders -----------------------------------------------------------------------------------
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _t(kind: str, nullable: bool = False, **extra: Any) -> Schema:
+    """``{"type": kind}``, or ``[kind, "null"]`` when ``nullable``, with ``extra`` keywords."""
+    return {"type": [kind, "null"] if nullable else kind, **extra}
+
+
+def _obj(properties: Schema, required: Sequence[str] = (), **extra: Any) -> Schema:
+    schema = {"type": "object", "properties": properties, **extra}
+    return {**schema, "required": list(required)} if required else schema
+
+
+def _record(properties: Schema) -> Schema:
+    """An object of which every property is always present (a response body)."""
+    return _obj(properties, list(properties))
+
+
+def _array(item: str) -> Schema:
+    return {"type": "array", "items": _ref(item)}
+
+
+def _content(schema: Schema | str, *media_types: str) -> Schema:
+    body = _ref(schema) if isinstance(schema, str) else schema
+    return {media: {"schema": body} for media in media_types or (JSON,)}
+
+
+def _body(schema: str, *media_types: str, required: bool = True) -> Schema:
+    return {"required": required, "content": _content(schema, *media_types)}
+
+
+def _ok(description: str, schema: Schema | str | None = None) -> Schema:
+    return {"description": description} | ({} if schema is None else {"content": _content(schema)})
+
+
+def _error(status: int, description: str | None) -> Schema:
+    response: Schema = {"description": description or ERRORS[status], "content": _content("Error")}
+    if status == 401:
+        header = {"description": "Always `Bearer`", "schema": _t("string")}
+        response["headers"] = {"WWW-Authenticate": header}
+    return response
+
+
+def _param(where: str, name: str, description: str, schema: Schema) -> Schema:
+    return {
+        "name": name,
+        "in": where,
+        "required": where == "path",
+        "description": description,
+        "schema": schema,
+    }
+
+
+def _path_param(name: str, description: str, pattern: str = ID_PATTERN) -> Schema:
+    return _param("path", name, description, _t("string", pattern=pattern))
+
+
+USER = _path_param("user", "Owner of the devices")
+DEVICE = _path_param("device", "Device id")
+TOKEN_ID = _path_param("id", "Device token id", "^[a-zA-Z0-9_-]{1,64}$")
+RESOURCE = _path_param(
+    "resource",
+    "Resource path: 1 to 16 `/`-separated segments of 1-128 characters (`a/b` for a nested"
+    " resource); a last segment `api` asks for a description.",
+    "^[^/]{1,128}(/[^/]{1,128}){0,15}$",
+)
+AUTHORIZATION = _param(
+    "query",
+    "authorization",
+    "The JWT, for clients that cannot send `Authorization: Bearer` (EventSource, WebSocket)."
+    " Used only when the header is absent.",
+    _t("string"),
+)
+ID_FILTER = _param("query", "id", "Only the device with this id", _t("string", pattern=ID_PATTERN))
+TIMEOUT = _param(
+    "query",
+    "timeout",
+    "Deadline of the call in milliseconds; by default `call_timeout_ms` (10000), at most"
+    " `max_call_timeout_ms` (120000 unless configured otherwise).",
+    _t("integer", minimum=1, default=10000),
+)
+
+
+# ---- schemas ----------------------------------------------------------------------------------
+
+TEXT = _t("string", True, maxLength=1024)
+DEVICE_TYPES = ["Generic", "HTTP", "MQTT", "Virtual"]
+DEVICE_ID = _t("string", pattern=ID_PATTERN)
+CREDENTIALS = _t("string", minLength=6, maxLength=255)
+
+
+def _legacy(schema: Schema, current: str) -> Schema:
+    return {**schema, "description": f"Legacy name of `{current}`, used when it is absent"}
+
+
+def _device_create() -> Schema:
+    fields = {
+        "device": DEVICE_ID,
+        "device_id": _legacy(DEVICE_ID, "device"),
+        "type": {"enum": [*DEVICE_TYPES, None], "default": "Generic"},
+        "credentials": _t("string", True, maxLength=65536),
+        "device_credentials": _legacy(_t("string", True, maxLength=65536), "credentials"),
+        "name": TEXT,
+        "description": TEXT,
+        "device_description": _legacy(TEXT, "description"),
+        "enabled": _t("boolean", True, default=True),
+    }
+    legacy_credentials = {"credentials": _t("null"), "device_credentials": CREDENTIALS}
+    needs_credentials = [
+        _obj({"credentials": CREDENTIALS}, ["credentials"]),
+        _obj(legacy_credentials, ["device_credentials"]),
+    ]
+    return _obj(
+        fields,
+        description="`device` (or `device_id`) is required; Generic and MQTT devices also need"
+        " `credentials` (or `device_credentials`) of 6-255 characters. Other fields are ignored.",
+        anyOf=[{"required": ["device"]}, {"required": ["device_id"]}],
+    ) | {
+        "if": _obj({"type": {"enum": ["HTTP", "Virtual"]}}, ["type"]),
+        "else": {"anyOf": needs_credentials},
+    }
+
+
+def _token_create() -> Schema:
+    name, names = _t("string", minLength=1), _t("string", minLength=1, maxLength=128)
+    return _obj(
+        {
+            "token_name": _t("string", True, maxLength=128),
+            "name": _legacy(_t("string", True, maxLength=128), "token_name"),
+            "token_resources": _t("array", True, maxItems=256, items=names),
+            "token_expiration": _t("integer", True, description="ms since the epoch"),
+        },
+        description="A non-empty `token_name` (or `name`) is required. `token_resources` limits"
+        " the resources the token may call (null: all); `token_expiration` must be in the"
+        " future (0 or null: never expires).",
+        anyOf=[
+            _obj({"token_name": name}, ["token_name"]),
+            _obj({"token_name": _t("null"), "name": name}, ["name"]),
+        ],
+    )
+
+
+def _schemas() -> dict[str, Schema]:
+    ms = "ms since the epoch"
+    return {
+        "Error": _record({"error": _record({"message": _t("string")})})
+        | {"example": {"error": {"message": "invalid username or password"}}},
+        "PasswordGrant": _record(
+            {
+                "grant_type": {"const": "password"},
+                "username": _t("string"),
+                "password": _t("string", format="password"),
+            }
+        ),
+        "RefreshGrant": _record(
+            {"grant_type": {"const": "refresh_token"}, "refresh_token": _t("string")}
+        ),
+        "TokenRequest": {
+            "oneOf": [_ref("PasswordGrant"), _ref("RefreshGrant")],
+            "description": "As a form or a JSON object (whose non-string values are ignored)",
+        },
+        "Token": _record(
+            {
+                "access_token": _t("string", description="JWT with claims usr, iat, exp"),
+                "expires_in": _t("integer", description="Lifetime in seconds (7200)"),
+                "refresh_token": _t("string", description="Single-use JWT"),
+                "scope": _t("null"),
+                "token_type": {"const": "bearer"},
+            }
+        ),
+        "DeviceCreate": _device_create(),
+        "DeviceUpdate": _obj(
+            {
+                "name": TEXT,
+                "description": TEXT,
+                "enabled": _t("boolean", True),
+                "credentials": _t("string", True, minLength=6, maxLength=255),
+            },
+            description="Absent or null fields are left unchanged. Only Generic and MQTT devices"
+            " have credentials (else 400).",
+        ),
+        "Device": _record(
+            {
+                "device": DEVICE_ID,
+                "name": _t("string"),
+                "description": _t("string"),
+                "type": {"enum": DEVICE_TYPES},
+                "enabled": _t("boolean"),
+                "user": _t("string", description="Owner"),
+                "created": _t("integer", description=ms),
+                "modified": _t("integer", description=ms),
+                "connection": _record(
+                    {
+                        "active": _t("boolean", description="Connected now"),
+                        "ts": _t("integer", True, description=f"Last connection, {ms}"),
+                    }
+                ),
+            }
+        ),
+        "DeviceStats": _record(
+            {
+                "connected": _t("boolean"),
+                "connected_ts": _t("integer", True, description=f"Connection time, {ms}"),
+                "ip_address": _t("string", True),
+                "rx_bytes": _t("integer", description="Bytes received from the device"),
+                "tx_bytes": _t("integer", description="Bytes sent to the device"),
+            }
+        ),
+        "DeviceTokenCreate": _token_create(),
+        "DeviceToken": _record(
+            {
+                "id": _t("string"),
+                "name": _t("string"),
+                "token": _t("string", description="JWT with claims usr, dev, jti, iat, res?, exp?"),
+                "resources": _t("array", True, items=_t("string")),
+                "expiration": _t("integer", True, description=ms),
+            }
+        ),
+        "ResourceInput": _obj(
+            {"in": {"description": "Any JSON value"}}, additionalProperties=False
+        ),
+        "ResourceOutput": _record({"out": {"description": "Any JSON value"}}),
+        "ResourceDescription": _t(
+            "object",
+            description="For `api`: an object keyed by resource name. For `{resource}/api`:"
+            " `{in?, out?}`, a sample input and the current output.",
+        ),
+        "Health": _record({"status": {"const": "ok"}}),
+        "Version": _record({"version": _t("string"), "server": {"const": "roost"}}),
+    }
+
+
+# ---- operations ---------------------------------------------------------------------------------
+
+
+def _tag(path: str) -> str:
+    if path.startswith("/oauth/"):
+        return "Auth"
+    if path.startswith("/v2/"):
+        return "Device resources"
+    if "/devices" in path:
+        return "Device tokens" if "/tokens" in path else "Devices"
+    return "Server"
+
+
+def _op(
+    op_id: str,
+    ok: Schema,
+    params: Sequence[Schema] = (),
+    errors: Mapping[int, str | None] | None = None,
+    body: Schema | None = None,
+) -> Schema:
+    """One operation. A secured one also takes ``?authorization=`` and may answer 401 and 403.
+
+    ``errors`` maps each further status to its wording (None: the default one of ``ERRORS``).
+    """
+    summary, description = OPERATIONS[op_id]
+    public = op_id in PUBLIC
+    statuses: dict[int, str | None] = {} if public else {401: None, 403: None}
+    statuses.update(errors or {})
+    operation: Schema = {"summary": summary, "operationId": op_id, "description": description}
+    parameters = [*params] if public else [*params, AUTHORIZATION]
+    if parameters:
+        operation["parameters"] = parameters
+    if body is not None:
+        operation["requestBody"] = body
+    responses = {str(s): _error(s, statuses[s]) for s in sorted(statuses)}
+    operation["responses"] = {"200": ok, **responses}
+    return (operation | {"security": []}) if public else operation
+
+
+NO_DEVICE = {404: "Device not found"}
+BAD_BODY: Mapping[int, str | None] = {400: "Body not a JSON object, or invalid fields", 413: None}
+
+
+def _paths() -> dict[str, Schema]:
+    dev = [USER, DEVICE]
+    call = [USER, DEVICE, RESOURCE, TIMEOUT]
+    stats = _ok("The stats, or with `Accept: text/event-stream` a stream of them")
+    sse = "Server-Sent Events; each `data:` line holds a DeviceStats JSON object"
+    stats["content"] = _content("DeviceStats") | _content(_t("string", description=sse), SSE)
+    device, token = _ok("The device", "Device"), _ok("The token", "DeviceToken")
+    deleted = _ok("Deleted (empty body)")
+    result = _ok(
+        'The output (`{"out": value}`), a description (`api`), or an empty body',
+        {"anyOf": [_ref("ResourceOutput"), _ref("ResourceDescription")]},
+    )
+    call_errors: dict[int, str | None] = {
+        400: "Invalid resource path or timeout",
+        404: "Device unknown or offline, or no such resource",
+        504: None,
+    }
+    call_input = _body("ResourceInput", required=False)
+    post_errors = {**call_errors, 400: "Invalid resource path, timeout or body", 413: None}
+    oauth_errors = {400: "Body not a valid form or JSON, or unknown grant_type", 413: None}
+    oauth_errors[401] = "Invalid username or password, or invalid refresh token"
+    create_errors = {**BAD_BODY, 400: "Invalid body, id, type or credentials, or device exists"}
+    login, new_token = _body("TokenRequest", FORM, JSON), _body("DeviceTokenCreate")
+    body_errors = {**BAD_BODY, **NO_DEVICE}
+    paths: dict[str, Schema] = {
+        "/oauth/token": {
+            "post": _op("oauthToken", _ok("A new token pair", "Token"), (), oauth_errors, login)
+        },
+        "/v1/server/healthcheck": {"get": _op("healthcheck", _ok("Up", "Health"))},
+        "/v1/server/version": {"get": _op("serverVersion", _ok("Version", "Version"))},
+        "/openapi.json": {"get": _op("openapi", _ok("OpenAPI 3.1", _t("object")))},
+        "/v1/users/{user}/devices": {
+            "get": _op("listDevices", _ok("Devices", _array("Device")), [USER, ID_FILTER]),
+            "post": _op("createDevice", device, [USER], create_errors, _body("DeviceCreate")),
+        },
+        "/v1/users/{user}/devices/{device}": {
+            "get": _op("readDevice", device, dev, NO_DEVICE),
+            "put": _op("updateDevice", device, dev, body_errors, _body("DeviceUpdate")),
+            "delete": _op(
+                "deleteDevice", deleted, dev, {400: "The device is connected", **NO_DEVICE}
+            ),
+        },
+        "/v1/users/{user}/devices/{device}/stats": {
+            "get": _op("readDeviceStatistics", stats, dev, NO_DEVICE)
+        },
+        "/v3/users/{user}/devices/{device}/stats": {
+            "get": _op("readDeviceStatisticsV3", stats, dev, NO_DEVICE)
+        },
+        "/v1/users/{user}/devices/{device}/tokens": {
+            "get": _op("listDeviceTokens", _ok("Tokens", _array("DeviceToken")), dev, NO_DEVICE),
+            "post": _op("createDeviceToken", token, dev, body_errors, new_token),
+        },
+        "/v1/users/{user}/devices/{device}/tokens/{id}": {
+            "delete": _op("deleteDeviceToken", deleted, [*dev, TOKEN_ID], {404: "Token not found"})
+        },
+        "/v2/users/{user}/devices/{device}/{resource}": {
+            "get": _op("callDeviceResource", result, call, call_errors),
+            "post": _op("postDeviceResource", result, call, post_errors, call_input),
+        },
+    }
+    for path, item in paths.items():
+        for operation in item.values():
+            operation["tags"] = [_tag(path)]
+    return paths
+
+
+def openapi_document() -> dict[str, Any]:
+    """The complete OpenAPI 3.1.0 document, a fresh copy the caller may change."""
+    document = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Roost",
+            "version": __version__,
+            "description": "Self-hosted server compatible with the Thinger.io REST API. Every"
+            ' error body is `{"error": {"message": "..."}}`.',
+        },
+        "security": [{"bearerAuth": []}],
+        "paths": _paths(),
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+            "schemas": _schemas(),
+        },
+    }
+    return copy.deepcopy(document)
