@@ -58,17 +58,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="roost", description="Roost IoT server")
-    parser.add_argument("--version", action="version", version=f"roost {__version__}")
-    parser.add_argument("--config", type=Path, help="TOML settings file (env ROOST_CONFIG)")
+    # The settings flags are accepted before and after the command (SUPPRESS keeps a flag given
+    # in one place from being reset by the other's default).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="TOML settings file (env ROOST_CONFIG)",
+    )
     for field in fields(Settings):
         flag = "--" + field.name.replace("_", "-")
-        parser.add_argument(flag, dest=field.name, default=None, help=f"env {env_name(field.name)}")
+        common.add_argument(
+            flag, dest=field.name, default=argparse.SUPPRESS, help=f"env {env_name(field.name)}"
+        )
+    parser = argparse.ArgumentParser(prog="roost", description="Roost IoT server", parents=[common])
+    parser.add_argument("--version", action="version", version=f"roost {__version__}")
     commands = parser.add_subparsers(dest="command")
-    commands.add_parser("serve", help="run the server (the default)")
+    commands.add_parser("serve", help="run the server (the default)", parents=[common])
     user = commands.add_parser("user", help="manage users")
     user_commands = user.add_subparsers(dest="user_command", required=True)
-    add = user_commands.add_parser("add", help="add a user")
+    add = user_commands.add_parser("add", help="add a user", parents=[common])
     add.add_argument("name")
     add.add_argument("--password", help="the password (prompted for when absent)")
     add.add_argument("--admin", action="store_true", help="make the user an administrator")
@@ -76,8 +86,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    config = args.config or os.environ.get("ROOST_CONFIG")
-    flags: dict[str, Any] = {f.name: getattr(args, f.name) for f in fields(Settings)}
+    config = getattr(args, "config", None) or os.environ.get("ROOST_CONFIG")
+    flags: dict[str, Any] = {f.name: getattr(args, f.name, None) for f in fields(Settings)}
     return load_settings(file=Path(config) if config else None, env=os.environ, flags=flags)
 
 

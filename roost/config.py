@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ class Settings:
     http_port: int = 8080
     device_port: int = 25200
     admin_user: str = "admin"
-    admin_password: str | None = None
+    admin_password: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
     # device sessions
     auth_timeout: float = 5.0  # seconds a new connection has to authenticate

@@ -40,9 +40,7 @@ STATUS: tuple[tuple[type[RoostError], int], ...] = (
 )
 
 
-def error_response(
-    status: int, message: str, headers: Mapping[str, str] | None = None
-) -> Response:
+def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
     return json_response({"error": {"message": message}}, status=status, headers=headers)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,12 +53,18 @@ async def read_json(request: Request, limit: int) -> Any:
 
 
 def parse_json(body: bytes) -> Any:
+    """Parse with the standard library, which keeps integers of any size exact (orjson turns
+    the ones past 64 bits into floats); NaN and Infinity are refused as they are not JSON."""
     if not body.strip():
         raise InvalidInput("request body must be JSON")
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
+        return json.loads(body, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError included
         raise InvalidInput("request body is not valid JSON") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 async def read_json_object(request: Request, limit: int) -> dict[str, Any]:

@@ -10,12 +10,11 @@ import asyncio
 from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from roost.api.json import json_response, read_body
+from roost.api.json import json_response, parse_json, read_body
 from roost.auth.passwords import verify_secret
 from roost.auth.tokens import ACCESS_TTL_S, REFRESH_TTL_S, new_token_id
 from roost.errors import InvalidInput, InvalidToken, Unauthenticated
@@ -39,10 +38,7 @@ async def token(request: Request) -> Response:
 async def _read_form(request: Request, limit: int) -> dict[str, str]:
     body = await read_body(request, limit)
     if request.headers.get("content-type", "").startswith("application/json"):
-        try:
-            data: Any = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise InvalidInput("request body is not valid JSON") from None
+        data: Any = parse_json(body)
         if not isinstance(data, dict):
             raise InvalidInput("request body must be a JSON object")
         return {k: v for k, v in data.items() if isinstance(v, str)}

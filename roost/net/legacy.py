@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import cast
 
 from roost.devices.gateway import DeviceGateway
 from roost.devices.session import DeviceSession, Operation
@@ -51,8 +52,8 @@ class LegacyConnection(asyncio.Protocol):
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but implement its interface
+        self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self._ip = peer[0] if peer else None
         loop = asyncio.get_running_loop()

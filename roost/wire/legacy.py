@@ -1,0 +1,261 @@
+"""Legacy Thinger protocol: framing and message bodies (protocol.md 2.2 and 2.4).
+
+A frame is ``varint type`` + ``varint body size`` + body. Type 1 carries a :class:`Message`,
+type 2 is the keep-alive and always has an empty body (``02 00``).
+
+A message body is a run of protobuf-like fields: 1 stream id and 2 signal flag (varints), 3
+identifier, 4 resource and 6 payload (wire type 6: one PSON value, self-delimiting). The encoder
+writes them in the order 1, 2, 3, 4, 6 and leaves out zero ids/flags and ``None`` values, as the
+official client does. Known limitation: a PSON ``null`` identifier/resource/payload decodes to
+``None`` and so reads the same as an absent field.
+
+:class:`Decoder` is incremental and sans-IO: feed it whatever bytes arrived, get back every frame
+they complete. It checks the declared body size against ``max_frame`` before waiting for the body,
+and after its first :class:`~roost.errors.DecodeError` it refuses further input (the connection is
+to be closed). Frames completed earlier in the same ``feed`` call as the error are discarded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import TypeAlias
+
+from roost.errors import DecodeError, InvalidInput
+from roost.wire import pson
+from roost.wire.pson import Buffer, PsonValue, decode_varint, encode_varint
+
+
+class Signal(IntEnum):
+    """The signal flag (field 2) that says what a message means."""
+
+    NONE = 0
+    REQUEST_OK = 1
+    REQUEST_ERROR = 2
+    START_STREAM = 3
+    STOP_STREAM = 4
+    AUTH = 5
+    STREAM_EVENT = 6
+    STREAM_SAMPLE = 7
+    CALL_ENDPOINT = 8
+    CALL_DEVICE = 9
+    BUCKET_DATA = 10
+    GET_PROPERTY = 11
+    SET_PROPERTY = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One type-1 frame. ``signal`` is a :class:`Signal` when known, else the plain number."""
+
+    stream_id: int = 0
+    signal: int = 0
+    identifier: PsonValue = None
+    resource: PsonValue = None
+    payload: PsonValue = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeepAlive:
+    """The keep-alive frame ``02 00`` (all instances are equal)."""
+
+
+KEEP_ALIVE = KeepAlive()
+KEEP_ALIVE_BYTES = b"\x02\x00"
+Frame: TypeAlias = Message | KeepAlive
+
+MESSAGE_TYPE = 1
+KEEP_ALIVE_TYPE = 2
+HEADER_VARINT_MAX_BYTES = 5
+DEFAULT_MAX_FRAME = 65536
+
+# Field tags, (field << 3) | wire.
+TAG_STREAM_ID = 0x08
+TAG_SIGNAL = 0x10
+TAG_IDENTIFIER = 0x1E
+TAG_RESOURCE = 0x26
+TAG_PAYLOAD = 0x36
+
+_WIRE_VARINT = 0
+_WIRE_FIXED64 = 1
+_WIRE_LENGTH = 2
+_WIRE_FIXED32 = 5
+_WIRE_PSON = 6
+
+_SIGNALS: dict[int, Signal] = {int(s): s for s in Signal}
+
+
+# -- encoder -------------------------------------------------------------------------------------
+
+
+def encode(frame: Frame) -> bytes:
+    """Encode a frame (header + body); raises InvalidInput for values that cannot be encoded."""
+    if isinstance(frame, KeepAlive):
+        return KEEP_ALIVE_BYTES
+    if not isinstance(frame, Message):
+        raise InvalidInput(f"cannot encode a {type(frame).__name__} as a legacy frame")
+    out = bytearray(b"\x01\x00")  # type 1, body size patched below
+    _encode_body(frame, out)
+    size = len(out) - 2
+    if size < 0x80:
+        out[1] = size
+    else:
+        header = bytearray()
+        encode_varint(size, header)
+        out[1:2] = header
+    return bytes(out)
+
+
+def _encode_body(msg: Message, out: bytearray) -> None:
+    if msg.stream_id:
+        out.append(TAG_STREAM_ID)
+        encode_varint(msg.stream_id, out)
+    if msg.signal:
+        out.append(TAG_SIGNAL)
+        encode_varint(msg.signal, out)
+    if msg.identifier is not None:
+        out.append(TAG_IDENTIFIER)
+        pson.encode_into(msg.identifier, out)
+    if msg.resource is not None:
+        out.append(TAG_RESOURCE)
+        pson.encode_into(msg.resource, out)
+    if msg.payload is not None:
+        out.append(TAG_PAYLOAD)
+        pson.encode_into(msg.payload, out)
+
+
+# -- decoder -------------------------------------------------------------------------------------
+
+
+def decode_message(
+    buf: Buffer, pos: int = 0, end: int | None = None, max_depth: int = pson.DEFAULT_MAX_DEPTH
+) -> Message:
+    """Decode one message body that spans exactly ``buf[pos:end]``."""
+    end = len(buf) if end is None else min(end, len(buf))
+    stream_id = 0
+    signal = 0
+    identifier: PsonValue = None
+    resource: PsonValue = None
+    payload: PsonValue = None
+    while pos < end:
+        tag, pos = decode_varint(buf, pos, end, HEADER_VARINT_MAX_BYTES)
+        field = tag >> 3
+        wire = tag & 7
+        if wire == _WIRE_PSON:
+            value, pos = pson.decode_at(buf, pos, end, max_depth)
+            if field == 6:
+                payload = value
+            elif field == 4:
+                resource = value
+            elif field == 3:
+                identifier = value
+            elif field in (1, 2):
+                raise DecodeError(f"field {field} must be a varint, not a PSON value")
+        elif wire == _WIRE_VARINT:
+            number, pos = decode_varint(buf, pos, end)
+            if field == 1:
+                stream_id = number
+            elif field == 2:
+                signal = _SIGNALS.get(number, number)
+            elif field in (3, 4, 6):
+                raise DecodeError(f"field {field} must be a PSON value, not a varint")
+        elif field in (1, 2, 3, 4, 6):
+            raise DecodeError(f"field {field} has wire type {wire}")
+        else:
+            pos = _skip(buf, pos, end, wire)
+    return Message(stream_id, signal, identifier, resource, payload)
+
+
+def _skip(buf: Buffer, pos: int, end: int, wire: int) -> int:
+    """Skip the value of an unknown field (non-PSON wire types)."""
+    if wire == _WIRE_FIXED64:
+        size = 8
+    elif wire == _WIRE_FIXED32:
+        size = 4
+    elif wire == _WIRE_LENGTH:
+        size, pos = decode_varint(buf, pos, end)
+    else:
+        raise DecodeError(f"unsupported wire type {wire}")
+    if size > end - pos:
+        raise DecodeError("field runs past the end of the message")
+    return pos + size
+
+
+def _header_varint(buf: bytearray, pos: int, end: int) -> tuple[int, int] | None:
+    """A frame-header varint, or None when more bytes are needed."""
+    result = 0
+    shift = 0
+    for _ in range(HEADER_VARINT_MAX_BYTES):
+        if pos >= end:
+            return None
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+    raise DecodeError(f"frame header varint longer than {HEADER_VARINT_MAX_BYTES} bytes")
+
+
+class Decoder:
+    """Incremental frame decoder: ``feed(bytes) -> [Frame, ...]``."""
+
+    def __init__(
+        self, max_frame: int = DEFAULT_MAX_FRAME, max_depth: int = pson.DEFAULT_MAX_DEPTH
+    ) -> None:
+        self._max_frame = max_frame
+        self._max_depth = max_depth
+        self._buf = bytearray()
+        self._failure: str | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet part of a complete frame."""
+        return len(self._buf)
+
+    def feed(self, data: Buffer) -> list[Frame]:
+        """Add received bytes; return the frames they complete, in order."""
+        if self._failure is not None:
+            raise DecodeError(f"decoder stopped after an earlier error: {self._failure}")
+        buf = self._buf
+        buf += data
+        frames: list[Frame] = []
+        pos = 0
+        end = len(buf)
+        try:
+            while pos < end:
+                header = self._header(buf, pos, end)
+                if header is None:
+                    break
+                kind, body_start, body_end = header
+                if body_end > end:
+                    break
+                if kind == MESSAGE_TYPE:
+                    frames.append(decode_message(buf, body_start, body_end, self._max_depth))
+                else:
+                    frames.append(KEEP_ALIVE)
+                pos = body_end
+        except DecodeError as exc:
+            self._failure = exc.message
+            buf.clear()
+            raise
+        del buf[:pos]  # O(1) in CPython when deleting from the front
+        return frames
+
+    def _header(self, buf: bytearray, pos: int, end: int) -> tuple[int, int, int] | None:
+        """(type, body start, body end) of the frame at ``pos``, None if the header is partial."""
+        kind = _header_varint(buf, pos, end)
+        if kind is None:
+            return None
+        frame_type, pos = kind
+        if frame_type != MESSAGE_TYPE and frame_type != KEEP_ALIVE_TYPE:
+            raise DecodeError(f"unknown frame type {frame_type}")
+        size = _header_varint(buf, pos, end)
+        if size is None:
+            return None
+        body_size, pos = size
+        if frame_type == KEEP_ALIVE_TYPE and body_size != 0:
+            raise DecodeError(f"keep-alive frame with a {body_size}-byte body")
+        if body_size > self._max_frame:
+            raise DecodeError(f"frame body of {body_size} bytes exceeds {self._max_frame}")
+        return frame_type, pos, pos + body_size

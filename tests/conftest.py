@@ -1,0 +1,150 @@
+"""Shared fixtures: a real Roost on loopback ports chosen by the OS, an HTTP client, helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvloop
+
+from roost.app import Roost
+from roost.config import Settings
+from roost.device import Device
+
+ADMIN = "admin"
+ADMIN_PASSWORD = "admin-password"
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    base = Settings(
+        data_dir=data_dir,
+        host="127.0.0.1",
+        http_port=0,
+        device_port=0,
+        admin_user=ADMIN,
+        admin_password=ADMIN_PASSWORD,
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Tests run on uvloop, as `roost serve` does."""
+    return {"uvloop": uvloop.new_event_loop}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "data")
+
+
+@pytest.fixture
+async def server(settings: Settings) -> AsyncIterator[Roost]:
+    roost = Roost(settings)
+    await roost.start()
+    try:
+        yield roost
+    finally:
+        await roost.stop()
+
+
+@pytest.fixture
+async def http(server: Roost) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{server.http_port}", timeout=10
+    ) as client:
+        yield client
+
+
+async def login(http: httpx.AsyncClient, user: str = ADMIN, password: str = ADMIN_PASSWORD) -> str:
+    response = await http.post(
+        "/oauth/token", data={"grant_type": "password", "username": user, "password": password}
+    )
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+async def admin_token(http: httpx.AsyncClient) -> str:
+    return await login(http)
+
+
+async def create_device(
+    http: httpx.AsyncClient,
+    token: str,
+    device: str = "dev1",
+    credentials: str = "secret1",
+    user: str = ADMIN,
+) -> dict[str, Any]:
+    response = await http.post(
+        f"/v1/users/{user}/devices",
+        json={"device": device, "credentials": credentials, "name": device},
+        headers=bearer(token),
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+DeviceFactory = Callable[..., Awaitable[Device]]
+
+
+@pytest.fixture
+async def connect_device(server: Roost) -> AsyncIterator[DeviceFactory]:
+    """Start SDK devices against the server; all are stopped at the end of the test."""
+    started: list[Device] = []
+
+    async def connect(
+        device: Device | None = None,
+        *,
+        user: str = ADMIN,
+        name: str = "dev1",
+        credentials: str = "secret1",
+        wait: bool = True,
+    ) -> Device:
+        if device is None:
+            device = Device(
+                user=user,
+                device=name,
+                credentials=credentials,
+                host="127.0.0.1",
+                port=server.device_port,
+                reconnect_delay=0.2,
+            )
+        started.append(device)
+        await device.start()
+        if wait:
+            await device.wait_connected(5)
+        return device
+
+    yield connect
+    for device in started:
+        await device.stop()
+
+
+async def wait_for(condition: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
+    """Poll ``condition`` until it holds; fail the test past ``timeout`` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.02)
+
+
+async def wait_offline(http: httpx.AsyncClient, token: str, device: str, user: str = ADMIN) -> None:
+    async def offline() -> bool:
+        response = await http.get(f"/v1/users/{user}/devices/{device}/stats", headers=bearer(token))
+        return response.json()["connected"] is False
+
+    await wait_for(offline)
