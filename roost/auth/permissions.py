@@ -1,0 +1,289 @@
+"""The Thinger permission grammar of user access tokens: parse allow/deny, answer ``permits``.
+
+Pure: no I/O, no clock, no logging. The grammar (thinger-api.md section 3.1) is two levels of JSON
+objects, resource type -> resource id -> actions::
+
+    {"Bucket": {"mqtt_bucket": ["ReadBucket"]}, "Device": {"*": ["AccessDeviceResources"]}}
+
+- Resource types are matched exactly as Thinger spells them (``Device``, ``Bucket``, ``Token``,
+  ``User``, ...; case-sensitive); ``*`` is any type. Unknown types (``Plugin``, ``Project``) are
+  accepted and only ever match actions of that type.
+- Resource ids are matched exactly; ``*`` is any id. The doc allows no other wildcard in ids, so
+  ``dev*`` is rejected rather than silently taken as a literal. ``owner@project`` ids are literals.
+- Actions are a single string or an array. ``*`` is every action and ``Read*`` is a prefix
+  wildcard (any action starting with ``Read``); anything else is matched exactly, never as a
+  regex. Unknown action names are accepted and simply never match an action Roost checks, so
+  tokens written for the Thinger cloud keep working.
+- Object items inside an action array (``{"name": "x"}`` or ``{"name": ["x", "y"]}``) have no
+  documented meaning. They are validated for shape, kept so that :meth:`Permissions.to_json`
+  gives them back, and never grant or deny anything.
+- Operations on a collection (``ListDevices``, ``CreateDevice``, ...) are asked with
+  ``resource_id=None``, which only entries with id ``*`` match (the documented tokens grant them
+  as ``Device: {"*": [...]}``). A deny on one id therefore does not deny listing the collection.
+- Deny beats allow: a request is permitted iff some allow entry matches and no deny entry does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TypeAlias
+
+from roost.errors import InvalidInput
+
+ANY = "*"
+MAX_ENTRIES = 1000  # resource ids + action items + strings inside object items, allow and deny
+MAX_NAME = 128  # characters in any type, id, action or object item name
+
+# Resource types, spelled as in thinger-api.md 3.1 (the spec tag in the singular).
+DEVICE = "Device"
+BUCKET = "Bucket"
+ENDPOINT = "Endpoint"
+DASHBOARD = "Dashboard"
+TOKEN = "Token"
+USER = "User"
+
+# Fixed patterns for validation only; matching never builds a regex from a token's text.
+_TYPE = re.compile(r"[A-Za-z0-9_-]+")
+_TYPE_RULE = "letters, digits, '_' and '-', or '*' alone"
+_ID = re.compile(r"[A-Za-z0-9_:@-]+")  # device ids have "-", plugin ids ":", project ids "@"
+_ID_RULE = "letters, digits, '_', '-', ':' and '@', or '*' alone (no prefix wildcards)"
+_ACTION = re.compile(r"[A-Za-z0-9_]+\*?")  # an exact name, or a prefix followed by "*"
+_ACTION_RULE = "letters, digits and '_', optionally ending in '*', or '*' alone"
+
+
+def _actions_of(resource_type: str, names: str) -> dict[str, str]:
+    return dict.fromkeys(names.split(), resource_type)
+
+
+# Action name (the operation summary of Appendix A) -> the resource type it is checked against.
+ACTIONS: Mapping[str, str] = MappingProxyType(
+    _actions_of(
+        DEVICE,
+        """ListDevices CreateDevice ReadDeviceStatus UpdateDevice DeleteDevice
+        UpdateDeviceProjects CloneDevice CloneDeviceConfig ReadDeviceStatistics
+        AccessDeviceResources ListDeviceTokens CreateDeviceToken DeleteDeviceToken
+        ListDeviceProperties CreateDeviceProperty ReadDeviceProperty UpdateDeviceProperty
+        DeleteDeviceProperty DeleteDeviceProperties ReadDeviceCallbackConfig UpdateDeviceCallback
+        CallDeviceCallback ReadDeviceCallbackResponse ListDeviceBuckets ReadDeviceBucket""",
+    )
+    | _actions_of(
+        BUCKET,
+        """ListBuckets CreateBucket ReadBucketConfig UpdateBucket DeleteBucket
+        UpdateBucketProjects WriteBucket ReadBucket ListBucketExports CreateBucketExport
+        ReadBucketExport DeleteBucketExport CreateBucketImport ListBucketTags ReadBucketTag""",
+    )
+    | _actions_of(
+        ENDPOINT,
+        """ListEndpoints CreateEndpoint ReadEndpointConfig UpdateEndpoint DeleteEndpoint
+        CallEndpoint UpdateEndpointProjects""",
+    )
+    | _actions_of(
+        DASHBOARD,
+        """ListDashboards CreateDashboard ReadDashboardConfig UpdateDashboard DeleteDashboard
+        UpdateDashboardProjects""",
+    )
+    | _actions_of(
+        TOKEN,
+        "ListTokens CreateToken ReadTokenConfig UpdateToken DeleteToken UpdateTokenProjects",
+    )
+    | _actions_of(
+        USER,
+        """ReadUserConfig UpdateUser DeleteUser ListUsers CreateUser ReadUserProfile
+        UpdateUserProfile ReadUserEmail UpdateUserPassword ReadUserTimezone UpdateUserTimezone
+        ReadUserLimits ReadUserStatistics ListDeviceLocations SubscribeUserEvents""",
+    )
+)
+
+# The value of one field of an object item: a string or strings.
+OpaqueValue: TypeAlias = str | tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OpaqueItem:
+    """An object inside an action array: kept for round trips, never matched."""
+
+    fields: tuple[tuple[str, OpaqueValue], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One ``type -> id -> [items]`` line of ``allow`` or ``deny``."""
+
+    resource_type: str
+    resource_id: str
+    items: tuple[str | OpaqueItem, ...]
+
+    def matches(self, action: str, resource_type: str, resource_id: str | None) -> bool:
+        if self.resource_type not in (ANY, resource_type):
+            return False
+        if self.resource_id != ANY and self.resource_id != resource_id:
+            return False
+        return any(isinstance(item, str) and _action_matches(item, action) for item in self.items)
+
+
+def _action_matches(pattern: str, action: str) -> bool:
+    if pattern.endswith(ANY):
+        return action.startswith(pattern[:-1])
+    return pattern == action
+
+
+@dataclass(frozen=True, slots=True)
+class Permissions:
+    """The normalised ``allow`` and ``deny`` of a token (or role, or member)."""
+
+    allow: tuple[Entry, ...] = ()
+    deny: tuple[Entry, ...] = ()
+
+    @classmethod
+    def parse(cls, allow: object, deny: object) -> Permissions:
+        """Validate the JSON shapes of ``allow`` and ``deny`` (``None`` = empty) and normalise.
+
+        Raises :class:`InvalidInput` naming the offending part, e.g. ``allow["Device"]["d1"][2]``.
+        """
+        budget = _Budget()
+        return cls(_parse_side("allow", allow, budget), _parse_side("deny", deny, budget))
+
+    def to_json(self) -> tuple[dict[str, object], dict[str, object]]:
+        """``(allow, deny)`` as fresh JSON objects; action values are always arrays."""
+        return _side_to_json(self.allow), _side_to_json(self.deny)
+
+    def permits(self, action: str, resource_type: str, resource_id: str | None) -> bool:
+        """May ``action`` be done on ``resource_type``/``resource_id`` (None = the collection)?"""
+        return any(e.matches(action, resource_type, resource_id) for e in self.allow) and not any(
+            e.matches(action, resource_type, resource_id) for e in self.deny
+        )
+
+
+# -- parsing ----------------------------------------------------------------------------------
+
+
+class _Budget:
+    """Counts entries across allow and deny so absurd documents stop early."""
+
+    def __init__(self) -> None:
+        self.used = 0
+
+    def spend(self, where: str) -> None:
+        self.used += 1
+        if self.used > MAX_ENTRIES:
+            raise InvalidInput(f"{where}: too many permission entries (at most {MAX_ENTRIES})")
+
+
+def _parse_side(side: str, value: object, budget: _Budget) -> tuple[Entry, ...]:
+    if value is None:
+        return ()
+    entries: list[Entry] = []
+    for type_key, ids_value in _mapping(side, value, "resource types").items():
+        type_path = _at(side, type_key)
+        resource_type = _name(type_path, type_key, "resource type", _TYPE, _TYPE_RULE)
+        ids = _mapping(type_path, ids_value, "resource ids")
+        if not ids:
+            raise InvalidInput(f"{type_path}: must name at least one resource id")
+        for id_key, items_value in ids.items():
+            id_path = _at(type_path, id_key)
+            resource_id = _name(id_path, id_key, "resource id", _ID, _ID_RULE)
+            budget.spend(id_path)
+            entries.append(Entry(resource_type, resource_id, _items(id_path, items_value, budget)))
+    return tuple(entries)
+
+
+def _mapping(where: str, value: object, what: str) -> Mapping[object, object]:
+    if not isinstance(value, Mapping):
+        raise InvalidInput(f"{where}: must be an object of {what}, not {_kind(value)}")
+    return value
+
+
+def _items(where: str, value: object, budget: _Budget) -> tuple[str | OpaqueItem, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple):
+        raise InvalidInput(f"{where}: actions must be a string or an array, not {_kind(value)}")
+    items: dict[str | OpaqueItem, None] = {}  # ordered, without duplicates
+    for index, item in enumerate(value):
+        item_path = f"{where}[{index}]"
+        budget.spend(item_path)
+        if isinstance(item, Mapping):
+            items[_opaque(item_path, item, budget)] = None
+        else:
+            items[_name(item_path, item, "action", _ACTION, _ACTION_RULE)] = None
+    return tuple(items)
+
+
+def _opaque(where: str, value: Mapping[object, object], budget: _Budget) -> OpaqueItem:
+    fields: list[tuple[str, OpaqueValue]] = []
+    for key, field in value.items():
+        path = _at(where, key)
+        budget.spend(path)
+        name = _text(path, key, "name")
+        if isinstance(field, list | tuple):
+            texts: list[str] = []
+            for index, text in enumerate(field):
+                budget.spend(f"{path}[{index}]")
+                texts.append(_text(f"{path}[{index}]", text, "value"))
+            fields.append((name, tuple(texts)))
+        else:
+            fields.append((name, _text(path, field, "value")))
+    return OpaqueItem(tuple(fields))
+
+
+def _name(where: str, value: object, what: str, pattern: re.Pattern[str], rule: str) -> str:
+    name = _text(where, value, what)
+    if name != ANY and pattern.fullmatch(name) is None:
+        raise InvalidInput(f"{where}: {what} {_quote(name)} is not valid: {rule}")
+    return name
+
+
+def _text(where: str, value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{where}: {what} must be a string, not {_kind(value)}")
+    if not value:
+        raise InvalidInput(f"{where}: {what} must not be empty")
+    if len(value) > MAX_NAME:
+        raise InvalidInput(f"{where}: {what} is longer than {MAX_NAME} characters")
+    return value
+
+
+def _at(path: str, key: object) -> str:
+    return f"{path}[{_quote(key)}]" if isinstance(key, str) else f"{path}[<{_kind(key)} key>]"
+
+
+def _quote(text: str) -> str:
+    return json.dumps(text if len(text) <= 40 else text[:40] + "...")
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "an array"
+    if isinstance(value, Mapping):
+        return "an object"
+    return type(value).__name__
+
+
+# -- back to JSON -----------------------------------------------------------------------------
+
+
+def _side_to_json(entries: tuple[Entry, ...]) -> dict[str, object]:
+    out: dict[str, dict[str, list[object]]] = {}
+    for entry in entries:
+        out.setdefault(entry.resource_type, {})[entry.resource_id] = list(_items_to_json(entry))
+    return dict(out)
+
+
+def _items_to_json(entry: Entry) -> Iterator[object]:
+    for item in entry.items:
+        if isinstance(item, str):
+            yield item
+        else:
+            yield {name: v if isinstance(v, str) else list(v) for name, v in item.fields}
