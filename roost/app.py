@@ -19,8 +19,9 @@ from typing import Any
 import uvicorn
 
 from roost.api.app import create_app
-from roost.auth.passwords import hash_secret
-from roost.auth.tokens import TokenSigner, load_or_create_key
+from roost.auth.keys import JWT_KEY_FILE, PEPPER_FILE, load_or_create_key
+from roost.auth.passwords import DeviceCredentials, hash_password
+from roost.auth.tokens import TokenSigner
 from roost.bus.local import LocalBus
 from roost.config import Settings
 from roost.devices.gateway import DeviceGateway
@@ -41,14 +42,16 @@ async def build_services(settings: Settings) -> Services:
     store = SQLiteStore(settings.data_dir / DATABASE_FILE)
     await store.open()
     registry = Registry()
-    gateway = DeviceGateway(store, registry, settings, time.time)
+    credentials = DeviceCredentials(load_or_create_key(settings.data_dir, PEPPER_FILE))
+    gateway = DeviceGateway(store, registry, credentials, settings, time.time)
     return Services(
         settings=settings,
         store=store,
         registry=registry,
         bus=LocalBus(registry),
         gateway=gateway,
-        signer=TokenSigner(load_or_create_key(settings.data_dir)),
+        signer=TokenSigner(load_or_create_key(settings.data_dir, JWT_KEY_FILE)),
+        credentials=credentials,
         clock=time.time,
     )
 
@@ -60,7 +63,7 @@ async def ensure_admin(services: Services) -> None:
     settings = services.settings
     password = settings.admin_password or secrets.token_urlsafe(12)
     loop = asyncio.get_running_loop()
-    password_hash = await loop.run_in_executor(None, hash_secret, password)
+    password_hash = await loop.run_in_executor(None, hash_password, password)
     await services.store.create_user(
         User(settings.admin_user, password_hash, "admin", services.now_ms())
     )

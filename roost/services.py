@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from roost.auth.passwords import DeviceCredentials
 from roost.auth.tokens import TokenSigner
 from roost.bus.base import Bus
 from roost.config import Settings
@@ -25,6 +26,7 @@ class Services:
     bus: Bus
     gateway: DeviceGateway
     signer: TokenSigner
+    credentials: DeviceCredentials
     clock: Callable[[], float]  # wall clock, seconds since the epoch
 
     def now_ms(self) -> int:

@@ -74,8 +74,10 @@ def test_first_start_creates_admin_key_and_stops_cleanly(tmp_path: Path) -> None
     assert f"HTTP port {http_port}" in output and f"device port {device_port}" in output
     assert str(data_dir.resolve()) in output
     key = data_dir / "jwt.key"
-    assert stat.S_IMODE(key.stat().st_mode) == 0o600
-    assert len(bytes.fromhex(key.read_text())) == 64
+    for secret in (key, data_dir / "pepper.key"):
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+        assert len(bytes.fromhex(secret.read_text())) == 64
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
 
     # second start: same key, no new admin, the printed password works
     key_before = key.read_text()

@@ -13,7 +13,6 @@ from starlette.routing import Route
 from roost.api.access import authorize
 from roost.api.json import json_response, read_json_object
 from roost.api.validate import check_id, optional_bool, optional_str
-from roost.auth.passwords import hash_secret
 from roost.devices.session import DeviceKey
 from roost.errors import Conflict, InvalidInput, NotFound
 from roost.services import Services
@@ -62,7 +61,7 @@ async def create_device(request: Request) -> Response:
     credentials = optional_str(body, "credentials", "device_credentials", limit=1 << 16)
     credentials_hash = None
     if kind in TYPES_WITH_CREDENTIALS:
-        credentials_hash = await _hash_credentials(credentials)
+        credentials_hash = await _hash_credentials(services, credentials)
     now = services.now_ms()
     device = Device(
         owner=owner,
@@ -108,7 +107,7 @@ async def update_device(request: Request) -> Response:
     if credentials is not None:
         if device.type not in TYPES_WITH_CREDENTIALS:
             raise InvalidInput(f"a device of type {device.type} has no credentials")
-        changes["credentials_hash"] = await _hash_credentials(credentials)
+        changes["credentials_hash"] = await _hash_credentials(services, credentials)
     updated = dataclasses.replace(device, modified=services.now_ms(), **changes)
     await services.store.update_device(updated)
     session = services.registry.get(DeviceKey(owner, device_id))
@@ -137,11 +136,13 @@ async def find_device(services: Services, owner: str, device_id: str) -> Device:
     return device
 
 
-async def _hash_credentials(credentials: str | None) -> str:
+async def _hash_credentials(services: Services, credentials: str | None) -> str:
     low, high = CREDENTIALS_LENGTH
     if credentials is None or not low <= len(credentials) <= high:
         raise InvalidInput(f"credentials must be a string of {low} to {high} characters")
-    return await asyncio.get_running_loop().run_in_executor(None, hash_secret, credentials)
+    return await asyncio.get_running_loop().run_in_executor(
+        None, services.credentials.hash, credentials
+    )
 
 
 routes = [

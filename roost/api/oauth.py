@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from roost.api.json import json_response, parse_json, read_body
-from roost.auth.passwords import verify_secret
+from roost.auth.passwords import verify_password
 from roost.auth.tokens import ACCESS_TTL_S, REFRESH_TTL_S, new_token_id
 from roost.errors import InvalidInput, InvalidToken, Unauthenticated
 from roost.services import Services
@@ -52,7 +52,7 @@ async def _check_password(services: Services, name: str, password: str) -> str:
     user = await services.store.get_user(name) if name else None
     stored = user.password_hash if user is not None else None
     loop = asyncio.get_running_loop()
-    if not await loop.run_in_executor(None, verify_secret, stored, password):
+    if not await loop.run_in_executor(None, verify_password, stored, password):
         raise Unauthenticated("invalid username or password")
     return name
 

@@ -8,9 +8,10 @@ Claims follow Thinger.io, since clients decode them to build URLs:
 
 from __future__ import annotations
 
-import os
 import secrets
-from pathlib import Path
+import time
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import jwt
@@ -20,24 +21,7 @@ from roost.store.base import DeviceToken
 
 ACCESS_TTL_S = 2 * 3600
 REFRESH_TTL_S = 60 * 86400
-KEY_FILE = "jwt.key"
 _ALGORITHM = "HS256"
-
-
-def load_or_create_key(data_dir: Path) -> bytes:
-    """The signing key, generated on first start and kept owner-only in the data dir."""
-    path = data_dir / KEY_FILE
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        key = bytes.fromhex(path.read_text().strip())
-        if len(key) < 32:
-            raise InvalidToken(f"signing key in {path} is too short") from None
-        return key
-    key = secrets.token_bytes(64)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key.hex())
-    return key
 
 
 def new_token_id() -> str:
@@ -45,8 +29,14 @@ def new_token_id() -> str:
 
 
 class TokenSigner:
-    def __init__(self, key: bytes) -> None:
+    """Signs and verifies tokens. Verified tokens are remembered (bounded, oldest forgotten
+    first), so a client sending the same token on every call pays the HMAC and JSON work once;
+    expiry is still checked on every use."""
+
+    def __init__(self, key: bytes, cache_size: int = 4096) -> None:
         self._key = key
+        self._cache_size = cache_size
+        self._verified: dict[str, dict[str, Any]] = {}
 
     def access_token(self, user: str, now_s: int) -> str:
         return self._sign({"usr": user, "iat": now_s, "exp": now_s + ACCESS_TTL_S})
@@ -67,15 +57,23 @@ class TokenSigner:
             claims["exp"] = token.expires // 1000
         return self._sign(claims)
 
-    def verify(self, token: str) -> dict[str, Any]:
+    def verify(self, token: str) -> Mapping[str, Any]:
         """The claims of a token we signed that has not expired; InvalidToken otherwise."""
-        try:
-            claims: dict[str, Any] = jwt.decode(token, self._key, algorithms=[_ALGORITHM])
-        except jwt.ExpiredSignatureError:
-            raise InvalidToken("token expired") from None
-        except jwt.PyJWTError:
-            raise InvalidToken("invalid token") from None
-        return claims
+        claims = self._verified.get(token)
+        if claims is None:
+            try:
+                claims = jwt.decode(token, self._key, algorithms=[_ALGORITHM])
+            except jwt.ExpiredSignatureError:
+                raise InvalidToken("token expired") from None
+            except jwt.PyJWTError:
+                raise InvalidToken("invalid token") from None
+            if len(self._verified) >= self._cache_size:
+                del self._verified[next(iter(self._verified))]
+            self._verified[token] = claims
+        expires = claims.get("exp")
+        if isinstance(expires, int | float) and expires <= time.time():
+            raise InvalidToken("token expired")
+        return MappingProxyType(claims)
 
     def _sign(self, claims: dict[str, Any]) -> str:
         return jwt.encode(claims, self._key, algorithm=_ALGORITHM)

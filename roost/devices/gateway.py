@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from roost.auth.passwords import verify_secret
+from roost.auth.passwords import DeviceCredentials
 from roost.config import Settings
 from roost.devices.registry import Registry
 from roost.devices.session import DeviceKey, DeviceSession, Link
@@ -22,11 +22,13 @@ class DeviceGateway:
         self,
         store: Store,
         registry: Registry,
+        credentials: DeviceCredentials,
         settings: Settings,
         clock: Callable[[], float],
     ) -> None:
         self.store = store
         self.registry = registry
+        self.credentials = credentials
         self.settings = settings
         self.clock = clock
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -38,7 +40,7 @@ class DeviceGateway:
         record = await self.store.get_device(user, device)
         stored = record.credentials_hash if record is not None and record.enabled else None
         loop = asyncio.get_running_loop()
-        ok = await loop.run_in_executor(None, verify_secret, stored, credentials)
+        ok = await loop.run_in_executor(None, self.credentials.verify, stored, credentials)
         if not ok:
             log.warning("device %s/%s failed to authenticate from %s", user, device, ip)
             return None
