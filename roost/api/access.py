@@ -14,8 +14,8 @@ from starlette.requests import Request
 from roost.errors import Forbidden, InvalidToken, Unauthenticated
 from roost.services import Services
 
-# Actions a device token may perform: call its device's resources and read their descriptions.
-DEVICE_TOKEN_ACTIONS = frozenset({"AccessDeviceResources", "ReadDeviceResources"})
+# Actions a device token may perform: call its device's resources (descriptions included).
+DEVICE_TOKEN_ACTIONS = frozenset({"AccessDeviceResources"})
 
 
 @dataclass(frozen=True, slots=True)

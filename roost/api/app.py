@@ -11,13 +11,14 @@ from roost.services import Services
 
 
 def all_routes() -> list[BaseRoute]:
+    # resource calls first: they are the hot path, and their /v2 prefix shadows nothing else
     return [
+        *resources.routes,
         *server.routes,
         *oauth.routes,
         *devices.routes,
         *stats.routes,
         *device_tokens.routes,
-        *resources.routes,
     ]
 
 

@@ -32,7 +32,7 @@ ERRORS: Mapping[int, str] = {
 }
 
 RESOURCE_NOTES = (
-    " A path ending in `api` describes instead of calling (action ReadDeviceResources): `api`"
+    " A path ending in `api` describes instead of calling: `api`"
     " alone lists the device's resources, `{resource}/api` gives `{in?, out?}`. A device token"
     " may only call its own device and, if limited, its listed resources. An unknown or offline"
     " device, or a missing resource, answers 404 as Thinger does."

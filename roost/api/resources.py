@@ -34,8 +34,7 @@ async def call_resource(request: Request) -> Response:
     describe = path[-1] == "api"
     if describe:
         path = path[:-1]
-    action = "ReadDeviceResources" if describe else "AccessDeviceResources"
-    await authorize(request, action, owner, device_id, path[0] if path else None)
+    await authorize(request, "AccessDeviceResources", owner, device_id, path[0] if path else None)
     services: Services = request.app.state.services
     payload: PsonValue = None
     if request.method == "POST" and not describe:

@@ -139,6 +139,8 @@ class LegacyConnection(asyncio.Protocol):
             self.close("first message is not a valid AUTH")
             return
         assert self._transport is not None
+        if self._auth_timer is not None:  # the device was on time; checking is our business
+            self._auth_timer.cancel()
         self._transport.pause_reading()
         self._waiting = []
         user, device, credentials = (str(part) for part in resource)
@@ -153,8 +155,6 @@ class LegacyConnection(asyncio.Protocol):
             self._closing = True
             self._transport.close()
             return
-        if self._auth_timer is not None:
-            self._auth_timer.cancel()
         self._session = self._gateway.open_session(key, self, self._ip)
         self._session.count_traffic(self._rx_before_auth, 0, asyncio.get_running_loop().time())
         self._write(_AUTH_OK)
