@@ -1,0 +1,1 @@
+"""Roost benchmarks: `python -m bench` (see bench/run.py)."""

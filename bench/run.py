@@ -1,0 +1,340 @@
+"""The benchmark suite: one server process pinned to core 0, load generators on core 1.
+
+    python -m bench.run [--quick | --smoke] [--write BENCHMARKS.md]
+
+Scenarios, in one run against one server:
+- hello: wrk on ``GET /v1/server/healthcheck`` (no auth, no device): the HTTP stack's baseline;
+- rpc: wrk on ``GET /v2/users/bench/devices/d{i}/temperature`` spread over many simulated devices
+  (load generator -> Roost -> device -> back), 64 requests in flight;
+- devices: a connection storm of N devices from several simulator processes spread over
+  127.0.0.x source addresses; the time until all are authenticated, and the server's RSS growth
+  per connected device.
+
+Prints a human summary, then as its LAST line one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from roost.auth.keys import PEPPER_FILE, load_or_create_key
+from roost.auth.passwords import DeviceCredentials, hash_password
+from roost.store.base import Device, User
+from roost.store.sqlite import SQLiteStore
+
+ROOT = Path(__file__).resolve().parent
+USER, PASSWORD, CREDENTIALS = "bench", "bench-password", "bench-secret"
+SERVER_CORE, LOAD_CORE = "0", "1"
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    seconds: int  # per wrk run
+    rpc_devices: int
+    storm_devices: int
+    storm_processes: int
+
+
+PLANS = {
+    "full": Plan("full", 10, 1000, 19000, 4),
+    "quick": Plan("quick", 4, 256, 4000, 2),
+    "smoke": Plan("smoke", 1, 16, 200, 2),
+}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def seed(data_dir: Path, devices: int) -> None:
+    """Create the bench user and its devices straight in the store (one credentials hash)."""
+    store = SQLiteStore(data_dir / "roost.db")
+    await store.open()
+    try:
+        now = int(time.time() * 1000)
+        await store.create_user(User(USER, hash_password(PASSWORD), "user", now))
+        pepper = load_or_create_key(data_dir, PEPPER_FILE)
+        credentials_hash = DeviceCredentials(pepper).hash(CREDENTIALS)
+        for i in range(devices):
+            await store.create_device(
+                Device(USER, f"d{i}", "", "", "Generic", credentials_hash, True, now, now, None)
+            )
+    finally:
+        await store.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def children_cpu() -> float:
+    times = os.times()
+    return times.children_user + times.children_system
+
+
+class Server:
+    def __init__(self, data_dir: Path) -> None:
+        self.http_port, self.device_port = free_port(), free_port()
+        self.process = subprocess.Popen(
+            [
+                "taskset",
+                "-c",
+                SERVER_CORE,
+                sys.executable,
+                "-m",
+                "roost.cli",
+                "--data-dir",
+                str(data_dir),
+                "--http-port",
+                str(self.http_port),
+                "--device-port",
+                str(self.device_port),
+                "--log-level",
+                "WARNING",
+                "serve",
+            ],
+            env={**os.environ, "ROOST_ADMIN_PASSWORD": "bench-admin-password"},
+        )
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/v1/server/healthcheck").status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def token(self) -> str:
+        response = httpx.post(
+            f"{self.url}/oauth/token",
+            data={"grant_type": "password", "username": USER, "password": PASSWORD},
+        )
+        response.raise_for_status()
+        token: str = response.json()["access_token"]
+        return token
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+class Devices:
+    """Simulator processes holding devices d{first}..d{first+count-1}, on the load core."""
+
+    def __init__(self, server: Server, count: int, processes: int, first: int = 0) -> None:
+        self.procs: list[subprocess.Popen[str]] = []
+        per = -(-count // processes)
+        started = time.perf_counter()
+        for k in range(processes):
+            n = min(per, count - k * per)
+            if n <= 0:
+                break
+            self.procs.append(
+                subprocess.Popen(
+                    [
+                        "taskset",
+                        "-c",
+                        LOAD_CORE,
+                        sys.executable,
+                        "-m",
+                        "bench.devsim",
+                        "127.0.0.1",
+                        str(server.device_port),
+                        f"127.0.0.{2 + k}",
+                        USER,
+                        "d",
+                        str(first + k * per),
+                        str(n),
+                        CREDENTIALS,
+                    ],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    cwd=ROOT.parent,
+                )
+            )
+        for proc in self.procs:
+            assert proc.stdout is not None
+            line = proc.stdout.readline().split()
+            if not line or line[0] != "ready":
+                raise RuntimeError(f"device simulator failed: {line}")
+        self.seconds = time.perf_counter() - started
+
+    def cpu_seconds(self) -> float:
+        return sum(cpu_seconds(proc.pid) for proc in self.procs)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            assert proc.stdin is not None
+            proc.stdin.close()
+        for proc in self.procs:
+            proc.wait(30)
+
+
+WRK_LATENCY = re.compile(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", re.M)
+
+
+def wrk(
+    url: str, seconds: int, script: Path | None = None, env: dict[str, str] | None = None
+) -> dict[str, float]:
+    command = ["taskset", "-c", LOAD_CORE, "wrk", "-t1", "-c64", f"-d{seconds}s", "--latency"]
+    if script is not None:
+        command += ["-s", str(script)]
+    output = subprocess.run(
+        [*command, url],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **(env or {})},
+    ).stdout
+    if "Non-2xx" in output or "Socket errors" in output:
+        raise RuntimeError(f"wrk saw errors:\n{output}")
+    per_s = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    latency = {p: float(v) * scale[u] for p, v, u in WRK_LATENCY.findall(output)}
+    return {"per_s": per_s, "p50_ms": latency["50"], "p99_ms": latency["99"]}
+
+
+def run(plan: Plan) -> dict[str, Any]:
+    if shutil.which("wrk") is None:
+        raise SystemExit(
+            "wrk is not installed: run `make bench` (installs it) or apt-get install wrk"
+        )
+    with tempfile.TemporaryDirectory(prefix="roost-bench-") as tmp:
+        data_dir = Path(tmp)
+        asyncio.run(seed(data_dir, plan.rpc_devices + plan.storm_devices))
+        server = Server(data_dir)
+        try:
+            return measure(plan, server)
+        finally:
+            server.stop()
+
+
+def measure(plan: Plan, server: Server) -> dict[str, Any]:
+    pid = server.process.pid
+    result: dict[str, Any] = {"plan": plan.name}
+    token = server.token()
+
+    wrk(f"{server.url}/v1/server/healthcheck", 1)  # warm-up
+    cpu0, client0 = cpu_seconds(pid), children_cpu()
+    hello = wrk(f"{server.url}/v1/server/healthcheck", plan.seconds)
+    result["hello_per_s"] = round(hello["per_s"])
+    result["hello_server_cpu"] = round((cpu_seconds(pid) - cpu0) / plan.seconds, 2)
+    result["hello_client_cpu"] = round((children_cpu() - client0) / plan.seconds, 2)
+
+    devices = Devices(server, plan.rpc_devices, 1)
+    try:
+        env = {"ROOST_BENCH_TOKEN": token, "ROOST_BENCH_DEVICES": str(plan.rpc_devices)}
+        wrk(server.url, 1, ROOT / "rpc.lua", env)  # warm-up
+        cpu0, client0 = cpu_seconds(pid), children_cpu()
+        sim0 = devices.cpu_seconds()
+        rpc = wrk(server.url, plan.seconds, ROOT / "rpc.lua", env)
+        result["rpc_devices_cpu"] = round((devices.cpu_seconds() - sim0) / plan.seconds, 2)
+        result["rpc_per_s"] = round(rpc["per_s"])
+        result["rpc_p50_ms"] = round(rpc["p50_ms"], 2)
+        result["rpc_p99_ms"] = round(rpc["p99_ms"], 2)
+        result["rpc_ratio"] = round(rpc["per_s"] / hello["per_s"], 3)
+        result["rpc_server_cpu"] = round((cpu_seconds(pid) - cpu0) / plan.seconds, 2)
+        result["rpc_wrk_cpu"] = round((children_cpu() - client0) / plan.seconds, 2)
+    finally:
+        devices.stop()
+
+    time.sleep(1)
+    rss0 = rss_bytes(pid)
+    storm = Devices(server, plan.storm_devices, plan.storm_processes, first=plan.rpc_devices)
+    try:
+        time.sleep(1)
+        result["devices"] = plan.storm_devices
+        result["connect_s"] = round(storm.seconds, 2)
+        result["device_bytes"] = round((rss_bytes(pid) - rss0) / plan.storm_devices)
+    finally:
+        storm.stop()
+    result["device_tls_bytes"] = None  # TLS listeners do not exist yet
+    result["ingest_per_s"] = None  # buckets do not exist yet
+    result["ingest_ratio"] = None
+    return result
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}"
+
+
+def summary(result: dict[str, Any]) -> str:
+    return "\n".join(
+        [
+            f"hello      {result['hello_per_s']:>8} req/s  "
+            f"(server CPU {result['hello_server_cpu']})",
+            f"rpc        {result['rpc_per_s']:>8} req/s  p50 {result['rpc_p50_ms']} ms  "
+            f"p99 {result['rpc_p99_ms']} ms  ratio {result['rpc_ratio']}  "
+            f"(server CPU {result['rpc_server_cpu']})",
+            f"devices    {result['devices']:>8} connected in {result['connect_s']} s, "
+            f"{result['device_bytes']} bytes each",
+        ]
+    )
+
+
+def write_markdown(path: Path, command: str, result: dict[str, Any]) -> None:
+    section = (
+        f"\n## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — `{command}`\n\n"
+        f"Machine: {machine()}. Server pinned to core {SERVER_CORE}; wrk and the device "
+        f"simulators pinned to core {LOAD_CORE}.\n\n```\n{summary(result)}\n```\n\n"
+        f"```json\n{json.dumps(result)}\n```\n"
+    )
+    with path.open("a") as fh:
+        fh.write(section)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.run")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="same scenarios, under a minute")
+    size.add_argument("--smoke", action="store_true", help="seconds; keeps the harness honest")
+    parser.add_argument("--write", type=Path, help="append the results to this Markdown file")
+    args = parser.parse_args()
+    plan = PLANS["quick" if args.quick else "smoke" if args.smoke else "full"]
+    result = run(plan)
+    print(summary(result))
+    if args.write:
+        write_markdown(
+            args.write, "make bench" if plan.name == "full" else f"make bench-{plan.name}", result
+        )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
