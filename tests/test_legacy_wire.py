@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from vectors import load_frames
 
 from roost.errors import DecodeError, InvalidInput
 from roost.wire import legacy, pson
@@ -19,21 +17,6 @@ from roost.wire.pson import PsonValue
 
 S = Signal
 KA = KEEP_ALIVE
-
-
-def vectors_dir() -> Path:
-    configured = os.environ.get("ROOST_VECTORS_DIR")
-    path = (
-        Path(configured) if configured else Path(__file__).resolve().parents[2] / "shared/vectors"
-    )
-    if not path.is_dir():
-        pytest.skip(f"captured vectors not found at {path} (set ROOST_VECTORS_DIR)")
-    return path
-
-
-def load_frames(name: str) -> list[dict[str, Any]]:
-    frames: list[dict[str, Any]] = json.loads((vectors_dir() / name).read_text())["frames"]
-    return frames
 
 
 def h(text: str) -> bytes:

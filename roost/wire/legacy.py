@@ -19,10 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import partial
 from typing import TypeAlias
 
 from roost.errors import DecodeError, InvalidInput
 from roost.wire import pson
+from roost.wire.framing import DEFAULT_MAX_FRAME, HEADER_VARINT_MAX_BYTES, FrameBuffer
 from roost.wire.pson import Buffer, PsonValue, decode_varint, encode_varint
 
 
@@ -66,8 +68,6 @@ Frame: TypeAlias = Message | KeepAlive
 
 MESSAGE_TYPE = 1
 KEEP_ALIVE_TYPE = 2
-HEADER_VARINT_MAX_BYTES = 5
-DEFAULT_MAX_FRAME = 65536
 
 # Field tags, (field << 3) | wire.
 TAG_STREAM_ID = 0x08
@@ -181,81 +181,30 @@ def _skip(buf: Buffer, pos: int, end: int, wire: int) -> int:
     return pos + size
 
 
-def _header_varint(buf: bytearray, pos: int, end: int) -> tuple[int, int] | None:
-    """A frame-header varint, or None when more bytes are needed."""
-    result = 0
-    shift = 0
-    for _ in range(HEADER_VARINT_MAX_BYTES):
-        if pos >= end:
-            return None
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-    raise DecodeError(f"frame header varint longer than {HEADER_VARINT_MAX_BYTES} bytes")
-
-
 class Decoder:
     """Incremental frame decoder: ``feed(bytes) -> [Frame, ...]``."""
 
     def __init__(
         self, max_frame: int = DEFAULT_MAX_FRAME, max_depth: int = pson.DEFAULT_MAX_DEPTH
     ) -> None:
-        self._max_frame = max_frame
-        self._max_depth = max_depth
-        self._buf = bytearray()
-        self._failure: str | None = None
+        self._frames = FrameBuffer(
+            partial(_decode_frame, max_depth),
+            types=(MESSAGE_TYPE, KEEP_ALIVE_TYPE),
+            empty_types=(KEEP_ALIVE_TYPE,),
+            max_frame=max_frame,
+        )
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet part of a complete frame."""
-        return len(self._buf)
+        return self._frames.buffered
 
     def feed(self, data: Buffer) -> list[Frame]:
         """Add received bytes; return the frames they complete, in order."""
-        if self._failure is not None:
-            raise DecodeError(f"decoder stopped after an earlier error: {self._failure}")
-        buf = self._buf
-        buf += data
-        frames: list[Frame] = []
-        pos = 0
-        end = len(buf)
-        try:
-            while pos < end:
-                header = self._header(buf, pos, end)
-                if header is None:
-                    break
-                kind, body_start, body_end = header
-                if body_end > end:
-                    break
-                if kind == MESSAGE_TYPE:
-                    frames.append(decode_message(buf, body_start, body_end, self._max_depth))
-                else:
-                    frames.append(KEEP_ALIVE)
-                pos = body_end
-        except DecodeError as exc:
-            self._failure = exc.message
-            buf.clear()
-            raise
-        del buf[:pos]  # O(1) in CPython when deleting from the front
-        return frames
+        return self._frames.feed(data)
 
-    def _header(self, buf: bytearray, pos: int, end: int) -> tuple[int, int, int] | None:
-        """(type, body start, body end) of the frame at ``pos``, None if the header is partial."""
-        kind = _header_varint(buf, pos, end)
-        if kind is None:
-            return None
-        frame_type, pos = kind
-        if frame_type != MESSAGE_TYPE and frame_type != KEEP_ALIVE_TYPE:
-            raise DecodeError(f"unknown frame type {frame_type}")
-        size = _header_varint(buf, pos, end)
-        if size is None:
-            return None
-        body_size, pos = size
-        if frame_type == KEEP_ALIVE_TYPE and body_size != 0:
-            raise DecodeError(f"keep-alive frame with a {body_size}-byte body")
-        if body_size > self._max_frame:
-            raise DecodeError(f"frame body of {body_size} bytes exceeds {self._max_frame}")
-        return frame_type, pos, pos + body_size
+
+def _decode_frame(max_depth: int, kind: int, buf: bytearray, start: int, end: int) -> Frame:
+    if kind == MESSAGE_TYPE:
+        return decode_message(buf, start, end, max_depth)
+    return KEEP_ALIVE
