@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import socket
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from vectors import captured
 
 from roost.device import Device
 from roost.errors import DeviceTimeout, NotFound
@@ -21,21 +19,6 @@ from roost.wire.pson import PsonValue
 S = Signal
 TIMEOUT = 5.0
 SAMPLE_10 = bytes.fromhex("01 10 08 0a 10 07 36 6a 09 03 6f 75 74 1d 00 00 bc 41")
-
-
-def vectors_dir() -> Path:
-    configured = os.environ.get("ROOST_VECTORS_DIR")
-    path = (
-        Path(configured) if configured else Path(__file__).resolve().parents[2] / "shared/vectors"
-    )
-    if not path.is_dir():
-        pytest.skip(f"captured vectors not found at {path} (set ROOST_VECTORS_DIR)")
-    return path
-
-
-def captured(name: str) -> list[bytes]:
-    frames = json.loads((vectors_dir() / name).read_text())["frames"]
-    return [bytes.fromhex(f["hex"]) for f in frames]
 
 
 class Peer:

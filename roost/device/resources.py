@@ -1,9 +1,10 @@
 """The resource tree of a Python device: what the official libraries build with ``thing["x"]``.
 
 A :class:`Resource` has one kind (output, input, input/output, run, or none for a pure container),
-the user's callbacks (sync or async), optional sub-resources, and at most one open stream.
-Nothing here does I/O: the functions at the end turn a server request into the frames the device
-answers with (protocol.md 2.6, 2.7), and the protocol client sends them.
+the user's callbacks (sync or async), optional sub-resources, and the streams the server opened on
+it (the legacy protocol holds at most one per resource, IOTMP any number, each with its own id).
+Nothing here does I/O or knows a protocol: the dialects (``legacy.py``, ``iotmp.py``) turn server
+requests into the frames the device answers with, and the client (``client.py``) sends them.
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from roost.errors import InvalidInput
-from roost.wire.legacy import Message, Signal
 from roost.wire.pson import PsonValue
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class Resource:
         self.kind = Kind.NONE
         self.access = 0  # "al": 0 private, 1 protected, 2 public
         self.children: dict[str, Resource] = {}
-        self.stream: Stream | None = None
+        self.streams: dict[int, Stream] = {}  # by stream id, in the order opened
         self.sample: PsonValue = None  # the input an in/out resource describes itself with
         self.last_input: PsonValue = None
         self._fn: Callable[..., Any] | None = None
@@ -180,24 +180,65 @@ class Resource:
         """``{name: {"al": .., "fn": ..}}`` per sub-resource (the root's is the device API)."""
         return {name: node.api() for name, node in self.children.items()}
 
+    def walk(self, prefix: str = "") -> Iterator[tuple[str, Resource]]:
+        """``("a/b", node)`` for every node below this one, depth first."""
+        for name, node in self.children.items():
+            path = f"{prefix}{name}"
+            yield path, node
+            yield from node.walk(f"{path}/")
+
+    # -- streams ----------------------------------------------------------------------------------
+
+    @property
+    def stream(self) -> Stream | None:
+        """The first stream open on this resource (the only one in the legacy protocol)."""
+        return next(iter(self.streams.values()), None)
+
+    def open_stream(self, stream: Stream, *, exclusive: bool) -> None:
+        """Add ``stream``; an ``exclusive`` one first closes every other stream of the resource,
+        otherwise only a stream with the same id is replaced."""
+        if exclusive:
+            self.close_own_streams()
+        else:
+            self.close_stream(stream.stream_id)
+        self.streams[stream.stream_id] = stream
+
+    def close_stream(self, stream_id: int) -> bool:
+        """Close one stream of this resource; False if it has no stream with that id."""
+        stream = self.streams.pop(stream_id, None)
+        if stream is None:
+            return False
+        stream.cancel()
+        return True
+
+    def close_own_streams(self) -> None:
+        for stream in self.streams.values():
+            stream.cancel()
+        self.streams.clear()
+
+    def find_stream(self, stream_id: int) -> Resource | None:
+        """The node in this subtree holding the stream ``stream_id``."""
+        if stream_id in self.streams:
+            return self
+        for node in self.children.values():
+            found = node.find_stream(stream_id)
+            if found is not None:
+                return found
+        return None
+
     def close_streams(self) -> None:
         """Close every stream in this subtree (the connection that opened them is gone)."""
-        if self.stream is not None:
-            self.stream.cancel()
-            self.stream = None
+        self.close_own_streams()
         for node in self.children.values():
             node.close_streams()
 
 
-# -- answering server requests -------------------------------------------------------------------
+class Opened(NamedTuple):
+    """A stream a request has just opened on ``node``: the client samples it if it has an
+    interval."""
 
-
-def reply(request: Message, ok: bool, payload: PsonValue = None) -> list[Message]:
-    """The reply to ``request``; none at all for stream id 0 (executed, never answered)."""
-    if request.stream_id == 0:
-        return []
-    signal = Signal.REQUEST_OK if ok else Signal.REQUEST_ERROR
-    return [Message(request.stream_id, signal, payload=payload)]
+    node: Resource
+    stream: Stream
 
 
 async def guarded(node: Resource, work: Awaitable[PsonValue]) -> tuple[bool, PsonValue]:
@@ -207,77 +248,3 @@ async def guarded(node: Resource, work: Awaitable[PsonValue]) -> tuple[bool, Pso
     except Exception:
         log.exception("resource %r failed", node.name)
         return False, None
-
-
-def find(root: Resource, resource: PsonValue) -> Resource | None:
-    """The node a request's resource path names; None if missing or not a list of strings."""
-    if not isinstance(resource, list) or not resource:
-        return None
-    return root.find(resource)
-
-
-async def stream_message(node: Resource, signal: Signal) -> Message | None:
-    """A STREAM_EVENT / STREAM_SAMPLE with the api-io form; None without a stream or on failure."""
-    stream = node.stream
-    if stream is None:
-        return None
-    ok, payload = await guarded(node, node.api_io())
-    return Message(stream.stream_id, signal, payload=payload) if ok else None
-
-
-async def answer_request(root: Resource, request: Message) -> list[Message]:
-    """Run (or describe) the resource of a request: the reply, then, after a write into a
-    streamed input, the STREAM_EVENT carrying the new input."""
-    path = request.resource
-    if isinstance(path, list) and path and path[-1] == "api":
-        if len(path) == 1:
-            return reply(request, True, root.api_listing())
-        node = find(root, path[:-1])
-        if node is None:
-            return reply(request, False)
-        return reply(request, *await guarded(node, node.api_io()))
-    node = find(root, path)
-    if node is None:
-        return reply(request, False)
-    ok, output = await guarded(node, node.execute(request.payload))
-    frames = reply(request, ok, output)
-    written = request.payload is not None and node.kind in (Kind.INPUT, Kind.INPUT_OUTPUT)
-    stream = node.stream
-    if ok and written and stream is not None:
-        ok, event = await guarded(node, node.api_io(request.payload, output))
-        if ok:
-            frames.append(Message(stream.stream_id, Signal.STREAM_EVENT, payload=event))
-    return frames
-
-
-async def start_stream(root: Resource, request: Message) -> tuple[Resource | None, list[Message]]:
-    """Open (or replace) the stream on the requested resource: (node, [OK, first event]).
-
-    The payload is the sampling interval in ms; the caller starts sampling when it is > 0.
-    """
-    node = find(root, request.resource)
-    if node is None:
-        return None, reply(request, False)
-    interval = request.payload
-    if isinstance(interval, bool) or not isinstance(interval, int | float) or interval < 0:
-        interval = 0
-    if node.stream is not None:
-        node.stream.cancel()
-    node.stream = Stream(request.stream_id, interval)
-    frames = reply(request, True)
-    if node.kind in (Kind.INPUT, Kind.INPUT_OUTPUT):
-        event = await stream_message(node, Signal.STREAM_EVENT)
-        if event is not None:
-            frames.append(event)
-    return node, frames
-
-
-def stop_stream(root: Resource, request: Message) -> list[Message]:
-    """Close the stream on the requested resource (found by path; the id is only echoed)."""
-    node = find(root, request.resource)
-    if node is None:
-        return reply(request, False)
-    if node.stream is not None:
-        node.stream.cancel()
-        node.stream = None
-    return reply(request, True)
