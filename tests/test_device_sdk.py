@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from vectors import captured
 
 from roost.device import Device
 from roost.errors import DeviceTimeout, NotFound
 from roost.wire import legacy
 from roost.wire.legacy import KEEP_ALIVE_BYTES, Frame, Message, Signal
 from roost.wire.pson import PsonValue
+
+from vectors import captured
 
 S = Signal
 TIMEOUT = 5.0

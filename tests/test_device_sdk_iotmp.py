@@ -9,14 +9,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from test_device_sdk import FakeServer, Peer, State, session_device
-from vectors import captured, load_frames
 
 from roost.device import Device
 from roost.errors import DeviceTimeout, InvalidInput, NotFound
 from roost.wire import iotmp
 from roost.wire.iotmp import KEEP_ALIVE_BYTES, Message, MessageType
 from roost.wire.pson import PsonValue
+
+from test_device_sdk import FakeServer, Peer, State, session_device
+from vectors import captured, load_frames
 
 T = MessageType
 TIMEOUT = 5.0

@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from vectors import load_frames
 
 from roost.errors import DecodeError, InvalidInput
 from roost.wire import iotmp, pson, pson2
 from roost.wire.iotmp import KEEP_ALIVE, Decoder, Message, MessageType, Service
 from roost.wire.pson import PsonValue
+
+from vectors import load_frames
 
 T = MessageType
 

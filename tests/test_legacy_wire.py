@@ -8,12 +8,13 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from vectors import load_frames
 
 from roost.errors import DecodeError, InvalidInput
 from roost.wire import legacy, pson
 from roost.wire.legacy import KEEP_ALIVE, Decoder, Frame, KeepAlive, Message, Signal
 from roost.wire.pson import PsonValue
+
+from vectors import load_frames
 
 S = Signal
 KA = KEEP_ALIVE

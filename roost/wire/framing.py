@@ -64,6 +64,15 @@ class FrameBuffer(Generic[FrameT]):
         """Bytes received but not yet part of a complete frame."""
         return len(self._buf)
 
+    @property
+    def max_frame(self) -> int:
+        """The largest body accepted; may change between feeds (e.g. once a peer is trusted)."""
+        return self._max_frame
+
+    @max_frame.setter
+    def max_frame(self, size: int) -> None:
+        self._max_frame = size
+
     def feed(self, data: Buffer) -> list[FrameT]:
         """Add received bytes; return the frames they complete, in order."""
         if self._failure is not None:

@@ -195,6 +195,15 @@ class Decoder:
         """Bytes received but not yet part of a complete frame."""
         return self._frames.buffered
 
+    @property
+    def max_frame(self) -> int:
+        """The largest frame body accepted; may be changed between feeds."""
+        return self._frames.max_frame
+
+    @max_frame.setter
+    def max_frame(self, size: int) -> None:
+        self._frames.max_frame = size
+
     def feed(self, data: Buffer) -> list[Message]:
         """Add received bytes; return the messages they complete, in order."""
         return self._frames.feed(data)

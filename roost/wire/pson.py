@@ -302,7 +302,7 @@ def _decode(buf: Buffer, pos: int, end: int, depth: int) -> tuple[PsonValue, int
     if tag == FLOAT32:
         if end - pos < 4:
             raise DecodeError("truncated float")
-        return _shortest_float32(_F32.unpack_from(buf, pos)[0]), pos + 4
+        return shortest_float32(_F32.unpack_from(buf, pos)[0]), pos + 4
     if tag == OBJECT:
         return _decode_object(buf, pos, end, depth)
     if tag == ARRAY:
@@ -367,7 +367,7 @@ def _is_float32(candidate: float, x: float) -> bool:
         return False
 
 
-def _shortest_float32(x: float) -> float:
+def shortest_float32(x: float) -> float:
     """The shortest decimal (1..9 significant digits) that rounds to the same float32 as ``x``."""
     if not math.isfinite(x):
         return x

@@ -31,9 +31,9 @@ from roost.wire.pson import (
     Buffer,
     PsonInput,
     PsonValue,
-    _shortest_float32,
     decode_varint,
     encode_varint,
+    shortest_float32,
 )
 
 __all__ = ["PsonInput", "PsonValue", "decode", "decode_at", "encode", "encode_into"]
@@ -250,7 +250,7 @@ def _decode_float(buf: Buffer, pos: int, end: int, selector: int) -> tuple[PsonV
     if selector == 0:
         if end - pos < 4:
             raise DecodeError("truncated float")
-        return _shortest_float32(_F32.unpack_from(buf, pos)[0]), pos + 4
+        return shortest_float32(_F32.unpack_from(buf, pos)[0]), pos + 4
     if selector == 1:
         if end - pos < 8:
             raise DecodeError("truncated double")
