@@ -48,6 +48,14 @@ class Forbidden(RoostError):
     """The caller is known but may not do this."""
 
 
+class RateLimited(RoostError):
+    """Too many failed attempts from this address or at this account: retry after a while."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds until an attempt may succeed
+
+
 class DeviceOffline(NotFound):
     """The device is registered but has no live session (Thinger answers 404)."""
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from roost.auth.passwords import DeviceCredentials
+from roost.auth.ratelimit import LoginLimiter
 from roost.auth.tokens import TokenSigner
 from roost.bus.base import Bus
 from roost.config import Settings
@@ -28,6 +29,7 @@ class Services:
     signer: TokenSigner
     credentials: DeviceCredentials
     clock: Callable[[], float]  # wall clock, seconds since the epoch
+    login_limiter: LoginLimiter  # wrong passwords per user name and address, for every listener
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

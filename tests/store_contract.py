@@ -12,8 +12,8 @@ import dataclasses
 
 import pytest
 
-from roost.errors import Conflict, NotFound
-from roost.store import Device, DeviceToken, RefreshToken, Store, User
+from roost.errors import Conflict, InvalidInput, NotFound
+from roost.store import AccessToken, Device, DeviceToken, RefreshToken, Store, User
 
 _T0 = 1_700_000_000_000  # ms
 
@@ -47,6 +47,22 @@ def _token(token_id: str = "tok1", **changes: object) -> DeviceToken:
         resources=("temperature", "led"),
         expires=None,
         created=_T0,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def _access(token: str = "tok1", owner: str = "alice", **changes: object) -> AccessToken:
+    base = AccessToken(
+        owner=owner,
+        token=token,
+        name=f"token {token}",
+        description="for the dashboard",
+        enabled=True,
+        allow={"Bucket": {"mqtt_bucket": ["ReadBucket"]}, "Device": {"*": ["Read*"]}},
+        deny={"Device": {"dev2": ["*"]}},
+        expire=None,
+        created=_T0,
+        modified=_T0,
     )
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
@@ -360,6 +376,150 @@ async def test_revoke_refresh_tokens_counts_live_ones(store: Store) -> None:
     await store.add_refresh_token(_refresh("a5", family="f3"))
     assert await store.use_refresh_token("a5", _T0) is None
     assert await store.use_refresh_token("b1", _T0) == _refresh("b1", family="fb", user="bob")
+
+
+# users: passwords
+
+
+async def test_set_password_replaces_the_hash_and_revokes_refresh_tokens(store: Store) -> None:
+    for name in ("alice", "bob"):
+        await store.create_user(_user(name))
+    await store.add_refresh_token(_refresh("a1", family="f1"))
+    await store.add_refresh_token(_refresh("a2", family="f2"))
+    await store.add_refresh_token(_refresh("b1", family="fb", user="bob"))
+    assert await store.use_refresh_token("a2", _T0) is not None  # used: no longer live
+    assert await store.set_password("alice", "$argon2id$new") == 1
+    assert await store.get_user("alice") == dataclasses.replace(
+        _user("alice"), password_hash="$argon2id$new"
+    )
+    assert await store.use_refresh_token("a1", _T0) is None
+    await store.add_refresh_token(_refresh("a3", family="f1"))  # rotated from a dead family
+    assert await store.use_refresh_token("a3", _T0) is None
+    assert await store.use_refresh_token("b1", _T0) == _refresh("b1", family="fb", user="bob")
+    assert await store.get_user("bob") == _user("bob")
+
+
+async def test_set_password_of_unknown_user_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound):
+        await store.set_password("ghost", "$argon2id$new")
+    assert await store.get_user("ghost") is None
+
+
+# user access tokens
+
+
+async def test_access_token_round_trips(store: Store) -> None:
+    await store.create_user(_user("alice"))
+    tokens = [
+        _access("plain"),
+        _access("bare", allow={}, deny={}, enabled=False, expire=_T0 + 3_600_000),
+        _access(
+            "odd",
+            name="ünïcode 'quoted\"",
+            allow={"*": {"*": ["*", {"filter": ["a", "b"]}, {"x": "y"}]}},
+        ),
+    ]
+    for token in tokens:
+        await store.create_access_token(token)
+    for token in tokens:
+        assert await store.get_access_token("alice", token.token) == token
+
+
+async def test_access_tokens_are_scoped_to_their_owner(store: Store) -> None:
+    for name in ("alice", "bob"):
+        await store.create_user(_user(name))
+    await store.create_access_token(_access("same"))
+    await store.create_access_token(_access("same", owner="bob", name="bob's"))
+    assert await store.get_access_token("alice", "same") == _access("same")
+    assert await store.get_access_token("bob", "same") == _access("same", "bob", name="bob's")
+    assert await store.get_access_token("carol", "same") is None
+    assert await store.get_access_token("alice", "nope") is None
+
+
+async def test_duplicate_access_token_conflicts_and_keeps_the_first(store: Store) -> None:
+    await store.create_user(_user("alice"))
+    await store.create_access_token(_access("t1"))
+    with pytest.raises(Conflict):
+        await store.create_access_token(_access("t1", name="again"))
+    assert await store.get_access_token("alice", "t1") == _access("t1")
+
+
+async def test_access_token_of_unknown_user_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound):
+        await store.create_access_token(_access("t1", owner="ghost"))
+    assert await store.list_access_tokens("ghost") == []
+
+
+async def test_list_access_tokens_is_ordered_by_id_and_scoped(store: Store) -> None:
+    for name in ("alice", "bob"):
+        await store.create_user(_user(name))
+    for token, created in (("zeta", 1), ("alpha", 3), ("m10", 2), ("m2", 0)):
+        await store.create_access_token(_access(token, created=_T0 + created))
+    await store.create_access_token(_access("beta", owner="bob"))
+    listed = await store.list_access_tokens("alice")
+    assert [t.token for t in listed] == ["alpha", "m10", "m2", "zeta"]
+    assert listed[0] == _access("alpha", created=_T0 + 3)
+    assert [t.token for t in await store.list_access_tokens("bob")] == ["beta"]
+
+
+async def test_update_access_token_replaces_mutable_fields_only(store: Store) -> None:
+    await store.create_user(_user("alice"))
+    await store.create_access_token(_access("t1"))
+    edited = _access(
+        "t1",
+        name="renamed",
+        description="",
+        enabled=False,
+        allow={"*": {"*": ["*"]}},
+        deny={},
+        expire=_T0 + 5,
+        modified=_T0 + 100,
+        created=_T0 + 99,  # not mutable: ignored
+    )
+    await store.update_access_token(edited)
+    assert await store.get_access_token("alice", "t1") == dataclasses.replace(edited, created=_T0)
+    await store.update_access_token(dataclasses.replace(edited, expire=None))
+    got = await store.get_access_token("alice", "t1")
+    assert got is not None and got.expire is None
+
+
+async def test_update_unknown_access_token_is_not_found(store: Store) -> None:
+    await store.create_user(_user("alice"))
+    await store.create_access_token(_access("t1"))
+    with pytest.raises(NotFound):
+        await store.update_access_token(_access("nope"))
+    with pytest.raises(NotFound):
+        await store.update_access_token(_access("t1", owner="bob"))
+    assert await store.get_access_token("alice", "nope") is None
+
+
+async def test_delete_access_token(store: Store) -> None:
+    for name in ("alice", "bob"):
+        await store.create_user(_user(name))
+    await store.create_access_token(_access("t1"))
+    await store.create_access_token(_access("t2"))
+    assert await store.delete_access_token("bob", "t1") is False
+    assert await store.delete_access_token("alice", "t1") is True
+    assert await store.get_access_token("alice", "t1") is None
+    assert await store.delete_access_token("alice", "t1") is False
+    assert [t.token for t in await store.list_access_tokens("alice")] == ["t2"]
+
+
+# values no store can hold
+
+
+async def test_values_out_of_range_are_invalid_input(store: Store) -> None:
+    await _with_device(store)
+    with pytest.raises(InvalidInput):
+        await store.create_device_token(_token("t1", expires=2**70))
+    with pytest.raises(InvalidInput):
+        await store.create_device(_device("alice", "dev2", name="lone \ud800 surrogate"))
+    with pytest.raises(InvalidInput):
+        await store.create_access_token(_access("t1", expire=-(2**64)))
+    assert await store.get_device_token("t1") is None
+    assert await store.get_device("alice", "dev2") is None
+    assert await store.list_access_tokens("alice") == []
+    await store.create_device_token(_token("t1"))  # the store still works
 
 
 # concurrency

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from roost.errors import RoostError
-from roost.store import Device, User
+from roost.store import AccessToken, Device, User
 from roost.store.migrate import Migration, apply_migrations, current_version, load_migrations
 from roost.store.sqlite import SQLiteStore
 
@@ -184,3 +184,21 @@ def test_migration_statements_may_hold_semicolons() -> None:
     assert apply_migrations(conn, [Migration(1, "0001_x.sql", script)]) == 1
     assert apply_migrations(conn, [Migration(1, "0001_x.sql", script)]) == 1  # nothing pending
     assert conn.execute("SELECT msg FROM log ORDER BY rowid").fetchall() == [("a;b",), ("c",)]
+
+
+async def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "roost.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert apply_migrations(conn, load_migrations()[:1]) == 1
+    conn.execute("INSERT INTO users VALUES ('alice', 'h', 'admin', ?)", (_T0,))
+    conn.close()
+    upgraded = SQLiteStore(path)
+    await upgraded.open()
+    try:
+        assert _versions(path) == [m.version for m in load_migrations()]
+        assert await upgraded.get_user("alice") == _alice()
+        token = AccessToken("alice", "t1", "t1", "", True, {"*": {"*": ["*"]}}, {}, None, _T0, _T0)
+        await upgraded.create_access_token(token)
+        assert await upgraded.list_access_tokens("alice") == [token]
+    finally:
+        await upgraded.close()

@@ -1,31 +1,63 @@
 """Who is calling, and may they do this: the one authorization path of the REST API.
 
 A request carries a JWT as ``Authorization: Bearer ...`` or ``?authorization=...``. It resolves to
-a :class:`Principal`: a user session (access token) or a device token. Every route names the
-Thinger action it performs and calls :func:`authorize` with the user tree and device it touches.
+a :class:`Principal`, by the token's claims:
+
+- a **session** (``usr`` and ``exp``, from ``POST /oauth/token``): its user may do anything in
+  their own tree, an admin in every tree. Checked from the JWT alone, without the database;
+- a **user access token** (``usr`` and ``jti``, no ``dev``): one primary-key lookup of the stored
+  token, which must exist, be enabled and not have expired. It may act in its owner's tree only,
+  as its ``allow``/``deny`` permissions say (:mod:`roost.auth.permissions`: deny beats allow,
+  unknown action names are ignored);
+- a **device token** (``usr``, ``dev`` and ``jti``): one lookup too. It is expressed in the same
+  grammar, ``allow {"Device": {<dev>: ["AccessDeviceResources"]}}``, plus its list of resources.
+
+Every route names the Thinger action it performs and calls :func:`authorize` with the user tree
+and the resource id it touches; the resource type comes from the action. Being the one door of
+every secured route, it also turns away malformed requests before any work: ids in the path that
+break the grammar (``..``, NUL, too long) and query strings with more than ``MAX_QUERY_PARAMS``
+parameters or a value longer than ``MAX_QUERY_VALUE`` characters (400).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 
-from roost.errors import Forbidden, InvalidToken, Unauthenticated
+from roost.auth.permissions import ACTIONS, DEVICE, TOKEN, USER, Entry, Permissions
+from roost.errors import Forbidden, InvalidInput, InvalidToken, Unauthenticated
 from roost.services import Services
 
-# Actions a device token may perform: call its device's resources (descriptions included).
-DEVICE_TOKEN_ACTIONS = frozenset({"AccessDeviceResources"})
+# The action of each operation -> the resource type it is checked against: the Thinger actions,
+# plus Roost's own where Thinger has none.
+ACTION_TYPES: Mapping[str, str] = MappingProxyType({**ACTIONS, "DeleteUserRefreshTokens": USER})
+
+USER_ID = re.compile(r"[a-zA-Z0-9_-]{1,32}")
+ID_PATTERNS: Mapping[str, re.Pattern[str]] = MappingProxyType(
+    {DEVICE: USER_ID, USER: USER_ID, TOKEN: re.compile(r"[a-zA-Z0-9_-]{1,50}")}
+)
+OTHER_ID = re.compile(r"[a-zA-Z0-9_@:-]{1,64}")
+MAX_QUERY_PARAMS = 32
+MAX_QUERY_VALUE = 1024  # characters; the token in ?authorization= is bounded by the URL limit
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
     user: str
-    device: str | None = None  # set for device tokens
-    resources: tuple[str, ...] | None = None  # device token limited to these resources
+    permissions: Permissions | None = None  # None: a session, bound only by the owner tree
+    resources: tuple[str, ...] | None = None  # a device token's resources, None: all
+    token: str | None = None  # id of the user or device token
 
 
-def bearer_token(request: Request) -> str:
+def device_token_permissions(device: str) -> Permissions:
+    return Permissions(allow=(Entry(DEVICE, device, ("AccessDeviceResources",)),))
+
+
+def bearer_token(request: HTTPConnection) -> str:
     header = request.headers.get("authorization")
     if header is not None:
         scheme, _, token = header.partition(" ")
@@ -38,47 +70,90 @@ def bearer_token(request: Request) -> str:
     raise Unauthenticated("missing access token")
 
 
-async def authenticate(request: Request, services: Services) -> Principal:
+async def authenticate(request: HTTPConnection, services: Services) -> Principal:
     claims = services.signer.verify(bearer_token(request))
-    user = claims.get("usr")
-    if not isinstance(user, str):
+    user, token_id, device = claims.get("usr"), claims.get("jti"), claims.get("dev")
+    if not isinstance(user, str):  # a refresh token, or not ours
         raise InvalidToken("invalid token")
-    if "dev" not in claims:
-        if "jti" in claims:  # a user access token (not issued by this version) or a refresh token
-            raise InvalidToken("invalid token")
-        return Principal(user=user)
-    token_id = claims.get("jti")
-    record = await services.store.get_device_token(token_id) if isinstance(token_id, str) else None
-    if record is None or record.owner != user or record.device != claims["dev"]:
+    if token_id is None and device is None:
+        return Principal(user)
+    if not isinstance(token_id, str):
+        raise InvalidToken("invalid token")
+    if device is None:
+        return await _access_token(services, user, token_id)
+    return await _device_token(services, user, device, token_id)
+
+
+async def _access_token(services: Services, user: str, token_id: str) -> Principal:
+    record = await services.store.get_access_token(user, token_id)
+    if record is None:
         raise InvalidToken("token revoked")
-    return Principal(user=user, device=record.device, resources=record.resources)
+    if not record.enabled:
+        raise InvalidToken("token disabled")
+    if record.expire is not None and record.expire <= services.now_ms():
+        raise InvalidToken("token expired")
+    return Principal(user, Permissions.parse(record.allow, record.deny), token=token_id)
+
+
+async def _device_token(services: Services, user: str, device: object, token_id: str) -> Principal:
+    record = await services.store.get_device_token(token_id)
+    if record is None or record.owner != user or record.device != device:
+        raise InvalidToken("token revoked")
+    if record.expires is not None and record.expires <= services.now_ms():
+        raise InvalidToken("token expired")
+    permissions = device_token_permissions(record.device)
+    return Principal(user, permissions, record.resources, token_id)
 
 
 async def authorize(
-    request: Request,
+    request: HTTPConnection,
     action: str,
     owner: str,
-    device: str | None = None,
+    resource_id: str | None = None,
     resource: str | None = None,
 ) -> Principal:
-    """Authenticate the request and check it may perform ``action`` in ``owner``'s tree."""
+    """Authenticate the request and check it may do ``action`` in ``owner``'s tree.
+
+    ``resource_id`` names the device, token, ... acted on (None: the collection, for List* and
+    Create* actions); its type is the action's (:data:`ACTION_TYPES`). ``resource`` is the device
+    resource called, which a device token may limit. Raises Unauthenticated (401), InvalidInput
+    (400) for a malformed id, or Forbidden (403).
+    """
     services: Services = request.app.state.services
+    if request.scope.get("query_string"):
+        _check_query(request)
     principal = await authenticate(request, services)
-    if principal.device is not None:
-        if (
-            action not in DEVICE_TOKEN_ACTIONS
-            or principal.user != owner
-            or principal.device != device
-            or (
-                principal.resources is not None
-                and resource is not None
-                and resource not in principal.resources
-            )
-        ):
-            raise Forbidden("token does not grant access to this resource")
+    resource_type = ACTION_TYPES[action]
+    _check_ids(owner, resource_type, resource_id)
+    if principal.permissions is None:
+        if principal.user != owner:
+            caller = await services.store.get_user(principal.user)
+            if caller is None or not caller.is_admin:
+                raise Forbidden(f"access to user {owner!r} is not allowed")
         return principal
     if principal.user != owner:
-        caller = await services.store.get_user(principal.user)
-        if caller is None or not caller.is_admin:
-            raise Forbidden(f"access to user {owner!r} is not allowed")
+        raise Forbidden(f"the token may not act for user {owner!r}")
+    if not principal.permissions.permits(action, resource_type, resource_id):
+        raise Forbidden(f"the token does not grant {action} here")
+    allowed = principal.resources
+    if allowed is not None and resource is not None and resource not in allowed:
+        raise Forbidden("the token does not grant access to this resource")
     return principal
+
+
+def _check_query(request: HTTPConnection) -> None:
+    items = request.query_params.multi_items()
+    if len(items) > MAX_QUERY_PARAMS:
+        raise InvalidInput(f"more than {MAX_QUERY_PARAMS} query parameters")
+    for name, value in items:
+        if len(value) > MAX_QUERY_VALUE and name != "authorization":
+            raise InvalidInput(f"query parameter {name[:32]!r} is too long")
+
+
+def _check_ids(owner: str, resource_type: str, resource_id: str | None) -> None:
+    if USER_ID.fullmatch(owner) is None:
+        raise InvalidInput("invalid user name: must match [a-zA-Z0-9_-]{1,32}")
+    if resource_id is not None:
+        pattern = ID_PATTERNS.get(resource_type, OTHER_ID)
+        if pattern.fullmatch(resource_id) is None:
+            raise InvalidInput(f"invalid {resource_type.lower()} id: must match {pattern.pattern}")

@@ -7,6 +7,7 @@ bug: it is logged with its traceback and answered with a bare 500 that reveals n
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 
 from starlette.exceptions import HTTPException
@@ -22,6 +23,7 @@ from roost.errors import (
     InvalidInput,
     NotFound,
     PayloadTooLarge,
+    RateLimited,
     RoostError,
     Unauthenticated,
 )
@@ -33,6 +35,7 @@ STATUS: tuple[tuple[type[RoostError], int], ...] = (
     (Forbidden, 403),
     (NotFound, 404),  # includes DeviceOffline, ResourceUnavailable (Thinger answers 404)
     (PayloadTooLarge, 413),
+    (RateLimited, 429),  # answered with Retry-After
     (DeviceTimeout, 504),
     (Conflict, 400),  # Thinger answers 400 for an existing device or a connected one on delete
     (InvalidInput, 400),
@@ -57,7 +60,11 @@ async def roost_error(request: Request, exc: Exception) -> Response:
     if status == 500:
         log.error("unmapped error on %s %s", request.method, request.url.path, exc_info=exc)
         return error_response(500, "internal server error")
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers: dict[str, str] | None = None
+    if status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
     return error_response(status, exc.message, headers)
 
 

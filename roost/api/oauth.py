@@ -2,6 +2,12 @@
 
 Refresh tokens rotate on every use; presenting one that was already used revokes the newer token
 issued from it as well (the whole family of that login).
+
+Wrong passwords are budgeted per user name and per source address (``login_failures_per_user``
+and ``login_failures_per_address`` per ``auth_failure_window`` seconds). Past either budget the
+grant answers 429 with ``Retry-After`` *before* checking the password, so a right password is
+refused too until the oldest failure leaves the window. Refresh grants are not limited: a refresh
+token cannot be guessed, and a client retrying a stale one must not lock its address out.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from starlette.routing import Route
 from roost.api.json import json_response, parse_json, read_body
 from roost.auth.passwords import verify_password
 from roost.auth.tokens import ACCESS_TTL_S, REFRESH_TTL_S, new_token_id
-from roost.errors import InvalidInput, InvalidToken, Unauthenticated
+from roost.errors import InvalidInput, InvalidToken, RateLimited, Unauthenticated
 from roost.services import Services
 from roost.store.base import RefreshToken
 
@@ -27,8 +33,9 @@ async def token(request: Request) -> Response:
     form = await _read_form(request, services.settings.max_body_bytes)
     grant = form.get("grant_type")
     if grant == "password":
-        user = await _check_password(services, form.get("username", ""), form.get("password", ""))
-        return json_response(await _issue(services, user, family=None))
+        name, password = form.get("username", ""), form.get("password", "")
+        await check_password(request, name, password, "invalid username or password")
+        return json_response(await _issue(services, name, family=None))
     if grant == "refresh_token":
         record = await _use_refresh(services, form.get("refresh_token", ""))
         return json_response(await _issue(services, record.user, family=record.family))
@@ -48,13 +55,24 @@ async def _read_form(request: Request, limit: int) -> dict[str, str]:
         raise InvalidInput("request body is not a valid form") from None
 
 
-async def _check_password(services: Services, name: str, password: str) -> str:
+async def check_password(request: Request, name: str, password: str, wrong: str) -> None:
+    """Checks ``name``'s password within the budget of failures: RateLimited (429) when spent,
+    else Unauthenticated(``wrong``) when the password is wrong (or the user unknown: the same
+    work is done then)."""
+    services: Services = request.app.state.services
+    limiter = services.login_limiter
+    address = request.client.host if request.client is not None else None
+    refusal = limiter.attempt(name, address)
+    if refusal is not None:
+        raise RateLimited(
+            f"too many failed attempts: retry in {refusal.whole_seconds} s", refusal.retry_after
+        )
     user = await services.store.get_user(name) if name else None
     stored = user.password_hash if user is not None else None
     loop = asyncio.get_running_loop()
     if not await loop.run_in_executor(None, verify_password, stored, password):
-        raise Unauthenticated("invalid username or password")
-    return name
+        raise Unauthenticated(wrong)
+    limiter.succeeded(name, address)
 
 
 async def _use_refresh(services: Services, refresh_token: str) -> RefreshToken:

@@ -3,7 +3,8 @@
 Claims follow Thinger.io, since clients decode them to build URLs:
 - access token (password/refresh grant): ``usr``, ``iat``, ``exp`` (2 h);
 - refresh token: ``jti``, ``iat``, ``exp`` (60 days), tracked server-side;
-- device token: ``usr``, ``dev``, ``jti``, ``iat``, optional ``res`` and ``exp``.
+- device token: ``usr``, ``dev``, ``jti``, ``iat``, optional ``res`` and ``exp``;
+- user access token: ``usr``, ``jti`` (the token id), ``svr`` (the public host), optional ``exp``.
 """
 
 from __future__ import annotations
@@ -55,6 +56,14 @@ class TokenSigner:
             claims["res"] = list(token.resources)
         if token.expires is not None:
             claims["exp"] = token.expires // 1000
+        return self._sign(claims)
+
+    def user_token(self, user: str, token_id: str, server: str, expires_ms: int | None) -> str:
+        """A user-defined access token: ``usr``, ``jti``, ``svr``, and ``exp`` only if it expires.
+        The same arguments give the same JWT, so it can be shown again later."""
+        claims: dict[str, Any] = {"usr": user, "jti": token_id, "svr": server}
+        if expires_ms is not None:
+            claims["exp"] = expires_ms // 1000
         return self._sign(claims)
 
     def verify(self, token: str) -> Mapping[str, Any]:

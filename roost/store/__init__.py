@@ -3,6 +3,6 @@
 ``sqlite.SQLiteStore`` is the embedded default; import it from ``roost.store.sqlite``.
 """
 
-from roost.store.base import Device, DeviceToken, RefreshToken, Store, User
+from roost.store.base import AccessToken, Device, DeviceToken, RefreshToken, Store, User
 
-__all__ = ["Device", "DeviceToken", "RefreshToken", "Store", "User"]
+__all__ = ["AccessToken", "Device", "DeviceToken", "RefreshToken", "Store", "User"]

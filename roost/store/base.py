@@ -8,7 +8,7 @@ arrive here already hashed; the store never sees a password or a device credenti
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +51,24 @@ class DeviceToken:
 
 
 @dataclass(frozen=True, slots=True)
+class AccessToken:
+    """A user-defined access token (thinger-api.md 2.13): its id, permissions and state. The JWT
+    (claims ``usr``, ``jti`` = ``token``, ``svr``, ``exp`` when ``expire`` is set) is signed from
+    these; the store holds no secret for it."""
+
+    owner: str
+    token: str  # the id, unique per owner; the JWT's jti
+    name: str
+    description: str
+    enabled: bool
+    allow: dict[str, Any]  # permission grammar, as JSON (roost.auth.permissions)
+    deny: dict[str, Any]
+    expire: int | None  # ms, None: never
+    created: int
+    modified: int
+
+
+@dataclass(frozen=True, slots=True)
 class RefreshToken:
     jti: str
     user: str
@@ -60,8 +78,9 @@ class RefreshToken:
 
 
 class Store(Protocol):
-    """Async storage. Methods raise roost.errors.Conflict / NotFound as documented, nothing else
-    on expected conditions."""
+    """Async storage. Methods raise roost.errors.Conflict / NotFound as documented, and
+    InvalidInput for a value the store cannot hold (an integer beyond 64 bits, text that is not
+    valid Unicode); nothing else on expected conditions."""
 
     async def open(self) -> None: ...
 
@@ -74,6 +93,11 @@ class Store(Protocol):
     async def get_user(self, name: str) -> User | None: ...
 
     async def count_users(self) -> int: ...
+
+    async def set_password(self, name: str, password_hash: str) -> int:
+        """Replaces the user's password hash and, in the same transaction, revokes every refresh
+        token of the user as :meth:`revoke_refresh_tokens` does (returning the same count);
+        raises NotFound if there is no such user."""
 
     # devices
     async def create_device(self, device: Device) -> None:
@@ -105,6 +129,22 @@ class Store(Protocol):
     async def get_device_token(self, token_id: str) -> DeviceToken | None: ...
 
     async def delete_device_token(self, owner: str, device: str, token_id: str) -> bool: ...
+
+    # user access tokens
+    async def create_access_token(self, token: AccessToken) -> None:
+        """Raises Conflict if (owner, token) exists, NotFound if the owner is not a user."""
+
+    async def get_access_token(self, owner: str, token: str) -> AccessToken | None: ...
+
+    async def list_access_tokens(self, owner: str) -> list[AccessToken]:
+        """Ordered by token id."""
+
+    async def update_access_token(self, token: AccessToken) -> None:
+        """Replaces name, description, enabled, allow, deny, expire and modified of an existing
+        token (not created); raises NotFound if absent."""
+
+    async def delete_access_token(self, owner: str, token: str) -> bool:
+        """False if it did not exist."""
 
     # refresh tokens
     async def add_refresh_token(self, token: RefreshToken) -> None:

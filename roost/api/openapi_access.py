@@ -1,0 +1,143 @@
+"""The OpenAPI part of user access tokens and of a user's credentials (``tokens.py``,
+``users.py``), built with the helpers of :mod:`roost.api.openapi`, which merges it in."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from roost.api.openapi import (
+    BAD_BODY,
+    USER,
+    Schema,
+    _array,
+    _body,
+    _obj,
+    _ok,
+    _op,
+    _path_param,
+    _record,
+    _t,
+)
+
+ACCESS_TOKEN_ID = _path_param("token", "Access token id", "^[a-zA-Z0-9_-]{1,50}$")
+
+
+def _permission() -> Schema:
+    action = _t("string", pattern=r"^([A-Za-z0-9_]{1,128}|[A-Za-z0-9_]{1,127}\*|\*)$")
+    item = {"anyOf": [action, _t("object", description="Kept, never matched")]}
+    actions = {"anyOf": [action, _t("array", items=item)]}
+    ids = _t(
+        "object",
+        minProperties=1,
+        propertyNames={"pattern": r"^([A-Za-z0-9_:@-]{1,128}|\*)$"},
+        additionalProperties=actions,
+    )
+    return _t(
+        "object",
+        True,
+        description="Resource type (`Device`, `Bucket`, `Token`, `User`, ... or `*`) -> resource"
+        " id (or `*`) -> actions: one string or an array; `*` is every action and `Read*` every"
+        " action starting with `Read`. At most 1000 entries in allow and deny together.",
+        propertyNames={"pattern": r"^([A-Za-z0-9_-]{1,128}|\*)$"},
+        additionalProperties=ids,
+    )
+
+
+def access_schemas() -> dict[str, Schema]:
+    text = _t("string", True, maxLength=255)
+    expire = _t(
+        "number", True, description="When it stops working, ms since the epoch; null or 0: never"
+    )
+    settings = {
+        "name": text,
+        "description": text,
+        "enabled": _t("boolean", True, default=True),
+        "allow": _permission(),
+        "deny": _permission(),
+        "expire": expire,
+    }
+    stored = {
+        "token": _t("string"),
+        "name": _t("string"),
+        "description": _t("string"),
+        "enabled": _t("boolean"),
+        "expire": _t("integer", True, description="ms since the epoch, null: never"),
+        "created": _t("integer", description="ms since the epoch"),
+        "modified": _t("integer", description="ms since the epoch"),
+    }
+    permission = _t("object", description="As given, action lists always arrays")
+    return {
+        "AccessTokenCreate": _obj(
+            {"token": _t("string", True, pattern="^[a-zA-Z0-9_]{1,50}$"), **settings},
+            description="Every field is optional: `token` is generated, `name` defaults to it,"
+            " `enabled` to true; without `allow` the token may do nothing.",
+        ),
+        "AccessTokenUpdate": _obj(
+            {
+                "token": _t("string", True, description="Ignored if it is the id, else 400"),
+                **settings,
+            },
+            description="Absent fields are left unchanged.",
+        ),
+        "AccessTokenSummary": _record(stored),
+        "AccessToken": _record(
+            {
+                **stored,
+                "allow": permission,
+                "deny": permission,
+                "access_token": _t("string", description="The JWT"),
+            }
+        ),
+        "PasswordChange": _obj(
+            {
+                "password": _t("string", minLength=6, maxLength=72, format="password"),
+                "current_password": _t("string", format="password"),
+            },
+            ["password"],
+            description="`current_password` is required to change your own password.",
+        ),
+        "Revoked": _record(
+            {"revoked": _t("integer", description="Refresh tokens that were still usable")}
+        ),
+    }
+
+
+def access_paths() -> dict[str, Schema]:
+    one, user = [USER, ACCESS_TOKEN_ID], [USER]
+    token, listed = _ok("The token", "AccessToken"), _ok("Tokens", _array("AccessTokenSummary"))
+    missing: Mapping[int, str | None] = {404: "Token not found"}
+    invalid = "Invalid body, token id, permissions or expire"
+    bad = {**BAD_BODY, 400: invalid}
+    revoked = _ok("How many refresh tokens were revoked", "Revoked")
+    password_errors: dict[int, str | None] = {
+        400: "Body not a JSON object, password not 6-72 characters, or current_password missing",
+        403: "The token does not grant this action, or current_password is wrong",
+        404: "User not found",
+        413: None,
+        429: None,
+    }
+    return {
+        "/v1/users/{user}/tokens": {
+            "get": _op("listTokens", listed, user),
+            "post": _op(
+                "createToken",
+                token,
+                user,
+                {**bad, 400: invalid + ", or the id exists", 404: "User not found"},
+                _body("AccessTokenCreate"),
+            ),
+        },
+        "/v1/users/{user}/tokens/{token}": {
+            "get": _op("readToken", token, one, missing),
+            "put": _op("updateToken", token, one, {**bad, **missing}, _body("AccessTokenUpdate")),
+            "delete": _op("deleteToken", _ok("Deleted (empty body)"), one, missing),
+        },
+        "/v1/users/{user}/password": {
+            "put": _op(
+                "updateUserPassword", revoked, user, password_errors, _body("PasswordChange")
+            ),
+        },
+        "/v1/users/{user}/refresh_tokens": {
+            "delete": _op("revokeRefreshTokens", revoked, user, {404: "User not found"}),
+        },
+    }

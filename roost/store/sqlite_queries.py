@@ -1,0 +1,337 @@
+"""The statements of the SQLite store, one function per Store method, run on its worker thread.
+
+Each function takes the connection first. Constraint failures become Conflict (duplicate key) or
+NotFound (missing parent row); see :func:`_constraints`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from typing import Any
+
+from roost.errors import Conflict, NotFound
+from roost.store.base import AccessToken, Device, DeviceToken, RefreshToken, User
+
+logger = logging.getLogger("roost.store.sqlite")
+
+_USER = ("name", "password_hash", "role", "created")
+_DEVICE = (
+    *("owner", "device", "name", "description", "type", "credentials_hash", "enabled"),
+    *("created", "modified", "last_connection"),
+)
+_DEVICE_TOKEN = ("id", "owner", "device", "name", "resources", "expires", "created")
+_REFRESH_TOKEN = ("jti", "user_name", "family", "issued", "expires")
+_ACCESS_TOKEN = (
+    *("owner", "token", "name", "description", "enabled", "allow", "deny", "expire"),
+    *("created", "modified"),
+)
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+@contextmanager
+def _constraints(thing: str, parent: str | None = None) -> Iterator[None]:
+    """Turns a duplicate key into Conflict and a missing parent row into NotFound."""
+    try:
+        yield
+    except sqlite3.IntegrityError as e:
+        if e.sqlite_errorname in ("SQLITE_CONSTRAINT_PRIMARYKEY", "SQLITE_CONSTRAINT_UNIQUE"):
+            raise Conflict(f"{thing} exists already") from e
+        if parent is not None and e.sqlite_errorname == "SQLITE_CONSTRAINT_FOREIGNKEY":
+            raise NotFound(f"{parent} does not exist") from e
+        raise
+
+
+def _insert(table: str, columns: tuple[str, ...]) -> str:
+    names = ", ".join(columns)
+    return f"INSERT INTO {table} ({names}) VALUES ({', '.join(':' + c for c in columns)})"
+
+
+def _select(table: str, columns: tuple[str, ...]) -> str:
+    return f"SELECT {', '.join(columns)} FROM {table}"
+
+
+# users
+
+
+def _user_params(user: User) -> dict[str, Any]:
+    return asdict(user)
+
+
+def _user_from(row: tuple[Any, ...]) -> User:
+    name, password_hash, role, created = row
+    return User(name=name, password_hash=password_hash, role=role, created=created)
+
+
+def insert_user(conn: sqlite3.Connection, user: User) -> None:
+    with _constraints(f"user {user.name!r}"):
+        conn.execute(_insert("users", _USER), _user_params(user))
+
+
+def select_user(conn: sqlite3.Connection, name: str) -> User | None:
+    row = conn.execute(_select("users", _USER) + " WHERE name = ?", (name,)).fetchone()
+    return None if row is None else _user_from(row)
+
+
+def count_users(conn: sqlite3.Connection) -> int:
+    (count,) = conn.execute("SELECT COUNT(*) FROM users").fetchone()
+    return int(count)
+
+
+def set_password(conn: sqlite3.Connection, name: str, password_hash: str) -> int:
+    with _transaction(conn):
+        cursor = conn.execute(
+            "UPDATE users SET password_hash = ? WHERE name = ?", (password_hash, name)
+        )
+        if cursor.rowcount == 0:
+            raise NotFound(f"user {name!r} does not exist")
+        return _revoke_all(conn, name)
+
+
+# devices
+
+
+def _device_params(device: Device) -> dict[str, Any]:
+    return {**asdict(device), "enabled": int(device.enabled)}
+
+
+def _device_from(row: tuple[Any, ...]) -> Device:
+    owner, device, name, description, type_, credentials_hash, enabled, *times = row
+    created, modified, last_connection = times
+    return Device(
+        owner=owner,
+        device=device,
+        name=name,
+        description=description,
+        type=type_,
+        credentials_hash=credentials_hash,
+        enabled=bool(enabled),
+        created=created,
+        modified=modified,
+        last_connection=last_connection,
+    )
+
+
+def insert_device(conn: sqlite3.Connection, device: Device) -> None:
+    thing = f"device {device.device!r} of {device.owner!r}"
+    with _constraints(thing, parent=f"user {device.owner!r}"):
+        conn.execute(_insert("devices", _DEVICE), _device_params(device))
+
+
+def select_device(conn: sqlite3.Connection, owner: str, device: str) -> Device | None:
+    sql = _select("devices", _DEVICE) + " WHERE owner = ? AND device = ?"
+    row = conn.execute(sql, (owner, device)).fetchone()
+    return None if row is None else _device_from(row)
+
+
+def select_devices(conn: sqlite3.Connection, owner: str) -> list[Device]:
+    sql = _select("devices", _DEVICE) + " WHERE owner = ? ORDER BY device"
+    return [_device_from(row) for row in conn.execute(sql, (owner,))]
+
+
+def update_device(conn: sqlite3.Connection, device: Device) -> None:
+    """Replaces what a user may edit; the key, created and last_connection stay as they are."""
+    cursor = conn.execute(
+        "UPDATE devices SET name = :name, description = :description, type = :type,"
+        " credentials_hash = :credentials_hash, enabled = :enabled, modified = :modified"
+        " WHERE owner = :owner AND device = :device",
+        _device_params(device),
+    )
+    if cursor.rowcount == 0:
+        raise NotFound(f"device {device.device!r} of {device.owner!r} does not exist")
+
+
+def delete_device(conn: sqlite3.Connection, owner: str, device: str) -> bool:
+    """Its device tokens go with it (ON DELETE CASCADE), in the same statement."""
+    cursor = conn.execute("DELETE FROM devices WHERE owner = ? AND device = ?", (owner, device))
+    return cursor.rowcount > 0
+
+
+def set_last_connection(conn: sqlite3.Connection, owner: str, device: str, ts: int) -> None:
+    conn.execute(
+        "UPDATE devices SET last_connection = ? WHERE owner = ? AND device = ?", (ts, owner, device)
+    )
+
+
+# device tokens
+
+
+def _device_token_params(token: DeviceToken) -> dict[str, Any]:
+    resources = None if token.resources is None else json.dumps(list(token.resources))
+    return {**asdict(token), "resources": resources}
+
+
+def _device_token_from(row: tuple[Any, ...]) -> DeviceToken:
+    id_, owner, device, name, resources, expires, created = row
+    return DeviceToken(
+        id=id_,
+        owner=owner,
+        device=device,
+        name=name,
+        resources=None if resources is None else tuple(json.loads(resources)),
+        expires=expires,
+        created=created,
+    )
+
+
+def insert_device_token(conn: sqlite3.Connection, token: DeviceToken) -> None:
+    parent = f"device {token.device!r} of {token.owner!r}"
+    with _constraints(f"device token {token.id!r}", parent):
+        conn.execute(_insert("device_tokens", _DEVICE_TOKEN), _device_token_params(token))
+
+
+def select_device_tokens(conn: sqlite3.Connection, owner: str, device: str) -> list[DeviceToken]:
+    sql = _select("device_tokens", _DEVICE_TOKEN) + " WHERE owner = ? AND device = ?"
+    rows = conn.execute(sql + " ORDER BY created, id", (owner, device))
+    return [_device_token_from(row) for row in rows]
+
+
+def select_device_token(conn: sqlite3.Connection, token_id: str) -> DeviceToken | None:
+    sql = _select("device_tokens", _DEVICE_TOKEN) + " WHERE id = ?"
+    row = conn.execute(sql, (token_id,)).fetchone()
+    return None if row is None else _device_token_from(row)
+
+
+def delete_device_token(conn: sqlite3.Connection, owner: str, device: str, token_id: str) -> bool:
+    cursor = conn.execute(
+        "DELETE FROM device_tokens WHERE id = ? AND owner = ? AND device = ?",
+        (token_id, owner, device),
+    )
+    return cursor.rowcount > 0
+
+
+# refresh tokens
+
+
+def _refresh_token_params(token: RefreshToken) -> dict[str, Any]:
+    return {**asdict(token), "user_name": token.user}
+
+
+def _refresh_token_from(row: tuple[Any, ...]) -> RefreshToken:
+    jti, user, family, issued, expires = row
+    return RefreshToken(jti=jti, user=user, family=family, issued=issued, expires=expires)
+
+
+def insert_refresh_token(conn: sqlite3.Connection, token: RefreshToken) -> None:
+    """A token joining a revoked family is born revoked, so that a rotation racing a reuse (or
+    a logout) cannot bring the family back to life."""
+    sql = (
+        "INSERT INTO refresh_tokens (jti, user_name, family, issued, expires, revoked)"
+        " VALUES (:jti, :user_name, :family, :issued, :expires,"
+        " EXISTS (SELECT 1 FROM refresh_tokens WHERE family = :family AND revoked))"
+    )
+    with _constraints(f"refresh token {token.jti!r}", parent=f"user {token.user!r}"):
+        conn.execute(sql, _refresh_token_params(token))
+
+
+def use_refresh_token(conn: sqlite3.Connection, jti: str, now: int) -> RefreshToken | None:
+    sql = _select("refresh_tokens", (*_REFRESH_TOKEN, "used", "revoked")) + " WHERE jti = ?"
+    with _transaction(conn):
+        row = conn.execute(sql, (jti,)).fetchone()
+        if row is None:
+            return None
+        *fields, used, revoked = row
+        token = _refresh_token_from(tuple(fields))
+        if revoked:
+            return None
+        if used:
+            conn.execute("UPDATE refresh_tokens SET revoked = 1 WHERE family = ?", (token.family,))
+            logger.warning(
+                "refresh token reused: family %s of %s revoked", token.family, token.user
+            )
+            return None
+        if now >= token.expires:
+            return None
+        conn.execute("UPDATE refresh_tokens SET used = 1 WHERE jti = ?", (jti,))
+        return token
+
+
+def revoke_refresh_tokens(conn: sqlite3.Connection, user: str) -> int:
+    with _transaction(conn):
+        return _revoke_all(conn, user)
+
+
+def _revoke_all(conn: sqlite3.Connection, user: str) -> int:
+    """Counts as live the tokens neither used nor revoked (expiry would need a clock)."""
+    (live,) = conn.execute(
+        "SELECT COUNT(*) FROM refresh_tokens WHERE user_name = ? AND NOT used AND NOT revoked",
+        (user,),
+    ).fetchone()
+    conn.execute("UPDATE refresh_tokens SET revoked = 1 WHERE user_name = ?", (user,))
+    return int(live)
+
+
+# user access tokens
+
+
+def _access_token_params(token: AccessToken) -> dict[str, Any]:
+    return {
+        **asdict(token),
+        "enabled": int(token.enabled),
+        "allow": json.dumps(token.allow),
+        "deny": json.dumps(token.deny),
+    }
+
+
+def _access_token_from(row: tuple[Any, ...]) -> AccessToken:
+    owner, token, name, description, enabled, allow, deny, expire, created, modified = row
+    return AccessToken(
+        owner=owner,
+        token=token,
+        name=name,
+        description=description,
+        enabled=bool(enabled),
+        allow=json.loads(allow),
+        deny=json.loads(deny),
+        expire=expire,
+        created=created,
+        modified=modified,
+    )
+
+
+def insert_access_token(conn: sqlite3.Connection, token: AccessToken) -> None:
+    thing = f"access token {token.token!r} of {token.owner!r}"
+    with _constraints(thing, parent=f"user {token.owner!r}"):
+        conn.execute(_insert("access_tokens", _ACCESS_TOKEN), _access_token_params(token))
+
+
+def select_access_token(conn: sqlite3.Connection, owner: str, token: str) -> AccessToken | None:
+    sql = _select("access_tokens", _ACCESS_TOKEN) + " WHERE owner = ? AND token = ?"
+    row = conn.execute(sql, (owner, token)).fetchone()
+    return None if row is None else _access_token_from(row)
+
+
+def select_access_tokens(conn: sqlite3.Connection, owner: str) -> list[AccessToken]:
+    sql = _select("access_tokens", _ACCESS_TOKEN) + " WHERE owner = ? ORDER BY token"
+    return [_access_token_from(row) for row in conn.execute(sql, (owner,))]
+
+
+def update_access_token(conn: sqlite3.Connection, token: AccessToken) -> None:
+    cursor = conn.execute(
+        "UPDATE access_tokens SET name = :name, description = :description, enabled = :enabled,"
+        " allow = :allow, deny = :deny, expire = :expire, modified = :modified"
+        " WHERE owner = :owner AND token = :token",
+        _access_token_params(token),
+    )
+    if cursor.rowcount == 0:
+        raise NotFound(f"access token {token.token!r} of {token.owner!r} does not exist")
+
+
+def delete_access_token(conn: sqlite3.Connection, owner: str, token: str) -> bool:
+    cursor = conn.execute("DELETE FROM access_tokens WHERE owner = ? AND token = ?", (owner, token))
+    return cursor.rowcount > 0
