@@ -56,18 +56,25 @@ class Thing:
         return 1
 
 
-@pytest.fixture
+@pytest.fixture(params=["legacy", "iotmp"])
 async def thing(
-    server: Roost, http: httpx.AsyncClient, admin_token: str, connect_device: DeviceFactory
+    request: pytest.FixtureRequest,
+    server: Roost,
+    http: httpx.AsyncClient,
+    admin_token: str,
+    connect_device: DeviceFactory,
 ) -> Thing:
+    """The same device over each protocol: the REST layer must not tell them apart."""
     await create_device(http, admin_token)
     thing = Thing()
+    protocol = request.param
     device = Device(
         user=ADMIN,
         device="dev1",
         credentials="secret1",
         host="127.0.0.1",
-        port=server.device_port,
+        port=server.device_port if protocol == "legacy" else server.iotmp_port,
+        protocol=protocol,
         reconnect_delay=0.2,
     )
     await connect_device(thing.attach(device))

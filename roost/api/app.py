@@ -5,7 +5,17 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-from roost.api import device_tokens, devices, oauth, resources, server, stats
+from roost.api import (
+    device_tokens,
+    devices,
+    oauth,
+    resources,
+    server,
+    stats,
+    streams,
+    tokens,
+    users,
+)
 from roost.api.errors import HANDLERS
 from roost.services import Services
 
@@ -19,10 +29,15 @@ def all_routes() -> list[BaseRoute]:
         *devices.routes,
         *stats.routes,
         *device_tokens.routes,
+        *tokens.routes,
+        *users.routes,
+        *streams.routes,
+        *resources.late_routes,
     ]
 
 
 def create_app(services: Services) -> Starlette:
     app = Starlette(routes=all_routes(), exception_handlers=dict(HANDLERS))
+    app.router.redirect_slashes = False  # a wrong path is a 404, not a redirect to a guess
     app.state.services = services
     return app

@@ -28,6 +28,7 @@ ERRORS: Mapping[int, str] = {
     403: "The token does not grant this action on this user, device or resource",
     404: "Not found",
     413: "Request body larger than the configured limit",
+    429: "Too many failed attempts: retry after the number of seconds in Retry-After",
     504: "The device did not answer within the deadline",
 }
 
@@ -36,6 +37,12 @@ RESOURCE_NOTES = (
     " alone lists the device's resources, `{resource}/api` gives `{in?, out?}`. A device token"
     " may only call its own device and, if limited, its listed resources. An unknown or offline"
     " device, or a missing resource, answers 404 as Thinger does."
+)
+
+ACCESS_TOKEN_NOTES = (
+    " The answer carries the token's JWT as `access_token` (claims usr, jti = the token id, svr ="
+    " the server's public host, exp only when `expire` is set); it is the same JWT every time"
+    " as long as the settings that make it do not change."
 )
 
 # operationId: (summary, description). Secured operations are named by their Thinger action.
@@ -74,6 +81,33 @@ OPERATIONS: Mapping[str, tuple[str, str]] = {
         'Calls a resource of a connected device with `{"in": value}`: writes an input (200,'
         ' empty body) or calls an input/output resource (`{"out": value}`); an empty body runs'
         " it with no input." + RESOURCE_NOTES,
+    ),
+    "listTokens": ("ListTokens", "The user's access tokens, by id, without their JWTs."),
+    "createToken": (
+        "CreateToken",
+        "Creates an access token. `token` (the id) is generated when absent; `allow` and `deny`"
+        " follow the Thinger permission grammar (deny beats allow; unknown action names are"
+        " kept and ignored); `expire` is when it stops working, in ms since the epoch."
+        + ACCESS_TOKEN_NOTES,
+    ),
+    "readToken": ("ReadTokenConfig", "One access token, with its JWT." + ACCESS_TOKEN_NOTES),
+    "updateToken": (
+        "UpdateToken",
+        "Changes any of name, description, enabled, allow, deny, expire (null or 0: never);"
+        " disabling takes effect at once." + ACCESS_TOKEN_NOTES,
+    ),
+    "deleteToken": ("DeleteToken", "Deletes an access token: it stops working at once."),
+    "updateUserPassword": (
+        "UpdateUserPassword",
+        "Sets a new password and revokes every refresh token of the user. Changing your own"
+        " password needs `current_password` (a wrong one counts as a failed login); an admin"
+        " changing another user's does not.",
+    ),
+    "revokeRefreshTokens": (
+        "DeleteUserRefreshTokens",
+        "Logs the user out everywhere: revokes every refresh token of the user (Roost's own"
+        " route and action; Thinger has none). Access tokens already issued by `/oauth/token`"
+        " keep working until they expire (at most 2 h).",
     ),
 }
 PUBLIC = frozenset({"oauthToken", "healthcheck", "serverVersion", "openapi"})
@@ -123,6 +157,9 @@ def _error(status: int, description: str | None) -> Schema:
     if status == 401:
         header = {"description": "Always `Bearer`", "schema": _t("string")}
         response["headers"] = {"WWW-Authenticate": header}
+    if status == 429:
+        header = {"description": "Seconds to wait", "schema": _t("integer", minimum=1)}
+        response["headers"] = {"Retry-After": header}
     return response
 
 
@@ -226,6 +263,8 @@ def _token_create() -> Schema:
 
 
 def _schemas() -> dict[str, Schema]:
+    from roost.api.openapi_access import access_schemas  # it builds on this module
+
     ms = "ms since the epoch"
     return {
         "Error": _record({"error": _record({"message": _t("string")})})
@@ -310,6 +349,7 @@ def _schemas() -> dict[str, Schema]:
             description="For `api`: an object keyed by resource name. For `{resource}/api`:"
             " `{in?, out?}`, a sample input and the current output.",
         ),
+        **access_schemas(),
         "Health": _record({"status": {"const": "ok"}}),
         "Version": _record({"version": _t("string"), "server": {"const": "roost"}}),
     }
@@ -321,8 +361,12 @@ def _schemas() -> dict[str, Schema]:
 def _tag(path: str) -> str:
     if path.startswith("/oauth/"):
         return "Auth"
-    if path.startswith("/v2/"):
+    if path.startswith(("/v2/", "/v3/users/{user}/devices/{device}/resources")):
         return "Device resources"
+    if path.startswith("/v1/users/{user}/tokens"):
+        return "Access tokens"
+    if path in ("/v1/users/{user}/password", "/v1/users/{user}/refresh_tokens"):
+        return "Users"
     if "/devices" in path:
         return "Device tokens" if "/tokens" in path else "Devices"
     return "Server"
@@ -334,14 +378,17 @@ def _op(
     params: Sequence[Schema] = (),
     errors: Mapping[int, str | None] | None = None,
     body: Schema | None = None,
+    text: tuple[str, str] | None = None,
 ) -> Schema:
-    """One operation. A secured one also takes ``?authorization=`` and may answer 401 and 403.
+    """One operation. A secured one also takes ``?authorization=`` and may answer 400 (a
+    malformed id in the path), 401 and 403.
 
     ``errors`` maps each further status to its wording (None: the default one of ``ERRORS``).
     """
-    summary, description = OPERATIONS[op_id]
+    summary, description = text or OPERATIONS[op_id]
     public = op_id in PUBLIC
-    statuses: dict[int, str | None] = {} if public else {401: None, 403: None}
+    secured: dict[int, str | None] = {400: "Malformed id in the path", 401: None, 403: None}
+    statuses: dict[int, str | None] = {} if public else secured
     statuses.update(errors or {})
     operation: Schema = {"summary": summary, "operationId": op_id, "description": description}
     parameters = [*params] if public else [*params, AUTHORIZATION]
@@ -359,6 +406,9 @@ BAD_BODY: Mapping[int, str | None] = {400: "Body not a JSON object, or invalid f
 
 
 def _paths() -> dict[str, Schema]:
+    from roost.api.openapi_access import access_paths  # they build on this module
+    from roost.api.openapi_resources import resource_paths
+
     dev = [USER, DEVICE]
     call = [USER, DEVICE, RESOURCE, TIMEOUT]
     stats = _ok("The stats, or with `Accept: text/event-stream` a stream of them")
@@ -379,7 +429,12 @@ def _paths() -> dict[str, Schema]:
     post_errors = {**call_errors, 400: "Invalid resource path, timeout or body", 413: None}
     oauth_errors = {400: "Body not a valid form or JSON, or unknown grant_type", 413: None}
     oauth_errors[401] = "Invalid username or password, or invalid refresh token"
+    oauth_errors[429] = (
+        "Too many wrong passwords for this user name or from this address: every password grant"
+        " for them, even with the right password, is refused until Retry-After has passed"
+    )
     create_errors = {**BAD_BODY, 400: "Invalid body, id, type or credentials, or device exists"}
+    create_errors[404] = "No such user"
     login, new_token = _body("TokenRequest", FORM, JSON), _body("DeviceTokenCreate")
     body_errors = {**BAD_BODY, **NO_DEVICE}
     paths: dict[str, Schema] = {
@@ -418,6 +473,8 @@ def _paths() -> dict[str, Schema]:
             "post": _op("postDeviceResource", result, call, post_errors, call_input),
         },
     }
+    paths.update(access_paths())
+    paths.update(resource_paths())
     for path, item in paths.items():
         for operation in item.values():
             operation["tags"] = [_tag(path)]

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from roost.auth.passwords import DeviceCredentials
+from roost.auth.ratelimit import FailureWindow, address_key
 from roost.config import Settings
 from roost.devices.registry import Registry
 from roost.devices.session import DeviceKey, DeviceSession, Link
+from roost.devices.streams import StreamHub
 from roost.store.base import Store
+from roost.wire.pson import PsonValue
 
 log = logging.getLogger("roost.devices")
 
@@ -25,36 +29,59 @@ class DeviceGateway:
         credentials: DeviceCredentials,
         settings: Settings,
         clock: Callable[[], float],
+        auth_failures: FailureWindow | None = None,
     ) -> None:
+        """``auth_failures`` counts failed authentications per source address; by default
+        ``device_auth_failures_per_address`` per ``auth_failure_window`` on the monotonic clock."""
         self.store = store
         self.registry = registry
+        self.streams = StreamHub(registry, settings.call_timeout_ms / 1000, self.spawn)
         self.credentials = credentials
         self.settings = settings
         self.clock = clock
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._authenticating: dict[str, int] = {}  # address -> connections authenticating
+        self._authenticating_total = 0
+        self.auth_failures = auth_failures or FailureWindow(
+            settings.device_auth_failures_per_address, settings.auth_failure_window, time.monotonic
+        )
 
     async def authenticate(
         self, user: str, device: str, credentials: str, ip: str | None
     ) -> DeviceKey | None:
-        """The device's key if it is registered, enabled and the credentials match."""
+        """The device's key if it is registered, enabled and the credentials match.
+
+        An address that used up its budget of failures is refused at once, whatever it sends,
+        without a database lookup or a hash check, until its oldest failure leaves the window.
+        """
+        address = address_key(ip)
+        wait = self.auth_failures.retry_after(address)
+        if wait > 0:
+            log.debug("device %r/%r refused from %s for %.0f s more", user, device, ip, wait)
+            return None
         record = await self.store.get_device(user, device)
         stored = record.credentials_hash if record is not None and record.enabled else None
         loop = asyncio.get_running_loop()
         ok = await loop.run_in_executor(None, self.credentials.verify, stored, credentials)
         if not ok:
-            log.warning("device %s/%s failed to authenticate from %s", user, device, ip)
+            log.warning("device %r/%r failed to authenticate from %s", user, device, ip)
+            self.auth_failures.record(address)
+            wait = self.auth_failures.retry_after(address)
+            if wait > 0:
+                log.warning(
+                    "too many failed device authentications from %s: refused for %.0f s", ip, wait
+                )
             return None
         return DeviceKey(user, device)
 
     def open_session(self, key: DeviceKey, link: Link, ip: str | None) -> DeviceSession:
         now_ms = int(self.clock() * 1000)
-        session = DeviceSession(
-            key, link, ip, now_ms, asyncio.get_running_loop().time(), self.registry
-        )
+        session = DeviceSession(key, link, ip, now_ms, asyncio.get_running_loop().time(), self)
         if self.registry.add(session) is not None:
             log.info("device %s reconnected from %s, old connection closed", key, ip)
         else:
             log.info("device %s connected from %s", key, ip)
+        self.streams.session_opened(key)
         self.spawn(self.store.set_last_connection(key.owner, key.device, now_ms))
         return session
 
@@ -62,10 +89,44 @@ class DeviceGateway:
         session.close(reason)
         if self.registry.remove(session):
             log.info("device %s disconnected: %s", session.key, reason)
+            self.streams.session_closed(session.key)
             now_ms = int(self.clock() * 1000)
             self.spawn(
                 self.store.set_last_connection(session.key.owner, session.key.device, now_ms)
             )
+
+    # connections still authenticating, bounded in number (and each in frame size and time)
+
+    def admit(self, ip: str | None) -> bool:
+        """Count a new connection among those authenticating; False if there are too many,
+        in all or from its address."""
+        address = address_key(ip)
+        from_address = self._authenticating.get(address, 0)
+        if (
+            self._authenticating_total >= self.settings.max_unauthenticated
+            or from_address >= self.settings.max_unauthenticated_per_address
+        ):
+            return False
+        self._authenticating[address] = from_address + 1
+        self._authenticating_total += 1
+        return True
+
+    def release(self, ip: str | None) -> None:
+        address = address_key(ip)
+        left = self._authenticating.pop(address, 1) - 1
+        if left:
+            self._authenticating[address] = left
+        self._authenticating_total -= 1
+
+    # SessionListener
+
+    def stats_changed(self, key: DeviceKey) -> None:
+        self.registry.stats_changed(key)
+
+    def stream_data(
+        self, key: DeviceKey, path: tuple[str, ...], value: dict[str, PsonValue], event: bool
+    ) -> None:
+        self.streams.stream_data(key, path, value, event)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run a background job owned by the gateway (cancelled on shutdown, errors logged)."""

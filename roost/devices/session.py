@@ -20,6 +20,8 @@ from roost.wire.pson import PsonValue
 class Operation(enum.Enum):
     CALL = "call"  # read an output, write an input, call an input/output, run a callback
     DESCRIBE = "describe"  # one resource's {in?, out?}; with an empty path, the whole listing
+    START_STREAM = "start_stream"  # payload: sampling interval in ms (0: events only)
+    STOP_STREAM = "stop_stream"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +61,14 @@ class Link(Protocol):
     def close(self, reason: str) -> None: ...
 
 
-class StatsListener(Protocol):
+class SessionListener(Protocol):
+    """Who hears what a session sees: traffic (stats) and data on its open streams."""
+
     def stats_changed(self, key: DeviceKey) -> None: ...
+
+    def stream_data(
+        self, key: DeviceKey, path: tuple[str, ...], value: dict[str, PsonValue], event: bool
+    ) -> None: ...
 
 
 class DeviceSession:
@@ -69,6 +77,7 @@ class DeviceSession:
         "_listener",
         "_next_id",
         "_pending",
+        "_streams",
         "connected_ts",
         "ip_address",
         "key",
@@ -85,7 +94,7 @@ class DeviceSession:
         ip_address: str | None,
         connected_ts: int,
         now: float,
-        listener: StatsListener,
+        listener: SessionListener,
     ) -> None:
         self.key = key
         self.link = link
@@ -93,9 +102,10 @@ class DeviceSession:
         self.connected_ts = connected_ts
         self.rx_bytes = 0
         self.tx_bytes = 0
-        self.last_rx = now  # loop time of the last bytes received, for the silence check
+        self.last_rx = now  # loop time of the last complete frame, for the silence check
         self._listener = listener
         self._pending: dict[int, asyncio.Future[PsonValue]] = {}
+        self._streams: dict[int, tuple[str, ...]] = {}  # open stream id -> resource path
         self._next_id = 1
         self._closed = False
 
@@ -112,20 +122,55 @@ class DeviceSession:
             tx_bytes=self.tx_bytes,
         )
 
-    def count_traffic(self, rx: int, tx: int, now: float) -> None:
-        if rx:
-            self.rx_bytes += rx
-            self.last_rx = now
+    def count_traffic(self, rx: int, tx: int) -> None:
+        self.rx_bytes += rx
         self.tx_bytes += tx
         self._listener.stats_changed(self.key)
+
+    def heard(self, now: float) -> None:
+        """A complete frame arrived (partial bytes do not count: a trickle is silence)."""
+        self.last_rx = now
 
     async def request(
         self, op: Operation, path: tuple[str, ...], payload: PsonValue, timeout: float
     ) -> PsonValue:
         """Send one request and wait for its reply's payload (None when it carried none)."""
+        return await self._request(self._allocate_id(), op, path, payload, timeout)
+
+    async def open_stream(self, path: tuple[str, ...], interval_ms: int, timeout: float) -> int:
+        """Ask the device to stream a resource; returns the stream id its data will carry."""
+        stream_id = self._allocate_id()
+        self._streams[stream_id] = path
+        try:
+            await self._request(stream_id, Operation.START_STREAM, path, interval_ms, timeout)
+        except BaseException:
+            self._streams.pop(stream_id, None)
+            raise
+        return stream_id
+
+    async def close_stream(self, stream_id: int, timeout: float) -> None:
+        path = self._streams.pop(stream_id, None)
+        if path is not None and not self._closed:
+            await self._request(stream_id, Operation.STOP_STREAM, path, None, timeout)
+
+    def stream_data(self, stream_id: int, value: dict[str, PsonValue], event: bool) -> bool:
+        """Data the device sent on a stream; False if no stream has that id."""
+        path = self._streams.get(stream_id)
+        if path is None:
+            return False
+        self._listener.stream_data(self.key, path, value, event)
+        return True
+
+    async def _request(
+        self,
+        stream_id: int,
+        op: Operation,
+        path: tuple[str, ...],
+        payload: PsonValue,
+        timeout: float,
+    ) -> PsonValue:
         if self._closed:
             raise DeviceOffline(f"device {self.key.device} is not connected")
-        stream_id = self._allocate_id()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[PsonValue] = loop.create_future()
         self._pending[stream_id] = future
@@ -153,16 +198,17 @@ class DeviceSession:
         if self._closed:
             return
         self._closed = True
+        self._streams.clear()
         pending, self._pending = self._pending, {}
         for future in pending.values():
             if not future.done():
                 future.set_exception(DeviceOffline(f"device disconnected: {reason}"))
 
     def _allocate_id(self) -> int:
-        if len(self._pending) >= 0xFFFF:
+        if len(self._pending) + len(self._streams) >= 0xFFFF:
             raise DeviceTimeout("too many requests in flight to this device")
         stream_id = self._next_id
-        while stream_id in self._pending:
+        while stream_id in self._pending or stream_id in self._streams:
             stream_id = stream_id % 0xFFFF + 1
         self._next_id = stream_id % 0xFFFF + 1
         return stream_id

@@ -1,0 +1,141 @@
+"""Live resource streams over WebSocket.
+
+``/v3/users/{user}/devices/{device}/resources`` and the older ``/v2/users/{user}/devices/{device}``
+(token as ``?authorization=`` or a Bearer header). The client sends JSON text messages:
+- ``{"resource": "temperature", "interval": 1, "enabled": true}`` starts or retunes a stream
+  (interval in seconds; 0 = every value the device stream carries),
+- ``{"resource": "temperature", "enabled": false}`` stops it,
+- v2 only: ``{"resource": "relay", "in": true}`` writes an input.
+The server sends ``{"resource": r, "out": v}`` / ``{"resource": r, "in": v}`` for data,
+``{"device": d, "connected": false|true}`` when the device leaves or comes back (streams resume by
+themselves), and ``{"resource"?: r, "error": {"message": m}}`` for a refused message. Frames wait
+in a bounded per-client queue: a client that does not keep up loses the OLDEST frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from roost.api.access import authorize
+from roost.api.devices import find_device
+from roost.api.errors import error_response, status_of
+from roost.api.json import dumps, parse_json
+from roost.api.resources import split_path
+from roost.devices.session import DeviceKey, Operation
+from roost.devices.streams import Outbox, Watcher
+from roost.errors import InvalidInput, RoostError
+from roost.services import Services
+
+MAX_MESSAGE = 64 * 1024
+MAX_INTERVAL_S = 86_400
+
+
+async def device_socket(websocket: WebSocket) -> None:
+    owner, device_id = websocket.path_params["user"], websocket.path_params["device"]
+    services: Services = websocket.app.state.services
+    try:
+        await authorize(websocket, "AccessDeviceResources", owner, device_id)
+        await find_device(services, owner, device_id)
+    except RoostError as exc:
+        await _deny(websocket, exc)
+        return
+    await websocket.accept()
+    writes = websocket.url.path.startswith("/v2/")
+    await _StreamClient(websocket, services, DeviceKey(owner, device_id), writes).run()
+
+
+async def _deny(websocket: WebSocket, exc: RoostError) -> None:
+    try:
+        await websocket.send_denial_response(error_response(status_of(exc), exc.message))
+    except RuntimeError:  # the server cannot answer a handshake with HTTP: close instead
+        await websocket.close(code=1008, reason=exc.message[:120])
+
+
+class _StreamClient:
+    def __init__(
+        self, websocket: WebSocket, services: Services, key: DeviceKey, writes: bool
+    ) -> None:
+        self.websocket = websocket
+        self.services = services
+        self.key = key
+        self.writes = writes
+        self.outbox = Outbox(services.settings.stream_outbox_frames)
+        self.watchers: dict[tuple[str, ...], Watcher] = {}
+
+    async def run(self) -> None:
+        hub = self.services.gateway.streams
+        sender = asyncio.create_task(self._send_frames())
+        try:
+            while True:
+                message = await self.websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                text = message.get("text")
+                data = text.encode() if text is not None else message.get("bytes") or b""
+                await self._handle(data)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+            for path, watcher in self.watchers.items():
+                hub.unwatch(self.key, path, watcher)
+
+    async def _send_frames(self) -> None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            while True:
+                for frame in await self.outbox.take():
+                    await self.websocket.send_text(dumps(frame).decode())
+
+    async def _handle(self, data: bytes) -> None:
+        resource: str | None = None
+        try:
+            if len(data) > MAX_MESSAGE:
+                raise InvalidInput(f"message larger than {MAX_MESSAGE} bytes")
+            message = parse_json(data)
+            if not isinstance(message, dict) or not isinstance(message.get("resource"), str):
+                raise InvalidInput('a message must be a JSON object with a "resource" string')
+            resource = message["resource"]
+            path = split_path(resource)
+            await authorize(
+                self.websocket, "AccessDeviceResources", self.key.owner, self.key.device, path[0]
+            )
+            await self._apply(path, message)
+        except RoostError as exc:
+            frame: dict[str, Any] = {"error": {"message": exc.message}}
+            if resource is not None:
+                frame = {"resource": resource, **frame}
+            self.outbox.put(frame)
+
+    async def _apply(self, path: tuple[str, ...], message: dict[str, Any]) -> None:
+        hub = self.services.gateway.streams
+        if self.writes and "in" in message:
+            timeout = self.services.settings.call_timeout_ms / 1000
+            await self.services.bus.request(self.key, Operation.CALL, path, message["in"], timeout)
+            return
+        enabled = message.get("enabled", True)
+        interval = message.get("interval", 0)
+        if not isinstance(enabled, bool):
+            raise InvalidInput('"enabled" must be true or false')
+        if isinstance(interval, bool) or not isinstance(interval, int | float):
+            raise InvalidInput('"interval" must be a number of seconds')
+        if not 0 <= interval <= MAX_INTERVAL_S:
+            raise InvalidInput(f'"interval" must be between 0 and {MAX_INTERVAL_S} seconds')
+        old = self.watchers.pop(path, None)
+        if old is not None:
+            hub.unwatch(self.key, path, old)
+        if enabled:
+            watcher = self.watchers[path] = Watcher(float(interval), self.outbox)
+            hub.watch(self.key, path, watcher)
+
+
+routes = [
+    WebSocketRoute("/v3/users/{user}/devices/{device}/resources", device_socket),
+    WebSocketRoute("/v2/users/{user}/devices/{device}", device_socket),
+]

@@ -1,0 +1,184 @@
+"""What every device connection does, whatever its protocol: bytes -> decoder -> frames, in
+order, with no task per message; authentication first; a bounded outbox; a clean close.
+
+A connection must send its credentials within ``auth_timeout``; reading pauses while they are
+checked (frames that already arrived wait their turn). Malformed or oversized frames close the
+connection with a log line: nothing a device sends can raise past this module. Subclasses say how
+credentials look, how to answer them, and what to do with each frame once authenticated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Generic, Protocol, TypeVar, cast
+
+from roost.devices.gateway import DeviceGateway
+from roost.devices.session import DeviceSession, Operation
+from roost.errors import DecodeError
+from roost.wire.pson import PsonValue
+
+log = logging.getLogger("roost.net")
+
+FrameT = TypeVar("FrameT")
+
+
+# Authentication frames are small; a connection is trusted with larger frames once it is in.
+AUTH_FRAME_LIMIT = 4096
+
+
+class FrameDecoder(Protocol[FrameT]):
+    max_frame: int
+
+    def feed(self, data: bytes) -> list[FrameT]: ...
+
+
+class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
+    def __init__(self, gateway: DeviceGateway, decoder: FrameDecoder[FrameT]) -> None:
+        self._gateway = gateway
+        self._decoder = decoder
+        decoder.max_frame = min(decoder.max_frame, AUTH_FRAME_LIMIT)
+        self._transport: asyncio.Transport | None = None
+        self._ip: str | None = None
+        self._session: DeviceSession | None = None
+        self._waiting: list[FrameT] | None = None  # frames that arrived during auth
+        self._auth_timer: asyncio.TimerHandle | None = None
+        self._closing = False
+        self._rx_before_auth = 0
+        self._released = False  # gave back its place among the authenticating
+
+    # for subclasses
+
+    def credentials(self, frame: FrameT) -> tuple[str, str, str] | None:
+        """(user, device, credentials) if ``frame`` is a well-formed authentication."""
+        raise NotImplementedError
+
+    def auth_reply(self, frame: FrameT, accepted: bool) -> bytes:
+        raise NotImplementedError
+
+    def on_frame(self, session: DeviceSession, frame: FrameT) -> None:
+        raise NotImplementedError
+
+    def send_request(
+        self, stream_id: int, op: Operation, path: tuple[str, ...], payload: PsonValue
+    ) -> None:
+        """Put a session's request on the wire (part of the Link the session uses)."""
+        raise NotImplementedError
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but implement its interface
+        self._transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self._ip = peer[0] if peer else None
+        if not self._gateway.admit(self._ip):
+            self._closing = self._released = True
+            log.warning("refused a device connection from %s: too many authenticating", self._ip)
+            self._transport.abort()
+            return
+        self._auth_timer = asyncio.get_running_loop().call_later(
+            self._gateway.settings.auth_timeout, self.close, "did not authenticate in time"
+        )
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        try:
+            frames = self._decoder.feed(data)
+        except DecodeError as exc:
+            self.close(f"bad frame: {exc.message}")
+            return
+        session = self._session
+        if session is None:
+            self._rx_before_auth += len(data)
+        else:
+            session.count_traffic(len(data), 0)
+            if frames:
+                session.heard(asyncio.get_running_loop().time())
+        for frame in frames:
+            if self._closing:
+                return
+            self._dispatch(frame)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self._admitted_done()
+        if self._session is not None:
+            reason = "connection lost" if exc is None else f"connection lost: {exc}"
+            self._gateway.end_session(self._session, reason)
+
+    # Link
+
+    def close(self, reason: str) -> None:
+        if self._closing or self._transport is None:
+            return
+        self._closing = True
+        if self._session is None:
+            log.info("device connection from %s closed: %s", self._ip, reason)
+        else:
+            self._gateway.end_session(self._session, reason)
+        self._transport.abort()
+
+    def write(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is None or self._closing:
+            return
+        transport.write(data)
+        if self._session is not None:
+            self._session.count_traffic(0, len(data))
+        if transport.get_write_buffer_size() > self._gateway.settings.outbox_limit_bytes:
+            self.close("device is not reading (outbox full)")
+
+    # internals
+
+    def _admitted_done(self) -> None:
+        """This connection no longer counts as authenticating (in, refused or gone)."""
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
+        if not self._released:
+            self._released = True
+            self._gateway.release(self._ip)
+
+    def _dispatch(self, frame: FrameT) -> None:
+        if self._waiting is not None:
+            self._waiting.append(frame)
+        elif self._session is None:
+            self._start_auth(frame)
+        else:
+            self.on_frame(self._session, frame)
+
+    def _start_auth(self, frame: FrameT) -> None:
+        credentials = self.credentials(frame)
+        if credentials is None:
+            self.close("first message is not a valid authentication")
+            return
+        assert self._transport is not None
+        if self._auth_timer is not None:  # the device was on time; checking is our business
+            self._auth_timer.cancel()
+            self._auth_timer = None
+        self._transport.pause_reading()
+        self._waiting = []
+        self._gateway.spawn(self._authenticate(frame, *credentials))
+
+    async def _authenticate(self, frame: FrameT, user: str, device: str, secret: str) -> None:
+        key = await self._gateway.authenticate(user, device, secret, self._ip)
+        if self._closing or self._transport is None:
+            return
+        if key is None:
+            self._transport.write(self.auth_reply(frame, False))
+            self._closing = True
+            self._transport.close()
+            return
+        self._admitted_done()
+        self._decoder.max_frame = self._gateway.settings.max_frame_bytes
+        session = self._session = self._gateway.open_session(key, self, self._ip)
+        session.count_traffic(self._rx_before_auth, 0)
+        self.write(self.auth_reply(frame, True))
+        waiting, self._waiting = self._waiting or [], None
+        self._transport.resume_reading()
+        for early in waiting:
+            if self._closing:
+                return
+            self._dispatch(early)

@@ -1,0 +1,88 @@
+"""IOTMP (ports 25204/25206): CONNECT, keep-alive echo, message types instead of flags.
+
+The REST layer does not know this module exists: an IOTMP device's session answers the same
+operations as a legacy one. Differences handled here: resource paths travel as "a/b" strings,
+outputs answer raw values (stream data is wrapped as ``{"out": value}`` for watchers), the listing
+comes from DESCRIBE without a resource, and device-to-server service calls arrive as RUN with a
+numeric service id in RESOURCE (IOTMP-Linux) or in PARAMETERS (IOTMP-Embedded/Arduino).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from roost.devices.gateway import DeviceGateway
+from roost.devices.session import DeviceSession, Operation
+from roost.net.connection import DeviceConnection
+from roost.wire import iotmp
+from roost.wire.iotmp import KEEP_ALIVE_BYTES, Message, MessageType
+from roost.wire.pson import PsonValue
+
+log = logging.getLogger("roost.net.iotmp")
+
+_REQUEST_TYPES = {
+    Operation.CALL: MessageType.RUN,
+    Operation.DESCRIBE: MessageType.DESCRIBE,
+    Operation.START_STREAM: MessageType.START_STREAM,
+    Operation.STOP_STREAM: MessageType.STOP_STREAM,
+}
+
+
+class IotmpConnection(DeviceConnection[Message]):
+    def __init__(self, gateway: DeviceGateway) -> None:
+        settings = gateway.settings
+        decoder = iotmp.Decoder(
+            max_frame=settings.max_frame_bytes, max_depth=settings.max_pson_depth
+        )
+        super().__init__(gateway, decoder)
+
+    def credentials(self, frame: Message) -> tuple[str, str, str] | None:
+        if frame.type != MessageType.CONNECT:
+            return None
+        payload = frame.payload
+        if isinstance(payload, list) and len(payload) == 3:
+            user, device, secret = payload
+            if isinstance(user, str) and isinstance(device, str) and isinstance(secret, str):
+                return user, device, secret
+        return None
+
+    def auth_reply(self, frame: Message, accepted: bool) -> bytes:
+        kind = MessageType.OK if accepted else MessageType.ERROR
+        return iotmp.encode(Message(kind, stream_id=frame.stream_id))
+
+    def send_request(
+        self, stream_id: int, op: Operation, path: tuple[str, ...], payload: PsonValue
+    ) -> None:
+        resource = "/".join(path) if path else None
+        parameters: PsonValue = None
+        if op is Operation.START_STREAM:
+            parameters, payload = ({"interval": payload} if payload else None), None
+        elif op is Operation.STOP_STREAM:
+            resource = None  # the device finds the stream by its id
+        message = Message(
+            _REQUEST_TYPES[op],
+            stream_id=stream_id,
+            parameters=parameters,
+            payload=payload,
+            resource=resource,
+        )
+        self.write(iotmp.encode(message))
+
+    def on_frame(self, session: DeviceSession, frame: Message) -> None:
+        kind = frame.type
+        if kind == MessageType.KEEP_ALIVE:
+            self.write(KEEP_ALIVE_BYTES)
+        elif kind == MessageType.OK or kind == MessageType.ERROR:
+            if not session.resolve(frame.stream_id, kind == MessageType.OK, frame.payload):
+                log.debug("device %s: reply to unknown stream %d", session.key, frame.stream_id)
+        elif kind == MessageType.STREAM_DATA:
+            if not session.stream_data(frame.stream_id, {"out": frame.payload}, False):
+                log.debug("device %s: data on unknown stream %d", session.key, frame.stream_id)
+        elif kind == MessageType.DISCONNECT:
+            self.close("device said goodbye")
+        else:
+            # RUN of a server service (buckets, properties, endpoints...), event subscriptions,
+            # or requests we do not serve: refuse those that wait for an answer.
+            log.debug("device %s: unsupported message of type %d", session.key, kind)
+            if frame.stream_id:
+                self.write(iotmp.encode(Message(MessageType.ERROR, stream_id=frame.stream_id)))
