@@ -12,8 +12,11 @@ import asyncio
 import logging
 import secrets
 import socket
+import ssl
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -21,12 +24,16 @@ import uvicorn
 from roost.api.app import create_app
 from roost.auth.keys import JWT_KEY_FILE, PEPPER_FILE, load_or_create_key
 from roost.auth.passwords import DeviceCredentials, hash_password
+from roost.auth.ratelimit import LoginLimiter
 from roost.auth.tokens import TokenSigner
 from roost.bus.local import LocalBus
 from roost.config import Settings
 from roost.devices.gateway import DeviceGateway
 from roost.devices.registry import Registry
+from roost.errors import ConfigError
+from roost.net.iotmp import IotmpConnection
 from roost.net.legacy import LegacyConnection
+from roost.net.tls import CIPHERS, self_signed, server_context
 from roost.services import Services
 from roost.store.base import User
 from roost.store.sqlite import SQLiteStore
@@ -53,6 +60,7 @@ async def build_services(settings: Settings) -> Services:
         signer=TokenSigner(load_or_create_key(settings.data_dir, JWT_KEY_FILE)),
         credentials=credentials,
         clock=time.time,
+        login_limiter=LoginLimiter.from_settings(settings, time.monotonic),
     )
 
 
@@ -81,70 +89,129 @@ class Roost:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.services: Services | None = None
-        self.http_port = 0
-        self.device_port = 0
-        self._device_server: asyncio.Server | None = None
-        self._http: uvicorn.Server | None = None
-        self._http_task: asyncio.Task[Any] | None = None
+        self.ports: dict[str, int] = {}  # listener name -> bound port
+        self._device_servers: list[asyncio.Server] = []
+        self._http: list[tuple[uvicorn.Server, asyncio.Task[Any]]] = []
         self._sweeper: asyncio.Task[Any] | None = None
 
+    @property
+    def http_port(self) -> int:
+        return self.ports["http"]
+
+    @property
+    def device_port(self) -> int:
+        return self.ports["legacy"]
+
+    @property
+    def iotmp_port(self) -> int:
+        return self.ports["iotmp"]
+
     async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         settings = self.settings
         services = self.services = await build_services(settings)
         await ensure_admin(services)
-        loop = asyncio.get_running_loop()
-        gateway = services.gateway
-        self._device_server = await loop.create_server(
-            lambda: LegacyConnection(gateway), settings.host, settings.device_port, backlog=4096
+        tls = self._tls_files()
+        context = server_context(*tls) if tls is not None else None
+        await self._listen_devices("legacy", LegacyConnection, settings.device_port)
+        await self._listen_devices("iotmp", IotmpConnection, settings.iotmp_port)
+        if context is not None:
+            await self._listen_devices(
+                "legacy_tls", LegacyConnection, settings.device_tls_port, context
+            )
+            await self._listen_devices(
+                "iotmp_tls", IotmpConnection, settings.iotmp_tls_port, context
+            )
+        self._sweeper = asyncio.get_running_loop().create_task(
+            services.gateway.drop_silent_devices()
         )
-        self.device_port = self._device_server.sockets[0].getsockname()[1]
-        self._sweeper = loop.create_task(gateway.drop_silent_devices())
-        http_socket = _bind(settings.host, settings.http_port)
-        self.http_port = http_socket.getsockname()[1]
+        await self._serve_http("http", settings.http_port)
+        if tls is not None:
+            await self._serve_http("https", settings.https_port, tls)
+        log.info(
+            "listening on %s: %s; data in %s",
+            settings.host,
+            ", ".join(f"{name} port {port}" for name, port in self.ports.items()),
+            settings.data_dir.resolve(),
+        )
+
+    def _tls_files(self) -> tuple[Path, Path] | None:
+        settings = self.settings
+        if settings.tls_cert is not None and settings.tls_key is not None:
+            return settings.tls_cert, settings.tls_key
+        if settings.tls_cert is not None or settings.tls_key is not None:
+            raise ConfigError("TLS needs both tls_cert and tls_key")
+        if settings.tls_self_signed:
+            return self_signed(settings.data_dir, settings.host)
+        return None
+
+    async def _listen_devices(
+        self,
+        name: str,
+        connection: Callable[[DeviceGateway], asyncio.Protocol],
+        port: int,
+        context: ssl.SSLContext | None = None,
+    ) -> None:
+        assert self.services is not None
+        gateway = self.services.gateway
+        server = await asyncio.get_running_loop().create_server(
+            lambda: connection(gateway), self.settings.host, port, backlog=4096, ssl=context
+        )
+        self._device_servers.append(server)
+        self.ports[name] = server.sockets[0].getsockname()[1]
+
+    async def _serve_http(self, name: str, port: int, tls: tuple[Path, Path] | None = None) -> None:
+        assert self.services is not None
+        sock = _bind(self.settings.host, port)
+        self.ports[name] = sock.getsockname()[1]
         config = uvicorn.Config(
-            create_app(services),
+            create_app(self.services),
             log_config=None,
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=5,
             server_header=False,
+            ssl_certfile=tls[0] if tls else None,
+            ssl_keyfile=tls[1] if tls else None,
+            ssl_ciphers=CIPHERS,
         )
-        self._http = uvicorn.Server(config)
-        self._http_task = loop.create_task(self._http.serve(sockets=[http_socket]))
-        while not self._http.started:
-            if self._http_task.done():
-                self._http_task.result()  # raise what stopped it
+        server = uvicorn.Server(config)
+        task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+        self._http.append((server, task))
+        while not server.started:
+            if task.done():
+                task.result()  # raise what stopped it
             await asyncio.sleep(0.01)
-        log.info(
-            "listening on %s: HTTP port %d, device port %d (legacy); data in %s",
-            settings.host,
-            self.http_port,
-            self.device_port,
-            settings.data_dir.resolve(),
-        )
 
     async def stop(self) -> None:
-        if self._device_server is not None:
-            self._device_server.close()
-        if self._http is not None:
-            self._http.should_exit = True
+        for listener in self._device_servers:
+            listener.close()
+        for server, _ in self._http:
+            server.should_exit = True
         if self.services is not None:
             await self.services.gateway.shutdown()
         if self._sweeper is not None:
             self._sweeper.cancel()
-        jobs = [job for job in (self._sweeper, self._http_task) if job is not None]
+        jobs = [job for job in (self._sweeper, *(task for _, task in self._http)) if job]
         await asyncio.gather(*jobs, return_exceptions=True)
         if self.services is not None:
             await self.services.store.close()
+        self._device_servers, self._http, self._sweeper = [], [], None
         log.info("stopped")
 
     async def run_until(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set or the HTTP server ends (it handles SIGINT/SIGTERM)."""
         await self.start()
-        assert self._http_task is not None
         stopping = asyncio.ensure_future(stop.wait())
         try:
-            await asyncio.wait([stopping, self._http_task], return_when=asyncio.FIRST_COMPLETED)
+            waiting = [stopping, *(task for _, task in self._http)]
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopping.cancel()
             await self.stop()

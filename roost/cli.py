@@ -25,7 +25,7 @@ from roost.api.validate import check_id
 from roost.app import DATABASE_FILE, Roost
 from roost.auth.passwords import hash_password
 from roost.config import Settings, env_name, load_settings
-from roost.errors import Conflict, RoostError
+from roost.errors import Conflict, NotFound, RoostError
 from roost.store.base import User
 from roost.store.sqlite import SQLiteStore
 
@@ -49,6 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _run(_serve(settings))
         elif command == "user" and args.user_command == "add":
             _run(_add_user(settings, args.name, args.password, args.admin))
+        elif command == "user" and args.user_command == "logout":
+            _run(_logout_user(settings, args.name))
+        elif command == "user" and args.user_command == "passwd":
+            _run(_change_password(settings, args.name, args.password))
         else:
             _parser().print_help()
             return 2
@@ -70,9 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     for field in fields(Settings):
         flag = "--" + field.name.replace("_", "-")
-        common.add_argument(
-            flag, dest=field.name, default=argparse.SUPPRESS, help=f"env {env_name(field.name)}"
-        )
+        options: dict[str, Any] = {"dest": field.name, "default": argparse.SUPPRESS}
+        if field.type == "bool":  # a switch: --tls-self-signed
+            options.update(action="store_const", const=True)
+        common.add_argument(flag, help=f"env {env_name(field.name)}", **options)
     parser = argparse.ArgumentParser(prog="roost", description="Roost IoT server", parents=[common])
     parser.add_argument("--version", action="version", version=f"roost {__version__}")
     commands = parser.add_subparsers(dest="command")
@@ -83,6 +88,15 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("name")
     add.add_argument("--password", help="the password (prompted for when absent)")
     add.add_argument("--admin", action="store_true", help="make the user an administrator")
+    logout = user_commands.add_parser(
+        "logout", help="revoke every refresh token of a user (log out everywhere)", parents=[common]
+    )
+    logout.add_argument("name")
+    passwd = user_commands.add_parser(
+        "passwd", help="set a user's password (also logs them out everywhere)", parents=[common]
+    )
+    passwd.add_argument("name")
+    passwd.add_argument("--password", help="the new password (prompted for when absent)")
     return parser
 
 
@@ -113,16 +127,26 @@ async def _serve(settings: Settings) -> None:
     await Roost(settings).run_until(stop)
 
 
-async def _add_user(settings: Settings, name: str, password: str | None, admin: bool) -> None:
-    check_id(name, "user name")
+def _new_password(name: str, password: str | None) -> str:
     if password is None:
         password = getpass.getpass(f"Password for {name}: ")
     if len(password) < 6:
         print("roost: the password must have at least 6 characters", file=sys.stderr)
         raise SystemExit(1)
+    return password
+
+
+async def _open_store(settings: Settings) -> SQLiteStore:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = SQLiteStore(settings.data_dir / DATABASE_FILE)
     await store.open()
+    return store
+
+
+async def _add_user(settings: Settings, name: str, password: str | None, admin: bool) -> None:
+    check_id(name, "user name")
+    password = _new_password(name, password)
+    store = await _open_store(settings)
     try:
         loop = asyncio.get_running_loop()
         password_hash = await loop.run_in_executor(None, hash_password, password)
@@ -134,6 +158,31 @@ async def _add_user(settings: Settings, name: str, password: str | None, admin: 
     finally:
         await store.close()
     print(f"added {'admin' if admin else 'user'} {name!r}")
+
+
+async def _logout_user(settings: Settings, name: str) -> None:
+    store = await _open_store(settings)
+    try:
+        if await store.get_user(name) is None:
+            raise NotFound(f"no user {name!r}")
+        revoked = await store.revoke_refresh_tokens(name)
+    finally:
+        await store.close()
+    print(f"revoked {revoked} refresh token(s) of {name!r}")
+
+
+async def _change_password(settings: Settings, name: str, password: str | None) -> None:
+    password = _new_password(name, password)
+    store = await _open_store(settings)
+    try:
+        loop = asyncio.get_running_loop()
+        password_hash = await loop.run_in_executor(None, hash_password, password)
+        revoked = await store.set_password(name, password_hash)
+    except NotFound:
+        raise NotFound(f"no user {name!r}") from None
+    finally:
+        await store.close()
+    print(f"password of {name!r} changed; revoked {revoked} refresh token(s)")
 
 
 if __name__ == "__main__":

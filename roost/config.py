@@ -23,6 +23,14 @@ class Settings:
     host: str = "127.0.0.1"
     http_port: int = 8080
     device_port: int = 25200
+    iotmp_port: int = 25204
+    # TLS: with a certificate and key (or tls_self_signed), these ports listen too
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_self_signed: bool = False  # make (once) and use a self-signed pair in the data dir
+    https_port: int = 8443
+    device_tls_port: int = 25202
+    iotmp_tls_port: int = 25206
     admin_user: str = "admin"
     admin_password: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
@@ -32,16 +40,34 @@ class Settings:
     max_frame_bytes: int = 65536  # largest device frame accepted
     max_pson_depth: int = 32
     outbox_limit_bytes: int = 1 << 20  # unsent bytes to one device before it is dropped
+    max_unauthenticated: int = 1000  # connections still authenticating; more are refused
+    max_unauthenticated_per_address: int = 100  # the same, from one address (IPv6: its /64)
     # resource calls
     call_timeout_ms: int = 10_000  # default deadline of a resource call
     max_call_timeout_ms: int = 120_000  # cap on ?timeout=
+    binary_call_timeout_ms: int = 60_000  # default deadline of octet-stream calls (OTA chunks)
+    stream_outbox_frames: int = 256  # frames queued per web client before the oldest drop
     # HTTP
+    public_host: str | None = None  # host[:port] put in token claims (svr); None: host:http_port
     max_body_bytes: int = 1 << 20
     sse_keepalive: float = 15.0  # seconds between SSE keep-alive comments
     sse_min_interval: float = 0.25  # at most 4 stats events per second per stream
+    # brute force: failed attempts allowed per auth_failure_window seconds (0 = no limit)
+    auth_failure_window: float = 60.0
+    login_failures_per_user: int = 10  # wrong passwords for one user name
+    login_failures_per_address: int = 30  # wrong passwords from one address (IPv6: its /64)
+    device_auth_failures_per_address: int = 60  # failed device authentications from one address
 
 
 SECRET_SETTINGS = frozenset({"admin_password"})
+
+
+def public_host(settings: Settings) -> str:
+    """The host (and port) clients should use to reach the REST API, as token claims carry it."""
+    if settings.public_host:
+        return settings.public_host
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return f"{host}:{settings.http_port}"
 
 
 def setting_names() -> list[str]:
@@ -97,6 +123,10 @@ def _convert(key: str, type_name: Any, raw: Any) -> Any:
     try:
         if kind == "Path":
             return Path(raw)
+        if kind == "Path | None":
+            return None if raw is None or raw == "" else Path(raw)
+        if kind == "bool":
+            return _bool(raw)
         if kind == "int":
             if isinstance(raw, bool):
                 raise ValueError
@@ -114,3 +144,14 @@ def _convert(key: str, type_name: Any, raw: Any) -> Any:
         return str(raw)
     except (TypeError, ValueError):
         raise ConfigError(f"setting {key!r}: {shown} is not a valid {kind}") from None
+
+
+def _bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(text)

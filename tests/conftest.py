@@ -26,6 +26,10 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         host="127.0.0.1",
         http_port=0,
         device_port=0,
+        iotmp_port=0,
+        https_port=0,
+        device_tls_port=0,
+        iotmp_tls_port=0,
         admin_user=ADMIN,
         admin_password=ADMIN_PASSWORD,
     )

@@ -48,13 +48,14 @@ def wait_healthy(port: int, process: subprocess.Popen[str]) -> None:
 
 def test_first_start_creates_admin_key_and_stops_cleanly(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    http_port, device_port = free_port(), free_port()
+    http_port, device_port, iotmp_port = free_port(), free_port(), free_port()
     process = roost(
         "serve",
         env={
             "ROOST_DATA_DIR": str(data_dir),
             "ROOST_HTTP_PORT": str(http_port),
             "ROOST_DEVICE_PORT": str(device_port),
+            "ROOST_IOTMP_PORT": str(iotmp_port),
         },
     )
     try:
@@ -71,7 +72,8 @@ def test_first_start_creates_admin_key_and_stops_cleanly(tmp_path: Path) -> None
     assert match, output
     password = match.group(1)
     assert output.count(password) == 1  # printed once, never logged again
-    assert f"HTTP port {http_port}" in output and f"device port {device_port}" in output
+    assert f"http port {http_port}" in output and f"legacy port {device_port}" in output
+    assert f"iotmp port {iotmp_port}" in output
     assert str(data_dir.resolve()) in output
     key = data_dir / "jwt.key"
     for secret in (key, data_dir / "pepper.key"):
@@ -88,6 +90,8 @@ def test_first_start_creates_admin_key_and_stops_cleanly(tmp_path: Path) -> None
         str(http_port),
         "--device-port",
         str(device_port),
+        "--iotmp-port",
+        str(iotmp_port),
     )
     try:
         wait_healthy(http_port, process)
