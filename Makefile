@@ -3,7 +3,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: serve test lint clean
+.PHONY: serve test lint bench bench-quick wrk clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,16 @@ test: $(STAMP)
 	$(BIN)/ruff check roost tests
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+
+# wrk is the HTTP load generator of the benchmarks (Debian package)
+wrk:
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+
+bench: $(STAMP) wrk
+	$(BIN)/python -m bench.run --write BENCHMARKS.md
+
+bench-quick: $(STAMP) wrk
+	$(BIN)/python -m bench.run --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check roost tests

@@ -1,0 +1,40 @@
+"""The benchmark harness still runs end to end (a seconds-long plan; no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = (
+    "hello_per_s",
+    "rpc_per_s",
+    "rpc_p50_ms",
+    "rpc_p99_ms",
+    "rpc_ratio",
+    "devices",
+    "device_bytes",
+    "connect_s",
+)
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed (make wrk)")
+def test_bench_smoke_run_reports_every_figure() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in KEYS:
+        assert isinstance(figures[key], int | float) and figures[key] > 0, key
+    assert figures["devices"] == 200
