@@ -33,6 +33,15 @@ class FrameDecoder(Protocol[FrameT]):
     def feed(self, data: bytes) -> list[FrameT]: ...
 
 
+def credentials_triple(value: PsonValue) -> tuple[str, str, str] | None:
+    """``[user, device, credentials]`` as both protocols send it, or None if malformed."""
+    if isinstance(value, list) and len(value) == 3:
+        user, device, secret = value
+        if isinstance(user, str) and isinstance(device, str) and isinstance(secret, str):
+            return user, device, secret
+    return None
+
+
 class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
     def __init__(self, gateway: DeviceGateway, decoder: FrameDecoder[FrameT]) -> None:
         self._gateway = gateway

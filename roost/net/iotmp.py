@@ -13,7 +13,7 @@ import logging
 
 from roost.devices.gateway import DeviceGateway
 from roost.devices.session import DeviceSession, Operation
-from roost.net.connection import DeviceConnection
+from roost.net.connection import DeviceConnection, credentials_triple
 from roost.wire import iotmp
 from roost.wire.iotmp import KEEP_ALIVE_BYTES, Message, MessageType
 from roost.wire.pson import PsonValue
@@ -39,12 +39,7 @@ class IotmpConnection(DeviceConnection[Message]):
     def credentials(self, frame: Message) -> tuple[str, str, str] | None:
         if frame.type != MessageType.CONNECT:
             return None
-        payload = frame.payload
-        if isinstance(payload, list) and len(payload) == 3:
-            user, device, secret = payload
-            if isinstance(user, str) and isinstance(device, str) and isinstance(secret, str):
-                return user, device, secret
-        return None
+        return credentials_triple(frame.payload)
 
     def auth_reply(self, frame: Message, accepted: bool) -> bytes:
         kind = MessageType.OK if accepted else MessageType.ERROR

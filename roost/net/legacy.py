@@ -6,7 +6,7 @@ import logging
 
 from roost.devices.gateway import DeviceGateway
 from roost.devices.session import DeviceSession, Operation
-from roost.net.connection import DeviceConnection
+from roost.net.connection import DeviceConnection, credentials_triple
 from roost.wire import legacy
 from roost.wire.legacy import KEEP_ALIVE_BYTES, KeepAlive, Message, Signal
 from roost.wire.pson import PsonValue
@@ -39,12 +39,7 @@ class LegacyConnection(DeviceConnection[legacy.Frame]):
     def credentials(self, frame: legacy.Frame) -> tuple[str, str, str] | None:
         if not isinstance(frame, Message) or frame.signal != Signal.AUTH:
             return None
-        resource = frame.resource
-        if isinstance(resource, list) and len(resource) == 3:
-            user, device, secret = resource
-            if isinstance(user, str) and isinstance(device, str) and isinstance(secret, str):
-                return user, device, secret
-        return None
+        return credentials_triple(frame.resource)
 
     def auth_reply(self, frame: legacy.Frame, accepted: bool) -> bytes:
         return _AUTH_OK if accepted else _AUTH_ERROR

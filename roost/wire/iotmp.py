@@ -177,33 +177,15 @@ def _decode_frame(max_depth: int, kind: int, buf: bytearray, start: int, end: in
     return decode_message(kind, buf, start, end, max_depth)
 
 
-class Decoder:
-    """Incremental frame decoder: ``feed(bytes) -> [Message, ...]``."""
+class Decoder(FrameBuffer[Message]):
+    """Incremental frame decoder: ``feed(bytes) -> [Message, ...]`` (see FrameBuffer)."""
 
     def __init__(
         self, max_frame: int = DEFAULT_MAX_FRAME, max_depth: int = pson.DEFAULT_MAX_DEPTH
     ) -> None:
-        self._frames = FrameBuffer(
+        super().__init__(
             partial(_decode_frame, max_depth),
             types=_TYPES,
             empty_types=(MessageType.KEEP_ALIVE,),
             max_frame=max_frame,
         )
-
-    @property
-    def buffered(self) -> int:
-        """Bytes received but not yet part of a complete frame."""
-        return self._frames.buffered
-
-    @property
-    def max_frame(self) -> int:
-        """The largest frame body accepted; may be changed between feeds."""
-        return self._frames.max_frame
-
-    @max_frame.setter
-    def max_frame(self, size: int) -> None:
-        self._frames.max_frame = size
-
-    def feed(self, data: Buffer) -> list[Message]:
-        """Add received bytes; return the messages they complete, in order."""
-        return self._frames.feed(data)

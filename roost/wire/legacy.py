@@ -181,36 +181,18 @@ def _skip(buf: Buffer, pos: int, end: int, wire: int) -> int:
     return pos + size
 
 
-class Decoder:
-    """Incremental frame decoder: ``feed(bytes) -> [Frame, ...]``."""
+class Decoder(FrameBuffer[Frame]):
+    """Incremental frame decoder: ``feed(bytes) -> [Frame, ...]`` (see FrameBuffer)."""
 
     def __init__(
         self, max_frame: int = DEFAULT_MAX_FRAME, max_depth: int = pson.DEFAULT_MAX_DEPTH
     ) -> None:
-        self._frames = FrameBuffer(
+        super().__init__(
             partial(_decode_frame, max_depth),
             types=(MESSAGE_TYPE, KEEP_ALIVE_TYPE),
             empty_types=(KEEP_ALIVE_TYPE,),
             max_frame=max_frame,
         )
-
-    @property
-    def buffered(self) -> int:
-        """Bytes received but not yet part of a complete frame."""
-        return self._frames.buffered
-
-    @property
-    def max_frame(self) -> int:
-        """The largest frame body accepted; may be changed between feeds."""
-        return self._frames.max_frame
-
-    @max_frame.setter
-    def max_frame(self, size: int) -> None:
-        self._frames.max_frame = size
-
-    def feed(self, data: Buffer) -> list[Frame]:
-        """Add received bytes; return the frames they complete, in order."""
-        return self._frames.feed(data)
 
 
 def _decode_frame(max_depth: int, kind: int, buf: bytearray, start: int, end: int) -> Frame:

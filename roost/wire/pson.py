@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeAlias
 
 from roost.errors import DecodeError, InvalidInput
@@ -40,6 +40,7 @@ PsonInput: TypeAlias = (
     | None
 )
 Buffer: TypeAlias = bytes | bytearray | memoryview
+DecodeAt: TypeAlias = Callable[[Buffer, int, int, int], tuple[PsonValue, int]]
 
 MAX_UINT64 = (1 << 64) - 1
 VARINT_MAX_BYTES = 10
@@ -254,6 +255,11 @@ def decode(data: Buffer, *, max_depth: int = DEFAULT_MAX_DEPTH) -> PsonValue:
     ``max_depth`` is the number of nested objects/arrays allowed (1 allows ``[1, 2]`` but not
     ``[[1]]``).
     """
+    return decode_whole(decode_at, data, max_depth)
+
+
+def decode_whole(decode_at: DecodeAt, data: Buffer, max_depth: int) -> PsonValue:
+    """Decode with ``decode_at`` exactly one value that spans all of ``data`` (either version)."""
     if isinstance(data, memoryview) and data.format != "B":
         data = data.cast("B")
     end = len(data)

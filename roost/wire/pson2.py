@@ -32,6 +32,7 @@ from roost.wire.pson import (
     PsonInput,
     PsonValue,
     decode_varint,
+    decode_whole,
     encode_varint,
     shortest_float32,
 )
@@ -177,13 +178,7 @@ def decode(data: Buffer, *, max_depth: int = DEFAULT_MAX_DEPTH) -> PsonValue:
     ``max_depth`` is the number of nested maps/arrays allowed (1 allows ``[1, 2]`` but not
     ``[[1]]``).
     """
-    if isinstance(data, memoryview) and data.format != "B":
-        data = data.cast("B")
-    end = len(data)
-    value, pos = decode_at(data, 0, end, max_depth)
-    if pos != end:
-        raise DecodeError(f"{end - pos} trailing bytes after a PSON value")
-    return value
+    return decode_whole(decode_at, data, max_depth)
 
 
 def decode_at(
