@@ -2,7 +2,7 @@
 
 Each simulated device is one asyncio Protocol on uvloop: it authenticates, answers keep-alives and
 answers every request at once with a canned REQUEST_OK carrying a float, the way a thermometer
-would. Run as ``python -m bench.devsim HOST PORT SOURCE_IP USER PREFIX FIRST COUNT CREDENTIALS``;
+would. Run as ``python -m bench.devsim HOST PORT SOURCE USER PREFIX FIRST COUNT CREDENTIALS [tls]``;
 it prints one line ``ready N SECONDS`` when all N devices are authenticated (or ``failed ...``),
 then keeps them connected until its standard input closes.
 """
@@ -10,6 +10,7 @@ then keeps them connected until its standard input closes.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import sys
 import time
 
@@ -52,7 +53,13 @@ class SimulatedDevice(asyncio.Protocol):
 
 
 async def connect_one(
-    host: str, port: int, source: str, user: str, name: str, credentials: str
+    host: str,
+    port: int,
+    source: str,
+    user: str,
+    name: str,
+    credentials: str,
+    context: ssl.SSLContext | None,
 ) -> tuple[bool, asyncio.Transport | None]:
     loop = asyncio.get_running_loop()
     done: asyncio.Future[bool] = loop.create_future()
@@ -60,7 +67,12 @@ async def connect_one(
     for attempt in range(20):
         try:
             transport, _ = await loop.create_connection(
-                lambda: SimulatedDevice(auth, done), host, port, local_addr=(source, 0)
+                lambda: SimulatedDevice(auth, done),
+                host,
+                port,
+                local_addr=(source, 0),
+                ssl=context,
+                server_hostname=host if context else None,
             )
             break
         except OSError:  # accept backlog full during a storm: retry shortly
@@ -71,14 +83,20 @@ async def connect_one(
 
 
 async def main(argv: list[str]) -> None:
-    host, port, source, user, prefix, first, count, credentials = argv
+    host, port, source, user, prefix, first, count, credentials = argv[:8]
+    context = None
+    if argv[8:] == ["tls"]:  # the benchmark's server is self-signed: no verification
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
     started = time.perf_counter()
     names = [f"{prefix}{i}" for i in range(int(first), int(first) + int(count))]
-    semaphore = asyncio.Semaphore(512)  # connections being set up at once per process
+    # connections being set up at once per process: below the server's per-address cap (100)
+    semaphore = asyncio.Semaphore(64)
 
     async def bounded(name: str) -> tuple[bool, asyncio.Transport | None]:
         async with semaphore:
-            return await connect_one(host, int(port), source, user, name, credentials)
+            return await connect_one(host, int(port), source, user, name, credentials, context)
 
     results = await asyncio.gather(*(bounded(n) for n in names))
     ok = sum(1 for good, _ in results if good)

@@ -49,12 +49,13 @@ class Plan:
     rpc_devices: int
     storm_devices: int
     storm_processes: int
+    tls_devices: int
 
 
 PLANS = {
-    "full": Plan("full", 10, 1000, 19000, 4),
-    "quick": Plan("quick", 4, 256, 4000, 2),
-    "smoke": Plan("smoke", 1, 16, 200, 2),
+    "full": Plan("full", 10, 1000, 19000, 4, 4000),
+    "quick": Plan("quick", 4, 256, 4000, 2, 1000),
+    "smoke": Plan("smoke", 1, 16, 200, 2, 50),
 }
 
 
@@ -103,7 +104,7 @@ def children_cpu() -> float:
 
 class Server:
     def __init__(self, data_dir: Path) -> None:
-        self.http_port, self.device_port = free_port(), free_port()
+        self.http_port, self.device_port, self.tls_port = free_port(), free_port(), free_port()
         self.process = subprocess.Popen(
             [
                 "taskset",
@@ -118,6 +119,15 @@ class Server:
                 str(self.http_port),
                 "--device-port",
                 str(self.device_port),
+                "--iotmp-port",
+                str(free_port()),
+                "--tls-self-signed",
+                "--device-tls-port",
+                str(self.tls_port),
+                "--iotmp-tls-port",
+                str(free_port()),
+                "--https-port",
+                str(free_port()),
                 "--log-level",
                 "WARNING",
                 "serve",
@@ -151,7 +161,9 @@ class Server:
 class Devices:
     """Simulator processes holding devices d{first}..d{first+count-1}, on the load core."""
 
-    def __init__(self, server: Server, count: int, processes: int, first: int = 0) -> None:
+    def __init__(
+        self, server: Server, count: int, processes: int, first: int = 0, tls: bool = False
+    ) -> None:
         self.procs: list[subprocess.Popen[str]] = []
         per = -(-count // processes)
         started = time.perf_counter()
@@ -169,13 +181,14 @@ class Devices:
                         "-m",
                         "bench.devsim",
                         "127.0.0.1",
-                        str(server.device_port),
+                        str(server.tls_port if tls else server.device_port),
                         f"127.0.0.{2 + k}",
                         USER,
                         "d",
                         str(first + k * per),
                         str(n),
                         CREDENTIALS,
+                        *(["tls"] if tls else []),
                     ],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
@@ -232,7 +245,7 @@ def run(plan: Plan) -> dict[str, Any]:
         )
     with tempfile.TemporaryDirectory(prefix="roost-bench-") as tmp:
         data_dir = Path(tmp)
-        asyncio.run(seed(data_dir, plan.rpc_devices + plan.storm_devices))
+        asyncio.run(seed(data_dir, plan.rpc_devices + plan.storm_devices + plan.tls_devices))
         server = Server(data_dir)
         try:
             return measure(plan, server)
@@ -279,7 +292,18 @@ def measure(plan: Plan, server: Server) -> dict[str, Any]:
         result["device_bytes"] = round((rss_bytes(pid) - rss0) / plan.storm_devices)
     finally:
         storm.stop()
-    result["device_tls_bytes"] = None  # TLS listeners do not exist yet
+
+    time.sleep(1)
+    rss0 = rss_bytes(pid)
+    first = plan.rpc_devices + plan.storm_devices
+    secure = Devices(server, plan.tls_devices, plan.storm_processes, first=first, tls=True)
+    try:
+        time.sleep(1)
+        result["tls_devices"] = plan.tls_devices
+        result["tls_connect_s"] = round(secure.seconds, 2)
+        result["device_tls_bytes"] = round((rss_bytes(pid) - rss0) / plan.tls_devices)
+    finally:
+        secure.stop()
     result["ingest_per_s"] = None  # buckets do not exist yet
     result["ingest_ratio"] = None
     return result
@@ -304,6 +328,8 @@ def summary(result: dict[str, Any]) -> str:
             f"(server CPU {result['rpc_server_cpu']})",
             f"devices    {result['devices']:>8} connected in {result['connect_s']} s, "
             f"{result['device_bytes']} bytes each",
+            f"TLS        {result['tls_devices']:>8} connected in {result['tls_connect_s']} s, "
+            f"{result['device_tls_bytes']} bytes each",
         ]
     )
 
