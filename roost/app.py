@@ -34,6 +34,7 @@ from roost.errors import ConfigError
 from roost.net.iotmp import IotmpConnection
 from roost.net.legacy import LegacyConnection
 from roost.net.tls import CIPHERS, self_signed, server_context
+from roost.redact import redact_server_logs
 from roost.services import Services
 from roost.store.base import User
 from roost.store.sqlite import SQLiteStore
@@ -114,6 +115,7 @@ class Roost:
             raise
 
     async def _start(self) -> None:
+        redact_server_logs()
         settings = self.settings
         services = self.services = await build_services(settings)
         await ensure_admin(services)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -262,3 +263,23 @@ async def test_socket_needs_a_token_for_that_device(
         await ws.send(json.dumps({"resource": "temperature", "interval": 1}))
         reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert reply["resource"] == "temperature" and reply["error"]["message"]
+
+
+async def test_tokens_in_websocket_urls_stay_out_of_the_logs(
+    device: tuple[Device, Sensor],
+    socket_url: str,
+    admin_token: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with connect(socket_url) as ws:
+        await ws.send(json.dumps({"resource": "temperature", "interval": 1}))
+        assert (await frames(ws, 1.5))[0]["resource"] == "temperature"
+    # what the server logged (the test's own client logs its request line too)
+    server_lines = [
+        r.getMessage() for r in caplog.records if r.name.startswith(("uvicorn", "roost"))
+    ]
+    assert any("WebSocket" in line for line in server_lines)  # it did log the connection...
+    assert not [
+        line for line in server_lines if admin_token.split(".")[2] in line
+    ]  # ...not the token
