@@ -8,6 +8,7 @@ error names the key and the value it could not use.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -127,6 +128,11 @@ def _convert(key: str, type_name: Any, raw: Any) -> Any:
             return None if raw is None or raw == "" else Path(raw)
         if kind == "bool":
             return _bool(raw)
+        if key == "log_level":
+            level = str(raw).upper()
+            if level not in logging.getLevelNamesMapping():
+                raise ValueError(level)
+            return level
         if kind == "int":
             if isinstance(raw, bool):
                 raise ValueError

@@ -169,3 +169,18 @@ async def test_users_only_reach_their_own_tree(http: httpx.AsyncClient, server: 
     # an admin may reach any tree
     admin = await login(http)
     assert (await http.get("/v1/users/bob/devices", headers=bearer(admin))).status_code == 200
+
+
+async def test_lone_surrogates_are_400_not_500(http: httpx.AsyncClient, admin_token: str) -> None:
+    body = b'{"grant_type": "password", "username": "admin", "password": "\\ud800"}'
+    response = await http.post(
+        "/oauth/token", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    device = b'{"device": "d1", "credentials": "abcdef\\ud800"}'
+    response = await http.post(
+        f"/v1/users/{ADMIN}/devices",
+        content=device,
+        headers={**bearer(admin_token), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400

@@ -387,3 +387,26 @@ async def test_reconnected_device_answers_again(
     from conftest import wait_for
 
     await wait_for(answers)
+
+
+async def test_values_orjson_cannot_write_still_answer(
+    http: httpx.AsyncClient, admin_token: str, server: Roost, connect_device: DeviceFactory
+) -> None:
+    # PSON carries integers down to -(2**64-1); JSON has no limit. Nothing a device sends is a 500.
+    await create_device(http, admin_token, "wide")
+    device = Device(
+        user=ADMIN,
+        device="wide",
+        credentials="secret1",
+        host="127.0.0.1",
+        port=server.device_port,
+        reconnect_delay=0.2,
+    )
+    device.output("neg", lambda: -(2**64) + 1)
+    device.output("text", lambda: {"t": "caf\u00e9", "n": -(2**63) - 1})
+    await connect_device(device)
+    response = await http.get(f"/v2/users/{ADMIN}/devices/wide/neg", headers=bearer(admin_token))
+    assert response.status_code == 200
+    assert response.content == b'{"out":-18446744073709551615}'
+    mixed = await http.get(f"/v2/users/{ADMIN}/devices/wide/text", headers=bearer(admin_token))
+    assert mixed.json() == {"out": {"t": "caf\u00e9", "n": -(2**63) - 1}}

@@ -491,3 +491,19 @@ async def test_sessions_skip_the_database_and_tokens_take_one_lookup(
     )
     assert response.status_code == 404  # offline, but authorized
     assert lookups == ["get_device_token"]
+
+
+async def test_a_token_cannot_mint_a_stronger_token(
+    http: httpx.AsyncClient, admin_token: str
+) -> None:
+    minter = await make_token(
+        http, admin_token, allow={"Token": {"*": ["CreateToken", "UpdateToken"]}}
+    )
+    token = minter["access_token"]
+    wider = {"token": "wider", "allow": {"*": {"*": ["*"]}}}
+    assert_error(await http.post(TOKENS, json=wider, headers=bearer(token)), 403)
+    grow = {"allow": {"*": {"*": ["*"]}}}
+    assert_error(
+        await http.put(f"{TOKENS}/{minter['token']}", json=grow, headers=bearer(token)), 403
+    )
+    assert (await http.get(f"{TOKENS}/wider", headers=bearer(admin_token))).status_code == 404

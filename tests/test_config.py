@@ -60,3 +60,9 @@ def test_secret_values_are_not_echoed() -> None:
     settings = make_settings({"admin_password": "s3cret"})
     assert settings.admin_password == "s3cret"
     assert "s3cret" not in repr(settings)
+
+
+def test_log_level_is_checked() -> None:
+    assert load_settings(env={"ROOST_LOG_LEVEL": "debug"}).log_level == "DEBUG"
+    with pytest.raises(ConfigError, match="'log_level': 'verbose'"):
+        load_settings(env={"ROOST_LOG_LEVEL": "verbose"})

@@ -282,3 +282,17 @@ async def test_logs_say_connect_and_disconnect_without_secrets(
     assert "failed to authenticate" in caplog.text
     for secret in ("secret1", "not-the-secret", ADMIN_PASSWORD):
         assert secret not in caplog.text
+
+
+async def test_a_store_failure_during_auth_closes_the_connection(
+    server: Roost, registered: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert server.services is not None
+
+    async def broken(owner: str, device: str) -> None:
+        raise OSError("database is locked")
+
+    monkeypatch.setattr(server.services.store, "get_device", broken)
+    raw = await RawDevice.connect(server)
+    raw.send(Message(signal=Signal.AUTH, resource=[ADMIN, "dev1", "secret1"]))
+    assert await raw.closed_by_server(3)  # not left hanging with its slot taken

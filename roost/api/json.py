@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,7 +24,24 @@ def _default(value: Any) -> Any:
 
 
 def dumps(value: Any) -> bytes:
-    return orjson.dumps(value, default=_default)
+    """JSON for any value a device or a client can produce. orjson refuses integers past 64 bits
+    and lone surrogates (PSON carries negative integers down to -(2**64-1)); those go through the
+    standard library, which writes them exactly (surrogates escaped)."""
+    try:
+        return orjson.dumps(value, default=_default)
+    except orjson.JSONEncodeError:
+        return json.dumps(_finite(value), default=_default, separators=(",", ":")).encode()
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as null, as orjson writes them."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def json_response(
@@ -58,8 +76,9 @@ def parse_json(body: bytes) -> Any:
     if not body.strip():
         raise InvalidInput("request body must be JSON")
     try:
+        orjson.loads(body)  # refuses lone surrogates, which no hash or store can take as text
         return json.loads(body, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError included
+    except (ValueError, RecursionError):  # the decode errors of both parsers included
         raise InvalidInput("request body is not valid JSON") from None
 
 

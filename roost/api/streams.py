@@ -81,11 +81,11 @@ class _StreamClient:
         except WebSocketDisconnect:
             pass
         finally:
+            for path, watcher in self.watchers.items():
+                hub.unwatch(self.key, path, watcher)
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
-            for path, watcher in self.watchers.items():
-                hub.unwatch(self.key, path, watcher)
 
     async def _send_frames(self) -> None:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):

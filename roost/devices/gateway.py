@@ -41,6 +41,7 @@ class DeviceGateway:
         self.clock = clock
         self._tasks: set[asyncio.Task[Any]] = set()
         self._authenticating: dict[str, int] = {}  # address -> connections authenticating
+        self.closing = False  # shutting down: no new sessions
         self._authenticating_total = 0
         self.auth_failures = auth_failures or FailureWindow(
             settings.device_auth_failures_per_address, settings.auth_failure_window, time.monotonic
@@ -71,6 +72,10 @@ class DeviceGateway:
                 log.warning(
                     "too many failed device authentications from %s: refused for %.0f s", ip, wait
                 )
+            return None
+        # deleted, disabled or given new credentials while we were hashing: not this time
+        current = await self.store.get_device(user, device)
+        if current is None or not current.enabled or current.credentials_hash != stored:
             return None
         return DeviceKey(user, device)
 
@@ -151,6 +156,7 @@ class DeviceGateway:
 
     async def shutdown(self, grace: float = 5.0) -> None:
         """Close every session, then wait for background jobs (cancelled past ``grace``)."""
+        self.closing = True
         for session in self.registry.sessions():
             session.link.close("server shutting down")
         if self._tasks:

@@ -172,8 +172,16 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
         self._gateway.spawn(self._authenticate(frame, *credentials))
 
     async def _authenticate(self, frame: FrameT, user: str, device: str, secret: str) -> None:
-        key = await self._gateway.authenticate(user, device, secret, self._ip)
+        try:
+            key = await self._gateway.authenticate(user, device, secret, self._ip)
+        except Exception:  # the store failed us: the device will retry; never leave it hanging
+            log.exception("device %s/%s: authentication failed with an error", user, device)
+            self.close("authentication error")
+            return
         if self._closing or self._transport is None:
+            return
+        if self._gateway.closing:
+            self.close("server shutting down")
             return
         if key is None:
             self._transport.write(self.auth_reply(frame, False))
