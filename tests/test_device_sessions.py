@@ -13,8 +13,8 @@ import pytest
 from httpx_sse import aconnect_sse
 
 from roost.app import Roost
+from roost.bus.base import DeviceKey
 from roost.config import Settings
-from roost.devices.session import DeviceKey
 from roost.wire import legacy
 from roost.wire.legacy import KEEP_ALIVE_BYTES, Message, Signal
 

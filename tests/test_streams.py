@@ -15,9 +15,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
 from roost.app import Roost
+from roost.bus.base import DeviceKey
 from roost.device import Device
 from roost.device.resources import Resource
-from roost.devices.session import DeviceKey
 
 from conftest import ADMIN, DeviceFactory, bearer, create_device, wait_for
 

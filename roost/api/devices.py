@@ -13,7 +13,7 @@ from starlette.routing import Route
 from roost.api.access import authorize
 from roost.api.json import json_response, read_json_object
 from roost.api.validate import check_id, optional_bool, optional_str
-from roost.devices.session import DeviceKey
+from roost.bus.base import DeviceKey
 from roost.errors import Conflict, InvalidInput, NotFound
 from roost.services import Services
 from roost.store.base import Device
@@ -23,8 +23,8 @@ TYPES_WITH_CREDENTIALS = ("Generic", "MQTT")
 CREDENTIALS_LENGTH = (6, 255)
 
 
-def device_json(device: Device, services: Services) -> dict[str, Any]:
-    live = services.registry.get(DeviceKey(device.owner, device.device)) is not None
+async def device_json(device: Device, services: Services) -> dict[str, Any]:
+    stats = await services.bus.stats(DeviceKey(device.owner, device.device))
     return {
         "device": device.device,
         "name": device.name,
@@ -34,7 +34,7 @@ def device_json(device: Device, services: Services) -> dict[str, Any]:
         "user": device.owner,
         "created": device.created,
         "modified": device.modified,
-        "connection": {"active": live, "ts": device.last_connection},
+        "connection": {"active": stats.connected, "ts": device.last_connection},
     }
 
 
@@ -45,7 +45,7 @@ async def list_devices(request: Request) -> Response:
     wanted = request.query_params.get("id")
     devices = await services.store.list_devices(owner)
     return json_response(
-        [device_json(d, services) for d in devices if wanted is None or d.device == wanted]
+        [await device_json(d, services) for d in devices if wanted is None or d.device == wanted]
     )
 
 
@@ -79,14 +79,14 @@ async def create_device(request: Request) -> Response:
         await services.store.create_device(device)
     except Conflict:
         raise Conflict(f"device {device_id!r} already exists") from None
-    return json_response(device_json(device, services))
+    return json_response(await device_json(device, services))
 
 
 async def read_device(request: Request) -> Response:
     owner, device_id = request.path_params["user"], request.path_params["device"]
     await authorize(request, "ReadDeviceStatus", owner, device_id)
     services: Services = request.app.state.services
-    return json_response(device_json(await find_device(services, owner, device_id), services))
+    return json_response(await device_json(await find_device(services, owner, device_id), services))
 
 
 async def update_device(request: Request) -> Response:
@@ -113,7 +113,7 @@ async def update_device(request: Request) -> Response:
     session = services.registry.get(DeviceKey(owner, device_id))
     if session is not None and not updated.enabled:
         session.link.close("device disabled")
-    return json_response(device_json(updated, services))
+    return json_response(await device_json(updated, services))
 
 
 async def delete_device(request: Request) -> Response:
@@ -121,7 +121,7 @@ async def delete_device(request: Request) -> Response:
     await authorize(request, "DeleteDevice", owner, device_id)
     services: Services = request.app.state.services
     key = DeviceKey(owner, device_id)
-    if services.registry.get(key) is not None:
+    if (await services.bus.stats(key)).connected:
         raise Conflict("device is connected: disconnect it before deleting it")
     if not await services.store.delete_device(owner, device_id):
         raise NotFound(f"device {device_id!r} not found")

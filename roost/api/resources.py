@@ -26,8 +26,8 @@ from starlette.routing import Route
 
 from roost.api.access import authorize
 from roost.api.json import json_response, parse_json, read_body
+from roost.bus.base import DeviceKey, Operation
 from roost.devices.describe import flat_listing, legacy_listing
-from roost.devices.session import DeviceKey, Operation
 from roost.errors import DeviceOffline, InvalidInput, NotFound
 from roost.services import Services
 from roost.wire.pson import PsonValue

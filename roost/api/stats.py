@@ -18,7 +18,7 @@ from starlette.routing import Route
 from roost.api.access import authorize
 from roost.api.devices import find_device
 from roost.api.json import dumps, json_response
-from roost.devices.session import DeviceKey
+from roost.bus.base import DeviceKey
 from roost.services import Services
 
 

@@ -26,7 +26,7 @@ from roost.api.devices import find_device
 from roost.api.errors import error_response, status_of
 from roost.api.json import dumps, parse_json
 from roost.api.resources import split_path
-from roost.devices.session import DeviceKey, Operation
+from roost.bus.base import DeviceKey, Operation
 from roost.devices.streams import Outbox, Watcher
 from roost.errors import InvalidInput, RoostError
 from roost.services import Services

@@ -3,10 +3,45 @@
 from __future__ import annotations
 
 import asyncio
+import enum
+from dataclasses import dataclass
 from typing import Protocol
 
-from roost.devices.session import DeviceKey, Operation, Stats
 from roost.wire.pson import PsonValue
+
+
+class Operation(enum.Enum):
+    CALL = "call"  # read an output, write an input, call an input/output, run a callback
+    DESCRIBE = "describe"  # one resource's {in?, out?}; with an empty path, the whole listing
+    START_STREAM = "start_stream"  # payload: sampling interval in ms (0: events only)
+    STOP_STREAM = "stop_stream"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceKey:
+    owner: str
+    device: str
+
+    def __str__(self) -> str:
+        return f"{self.owner}/{self.device}"
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    connected: bool
+    connected_ts: int | None
+    ip_address: str | None
+    rx_bytes: int
+    tx_bytes: int
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "connected": self.connected,
+            "connected_ts": self.connected_ts,
+            "ip_address": self.ip_address,
+            "rx_bytes": self.rx_bytes,
+            "tx_bytes": self.tx_bytes,
+        }
 
 
 class Bus(Protocol):
@@ -28,3 +63,23 @@ class Bus(Protocol):
         """An event set whenever the device's stats change; release it with unwatch_stats."""
 
     def unwatch_stats(self, key: DeviceKey, event: asyncio.Event) -> None: ...
+
+
+class DeviceTarget(Protocol):
+    """What a bus needs of a live session: to put a request to its device."""
+
+    async def request(
+        self, op: Operation, path: tuple[str, ...], payload: PsonValue, timeout: float
+    ) -> PsonValue: ...
+
+
+class SessionLookup(Protocol):
+    """The sessions of this process, as the local bus sees them (the devices registry)."""
+
+    def get(self, key: DeviceKey) -> DeviceTarget | None: ...
+
+    def stats(self, key: DeviceKey) -> Stats: ...
+
+    def watch(self, key: DeviceKey) -> asyncio.Event: ...
+
+    def unwatch(self, key: DeviceKey, event: asyncio.Event) -> None: ...

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from roost.devices.registry import Registry
-from roost.devices.session import DeviceKey, Operation, Stats
+from roost.bus.base import DeviceKey, Operation, SessionLookup, Stats
 from roost.errors import DeviceOffline
 from roost.wire.pson import PsonValue
 
 
 class LocalBus:
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: SessionLookup) -> None:
         self._registry = registry
 
     async def request(

@@ -11,9 +11,10 @@ from typing import Any
 
 from roost.auth.passwords import DeviceCredentials
 from roost.auth.ratelimit import FailureWindow, address_key
+from roost.bus.base import DeviceKey
 from roost.config import Settings
 from roost.devices.registry import Registry
-from roost.devices.session import DeviceKey, DeviceSession, Link
+from roost.devices.session import DeviceSession, Link
 from roost.devices.streams import StreamHub
 from roost.store.base import Store
 from roost.wire.pson import PsonValue

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from roost.devices.session import DeviceKey, DeviceSession, Stats
+from roost.bus.base import DeviceKey, Stats
+from roost.devices.session import DeviceSession
 
 log = logging.getLogger(__name__)
 

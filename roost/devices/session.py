@@ -9,46 +9,11 @@ a device that goes away fails everything in flight at once.
 from __future__ import annotations
 
 import asyncio
-import enum
-from dataclasses import dataclass
 from typing import Protocol
 
+from roost.bus.base import DeviceKey, Operation, Stats
 from roost.errors import DeviceOffline, DeviceTimeout, ResourceUnavailable
 from roost.wire.pson import PsonValue
-
-
-class Operation(enum.Enum):
-    CALL = "call"  # read an output, write an input, call an input/output, run a callback
-    DESCRIBE = "describe"  # one resource's {in?, out?}; with an empty path, the whole listing
-    START_STREAM = "start_stream"  # payload: sampling interval in ms (0: events only)
-    STOP_STREAM = "stop_stream"
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceKey:
-    owner: str
-    device: str
-
-    def __str__(self) -> str:
-        return f"{self.owner}/{self.device}"
-
-
-@dataclass(frozen=True, slots=True)
-class Stats:
-    connected: bool
-    connected_ts: int | None
-    ip_address: str | None
-    rx_bytes: int
-    tx_bytes: int
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "connected": self.connected,
-            "connected_ts": self.connected_ts,
-            "ip_address": self.ip_address,
-            "rx_bytes": self.rx_bytes,
-            "tx_bytes": self.tx_bytes,
-        }
 
 
 class Link(Protocol):

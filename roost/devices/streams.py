@@ -19,8 +19,8 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from roost.bus.base import DeviceKey
 from roost.devices.registry import Registry
-from roost.devices.session import DeviceKey
 from roost.errors import RoostError
 from roost.wire.pson import PsonValue
 

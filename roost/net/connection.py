@@ -13,8 +13,9 @@ import asyncio
 import logging
 from typing import Generic, Protocol, TypeVar, cast
 
+from roost.bus.base import Operation
 from roost.devices.gateway import DeviceGateway
-from roost.devices.session import DeviceSession, Operation
+from roost.devices.session import DeviceSession
 from roost.errors import DecodeError
 from roost.wire.pson import PsonValue
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 
+from roost.bus.base import Operation
 from roost.devices.gateway import DeviceGateway
-from roost.devices.session import DeviceSession, Operation
+from roost.devices.session import DeviceSession
 from roost.net.connection import DeviceConnection, credentials_triple
 from roost.wire import legacy
 from roost.wire.legacy import KEEP_ALIVE_BYTES, KeepAlive, Message, Signal
