@@ -31,6 +31,7 @@ from roost.config import Settings
 from roost.devices.gateway import DeviceGateway
 from roost.devices.registry import Registry
 from roost.errors import ConfigError
+from roost.net.http import BoundedHttpProtocol
 from roost.net.iotmp import IotmpConnection
 from roost.net.legacy import LegacyConnection
 from roost.net.tls import CIPHERS, self_signed, server_context
@@ -179,6 +180,7 @@ class Roost:
             lifespan="off",
             timeout_graceful_shutdown=5,
             server_header=False,
+            http=BoundedHttpProtocol,
             ssl_certfile=tls[0] if tls else None,
             ssl_keyfile=tls[1] if tls else None,
             ssl_ciphers=CIPHERS,

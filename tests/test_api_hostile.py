@@ -9,6 +9,7 @@ documented route is probed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -303,3 +304,22 @@ async def test_form_login_with_garbage_is_4xx(server: Roost) -> None:
     ):
         reply = await send(server, request_head("POST", "/oauth/token", None, content_type), body)
         assert_error_json(reply, 400, 401)
+
+
+async def test_endless_request_heads_are_cut_at_64_kib(server: Roost, token: str) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.http_port)
+    writer.write(b"GET /v1/server/healthcheck HTTP/1.1\r\nHost: x\r\nX-Big: ")
+    sent = 0
+    answer = b""
+    with contextlib.suppress(ConnectionError):
+        while sent < 4 << 20 and not reader.at_eof():  # a header that never ends
+            writer.write(b"a" * 16384)
+            await writer.drain()
+            sent += 16384
+            await asyncio.sleep(0)
+        answer = await asyncio.wait_for(reader.read(), 5)
+    # answered 431, or reset while the client was still sending: either way cut early
+    assert answer.startswith(b"HTTP/1.1 431") or not answer
+    assert sent < 1 << 20  # long before the 4 MiB the client was ready to send
+    ok = await send(server, request_head("GET", "/v1/server/healthcheck", None), b"")
+    assert ok.status == 200
