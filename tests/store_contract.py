@@ -549,3 +549,19 @@ async def test_concurrent_uses_of_one_refresh_token_let_one_through(store: Store
     results = await asyncio.gather(*(store.use_refresh_token("r1", _T0) for _ in range(20)))
     assert results.count(_refresh("r1")) == 1
     assert results.count(None) == 19
+
+
+async def test_partial_updates_of_different_fields_both_land(store: Store) -> None:
+    await store.create_user(_user("alice"))
+    await store.create_device(_device("alice", "dev1"))
+    first = await store.get_device("alice", "dev1")
+    assert first is not None
+    # two edits made from the same read: one renames, the other rotates the credentials
+    await store.update_device(dataclasses.replace(first, name="renamed", modified=2), ["name"])
+    await store.update_device(
+        dataclasses.replace(first, credentials_hash="new-hash", modified=3), ["credentials_hash"]
+    )
+    stored = await store.get_device("alice", "dev1")
+    assert stored is not None
+    assert (stored.name, stored.credentials_hash, stored.modified) == ("renamed", "new-hash", 3)
+    assert stored.description == first.description

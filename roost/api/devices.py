@@ -109,7 +109,7 @@ async def update_device(request: Request) -> Response:
             raise InvalidInput(f"a device of type {device.type} has no credentials")
         changes["credentials_hash"] = await _hash_credentials(services, credentials)
     updated = dataclasses.replace(device, modified=services.now_ms(), **changes)
-    await services.store.update_device(updated)
+    await services.store.update_device(updated, changes)  # only what this request changes
     session = services.registry.get(DeviceKey(owner, device_id))
     if session is not None and not updated.enabled:
         session.link.close("device disabled")

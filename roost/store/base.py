@@ -7,6 +7,7 @@ arrive here already hashed; the store never sees a password or a device credenti
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -108,10 +109,11 @@ class Store(Protocol):
     async def list_devices(self, owner: str) -> list[Device]:
         """Ordered by device id."""
 
-    async def update_device(self, device: Device) -> None:
+    async def update_device(self, device: Device, fields: Collection[str] | None = None) -> None:
         """Replaces the mutable fields of an existing device (name, description, type,
-        credentials_hash, enabled, modified; not created nor last_connection); raises NotFound
-        if absent."""
+        credentials_hash, enabled; not created nor last_connection), or only ``fields`` of them
+        when given (so concurrent edits of different fields both land); ``modified`` always.
+        Raises NotFound if absent."""
 
     async def delete_device(self, owner: str, device: str) -> bool:
         """Deletes the device and its tokens; False if it did not exist."""

@@ -13,7 +13,7 @@ import asyncio
 import functools
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
@@ -86,8 +86,8 @@ class SQLiteStore:
     async def list_devices(self, owner: str) -> list[Device]:
         return await self._run(q.select_devices, owner)
 
-    async def update_device(self, device: Device) -> None:
-        await self._run(q.update_device, device)
+    async def update_device(self, device: Device, fields: Collection[str] | None = None) -> None:
+        await self._run(q.update_device, device, fields)
 
     async def delete_device(self, owner: str, device: str) -> bool:
         return await self._run(q.delete_device, owner, device)

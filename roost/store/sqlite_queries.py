@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
@@ -144,11 +144,18 @@ def select_devices(conn: sqlite3.Connection, owner: str) -> list[Device]:
     return [_device_from(row) for row in conn.execute(sql, (owner,))]
 
 
-def update_device(conn: sqlite3.Connection, device: Device) -> None:
-    """Replaces what a user may edit; the key, created and last_connection stay as they are."""
+_DEVICE_EDITABLE = ("name", "description", "type", "credentials_hash", "enabled")
+
+
+def update_device(
+    conn: sqlite3.Connection, device: Device, fields: Collection[str] | None = None
+) -> None:
+    """Replaces what a user may edit (or only ``fields`` of it); the key, created and
+    last_connection stay as they are."""
+    columns = [c for c in _DEVICE_EDITABLE if fields is None or c in fields]
+    assignments = "".join(f"{column} = :{column}, " for column in columns)  # fixed names only
     cursor = conn.execute(
-        "UPDATE devices SET name = :name, description = :description, type = :type,"
-        " credentials_hash = :credentials_hash, enabled = :enabled, modified = :modified"
+        f"UPDATE devices SET {assignments}modified = :modified"
         " WHERE owner = :owner AND device = :device",
         _device_params(device),
     )
