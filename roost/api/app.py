@@ -8,6 +8,7 @@ from starlette.routing import BaseRoute
 from roost.api import (
     device_tokens,
     devices,
+    iotmp_socket,
     oauth,
     resources,
     server,
@@ -32,6 +33,7 @@ def all_routes() -> list[BaseRoute]:
         *tokens.routes,
         *users.routes,
         *streams.routes,
+        *iotmp_socket.routes,
         *resources.late_routes,
     ]
 

@@ -16,6 +16,7 @@ from roost.api.openapi import (
     Schema,
     _body,
     _content,
+    _error,
     _ok,
     _op,
     _ref,
@@ -112,6 +113,9 @@ def resource_paths() -> dict[str, Schema]:
                 ),
             ),
         },
+        "/iotmp": {
+            "get": _iotmp_socket(),
+        },
         "/v2/users/{user}/devices/{device}": {
             "get": _upgradable(
                 _op(
@@ -137,4 +141,26 @@ def _upgradable(operation: Schema, only: bool = False) -> Schema:
     if only:
         responses.pop("200")
     operation["responses"] = {"101": UPGRADED, **responses}
+    return operation
+
+
+def _iotmp_socket() -> Schema:
+    operation = _upgradable(
+        _op(
+            "iotmpWebSocket",
+            UPGRADED,
+            (),
+            None,
+            text=(
+                "IOTMP over WebSocket",
+                "A device connection: the IOTMP byte stream of port 25204 in binary (or text)"
+                " WebSocket messages, subprotocol `iotmp`. The device authenticates with its"
+                " CONNECT message, so the handshake needs no token.",
+            ),
+        ),
+        only=True,
+    )
+    operation["security"] = []
+    operation.pop("parameters", None)
+    operation["responses"] = {"101": UPGRADED, "404": _error(404, "Not a WebSocket handshake")}
     return operation
