@@ -55,7 +55,7 @@ class FrameBuffer(Generic[FrameT]):
         self._decode_frame = decode_frame
         self._types = types
         self._empty_types = empty_types
-        self._max_frame = max_frame
+        self.max_frame = max_frame  # largest body accepted; may change between feeds
         self._buf = bytearray()
         self._failure: str | None = None
 
@@ -63,15 +63,6 @@ class FrameBuffer(Generic[FrameT]):
     def buffered(self) -> int:
         """Bytes received but not yet part of a complete frame."""
         return len(self._buf)
-
-    @property
-    def max_frame(self) -> int:
-        """The largest body accepted; may change between feeds (e.g. once a peer is trusted)."""
-        return self._max_frame
-
-    @max_frame.setter
-    def max_frame(self, size: int) -> None:
-        self._max_frame = size
 
     def feed(self, data: Buffer) -> list[FrameT]:
         """Add received bytes; return the frames they complete, in order."""
@@ -114,6 +105,6 @@ class FrameBuffer(Generic[FrameT]):
         body_size, pos = size
         if body_size and frame_type in self._empty_types:
             raise DecodeError(f"frame of type {frame_type} with a {body_size}-byte body")
-        if body_size > self._max_frame:
-            raise DecodeError(f"frame body of {body_size} bytes exceeds {self._max_frame}")
+        if body_size > self.max_frame:
+            raise DecodeError(f"frame body of {body_size} bytes exceeds {self.max_frame}")
         return frame_type, pos, pos + body_size
