@@ -108,62 +108,25 @@ def test_first_start_creates_admin_key_and_stops_cleanly(tmp_path: Path) -> None
     assert key.read_text() == key_before
 
 
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "roost.cli", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
 def test_admin_from_environment_and_user_add(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
-    added = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "roost.cli",
-            "--data-dir",
-            str(data_dir),
-            "user",
-            "add",
-            "carol",
-            "--password",
-            "carol-password",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    data_dir = str(tmp_path / "data")
+    add_carol = ("--data-dir", data_dir, "user", "add", "carol", "--password", "carol-password")
+    added = run_cli(*add_carol)
     assert added.returncode == 0, added.stderr
-    again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "roost.cli",
-            "--data-dir",
-            str(data_dir),
-            "user",
-            "add",
-            "carol",
-            "--password",
-            "carol-password",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    again = run_cli(*add_carol)
     assert again.returncode == 1
     assert "already exists" in again.stderr
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "roost.cli",
-            "--data-dir",
-            str(data_dir),
-            "user",
-            "add",
-            "bad name",
-            "--password",
-            "carol-password",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    bad = run_cli("--data-dir", data_dir, "user", "add", "bad name", "--password", "carol-password")
     assert bad.returncode != 0
     assert "invalid user name" in bad.stderr
 
@@ -176,12 +139,6 @@ def test_admin_from_environment_and_user_add(tmp_path: Path) -> None:
     ],
 )
 def test_bad_settings_are_named(tmp_path: Path, args: list[str], message: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "roost.cli", "--data-dir", str(tmp_path), *args, "serve"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=30,
-    )
+    result = run_cli("--data-dir", str(tmp_path), *args, "serve")
     assert result.returncode == 2
     assert message in result.stderr

@@ -66,8 +66,8 @@ OBJECT = 0x6A
 ARRAY = 0x72
 EMPTY = 0x78
 
-_F32 = struct.Struct("<f")
-_F64 = struct.Struct("<d")
+F32 = struct.Struct("<f")
+F64 = struct.Struct("<d")
 _SIG_FORMATS = tuple(f"%.{p}g" for p in range(10))  # index = significant digits
 
 
@@ -136,7 +136,7 @@ def encode_into(value: PsonInput, out: bytearray) -> None:
         raise
 
 
-def _utf8(text: str) -> bytes:
+def utf8(text: str) -> bytes:
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -146,7 +146,7 @@ def _utf8(text: str) -> bytes:
 def _encode(value: object, out: bytearray, depth: int) -> None:
     if isinstance(value, str):
         if value:
-            data = _utf8(value)
+            data = utf8(value)
             out.append(STRING)
             encode_varint(len(data), out)
             out += data
@@ -199,15 +199,15 @@ def _encode_float(d: float, out: bytearray) -> None:
         return
     if math.isfinite(d):
         try:
-            packed = _F32.pack(d)
+            packed = F32.pack(d)
         except OverflowError:
             packed = b""
-        if packed and abs(d - _F32.unpack(packed)[0]) <= FLOAT_TOLERANCE:
+        if packed and abs(d - F32.unpack(packed)[0]) <= FLOAT_TOLERANCE:
             out.append(FLOAT32)
             out += packed
             return
     out.append(FLOAT64)
-    out += _F64.pack(d)
+    out += F64.pack(d)
 
 
 def _close_container(out: bytearray, start: int) -> None:
@@ -229,7 +229,7 @@ def _encode_object(obj: dict[object, object], out: bytearray, depth: int) -> Non
     for key, item in obj.items():
         if not isinstance(key, str):
             raise InvalidInput(f"PSON object keys must be str, not {type(key).__name__}")
-        data = _utf8(key)
+        data = utf8(key)
         encode_varint(len(data), out)
         out += data
         _encode(item, out, depth + 1)
@@ -308,7 +308,7 @@ def _decode(buf: Buffer, pos: int, end: int, depth: int) -> tuple[PsonValue, int
     if tag == FLOAT32:
         if end - pos < 4:
             raise DecodeError("truncated float")
-        return shortest_float32(_F32.unpack_from(buf, pos)[0]), pos + 4
+        return shortest_float32(F32.unpack_from(buf, pos)[0]), pos + 4
     if tag == OBJECT:
         return _decode_object(buf, pos, end, depth)
     if tag == ARRAY:
@@ -327,7 +327,7 @@ def _decode(buf: Buffer, pos: int, end: int, depth: int) -> tuple[PsonValue, int
     if tag == FLOAT64:
         if end - pos < 8:
             raise DecodeError("truncated double")
-        return _F64.unpack_from(buf, pos)[0], pos + 8
+        return F64.unpack_from(buf, pos)[0], pos + 8
     if tag in (NULL, EMPTY):
         return None, pos
     if tag == EMPTY_STRING:
@@ -368,7 +368,7 @@ def _decode_array(buf: Buffer, pos: int, end: int, depth: int) -> tuple[PsonValu
 
 def _is_float32(candidate: float, x: float) -> bool:
     try:
-        return bool(_F32.unpack(_F32.pack(candidate))[0] == x)
+        return bool(F32.unpack(F32.pack(candidate))[0] == x)
     except OverflowError:
         return False
 

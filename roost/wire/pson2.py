@@ -21,12 +21,12 @@ from then on.
 
 from __future__ import annotations
 
-import struct
-
 from roost.errors import DecodeError, InvalidInput
 from roost.wire.pson import (
     DEFAULT_MAX_DEPTH,
     ENCODE_MAX_DEPTH,
+    F32,
+    F64,
     MAX_UINT64,
     Buffer,
     PsonInput,
@@ -35,6 +35,7 @@ from roost.wire.pson import (
     decode_whole,
     encode_varint,
     shortest_float32,
+    utf8,
 )
 
 __all__ = ["PsonInput", "PsonValue", "decode", "decode_at", "encode", "encode_into"]
@@ -59,9 +60,6 @@ FLOAT64 = 0x41
 FALSE = 0x60
 TRUE = 0x61
 NULL = 0x62
-
-_F32 = struct.Struct("<f")
-_F64 = struct.Struct("<d")
 
 
 # -- encoder -------------------------------------------------------------------------------------
@@ -93,16 +91,9 @@ def _header(kind: int, n: int, out: bytearray) -> None:
         encode_varint(n, out)
 
 
-def _utf8(text: str) -> bytes:
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidInput(f"string is not encodable as UTF-8: {exc.reason}") from None
-
-
 def _encode(value: object, out: bytearray, depth: int) -> None:
     if isinstance(value, str):
-        data = _utf8(value)
+        data = utf8(value)
         _header(STRING, len(data), out)
         out += data
     elif isinstance(value, bool):
@@ -145,15 +136,15 @@ def _encode_float(d: float, out: bytearray) -> None:
         _encode_int(int(d), out)
         return
     try:
-        packed = _F32.pack(d)
+        packed = F32.pack(d)
     except OverflowError:  # finite but beyond float32's range
         packed = b""
-    if packed and _F32.unpack(packed)[0] == d:  # exact (NaN never compares equal: float64)
+    if packed and F32.unpack(packed)[0] == d:  # exact (NaN never compares equal: float64)
         out.append(FLOAT32)
         out += packed
     else:
         out.append(FLOAT64)
-        out += _F64.pack(d)
+        out += F64.pack(d)
 
 
 def _encode_map(obj: dict[object, object], out: bytearray, depth: int) -> None:
@@ -163,7 +154,7 @@ def _encode_map(obj: dict[object, object], out: bytearray, depth: int) -> None:
     for key, item in obj.items():
         if not isinstance(key, str):
             raise InvalidInput(f"PSON map keys must be str, not {type(key).__name__}")
-        data = _utf8(key)
+        data = utf8(key)
         _header(STRING, len(data), out)
         out += data
         _encode(item, out, depth + 1)
@@ -245,11 +236,11 @@ def _decode_float(buf: Buffer, pos: int, end: int, selector: int) -> tuple[PsonV
     if selector == 0:
         if end - pos < 4:
             raise DecodeError("truncated float")
-        return shortest_float32(_F32.unpack_from(buf, pos)[0]), pos + 4
+        return shortest_float32(F32.unpack_from(buf, pos)[0]), pos + 4
     if selector == 1:
         if end - pos < 8:
             raise DecodeError("truncated double")
-        return _F64.unpack_from(buf, pos)[0], pos + 8
+        return F64.unpack_from(buf, pos)[0], pos + 8
     raise DecodeError(f"unknown PSON float width {selector}")
 
 
