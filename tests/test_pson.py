@@ -353,6 +353,24 @@ def test_any_float_is_stable_after_one_round_trip(value: float) -> None:
         assert abs(decoded - value) <= 2e-5  # float32 within 1e-5, then the shortest decimal
 
 
+@settings(max_examples=2000)
+@given(st.floats(width=32, allow_nan=False, allow_infinity=False))
+def test_float32_decodes_to_its_shortest_decimal(value: float) -> None:
+    """The definition, checked against the fast search: the fewest %g digits that round-trip."""
+    f32 = struct.Struct("<f")
+
+    def round_trips(p: int) -> bool:
+        try:
+            return bool(f32.unpack(f32.pack(float(f"{value:.{p}g}")))[0] == value)
+        except OverflowError:  # rounded up past the largest float32
+            return False
+
+    digits = next(p for p in range(1, 10) if round_trips(p))
+    shortest = float(f"{value:.{digits}g}")
+    expected = shortest if abs(shortest - value) <= pson.FLOAT_TOLERANCE else value
+    assert pson.shortest_float32(value) == expected
+
+
 def test_integral_float32_reads_back_as_integer() -> None:
     # The documented exception to the property above, as the C++ encoder does it.
     once = pson.encode(2.0000001)

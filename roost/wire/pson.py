@@ -377,20 +377,36 @@ def shortest_float32(x: float) -> float:
     """The shortest decimal (1..9 significant digits) that rounds to the same float32 as ``x``."""
     if not math.isfinite(x):
         return x
-    # More digits are never farther from x, so the digits that round-trip form a suffix of 1..9
-    # (9 always does): binary search for its start.
-    lo, hi = 1, 9
-    best: float | None = None
-    while lo < hi:
-        mid = (lo + hi) // 2
-        candidate = float(_SIG_FORMATS[mid] % x)
-        if _is_float32(candidate, x):
-            hi = mid
-            best = candidate
-        else:
-            lo = mid + 1
-    if best is None:
-        best = float(_SIG_FORMATS[9] % x)
+    # Round-tripping is monotonic in the number of digits (more digits are never farther from x),
+    # so the shortest is the first p in 1..9 that round-trips (9 always does). Most sensor values
+    # have at most 7 significant digits: try 7 first; if it round-trips with k digits left once
+    # %g drops trailing zeros, that decimal is also the rounding to k digits, and it is the
+    # shortest unless k - 1 digits round-trip too.
+    text = _SIG_FORMATS[7] % x
+    best = float(text)
+    if _is_float32(best, x):
+        digits = _significant_digits(text)
+        if digits > 1 and _is_float32(float(_SIG_FORMATS[digits - 1] % x), x):
+            best = _first_round_trip(x, 1, digits - 1)
+    else:
+        best = _first_round_trip(x, 8, 9)
     # Above ~256 the shortest decimal can sit farther than FLOAT_TOLERANCE from the float32, and
     # would then re-encode as a double: keep the exact value so decode -> encode is stable.
     return best if abs(best - x) <= FLOAT_TOLERANCE else x
+
+
+def _significant_digits(text: str) -> int:
+    """Significant digits in a %g rendering (``-0.0012``: 2, ``1.5e+20``: 2)."""
+    mantissa = text.partition("e")[0]
+    return len(mantissa.replace("-", "").replace(".", "").lstrip("0"))
+
+
+def _first_round_trip(x: float, lo: int, hi: int) -> float:
+    """float(%.{p}g % x) for the smallest p in lo..hi that round-trips (hi must)."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _is_float32(float(_SIG_FORMATS[mid] % x), x):
+            hi = mid
+        else:
+            lo = mid + 1
+    return float(_SIG_FORMATS[lo] % x)
