@@ -21,7 +21,7 @@ from typing import Any
 
 import uvicorn
 
-from roost.api.app import create_app
+from roost.api.app import RestApi
 from roost.auth.keys import JWT_KEY_FILE, PEPPER_FILE, load_or_create_key
 from roost.auth.passwords import DeviceCredentials, hash_password
 from roost.auth.ratelimit import LoginLimiter
@@ -174,7 +174,7 @@ class Roost:
         sock = _bind(self.settings.host, port)
         self.ports[name] = sock.getsockname()[1]
         config = uvicorn.Config(
-            create_app(self.services),
+            RestApi(self.services),
             log_config=None,
             access_log=False,
             lifespan="off",

@@ -80,3 +80,11 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
 
 
 HANDLERS = {RoostError: roost_error, HTTPException: http_error, Exception: unexpected_error}
+
+
+async def error_for(request: Request, exc: Exception) -> Response:
+    """The answer to ``exc`` by the table above, for endpoints outside Starlette's middleware."""
+    for kind, handler in HANDLERS.items():
+        if isinstance(exc, kind):
+            return await handler(request, exc)
+    raise AssertionError("unreachable: every Exception has a handler")

@@ -16,16 +16,24 @@ Nested resources are paths (``a/b``). Each call has a deadline: ``?timeout=`` in
 default ``call_timeout_ms`` (``binary_call_timeout_ms`` for octet-stream bodies) and at most
 ``max_call_timeout_ms``; past it the answer is 504. A device that is offline, unknown, or has no
 such resource gives 404, as Thinger does.
+
+These are the hot path of the API, so each endpoint is a bare ASGI app (:class:`CallEndpoint`)
+that writes its answer itself and renders its own errors: :class:`roost.api.app.RestApi` hands
+it matching requests before Starlette's middleware and router, and the same answer comes back
+when Starlette routes to it (the v1 form, matched last).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from roost.api.access import authorize
-from roost.api.json import json_response, parse_json, read_body
+from roost.api.errors import error_for
+from roost.api.json import JSON_TYPE, dumps, parse_json, read_body
 from roost.bus.base import DeviceKey, Operation
 from roost.devices.describe import flat_listing, legacy_listing
 from roost.errors import DeviceOffline, InvalidInput, NotFound
@@ -35,38 +43,66 @@ from roost.wire.pson import PsonValue
 MAX_SEGMENT = 128
 MAX_DEPTH = 16
 OCTET_STREAM = "application/octet-stream"
+JSON_TYPE_BYTES = JSON_TYPE.encode()
+
+# What a handler answers: a JSON body, or None for a 200 with an empty body.
+Handler = Callable[[Request, Services], Awaitable[bytes | None]]
 
 
-async def call_v2(request: Request) -> Response:
+class CallEndpoint:
+    """A resource-call handler as an ASGI app, without Starlette's Request/Response wrapping."""
+
+    __slots__ = ("_handler",)
+
+    def __init__(self, handler: Handler) -> None:
+        self._handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        try:
+            body = await self._handler(request, scope["app"].state.services)
+        except Exception as exc:  # CancelledError is not an Exception: it goes on
+            response = await error_for(request, exc)
+            await response(scope, receive, send)
+            return
+        if body is None:
+            headers = [(b"content-length", b"0")]
+            body = b""
+        else:
+            headers = [(b"content-length", b"%d" % len(body)), (b"content-type", JSON_TYPE_BYTES)]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def call_v2(request: Request, services: Services) -> bytes | None:
     path = await _authorized_path(request)
     if path[-1] == "api":
-        listing = await _device_request(request, Operation.DESCRIBE, path[:-1], None)
+        listing = await _device_request(request, services, Operation.DESCRIBE, path[:-1], None)
         if len(path) == 1:
-            return json_response(legacy_listing(listing))
-        return json_response(listing if listing is not None else {})
+            return dumps(legacy_listing(listing))
+        return dumps(listing if listing is not None else {})
     payload: PsonValue = None
     if request.method == "POST":
-        payload = _unwrap_in(await _body(request))
-    result = await _device_request(request, Operation.CALL, path, payload)
-    return Response(status_code=200) if result is None else json_response({"out": result})
+        payload = _unwrap_in(await read_body(request, services.settings.max_body_bytes))
+    result = await _device_request(request, services, Operation.CALL, path, payload)
+    return None if result is None else dumps({"out": result})
 
 
-async def call_v3(request: Request) -> Response:
+async def call_v3(request: Request, services: Services) -> bytes | None:
     path = await _authorized_path(request)
     payload: PsonValue = None
     binary = request.headers.get("content-type", "").startswith(OCTET_STREAM)
     if request.method == "POST":
-        services: Services = request.app.state.services
         raw = await read_body(request, services.settings.max_body_bytes)
         payload = raw if binary else (parse_json(raw) if raw.strip() else None)
-    result = await _device_request(request, Operation.CALL, path, payload, binary)
-    return Response(status_code=200) if result is None else json_response(result)
+    result = await _device_request(request, services, Operation.CALL, path, payload, binary)
+    return None if result is None else dumps(result)
 
 
-async def list_v3(request: Request) -> Response:
+async def list_v3(request: Request, services: Services) -> bytes | None:
     await _authorize(request, None)
-    listing = await _device_request(request, Operation.DESCRIBE, (), None)
-    return json_response(flat_listing(listing))
+    listing = await _device_request(request, services, Operation.DESCRIBE, (), None)
+    return dumps(flat_listing(listing))
 
 
 async def _authorized_path(request: Request) -> tuple[str, ...]:
@@ -89,13 +125,13 @@ def split_path(resource: str) -> tuple[str, ...]:
 
 async def _device_request(
     request: Request,
+    services: Services,
     op: Operation,
     path: tuple[str, ...],
     payload: PsonValue,
     binary: bool = False,
 ) -> PsonValue:
     owner, device_id = request.path_params["user"], request.path_params["device"]
-    services: Services = request.app.state.services
     timeout = _timeout(request, services, binary)
     try:
         return await services.bus.request(DeviceKey(owner, device_id), op, path, payload, timeout)
@@ -103,11 +139,6 @@ async def _device_request(
         if await services.store.get_device(owner, device_id) is None:
             raise NotFound(f"device {device_id!r} not found") from None
         raise
-
-
-async def _body(request: Request) -> bytes:
-    services: Services = request.app.state.services
-    return await read_body(request, services.settings.max_body_bytes)
 
 
 def _unwrap_in(raw: bytes) -> PsonValue:
@@ -122,7 +153,8 @@ def _unwrap_in(raw: bytes) -> PsonValue:
 
 def _timeout(request: Request, services: Services, binary: bool) -> float:
     settings = services.settings
-    raw = request.query_params.get("timeout")
+    # most calls have no query string: skip parsing one
+    raw = request.query_params.get("timeout") if request.scope["query_string"] else None
     if raw is None:
         default = settings.binary_call_timeout_ms if binary else settings.call_timeout_ms
         return default / 1000
@@ -133,16 +165,17 @@ def _timeout(request: Request, services: Services, binary: bool) -> float:
     return int(raw) / 1000
 
 
+CALL_V2 = CallEndpoint(call_v2)
 routes = [
-    Route("/v2/users/{user}/devices/{device}/{resource:path}", call_v2, methods=["GET", "POST"]),
-    Route("/v3/users/{user}/devices/{device}/resources", list_v3, methods=["GET"]),
+    Route("/v2/users/{user}/devices/{device}/{resource:path}", CALL_V2, methods=["GET", "POST"]),
+    Route("/v3/users/{user}/devices/{device}/resources", CallEndpoint(list_v3), methods=["GET"]),
     Route(
         "/v3/users/{user}/devices/{device}/resources/{resource:path}",
-        call_v3,
+        CallEndpoint(call_v3),
         methods=["GET", "POST"],
     ),
 ]
 # The v1 form shares its prefix with /v1/.../devices/{device}/stats and /tokens: matched last.
 late_routes = [
-    Route("/v1/users/{user}/devices/{device}/{resource:path}", call_v2, methods=["GET", "POST"]),
+    Route("/v1/users/{user}/devices/{device}/{resource:path}", CALL_V2, methods=["GET", "POST"]),
 ]

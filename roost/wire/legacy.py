@@ -138,7 +138,11 @@ def decode_message(
     resource: PsonValue = None
     payload: PsonValue = None
     while pos < end:
-        tag, pos = decode_varint(buf, pos, end, HEADER_VARINT_MAX_BYTES)
+        tag = buf[pos]
+        if tag < 0x80:  # every tag we know is one byte
+            pos += 1
+        else:
+            tag, pos = decode_varint(buf, pos, end, HEADER_VARINT_MAX_BYTES)
         field = tag >> 3
         wire = tag & 7
         if wire == _WIRE_PSON:
