@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import math
 from collections.abc import AsyncIterator
 from typing import Any
@@ -136,7 +135,7 @@ async def test_session_replies_like_the_official_client(
 
     connect = await read(peer)  # as captured, but with a stream id of its own
     assert connect.stream_id != 0
-    assert typed(connect) == typed(dataclasses.replace(msgs[0], stream_id=connect.stream_id))
+    assert typed(connect) == typed(msgs[0]._replace(stream_id=connect.stream_id))
     peer.send(raw[1])  # OK with the captured stream id: the client looks at the type only
     await dev.wait_connected(TIMEOUT)
 
@@ -176,9 +175,7 @@ async def test_rejected_connect_is_recorded_and_retried(
 
     first = await server.next_peer()
     connect = await read(first)
-    assert typed(connect) == typed(
-        dataclasses.replace(decode(rejected[0]), stream_id=connect.stream_id)
-    )
+    assert typed(connect) == typed(decode(rejected[0])._replace(stream_id=connect.stream_id))
     first.send(rejected[1])  # ERROR
     assert await first.closed()
     assert dev.auth_failed and dev.auth_failures == 1

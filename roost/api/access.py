@@ -58,7 +58,7 @@ def device_token_permissions(device: str) -> Permissions:
 
 
 def bearer_token(request: HTTPConnection) -> str:
-    header = request.headers.get("authorization")
+    header = _header(request, b"authorization")
     if header is not None:
         scheme, _, token = header.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
@@ -68,6 +68,16 @@ def bearer_token(request: HTTPConnection) -> str:
     if query_token:
         return query_token
     raise Unauthenticated("missing access token")
+
+
+def _header(request: HTTPConnection, name: bytes) -> str | None:
+    """The first value of a header, read straight from the ASGI scope (as Starlette's ``headers``
+    would give it, without building that object on every call)."""
+    for key, value in request.scope["headers"]:
+        if key == name:
+            text: str = value.decode("latin-1")
+            return text
+    return None
 
 
 async def authenticate(request: HTTPConnection, services: Services) -> Principal:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from roost.wire.pson import PsonValue
 
@@ -17,8 +17,9 @@ class Operation(enum.Enum):
     STOP_STREAM = "stop_stream"
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceKey:
+class DeviceKey(NamedTuple):
+    """A device: its owner and its id (a tuple, so hashing it as a dict key costs no Python)."""
+
     owner: str
     device: str
 

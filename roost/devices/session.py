@@ -9,7 +9,8 @@ a device that goes away fails everything in flight at once.
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
 from roost.bus.base import DeviceKey, Operation, Stats
 from roost.errors import DeviceOffline, DeviceTimeout, ResourceUnavailable
@@ -96,11 +97,11 @@ class DeviceSession:
         """A complete frame arrived (partial bytes do not count: a trickle is silence)."""
         self.last_rx = now
 
-    async def request(
+    def request(
         self, op: Operation, path: tuple[str, ...], payload: PsonValue, timeout: float
-    ) -> PsonValue:
+    ) -> Coroutine[Any, Any, PsonValue]:
         """Send one request and wait for its reply's payload (None when it carried none)."""
-        return await self._request(self._allocate_id(), op, path, payload, timeout)
+        return self._request(self._allocate_id(), op, path, payload, timeout)
 
     async def open_stream(self, path: tuple[str, ...], interval_ms: int, timeout: float) -> int:
         """Ask the device to stream a resource; returns the stream id its data will carry."""

@@ -93,16 +93,21 @@ class FrameBuffer(Generic[FrameT]):
 
     def _header(self, buf: bytearray, pos: int, end: int) -> tuple[int, int, int] | None:
         """(type, body start, body end) of the frame at ``pos``, None if the header is partial."""
-        kind = header_varint(buf, pos, end)
-        if kind is None:
-            return None
-        frame_type, pos = kind
-        if frame_type not in self._types:
-            raise DecodeError(f"unknown frame type {frame_type}")
-        size = header_varint(buf, pos, end)
-        if size is None:
-            return None
-        body_size, pos = size
+        if end - pos >= 2 and buf[pos] < 0x80 and buf[pos + 1] < 0x80:  # the common short frame
+            frame_type, body_size, pos = buf[pos], buf[pos + 1], pos + 2
+            if frame_type not in self._types:
+                raise DecodeError(f"unknown frame type {frame_type}")
+        else:
+            kind = header_varint(buf, pos, end)
+            if kind is None:
+                return None
+            frame_type, pos = kind
+            if frame_type not in self._types:
+                raise DecodeError(f"unknown frame type {frame_type}")
+            size = header_varint(buf, pos, end)
+            if size is None:
+                return None
+            body_size, pos = size
         if body_size and frame_type in self._empty_types:
             raise DecodeError(f"frame of type {frame_type} with a {body_size}-byte body")
         if body_size > self.max_frame:

@@ -20,9 +20,9 @@ further input after its first :class:`~roost.errors.DecodeError`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import IntEnum
 from functools import partial
+from typing import NamedTuple
 
 from roost.errors import DecodeError, InvalidInput
 from roost.wire import pson, pson2
@@ -58,8 +58,7 @@ class Service(IntEnum):
     SUBSCRIBE_EVENT = 8
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     """One IOTMP frame. ``type`` is a :class:`MessageType` (decoded frames always carry the enum
     member); ``None`` fields are absent on the wire, as is a zero stream id."""
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import partial
-from typing import TypeAlias
+from typing import NamedTuple, TypeAlias
 
 from roost.errors import DecodeError, InvalidInput
 from roost.wire import pson
@@ -46,9 +46,9 @@ class Signal(IntEnum):
     SET_PROPERTY = 12
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One type-1 frame. ``signal`` is a :class:`Signal` when known, else the plain number."""
+class Message(NamedTuple):
+    """One type-1 frame. ``signal`` is a :class:`Signal` when known, else the plain number.
+    (A NamedTuple: immutable, and cheap to build on the hot path.)"""
 
     stream_id: int = 0
     signal: int = 0
@@ -156,7 +156,11 @@ def decode_message(
             elif field in (1, 2):
                 raise DecodeError(f"field {field} must be a varint, not a PSON value")
         elif wire == _WIRE_VARINT:
-            number, pos = decode_varint(buf, pos, end)
+            if pos < end and buf[pos] < 0x80:
+                number = buf[pos]
+                pos += 1
+            else:
+                number, pos = decode_varint(buf, pos, end)
             if field == 1:
                 stream_id = number
             elif field == 2:
