@@ -396,3 +396,17 @@ def test_corrupted_session_raises_only_decode_error(
 def test_pson_module_and_message_share_the_encoding() -> None:
     value: dict[str, PsonValue] = {"lat": 40.4168, "lon": -3.7038}
     assert legacy.encode(Message(2, S.REQUEST_OK, payload=value)).endswith(pson.encode(value))
+
+
+@settings(max_examples=300)
+@given(
+    st.integers(0, 0xFFFF),
+    st.sampled_from([0, *Signal]),
+    st.lists(st.text(min_size=1, max_size=20), min_size=1, max_size=4).map(tuple),
+    st.none() | st.integers(-(2**63), 2**63) | st.floats(allow_nan=False) | st.text(),
+)
+def test_encode_request_is_encode_of_the_message(
+    stream_id: int, signal: int, path: tuple[str, ...], payload: PsonValue
+) -> None:
+    message = Message(stream_id=stream_id, signal=signal, resource=list(path), payload=payload)
+    assert legacy.encode_request(stream_id, signal, path, payload) == legacy.encode(message)

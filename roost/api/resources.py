@@ -118,8 +118,11 @@ async def _authorize(request: Request, resource: str | None) -> None:
 
 def split_path(resource: str) -> tuple[str, ...]:
     parts = tuple(resource.split("/"))
-    if len(parts) > MAX_DEPTH or not all(0 < len(p) <= MAX_SEGMENT for p in parts):
+    if len(parts) > MAX_DEPTH:
         raise InvalidInput("invalid resource path")
+    for part in parts:
+        if not 0 < len(part) <= MAX_SEGMENT:
+            raise InvalidInput("invalid resource path")
     return parts
 
 

@@ -48,17 +48,15 @@ class LegacyConnection(DeviceConnection[legacy.Frame]):
     def send_request(
         self, stream_id: int, op: Operation, path: tuple[str, ...], payload: PsonValue
     ) -> None:
-        resource: list[PsonValue] = list(path)
         signal = Signal.NONE
         if op is Operation.DESCRIBE:
-            resource.append("api")
+            path = (*path, "api")
         elif op is Operation.START_STREAM:
             signal = Signal.START_STREAM
             payload = payload or None  # an event stream carries no interval
         elif op is Operation.STOP_STREAM:
             signal = Signal.STOP_STREAM
-        message = Message(stream_id=stream_id, signal=signal, resource=resource, payload=payload)
-        self.write(legacy.encode(message))
+        self.write(legacy.encode_request(stream_id, signal, path, payload))
 
     def on_frame(self, session: DeviceSession, frame: legacy.Frame) -> None:
         if isinstance(frame, KeepAlive):
