@@ -1,12 +1,21 @@
-"""The HTTP connection protocol: uvicorn's httptools protocol with a bounded request head.
+"""The HTTP connection protocol: uvicorn's httptools protocol with a bounded request head, and
+each response in one send.
 
 httptools buffers a header line until it is complete, with no limit of its own, so one client
 could make a connection hold megabytes with a single endless header. Here the bytes received
 while a request's head (request line and headers) is incomplete are counted, and past
 ``MAX_HEAD_BYTES`` the request is answered 431 and the connection closed.
+
+uvicorn writes a response's status line and headers, then its body, in two calls: two syscalls
+and two TCP segments for every answer. :class:`JoinedWrites` holds a write until the next one,
+which takes it along, or until the end of the loop step: a plain response leaves in one send, a
+streamed one (SSE) still gets its head out at once.
 """
 
 from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -18,9 +27,46 @@ _TOO_LARGE = (
 )
 
 
+class JoinedWrites:
+    """The transport as a response cycle sees it: a write waits for the next one, at most until
+    the end of the loop step."""
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is None:
+            self._held = data
+            self._loop.call_soon(self._flush)
+        else:
+            self._held = None
+            self._transport.write(held + data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:  # anything else a newer uvicorn may ask for
+        return getattr(self._transport, name)
+
+    def _flush(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and not self._transport.is_closing():
+            self._transport.write(held)
+
+
 class BoundedHttpProtocol(HttpToolsProtocol):
     _in_head = True
     _head_bytes = 0
+    _joined: JoinedWrites | None = None
 
     def data_received(self, data: bytes) -> None:
         if self._in_head:
@@ -33,6 +79,10 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         super().on_headers_complete()
+        if self.cycle is not None:  # None until a first plain request (not a WebSocket upgrade)
+            if self._joined is None:
+                self._joined = JoinedWrites(self.transport, asyncio.get_running_loop())
+            self.cycle.transport = cast(asyncio.Transport, self._joined)
 
     def on_message_complete(self) -> None:
         self._in_head, self._head_bytes = True, 0
