@@ -13,6 +13,7 @@ import asyncio
 import ssl
 import sys
 import time
+from functools import cache
 
 import uvloop
 
@@ -20,6 +21,12 @@ from roost.wire import legacy
 from roost.wire.legacy import Message, Signal
 
 AUTH_OK = legacy.encode(Message(signal=Signal.REQUEST_OK))
+
+
+@cache
+def reply(stream_id: int) -> bytes:
+    """The canned answer to a request (remembered: the simulator must stay cheap)."""
+    return legacy.encode(Message(stream_id=stream_id, signal=Signal.REQUEST_OK, payload=23.5))
 
 
 class SimulatedDevice(asyncio.Protocol):
@@ -41,11 +48,7 @@ class SimulatedDevice(asyncio.Protocol):
             if not self.authenticated.done():
                 self.authenticated.set_result(frame.signal == Signal.REQUEST_OK)
             elif frame.stream_id:
-                self.transport.write(
-                    legacy.encode(
-                        Message(stream_id=frame.stream_id, signal=Signal.REQUEST_OK, payload=23.5)
-                    )
-                )
+                self.transport.write(reply(frame.stream_id))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.authenticated.done():

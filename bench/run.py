@@ -22,11 +22,12 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +55,24 @@ class Plan:
 
 
 PLANS = {
-    "full": Plan("full", 5, 5, 1000, 19000, 4, 4000),
-    "quick": Plan("quick", 3, 3, 256, 4000, 2, 1000),
+    "full": Plan("full", 2, 15, 1000, 19000, 4, 4000),
+    "quick": Plan("quick", 2, 5, 256, 4000, 2, 1000),
     "smoke": Plan("smoke", 1, 1, 16, 200, 2, 50),
+}
+
+
+# The figures of each hello/rpc round, reported as medians, with their decimals.
+ROUND_FIGURES = {
+    "hello_per_s": 0,
+    "hello_server_cpu": 2,
+    "hello_client_cpu": 2,
+    "rpc_per_s": 0,
+    "rpc_p50_ms": 2,
+    "rpc_p99_ms": 2,
+    "rpc_ratio": 3,
+    "rpc_server_cpu": 2,
+    "rpc_wrk_cpu": 2,
+    "rpc_devices_cpu": 2,
 }
 
 
@@ -265,8 +281,8 @@ def measure(plan: Plan, server: Server) -> dict[str, Any]:
         env = {"ROOST_BENCH_TOKEN": token, "ROOST_BENCH_DEVICES": str(plan.rpc_devices)}
         wrk(hello_url, 1)  # warm-up
         wrk(server.url, 1, ROOT / "rpc.lua", env)
-        # This machine is noisy: hello and rpc alternate, the ratio is taken per round and the
-        # round with the median ratio is reported.
+        # This machine is noisy: hello and rpc alternate in short runs, each ratio is taken
+        # within its round, and every figure reported is the median over the rounds.
         rounds = []
         for _ in range(plan.rounds):
             cpu0, client0 = cpu_seconds(pid), children_cpu()
@@ -274,53 +290,73 @@ def measure(plan: Plan, server: Server) -> dict[str, Any]:
             hello_cpu = (cpu_seconds(pid) - cpu0, children_cpu() - client0)
             cpu0, client0, sim0 = cpu_seconds(pid), children_cpu(), devices.cpu_seconds()
             rpc = wrk(server.url, plan.seconds, ROOT / "rpc.lua", env)
-            rpc_cpu = (
-                cpu_seconds(pid) - cpu0,
-                children_cpu() - client0,
-                devices.cpu_seconds() - sim0,
+            rounds.append(
+                {
+                    "rpc_ratio": rpc["per_s"] / hello["per_s"],
+                    "hello_per_s": hello["per_s"],
+                    "hello_server_cpu": hello_cpu[0] / plan.seconds,
+                    "hello_client_cpu": hello_cpu[1] / plan.seconds,
+                    "rpc_per_s": rpc["per_s"],
+                    "rpc_p50_ms": rpc["p50_ms"],
+                    "rpc_p99_ms": rpc["p99_ms"],
+                    "rpc_server_cpu": (cpu_seconds(pid) - cpu0) / plan.seconds,
+                    "rpc_wrk_cpu": (children_cpu() - client0) / plan.seconds,
+                    "rpc_devices_cpu": (devices.cpu_seconds() - sim0) / plan.seconds,
+                }
             )
-            rounds.append((rpc["per_s"] / hello["per_s"], hello, rpc, hello_cpu, rpc_cpu))
     finally:
         devices.stop()
-    rounds.sort(key=lambda r: r[0])
-    ratio, hello, rpc, hello_cpu, rpc_cpu = rounds[len(rounds) // 2]
-    result["rounds"] = [round(r[0], 3) for r in rounds]
-    result["hello_per_s"] = round(hello["per_s"])
-    result["hello_server_cpu"] = round(hello_cpu[0] / plan.seconds, 2)
-    result["hello_client_cpu"] = round(hello_cpu[1] / plan.seconds, 2)
-    result["rpc_per_s"] = round(rpc["per_s"])
-    result["rpc_p50_ms"] = round(rpc["p50_ms"], 2)
-    result["rpc_p99_ms"] = round(rpc["p99_ms"], 2)
-    result["rpc_ratio"] = round(ratio, 3)
-    result["rpc_server_cpu"] = round(rpc_cpu[0] / plan.seconds, 2)
-    result["rpc_wrk_cpu"] = round(rpc_cpu[1] / plan.seconds, 2)
-    result["rpc_devices_cpu"] = round(rpc_cpu[2] / plan.seconds, 2)
+    result["rounds"] = [round(r["rpc_ratio"], 3) for r in rounds]
+    result["rpc_p99_rounds"] = [round(r["rpc_p99_ms"], 2) for r in rounds]
+    for key, digits in ROUND_FIGURES.items():
+        result[key] = round(statistics.median(r[key] for r in rounds), digits)
+        if digits == 0:
+            result[key] = int(result[key])
 
+    result.update(connection_storm(plan, server))
+    result.update(tls_storm(plan, server))
+    result["ingest_per_s"] = None  # buckets do not exist yet
+    result["ingest_ratio"] = None
+    return result
+
+
+def connection_storm(plan: Plan, server: Server) -> dict[str, Any]:
+    """Devices connecting from cold, all at once (plain TCP), and the server's RSS per device."""
+    if not plan.storm_devices:
+        return {"devices": None, "connect_s": None, "device_bytes": None}
     time.sleep(1)
-    rss0 = rss_bytes(pid)
+    rss0 = rss_bytes(server.process.pid)
     storm = Devices(server, plan.storm_devices, plan.storm_processes, first=plan.rpc_devices)
     try:
         time.sleep(1)
-        result["devices"] = plan.storm_devices
-        result["connect_s"] = round(storm.seconds, 2)
-        result["device_bytes"] = round((rss_bytes(pid) - rss0) / plan.storm_devices)
+        grown = rss_bytes(server.process.pid) - rss0
+        return {
+            "devices": plan.storm_devices,
+            "connect_s": round(storm.seconds, 2),
+            "device_bytes": round(grown / plan.storm_devices),
+        }
     finally:
         storm.stop()
 
+
+def tls_storm(plan: Plan, server: Server) -> dict[str, Any]:
+    """The same over TLS (port 25202's listener)."""
+    if not plan.tls_devices:
+        return {"tls_devices": None, "tls_connect_s": None, "device_tls_bytes": None}
     time.sleep(1)
-    rss0 = rss_bytes(pid)
+    rss0 = rss_bytes(server.process.pid)
     first = plan.rpc_devices + plan.storm_devices
     secure = Devices(server, plan.tls_devices, plan.storm_processes, first=first, tls=True)
     try:
         time.sleep(1)
-        result["tls_devices"] = plan.tls_devices
-        result["tls_connect_s"] = round(secure.seconds, 2)
-        result["device_tls_bytes"] = round((rss_bytes(pid) - rss0) / plan.tls_devices)
+        grown = rss_bytes(server.process.pid) - rss0
+        return {
+            "tls_devices": plan.tls_devices,
+            "tls_connect_s": round(secure.seconds, 2),
+            "device_tls_bytes": round(grown / plan.tls_devices),
+        }
     finally:
         secure.stop()
-    result["ingest_per_s"] = None  # buckets do not exist yet
-    result["ingest_ratio"] = None
-    return result
 
 
 def machine() -> str:
@@ -333,19 +369,23 @@ def machine() -> str:
 
 
 def summary(result: dict[str, Any]) -> str:
-    return "\n".join(
-        [
-            f"hello      {result['hello_per_s']:>8} req/s  "
-            f"(server CPU {result['hello_server_cpu']})",
-            f"rpc        {result['rpc_per_s']:>8} req/s  p50 {result['rpc_p50_ms']} ms  "
-            f"p99 {result['rpc_p99_ms']} ms  ratio {result['rpc_ratio']}  "
-            f"(server CPU {result['rpc_server_cpu']})",
+    lines = [
+        f"hello      {result['hello_per_s']:>8} req/s  (server CPU {result['hello_server_cpu']})",
+        f"rpc        {result['rpc_per_s']:>8} req/s  p50 {result['rpc_p50_ms']} ms  "
+        f"p99 {result['rpc_p99_ms']} ms  ratio {result['rpc_ratio']}  "
+        f"(server CPU {result['rpc_server_cpu']}; medians of {len(result['rounds'])} rounds)",
+    ]
+    if result["devices"] is not None:
+        lines.append(
             f"devices    {result['devices']:>8} connected in {result['connect_s']} s, "
-            f"{result['device_bytes']} bytes each",
+            f"{result['device_bytes']} bytes each"
+        )
+    if result["tls_devices"] is not None:
+        lines.append(
             f"TLS        {result['tls_devices']:>8} connected in {result['tls_connect_s']} s, "
-            f"{result['device_tls_bytes']} bytes each",
-        ]
-    )
+            f"{result['device_tls_bytes']} bytes each"
+        )
+    return "\n".join(lines)
 
 
 def write_markdown(path: Path, command: str, result: dict[str, Any]) -> None:
@@ -364,15 +404,23 @@ def main() -> None:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="same scenarios, under a minute")
     size.add_argument("--smoke", action="store_true", help="seconds; keeps the harness honest")
+    parser.add_argument("--rpc-only", action="store_true", help="hello and rpc rounds only")
     parser.add_argument("--write", type=Path, help="append the results to this Markdown file")
     args = parser.parse_args()
     plan = PLANS["quick" if args.quick else "smoke" if args.smoke else "full"]
+    if args.rpc_only:
+        plan = replace(plan, storm_devices=0, tls_devices=0)
     result = run(plan)
     print(summary(result))
     if args.write:
-        write_markdown(
-            args.write, "make bench" if plan.name == "full" else f"make bench-{plan.name}", result
+        standard = {"full": "make bench", "quick": "make bench-quick"}.get(plan.name)
+        options = [a for a in sys.argv[1:] if a != "--write" and a != str(args.write)]
+        command = (
+            standard
+            if standard and not args.rpc_only
+            else " ".join(["python -m bench.run", *options])
         )
+        write_markdown(args.write, command, result)
     print(json.dumps(result))
 
 
