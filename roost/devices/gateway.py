@@ -82,7 +82,7 @@ class DeviceGateway:
 
     def open_session(self, key: DeviceKey, link: Link, ip: str | None) -> DeviceSession:
         now_ms = int(self.clock() * 1000)
-        session = DeviceSession(key, link, ip, now_ms, asyncio.get_running_loop().time(), self)
+        session = DeviceSession(key, link, ip, now_ms, asyncio.get_running_loop(), self)
         if self.registry.add(session) is not None:
             log.info("device %s reconnected from %s, old connection closed", key, ip)
         else:

@@ -41,6 +41,7 @@ class DeviceSession:
     __slots__ = (
         "_closed",
         "_listener",
+        "_loop",
         "_next_id",
         "_pending",
         "_streams",
@@ -59,7 +60,7 @@ class DeviceSession:
         link: Link,
         ip_address: str | None,
         connected_ts: int,
-        now: float,
+        loop: asyncio.AbstractEventLoop,
         listener: SessionListener,
     ) -> None:
         self.key = key
@@ -68,7 +69,9 @@ class DeviceSession:
         self.connected_ts = connected_ts
         self.rx_bytes = 0
         self.tx_bytes = 0
-        self.last_rx = now  # loop time of the last complete frame, for the silence check
+        # The loop, kept: asyncio.get_running_loop() makes a getpid() syscall on Python 3.11.
+        self._loop = loop
+        self.last_rx = loop.time()  # loop time of the last complete frame, for the silence check
         self._listener = listener
         self._pending: dict[int, asyncio.Future[PsonValue]] = {}
         self._streams: dict[int, tuple[str, ...]] = {}  # open stream id -> resource path
@@ -93,9 +96,9 @@ class DeviceSession:
         self.tx_bytes += tx
         self._listener.stats_changed(self.key)
 
-    def heard(self, now: float) -> None:
+    def heard(self) -> None:
         """A complete frame arrived (partial bytes do not count: a trickle is silence)."""
-        self.last_rx = now
+        self.last_rx = self._loop.time()
 
     def request(
         self, op: Operation, path: tuple[str, ...], payload: PsonValue, timeout: float
@@ -137,7 +140,7 @@ class DeviceSession:
     ) -> PsonValue:
         if self._closed:
             raise DeviceOffline(f"device {self.key.device} is not connected")
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         future: asyncio.Future[PsonValue] = loop.create_future()
         self._pending[stream_id] = future
         deadline = loop.call_later(timeout, self._expire, stream_id, timeout)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -123,7 +124,7 @@ class StreamHub:
         if stream is None:
             return
         frame: Frame = {"resource": "/".join(path), **value}
-        now = asyncio.get_running_loop().time()
+        now = time.monotonic()  # not the loop's clock: get_running_loop() costs a syscall
         period = stream.interval_ms / 1000
         for watcher in stream.watchers:
             watcher.offer(frame, now, event, period)

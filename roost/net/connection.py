@@ -105,7 +105,7 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
         else:
             session.count_traffic(len(data), 0)
             if frames:
-                session.heard(asyncio.get_running_loop().time())
+                session.heard()
         for frame in frames:
             if self._closing:
                 return
