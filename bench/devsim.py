@@ -1,10 +1,11 @@
-"""A lean simulator of many legacy-protocol devices in one process (the benchmark's devices).
+"""A lean simulator of many devices in one process (the benchmark's devices).
 
-Each simulated device is one asyncio Protocol on uvloop: it authenticates, answers keep-alives and
-answers every request at once with a canned REQUEST_OK carrying a float, the way a thermometer
-would. Run as ``python -m bench.devsim HOST PORT SOURCE USER PREFIX FIRST COUNT CREDENTIALS [tls]``;
-it prints one line ``ready N SECONDS`` when all N devices are authenticated (or ``failed ...``),
-then keeps them connected until its standard input closes.
+Each simulated device is one asyncio Protocol on uvloop: it authenticates, ignores keep-alives and
+answers every request at once with a canned success carrying a float, the way a thermometer
+would. Run as ``python -m bench.devsim HOST PORT SOURCE USER PREFIX FIRST COUNT CREDENTIALS
+[tls] [iotmp]`` (legacy protocol unless ``iotmp``); it prints one line ``ready N SECONDS`` when all
+N devices are authenticated (or ``failed ...``), then keeps them connected until its standard
+input closes.
 """
 
 from __future__ import annotations
@@ -14,45 +15,86 @@ import ssl
 import sys
 import time
 from functools import cache
+from typing import Any
 
 import uvloop
 
-from roost.wire import legacy
+from roost.wire import iotmp, legacy
+from roost.wire.iotmp import MessageType
 from roost.wire.legacy import Message, Signal
 
-AUTH_OK = legacy.encode(Message(signal=Signal.REQUEST_OK))
+VALUE = 23.5
 
 
 @cache
-def reply(stream_id: int) -> bytes:
+def legacy_reply(stream_id: int) -> bytes:
     """The canned answer to a request (remembered: the simulator must stay cheap)."""
-    return legacy.encode(Message(stream_id=stream_id, signal=Signal.REQUEST_OK, payload=23.5))
+    return legacy.encode(Message(stream_id=stream_id, signal=Signal.REQUEST_OK, payload=VALUE))
+
+
+@cache
+def iotmp_reply(stream_id: int) -> bytes:
+    return iotmp.encode(iotmp.Message(MessageType.OK, stream_id=stream_id, payload=VALUE))
 
 
 class SimulatedDevice(asyncio.Protocol):
-    def __init__(self, auth_frame: bytes, authenticated: asyncio.Future[bool]) -> None:
-        self.auth_frame = auth_frame
+    """A legacy-protocol device."""
+
+    def __init__(self, credentials: list[str], authenticated: asyncio.Future[bool]) -> None:
+        self.credentials = credentials
         self.authenticated = authenticated
-        self.decoder = legacy.Decoder()
+        self.decoder: Any = legacy.Decoder()
         self.transport: asyncio.Transport | None = None
+
+    def auth_frame(self) -> bytes:
+        return legacy.encode(Message(signal=Signal.AUTH, resource=list(self.credentials)))
+
+    def accepted(self, frame: Any) -> bool:
+        return bool(frame.signal == Signal.REQUEST_OK)
+
+    def reply(self, frame: Any) -> bytes | None:
+        """The answer to a frame once authenticated; None for keep-alives and the like."""
+        if isinstance(frame, legacy.KeepAlive) or not frame.stream_id:
+            return None
+        return legacy_reply(frame.stream_id)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        transport.write(self.auth_frame)  # type: ignore[attr-defined]
+        transport.write(self.auth_frame())  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
         assert self.transport is not None
         for frame in self.decoder.feed(data):
-            if isinstance(frame, legacy.KeepAlive):
-                continue
             if not self.authenticated.done():
-                self.authenticated.set_result(frame.signal == Signal.REQUEST_OK)
-            elif frame.stream_id:
-                self.transport.write(reply(frame.stream_id))
+                self.authenticated.set_result(self.accepted(frame))
+                continue
+            answer = self.reply(frame)
+            if answer is not None:
+                self.transport.write(answer)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.authenticated.done():
             self.authenticated.set_result(False)
+
+
+class SimulatedIotmpDevice(SimulatedDevice):
+    """An IOTMP device: CONNECT, then OK with the value to every RUN."""
+
+    def __init__(self, credentials: list[str], authenticated: asyncio.Future[bool]) -> None:
+        super().__init__(credentials, authenticated)
+        self.decoder = iotmp.Decoder()
+
+    def auth_frame(self) -> bytes:
+        connect = iotmp.Message(MessageType.CONNECT, stream_id=1, payload=list(self.credentials))
+        return iotmp.encode(connect)
+
+    def accepted(self, frame: Any) -> bool:
+        return bool(frame.type == MessageType.OK)
+
+    def reply(self, frame: Any) -> bytes | None:
+        if frame.type != MessageType.RUN or not frame.stream_id:
+            return None
+        return iotmp_reply(frame.stream_id)
 
 
 async def connect_one(
@@ -63,14 +105,14 @@ async def connect_one(
     name: str,
     credentials: str,
     context: ssl.SSLContext | None,
+    device: type[SimulatedDevice],
 ) -> tuple[bool, asyncio.Transport | None]:
     loop = asyncio.get_running_loop()
     done: asyncio.Future[bool] = loop.create_future()
-    auth = legacy.encode(Message(signal=Signal.AUTH, resource=[user, name, credentials]))
     for attempt in range(20):
         try:
             transport, _ = await loop.create_connection(
-                lambda: SimulatedDevice(auth, done),
+                lambda: device([user, name, credentials], done),
                 host,
                 port,
                 local_addr=(source, 0),
@@ -82,13 +124,15 @@ async def connect_one(
             await asyncio.sleep(0.05 * (attempt + 1))
     else:
         return False, None
-    return await done, transport  # type: ignore[return-value]
+    return await done, transport
 
 
 async def main(argv: list[str]) -> None:
     host, port, source, user, prefix, first, count, credentials = argv[:8]
+    options = set(argv[8:])
+    device = SimulatedIotmpDevice if "iotmp" in options else SimulatedDevice
     context = None
-    if argv[8:] == ["tls"]:  # the benchmark's server is self-signed: no verification
+    if "tls" in options:  # the benchmark's server is self-signed: no verification
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -99,7 +143,9 @@ async def main(argv: list[str]) -> None:
 
     async def bounded(name: str) -> tuple[bool, asyncio.Transport | None]:
         async with semaphore:
-            return await connect_one(host, int(port), source, user, name, credentials, context)
+            return await connect_one(
+                host, int(port), source, user, name, credentials, context, device
+            )
 
     results = await asyncio.gather(*(bounded(n) for n in names))
     ok = sum(1 for good, _ in results if good)

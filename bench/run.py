@@ -1,11 +1,12 @@
 """The benchmark suite: one server process pinned to core 0, load generators on core 1.
 
-    python -m bench.run [--quick | --smoke] [--write BENCHMARKS.md]
+    python -m bench.run [--quick | --smoke] [--rpc-only] [--write BENCHMARKS.md]
 
 Scenarios, in one run against one server:
 - hello: wrk on ``GET /v1/server/healthcheck`` (no auth, no device): the HTTP stack's baseline;
 - rpc: wrk on ``GET /v2/users/bench/devices/d{i}/temperature`` spread over many simulated devices
-  (load generator -> Roost -> device -> back), 64 requests in flight;
+  (load generator -> Roost -> device -> back), 64 requests in flight; the same again with IOTMP
+  devices (``rpc_iotmp_*``);
 - devices: a connection storm of N devices from several simulator processes spread over
   127.0.0.x source addresses; the time until all are authenticated, and the server's RSS growth
   per connected device.
@@ -73,6 +74,9 @@ ROUND_FIGURES = {
     "rpc_server_cpu": 2,
     "rpc_wrk_cpu": 2,
     "rpc_devices_cpu": 2,
+    "rpc_iotmp_per_s": 0,
+    "rpc_iotmp_p99_ms": 2,
+    "rpc_iotmp_ratio": 3,
 }
 
 
@@ -122,6 +126,7 @@ def children_cpu() -> float:
 class Server:
     def __init__(self, data_dir: Path) -> None:
         self.http_port, self.device_port, self.tls_port = free_port(), free_port(), free_port()
+        self.iotmp_port = free_port()
         self.process = subprocess.Popen(
             [
                 "taskset",
@@ -137,7 +142,7 @@ class Server:
                 "--device-port",
                 str(self.device_port),
                 "--iotmp-port",
-                str(free_port()),
+                str(self.iotmp_port),
                 "--tls-self-signed",
                 "--device-tls-port",
                 str(self.tls_port),
@@ -179,7 +184,13 @@ class Devices:
     """Simulator processes holding devices d{first}..d{first+count-1}, on the load core."""
 
     def __init__(
-        self, server: Server, count: int, processes: int, first: int = 0, tls: bool = False
+        self,
+        server: Server,
+        count: int,
+        processes: int,
+        first: int = 0,
+        tls: bool = False,
+        iotmp: bool = False,
     ) -> None:
         self.procs: list[subprocess.Popen[str]] = []
         per = -(-count // processes)
@@ -198,7 +209,13 @@ class Devices:
                         "-m",
                         "bench.devsim",
                         "127.0.0.1",
-                        str(server.tls_port if tls else server.device_port),
+                        str(
+                            server.iotmp_port
+                            if iotmp
+                            else server.tls_port
+                            if tls
+                            else server.device_port
+                        ),
                         f"127.0.0.{2 + k}",
                         USER,
                         "d",
@@ -206,6 +223,7 @@ class Devices:
                         str(n),
                         CREDENTIALS,
                         *(["tls"] if tls else []),
+                        *(["iotmp"] if iotmp else []),
                     ],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
@@ -262,7 +280,7 @@ def run(plan: Plan) -> dict[str, Any]:
         )
     with tempfile.TemporaryDirectory(prefix="roost-bench-") as tmp:
         data_dir = Path(tmp)
-        asyncio.run(seed(data_dir, plan.rpc_devices + plan.storm_devices + plan.tls_devices))
+        asyncio.run(seed(data_dir, 2 * plan.rpc_devices + plan.storm_devices + plan.tls_devices))
         server = Server(data_dir)
         try:
             return measure(plan, server)
@@ -276,11 +294,15 @@ def measure(plan: Plan, server: Server) -> dict[str, Any]:
     token = server.token()
 
     hello_url = f"{server.url}/v1/server/healthcheck"
+    # the same resource on two sets of devices: d0.. speak legacy, the next ones IOTMP
     devices = Devices(server, plan.rpc_devices, 1)
+    iotmp_devices = Devices(server, plan.rpc_devices, 1, first=plan.rpc_devices, iotmp=True)
     try:
         env = {"ROOST_BENCH_TOKEN": token, "ROOST_BENCH_DEVICES": str(plan.rpc_devices)}
+        iotmp_env = {**env, "ROOST_BENCH_FIRST": str(plan.rpc_devices)}
         wrk(hello_url, 1)  # warm-up
         wrk(server.url, 1, ROOT / "rpc.lua", env)
+        wrk(server.url, 1, ROOT / "rpc.lua", iotmp_env)
         # This machine is noisy: hello and rpc alternate in short runs, each ratio is taken
         # within its round, and every figure reported is the median over the rounds.
         rounds = []
@@ -290,6 +312,12 @@ def measure(plan: Plan, server: Server) -> dict[str, Any]:
             hello_cpu = (cpu_seconds(pid) - cpu0, children_cpu() - client0)
             cpu0, client0, sim0 = cpu_seconds(pid), children_cpu(), devices.cpu_seconds()
             rpc = wrk(server.url, plan.seconds, ROOT / "rpc.lua", env)
+            rpc_cpu = (
+                cpu_seconds(pid) - cpu0,
+                children_cpu() - client0,
+                devices.cpu_seconds() - sim0,
+            )
+            rpc_iotmp = wrk(server.url, plan.seconds, ROOT / "rpc.lua", iotmp_env)
             rounds.append(
                 {
                     "rpc_ratio": rpc["per_s"] / hello["per_s"],
@@ -299,13 +327,17 @@ def measure(plan: Plan, server: Server) -> dict[str, Any]:
                     "rpc_per_s": rpc["per_s"],
                     "rpc_p50_ms": rpc["p50_ms"],
                     "rpc_p99_ms": rpc["p99_ms"],
-                    "rpc_server_cpu": (cpu_seconds(pid) - cpu0) / plan.seconds,
-                    "rpc_wrk_cpu": (children_cpu() - client0) / plan.seconds,
-                    "rpc_devices_cpu": (devices.cpu_seconds() - sim0) / plan.seconds,
+                    "rpc_server_cpu": rpc_cpu[0] / plan.seconds,
+                    "rpc_wrk_cpu": rpc_cpu[1] / plan.seconds,
+                    "rpc_devices_cpu": rpc_cpu[2] / plan.seconds,
+                    "rpc_iotmp_per_s": rpc_iotmp["per_s"],
+                    "rpc_iotmp_p99_ms": rpc_iotmp["p99_ms"],
+                    "rpc_iotmp_ratio": rpc_iotmp["per_s"] / hello["per_s"],
                 }
             )
     finally:
         devices.stop()
+        iotmp_devices.stop()
     result["rounds"] = [round(r["rpc_ratio"], 3) for r in rounds]
     result["rpc_p99_rounds"] = [round(r["rpc_p99_ms"], 2) for r in rounds]
     for key, digits in ROUND_FIGURES.items():
@@ -326,7 +358,8 @@ def connection_storm(plan: Plan, server: Server) -> dict[str, Any]:
         return {"devices": None, "connect_s": None, "device_bytes": None}
     time.sleep(1)
     rss0 = rss_bytes(server.process.pid)
-    storm = Devices(server, plan.storm_devices, plan.storm_processes, first=plan.rpc_devices)
+    first = 2 * plan.rpc_devices  # after the legacy and IOTMP rpc devices
+    storm = Devices(server, plan.storm_devices, plan.storm_processes, first=first)
     try:
         time.sleep(1)
         grown = rss_bytes(server.process.pid) - rss0
@@ -345,7 +378,7 @@ def tls_storm(plan: Plan, server: Server) -> dict[str, Any]:
         return {"tls_devices": None, "tls_connect_s": None, "device_tls_bytes": None}
     time.sleep(1)
     rss0 = rss_bytes(server.process.pid)
-    first = plan.rpc_devices + plan.storm_devices
+    first = 2 * plan.rpc_devices + plan.storm_devices
     secure = Devices(server, plan.tls_devices, plan.storm_processes, first=first, tls=True)
     try:
         time.sleep(1)
@@ -374,6 +407,8 @@ def summary(result: dict[str, Any]) -> str:
         f"rpc        {result['rpc_per_s']:>8} req/s  p50 {result['rpc_p50_ms']} ms  "
         f"p99 {result['rpc_p99_ms']} ms  ratio {result['rpc_ratio']}  "
         f"(server CPU {result['rpc_server_cpu']}; medians of {len(result['rounds'])} rounds)",
+        f"rpc IOTMP  {result['rpc_iotmp_per_s']:>8} req/s  p99 {result['rpc_iotmp_p99_ms']} ms  "
+        f"ratio {result['rpc_iotmp_ratio']}",
     ]
     if result["devices"] is not None:
         lines.append(

@@ -17,6 +17,8 @@ KEYS = (
     "rpc_p50_ms",
     "rpc_p99_ms",
     "rpc_ratio",
+    "rpc_iotmp_per_s",
+    "rpc_iotmp_ratio",
     "devices",
     "device_bytes",
     "connect_s",

@@ -579,3 +579,24 @@ def test_pson_modules_and_message_share_the_encoding() -> None:
     v1 = pson.encode(value)
     frame = bytes([T.OK, len(v1) + 1, 0x19]) + v1
     assert same(Decoder().feed(frame), [Message(T.OK, payload=value)])
+
+
+@settings(max_examples=300)
+@given(
+    st.sampled_from([t for t in MessageType if t != MessageType.KEEP_ALIVE]),
+    st.integers(0, 0xFFFF),
+    st.none() | st.fixed_dictionaries({"interval": st.integers(0, 10**6)}),
+    st.none() | st.integers(-(2**63), 2**63) | st.floats(allow_nan=False) | st.text(),
+    st.none() | st.lists(st.text(min_size=1, max_size=20), max_size=4).map(tuple),
+)
+def test_encode_request_is_encode_of_the_message(
+    kind: MessageType,
+    stream_id: int,
+    parameters: PsonValue,
+    payload: PsonValue,
+    path: tuple[str, ...] | None,
+) -> None:
+    resource = "/".join(path) if path else None
+    message = Message(kind, stream_id, parameters, payload, resource)
+    expected = iotmp.encode(message)
+    assert iotmp.encode_request(kind, stream_id, parameters, payload, path) == expected

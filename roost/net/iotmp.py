@@ -49,20 +49,15 @@ class IotmpConnection(DeviceConnection[Message]):
     def send_request(
         self, stream_id: int, op: Operation, path: tuple[str, ...], payload: PsonValue
     ) -> None:
-        resource = "/".join(path) if path else None
+        resource: tuple[str, ...] | None = path
         parameters: PsonValue = None
         if op is Operation.START_STREAM:
             parameters, payload = ({"interval": payload} if payload else None), None
         elif op is Operation.STOP_STREAM:
             resource = None  # the device finds the stream by its id
-        message = Message(
-            _REQUEST_TYPES[op],
-            stream_id=stream_id,
-            parameters=parameters,
-            payload=payload,
-            resource=resource,
+        self.write(
+            iotmp.encode_request(_REQUEST_TYPES[op], stream_id, parameters, payload, resource)
         )
-        self.write(iotmp.encode(message))
 
     def on_frame(self, session: DeviceSession, frame: Message) -> None:
         kind = frame.type

@@ -1,4 +1,5 @@
-"""Frame splitting shared by the legacy and IOTMP decoders (protocol.md 2.2 and 3.2).
+"""Frame splitting shared by the legacy and IOTMP decoders (protocol.md 2.2 and 3.2), and the
+header patching shared by their encoders.
 
 Both protocols frame a message as ``varint type`` + ``varint body size`` + body.
 :class:`FrameBuffer` buffers received bytes, checks each header as soon as it is complete (known
@@ -14,7 +15,7 @@ from collections.abc import Callable, Container
 from typing import Generic, TypeVar
 
 from roost.errors import DecodeError
-from roost.wire.pson import Buffer
+from roost.wire.pson import Buffer, encode_varint
 
 HEADER_VARINT_MAX_BYTES = 5
 DEFAULT_MAX_FRAME = 65536
@@ -22,6 +23,19 @@ DEFAULT_MAX_FRAME = 65536
 FrameT = TypeVar("FrameT")
 # (frame type, buffer, body start, body end) -> the decoded frame
 DecodeFrame = Callable[[int, bytearray, int, int], FrameT]
+
+
+def finish_frame(out: bytearray) -> bytes:
+    """The frame built in ``out`` behind a placeholder 2-byte header (type, then a 0 for the
+    size), with its body size filled in."""
+    size = len(out) - 2
+    if size < 0x80:
+        out[1] = size
+    else:
+        header = bytearray()
+        encode_varint(size, header)
+        out[1:2] = header
+    return bytes(out)
 
 
 def header_varint(buf: Buffer, pos: int, end: int) -> tuple[int, int] | None:

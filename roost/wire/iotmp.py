@@ -21,12 +21,17 @@ further input after its first :class:`~roost.errors.DecodeError`.
 from __future__ import annotations
 
 from enum import IntEnum
-from functools import partial
+from functools import lru_cache, partial
 from typing import NamedTuple
 
 from roost.errors import DecodeError, InvalidInput
 from roost.wire import pson, pson2
-from roost.wire.framing import DEFAULT_MAX_FRAME, HEADER_VARINT_MAX_BYTES, FrameBuffer
+from roost.wire.framing import (
+    DEFAULT_MAX_FRAME,
+    HEADER_VARINT_MAX_BYTES,
+    FrameBuffer,
+    finish_frame,
+)
 from roost.wire.pson import MAX_UINT64, Buffer, PsonValue, decode_varint, encode_varint
 
 
@@ -101,15 +106,35 @@ def encode(msg: Message) -> bytes:
     _encode_field(FIELD_PARAMETERS, msg.parameters, out)
     _encode_field(FIELD_PAYLOAD, msg.payload, out)
     _encode_field(FIELD_RESOURCE, msg.resource, out)
-    size = len(out) - 2
-    if size and kind == MessageType.KEEP_ALIVE:
+    if len(out) > 2 and kind == MessageType.KEEP_ALIVE:
         raise InvalidInput("a KEEP_ALIVE carries no fields")
-    if size < 0x80:
-        out[1] = size
-    else:
-        header = bytearray()
-        encode_varint(size, header)
-        out[1:2] = header
+    return finish_frame(out)
+
+
+def encode_request(
+    kind: MessageType,
+    stream_id: int,
+    parameters: PsonValue,
+    payload: PsonValue,
+    path: tuple[str, ...] | None,
+) -> bytes:
+    """``encode(Message(kind, stream_id, parameters, payload, "/".join(path) or None))``, faster:
+    the server's requests name resources from a small set, so each path's field is remembered."""
+    out = bytearray((kind, 0))
+    if stream_id:
+        out.append(FIELD_STREAM_ID << 3 | WIRE_VARINT)
+        encode_varint(stream_id, out)
+    _encode_field(FIELD_PARAMETERS, parameters, out)
+    _encode_field(FIELD_PAYLOAD, payload, out)
+    if path:
+        out += _resource_field(path)
+    return finish_frame(out)
+
+
+@lru_cache(maxsize=4096)
+def _resource_field(path: tuple[str, ...]) -> bytes:
+    out = bytearray()
+    _encode_field(FIELD_RESOURCE, "/".join(path), out)
     return bytes(out)
 
 

@@ -24,7 +24,12 @@ from typing import NamedTuple, TypeAlias
 
 from roost.errors import DecodeError, InvalidInput
 from roost.wire import pson
-from roost.wire.framing import DEFAULT_MAX_FRAME, HEADER_VARINT_MAX_BYTES, FrameBuffer
+from roost.wire.framing import (
+    DEFAULT_MAX_FRAME,
+    HEADER_VARINT_MAX_BYTES,
+    FrameBuffer,
+    finish_frame,
+)
 from roost.wire.pson import Buffer, PsonValue, decode_varint, encode_varint
 
 
@@ -94,9 +99,9 @@ def encode(frame: Frame) -> bytes:
         return KEEP_ALIVE_BYTES
     if not isinstance(frame, Message):
         raise InvalidInput(f"cannot encode a {type(frame).__name__} as a legacy frame")
-    out = bytearray(b"\x01\x00")  # type 1, body size patched by _framed
+    out = bytearray(b"\x01\x00")  # type 1, body size patched by finish_frame
     _encode_body(frame, out)
-    return _framed(out)
+    return finish_frame(out)
 
 
 def encode_request(stream_id: int, signal: int, path: tuple[str, ...], payload: PsonValue) -> bytes:
@@ -114,24 +119,12 @@ def encode_request(stream_id: int, signal: int, path: tuple[str, ...], payload: 
     if payload is not None:
         out.append(TAG_PAYLOAD)
         pson.encode_into(payload, out)
-    return _framed(out)
+    return finish_frame(out)
 
 
 @lru_cache(maxsize=4096)
 def _path_field(path: tuple[str, ...]) -> bytes:
     return pson.encode(path)
-
-
-def _framed(out: bytearray) -> bytes:
-    """Patch the body size into a frame built behind a 2-byte header."""
-    size = len(out) - 2
-    if size < 0x80:
-        out[1] = size
-    else:
-        header = bytearray()
-        encode_varint(size, header)
-        out[1:2] = header
-    return bytes(out)
 
 
 def _encode_body(msg: Message, out: bytearray) -> None:
