@@ -49,14 +49,15 @@ class SimulatedDevice(asyncio.Protocol):
     def auth_frame(self) -> bytes:
         return legacy.encode(Message(signal=Signal.AUTH, resource=list(self.credentials)))
 
+    def keep_alive(self, frame: Any) -> bool:
+        return isinstance(frame, legacy.KeepAlive)
+
     def accepted(self, frame: Any) -> bool:
         return bool(frame.signal == Signal.REQUEST_OK)
 
     def reply(self, frame: Any) -> bytes | None:
-        """The answer to a frame once authenticated; None for keep-alives and the like."""
-        if isinstance(frame, legacy.KeepAlive) or not frame.stream_id:
-            return None
-        return legacy_reply(frame.stream_id)
+        """The answer to a frame once authenticated; None when it needs none."""
+        return legacy_reply(frame.stream_id) if frame.stream_id else None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -65,6 +66,8 @@ class SimulatedDevice(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         assert self.transport is not None
         for frame in self.decoder.feed(data):
+            if self.keep_alive(frame):
+                continue
             if not self.authenticated.done():
                 self.authenticated.set_result(self.accepted(frame))
                 continue
@@ -87,6 +90,9 @@ class SimulatedIotmpDevice(SimulatedDevice):
     def auth_frame(self) -> bytes:
         connect = iotmp.Message(MessageType.CONNECT, stream_id=1, payload=list(self.credentials))
         return iotmp.encode(connect)
+
+    def keep_alive(self, frame: Any) -> bool:
+        return bool(frame.type == MessageType.KEEP_ALIVE)
 
     def accepted(self, frame: Any) -> bool:
         return bool(frame.type == MessageType.OK)

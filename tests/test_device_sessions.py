@@ -15,6 +15,8 @@ from httpx_sse import aconnect_sse
 from roost.app import Roost
 from roost.bus.base import DeviceKey
 from roost.config import Settings
+from roost.net.connection import KEPT_FIELD_BYTES, KEPT_FIELDS
+from roost.net.legacy import LegacyConnection
 from roost.wire import legacy
 from roost.wire.legacy import KEEP_ALIVE_BYTES, Message, Signal
 
@@ -296,3 +298,32 @@ async def test_a_store_failure_during_auth_closes_the_connection(
     raw = await RawDevice.connect(server)
     raw.send(Message(signal=Signal.AUTH, resource=[ADMIN, "dev1", "secret1"]))
     assert await raw.closed_by_server(3)  # not left hanging with its slot taken
+
+
+async def test_a_connection_keeps_few_short_resource_fields(server: Roost) -> None:
+    """Encoded resource paths are kept per connection, bounded in count and size: a caller naming
+    endless or huge paths cannot make a connection hold more than a few small fields."""
+    assert server.services is not None
+    connection = LegacyConnection(server.services.gateway)
+    encoded: list[tuple[str, ...]] = []
+
+    def encode(path: tuple[str, ...]) -> bytes:
+        encoded.append(path)
+        return legacy.resource_field(path)
+
+    for _ in range(3):
+        assert connection.resource_field(("temperature",), encode) == legacy.resource_field(
+            ("temperature",)
+        )
+    assert encoded == [("temperature",)]  # encoded once, then kept
+
+    for i in range(KEPT_FIELDS):  # the ninth distinct path starts the memory afresh
+        connection.resource_field((f"r{i}",), encode)
+    connection.resource_field(("temperature",), encode)
+    assert encoded.count(("temperature",)) == 2
+
+    huge = ("x" * 128,) * 3  # a field over KEPT_FIELD_BYTES is never kept
+    assert len(legacy.resource_field(huge)) > KEPT_FIELD_BYTES
+    connection.resource_field(huge, encode)
+    connection.resource_field(huge, encode)
+    assert encoded.count(huge) == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
+from roost.app import Roost
 from roost.net.http import JoinedWrites
 
 
@@ -51,6 +52,26 @@ async def test_a_lone_write_leaves_at_the_end_of_the_loop_step() -> None:
     assert recorder.sent == [b"head of a stream", b"event 1event 2", b"event 3"]
 
 
+async def test_flush_sends_what_is_held_at_once() -> None:
+    recorder = Recorder()
+    writes = joined(recorder)
+    writes.write(bytearray(b"HTTP/1.1 200 OK\r\n\r\n"))  # a HEAD answer: no body follows
+    writes.flush()
+    assert recorder.sent == [b"HTTP/1.1 200 OK\r\n\r\n"]
+    await asyncio.sleep(0)
+    assert recorder.sent == [b"HTTP/1.1 200 OK\r\n\r\n"]
+
+
+async def test_a_held_buffer_is_not_the_callers() -> None:
+    recorder = Recorder()
+    writes = joined(recorder)
+    head = bytearray(b"head")
+    writes.write(head)
+    head[:] = b"XXXX"  # the caller reuses its buffer
+    writes.write(memoryview(b"body"))
+    assert recorder.sent == [b"headbody"]
+
+
 async def test_close_sends_what_is_held_first() -> None:
     recorder = Recorder()
     writes = joined(recorder)
@@ -67,3 +88,20 @@ async def test_nothing_is_written_to_a_closing_transport() -> None:
     recorder.closed = True  # the peer went away, or the protocol closed it
     await asyncio.sleep(0)
     assert recorder.sent == []
+
+
+async def test_head_answers_arrive_whole_on_a_kept_connection(server: Roost) -> None:
+    """A HEAD answer is a head alone: it must leave when the response completes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.http_port)
+    try:
+        for _ in range(3):
+            writer.write(b"HEAD /v1/server/healthcheck HTTP/1.1\r\nhost: roost\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+            assert head.startswith(b"HTTP/1.1 200 ")
+            assert b"content-length: 15\r\n" in head.lower()
+        writer.write(b"GET /v1/server/healthcheck HTTP/1.1\r\nhost: roost\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        assert await asyncio.wait_for(reader.readexactly(15), 2) == b'{"status":"ok"}'
+    finally:
+        writer.close()

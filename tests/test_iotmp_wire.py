@@ -587,16 +587,15 @@ def test_pson_modules_and_message_share_the_encoding() -> None:
     st.integers(0, 0xFFFF),
     st.none() | st.fixed_dictionaries({"interval": st.integers(0, 10**6)}),
     st.none() | st.integers(-(2**63), 2**63) | st.floats(allow_nan=False) | st.text(),
-    st.none() | st.lists(st.text(min_size=1, max_size=20), max_size=4).map(tuple),
+    st.lists(st.text(min_size=1, max_size=20), min_size=1, max_size=4).map(tuple),
 )
 def test_encode_request_is_encode_of_the_message(
     kind: MessageType,
     stream_id: int,
     parameters: PsonValue,
     payload: PsonValue,
-    path: tuple[str, ...] | None,
+    path: tuple[str, ...],
 ) -> None:
-    resource = "/".join(path) if path else None
-    message = Message(kind, stream_id, parameters, payload, resource)
-    expected = iotmp.encode(message)
-    assert iotmp.encode_request(kind, stream_id, parameters, payload, path) == expected
+    message = Message(kind, stream_id, parameters, payload)
+    expected = iotmp.encode(message._replace(resource="/".join(path)))
+    assert iotmp.encode_request(message, iotmp.resource_field(path)) == expected

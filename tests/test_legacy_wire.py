@@ -408,5 +408,6 @@ def test_pson_module_and_message_share_the_encoding() -> None:
 def test_encode_request_is_encode_of_the_message(
     stream_id: int, signal: int, path: tuple[str, ...], payload: PsonValue
 ) -> None:
-    message = Message(stream_id=stream_id, signal=signal, resource=list(path), payload=payload)
-    assert legacy.encode_request(stream_id, signal, path, payload) == legacy.encode(message)
+    message = Message(stream_id=stream_id, signal=signal, payload=payload)
+    expected = legacy.encode(message._replace(resource=list(path)))
+    assert legacy.encode_request(message, legacy.resource_field(path)) == expected

@@ -169,16 +169,33 @@ def _timeout(request: Request, services: Services, binary: bool) -> float:
 
 
 CALL_V2 = CallEndpoint(call_v2)
+GET_POST = ["GET", "POST"]
 routes = [
-    Route("/v2/users/{user}/devices/{device}/{resource:path}", CALL_V2, methods=["GET", "POST"]),
-    Route("/v3/users/{user}/devices/{device}/resources", CallEndpoint(list_v3), methods=["GET"]),
+    Route(
+        "/v2/users/{user}/devices/{device}/{resource:path}",
+        CALL_V2,
+        methods=GET_POST,
+        name="call_v2",
+    ),
+    Route(
+        "/v3/users/{user}/devices/{device}/resources",
+        CallEndpoint(list_v3),
+        methods=["GET"],
+        name="list_v3",
+    ),
     Route(
         "/v3/users/{user}/devices/{device}/resources/{resource:path}",
         CallEndpoint(call_v3),
-        methods=["GET", "POST"],
+        methods=GET_POST,
+        name="call_v3",
     ),
 ]
 # The v1 form shares its prefix with /v1/.../devices/{device}/stats and /tokens: matched last.
 late_routes = [
-    Route("/v1/users/{user}/devices/{device}/{resource:path}", CALL_V2, methods=["GET", "POST"]),
+    Route(
+        "/v1/users/{user}/devices/{device}/{resource:path}",
+        CALL_V2,
+        methods=GET_POST,
+        name="call_v1",
+    ),
 ]

@@ -56,7 +56,9 @@ class Bus(Protocol):
     ) -> PsonValue:
         """Run a request on the device's session, wherever it lives. Raises DeviceOffline when
         no node holds the device, DeviceTimeout past ``timeout`` seconds, ResourceUnavailable
-        when the device refuses."""
+        when the device refuses. (The local bus is a plain function handing back the session's
+        coroutine, so it may raise DeviceOffline when called rather than when awaited: await it
+        in the same statement.)"""
 
     async def stats(self, key: DeviceKey) -> Stats: ...
 

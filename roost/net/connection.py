@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar, cast
 
 from roost.bus.base import Operation
@@ -26,6 +27,10 @@ FrameT = TypeVar("FrameT")
 
 # Authentication frames are small; a connection is trusted with larger frames once it is in.
 AUTH_FRAME_LIMIT = 4096
+# A device is asked for the same few resources again and again: its connection keeps the encoded
+# resource fields of the last few short paths it was asked for.
+KEPT_FIELDS = 8
+KEPT_FIELD_BYTES = 256
 
 
 class FrameDecoder(Protocol[FrameT]):
@@ -56,6 +61,7 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
         self._closing = False
         self._rx_before_auth = 0
         self._released = False  # gave back its place among the authenticating
+        self._fields: dict[tuple[str, ...], bytes] | None = None  # see resource_field
 
     # for subclasses
 
@@ -139,6 +145,22 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
             self._session.count_traffic(0, len(data))
         if transport.get_write_buffer_size() > self._gateway.settings.outbox_limit_bytes:
             self.close("device is not reading (outbox full)")
+
+    def resource_field(
+        self, path: tuple[str, ...], encode: Callable[[tuple[str, ...]], bytes]
+    ) -> bytes:
+        """``encode(path)``, kept for the next request naming the same path."""
+        fields = self._fields
+        if fields is None:
+            fields = self._fields = {}
+        field = fields.get(path)
+        if field is None:
+            field = encode(path)
+            if len(field) <= KEPT_FIELD_BYTES:
+                if len(fields) >= KEPT_FIELDS:
+                    fields.clear()
+                fields[path] = field
+        return field
 
     # internals
 

@@ -8,8 +8,8 @@ while a request's head (request line and headers) is incomplete are counted, and
 
 uvicorn writes a response's status line and headers, then its body, in two calls: two syscalls
 and two TCP segments for every answer. :class:`JoinedWrites` holds a write until the next one,
-which takes it along, or until the end of the loop step: a plain response leaves in one send, a
-streamed one (SSE) still gets its head out at once.
+which takes it along, until the response is complete, or until the end of the loop step: a plain
+response leaves in one send, a streamed one (SSE) still gets its head out at once.
 """
 
 from __future__ import annotations
@@ -41,14 +41,20 @@ class JoinedWrites:
     def write(self, data: bytes) -> None:
         held = self._held
         if held is None:
-            self._held = data
-            self._loop.call_soon(self._flush)
+            self._held = bytes(data)  # the caller may reuse a bytearray; bytes are not copied
+            self._loop.call_soon(self.flush)
         else:
             self._held = None
             self._transport.write(held + data)
 
+    def flush(self) -> None:
+        """Send what is held now (the response is complete: nothing will join it)."""
+        held, self._held = self._held, None
+        if held is not None and not self._transport.is_closing():
+            self._transport.write(held)
+
     def close(self) -> None:
-        self._flush()
+        self.flush()
         self._transport.close()
 
     def is_closing(self) -> bool:
@@ -56,11 +62,6 @@ class JoinedWrites:
 
     def __getattr__(self, name: str) -> Any:  # anything else a newer uvicorn may ask for
         return getattr(self._transport, name)
-
-    def _flush(self) -> None:
-        held, self._held = self._held, None
-        if held is not None and not self._transport.is_closing():
-            self._transport.write(held)
 
 
 class BoundedHttpProtocol(HttpToolsProtocol):
@@ -79,10 +80,18 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         super().on_headers_complete()
-        if self.cycle is not None:  # None until a first plain request (not a WebSocket upgrade)
+        # the cycle just made (or, after a WebSocket upgrade, the last one, or none yet)
+        if self.cycle is not None:
             if self._joined is None:
-                self._joined = JoinedWrites(self.transport, asyncio.get_running_loop())
+                self._joined = JoinedWrites(self.transport, self.loop)
             self.cycle.transport = cast(asyncio.Transport, self._joined)
+
+    def on_response_complete(self) -> None:
+        # A head with no body (HEAD) or a stream's last chunk leaves now, before anything the
+        # protocol itself may write or close next (400, 431, shutdown).
+        if self._joined is not None:
+            self._joined.flush()
+        super().on_response_complete()
 
     def on_message_complete(self) -> None:
         self._in_head, self._head_bytes = True, 0

@@ -49,15 +49,16 @@ class IotmpConnection(DeviceConnection[Message]):
     def send_request(
         self, stream_id: int, op: Operation, path: tuple[str, ...], payload: PsonValue
     ) -> None:
-        resource: tuple[str, ...] | None = path
         parameters: PsonValue = None
         if op is Operation.START_STREAM:
             parameters, payload = ({"interval": payload} if payload else None), None
-        elif op is Operation.STOP_STREAM:
-            resource = None  # the device finds the stream by its id
-        self.write(
-            iotmp.encode_request(_REQUEST_TYPES[op], stream_id, parameters, payload, resource)
-        )
+        message = Message(_REQUEST_TYPES[op], stream_id, parameters, payload)
+        if op is Operation.STOP_STREAM or not path:
+            # no resource: the device finds a stream by its id; DESCRIBE of () is the listing
+            self.write(iotmp.encode(message))
+            return
+        resource = self.resource_field(path, iotmp.resource_field)
+        self.write(iotmp.encode_request(message, resource))
 
     def on_frame(self, session: DeviceSession, frame: Message) -> None:
         kind = frame.type

@@ -56,7 +56,9 @@ class LegacyConnection(DeviceConnection[legacy.Frame]):
             payload = payload or None  # an event stream carries no interval
         elif op is Operation.STOP_STREAM:
             signal = Signal.STOP_STREAM
-        self.write(legacy.encode_request(stream_id, signal, path, payload))
+        message = Message(stream_id=stream_id, signal=signal, payload=payload)
+        resource = self.resource_field(path, legacy.resource_field)
+        self.write(legacy.encode_request(message, resource))
 
     def on_frame(self, session: DeviceSession, frame: legacy.Frame) -> None:
         if isinstance(frame, KeepAlive):

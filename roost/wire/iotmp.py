@@ -21,7 +21,7 @@ further input after its first :class:`~roost.errors.DecodeError`.
 from __future__ import annotations
 
 from enum import IntEnum
-from functools import lru_cache, partial
+from functools import partial
 from typing import NamedTuple
 
 from roost.errors import DecodeError, InvalidInput
@@ -99,43 +99,36 @@ def encode(msg: Message) -> bytes:
     kind = msg.type
     if not isinstance(kind, int) or isinstance(kind, bool) or kind not in _TYPES:
         raise InvalidInput(f"unknown IOTMP message type {kind!r}")
-    out = bytearray((kind, 0))  # body size patched below
+    if kind == MessageType.KEEP_ALIVE and msg != KEEP_ALIVE:
+        raise InvalidInput("a KEEP_ALIVE carries no fields")
+    return _encode(msg, None)
+
+
+def encode_request(msg: Message, resource: bytes) -> bytes:
+    """``encode(msg)`` with its resource already encoded by :func:`resource_field`: the server asks
+    a device for the same few resources again and again, and its connection keeps their fields."""
+    return _encode(msg, resource)
+
+
+def resource_field(path: tuple[str, ...]) -> bytes:
+    """The RESOURCE field of a message naming ``path`` (``"a/b"``)."""
+    out = bytearray()
+    _encode_field(FIELD_RESOURCE, "/".join(path), out)
+    return bytes(out)
+
+
+def _encode(msg: Message, resource: bytes | None) -> bytes:
+    out = bytearray((msg.type, 0))  # body size patched by finish_frame
     if msg.stream_id:
         out.append(FIELD_STREAM_ID << 3 | WIRE_VARINT)
         encode_varint(msg.stream_id, out)
     _encode_field(FIELD_PARAMETERS, msg.parameters, out)
     _encode_field(FIELD_PAYLOAD, msg.payload, out)
-    _encode_field(FIELD_RESOURCE, msg.resource, out)
-    if len(out) > 2 and kind == MessageType.KEEP_ALIVE:
-        raise InvalidInput("a KEEP_ALIVE carries no fields")
+    if resource is not None:
+        out += resource
+    else:
+        _encode_field(FIELD_RESOURCE, msg.resource, out)
     return finish_frame(out)
-
-
-def encode_request(
-    kind: MessageType,
-    stream_id: int,
-    parameters: PsonValue,
-    payload: PsonValue,
-    path: tuple[str, ...] | None,
-) -> bytes:
-    """``encode(Message(kind, stream_id, parameters, payload, "/".join(path) or None))``, faster:
-    the server's requests name resources from a small set, so each path's field is remembered."""
-    out = bytearray((kind, 0))
-    if stream_id:
-        out.append(FIELD_STREAM_ID << 3 | WIRE_VARINT)
-        encode_varint(stream_id, out)
-    _encode_field(FIELD_PARAMETERS, parameters, out)
-    _encode_field(FIELD_PAYLOAD, payload, out)
-    if path:
-        out += _resource_field(path)
-    return finish_frame(out)
-
-
-@lru_cache(maxsize=4096)
-def _resource_field(path: tuple[str, ...]) -> bytes:
-    out = bytearray()
-    _encode_field(FIELD_RESOURCE, "/".join(path), out)
-    return bytes(out)
 
 
 def _encode_field(field: int, value: PsonValue, out: bytearray) -> None:

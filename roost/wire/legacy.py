@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from functools import lru_cache, partial
+from functools import partial
 from typing import NamedTuple, TypeAlias
 
 from roost.errors import DecodeError, InvalidInput
@@ -104,30 +104,22 @@ def encode(frame: Frame) -> bytes:
     return finish_frame(out)
 
 
-def encode_request(stream_id: int, signal: int, path: tuple[str, ...], payload: PsonValue) -> bytes:
-    """``encode(Message(stream_id, signal, resource=list(path), payload=payload))``, faster: the
-    server's requests name resources from a small set, so each path's encoding is remembered."""
+def encode_request(msg: Message, resource: bytes) -> bytes:
+    """``encode(msg)`` with its resource already encoded by :func:`resource_field`: the server asks
+    a device for the same few resources again and again, and its connection keeps their fields."""
     out = bytearray(b"\x01\x00")
-    if stream_id:
-        out.append(TAG_STREAM_ID)
-        encode_varint(stream_id, out)
-    if signal:
-        out.append(TAG_SIGNAL)
-        encode_varint(signal, out)
-    out.append(TAG_RESOURCE)
-    out += _path_field(path)
-    if payload is not None:
-        out.append(TAG_PAYLOAD)
-        pson.encode_into(payload, out)
+    _encode_body(msg, out, resource)
     return finish_frame(out)
 
 
-@lru_cache(maxsize=4096)
-def _path_field(path: tuple[str, ...]) -> bytes:
-    return pson.encode(path)
+def resource_field(path: tuple[str, ...]) -> bytes:
+    """The RESOURCE field of a message naming ``path`` (a list of its segments)."""
+    out = bytearray((TAG_RESOURCE,))
+    pson.encode_into(list(path), out)
+    return bytes(out)
 
 
-def _encode_body(msg: Message, out: bytearray) -> None:
+def _encode_body(msg: Message, out: bytearray, resource: bytes | None = None) -> None:
     if msg.stream_id:
         out.append(TAG_STREAM_ID)
         encode_varint(msg.stream_id, out)
@@ -137,7 +129,9 @@ def _encode_body(msg: Message, out: bytearray) -> None:
     if msg.identifier is not None:
         out.append(TAG_IDENTIFIER)
         pson.encode_into(msg.identifier, out)
-    if msg.resource is not None:
+    if resource is not None:
+        out += resource
+    elif msg.resource is not None:
         out.append(TAG_RESOURCE)
         pson.encode_into(msg.resource, out)
     if msg.payload is not None:
