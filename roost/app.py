@@ -24,6 +24,7 @@ import uvicorn
 from roost.api.app import RestApi
 from roost.auth.keys import JWT_KEY_FILE, PEPPER_FILE, load_or_create_key
 from roost.auth.passwords import DeviceCredentials, hash_password
+from roost.auth.permissions import ParsedPermissions
 from roost.auth.ratelimit import LoginLimiter
 from roost.auth.tokens import TokenSigner
 from roost.bus.local import LocalBus
@@ -63,6 +64,7 @@ async def build_services(settings: Settings) -> Services:
         credentials=credentials,
         clock=time.time,
         login_limiter=LoginLimiter.from_settings(settings, time.monotonic),
+        permissions=ParsedPermissions(),
     )
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from roost.auth.passwords import DeviceCredentials
+from roost.auth.permissions import ParsedPermissions
 from roost.auth.ratelimit import LoginLimiter
 from roost.auth.tokens import TokenSigner
 from roost.bus.base import Bus
@@ -30,6 +31,7 @@ class Services:
     credentials: DeviceCredentials
     clock: Callable[[], float]  # wall clock, seconds since the epoch
     login_limiter: LoginLimiter  # wrong passwords per user name and address, for every listener
+    permissions: ParsedPermissions  # of user access tokens, parsed once per stored record
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

@@ -102,7 +102,8 @@ async def _access_token(services: Services, user: str, token_id: str) -> Princip
         raise InvalidToken("token disabled")
     if record.expire is not None and record.expire <= services.now_ms():
         raise InvalidToken("token expired")
-    return Principal(user, Permissions.parse(record.allow, record.deny), token=token_id)
+    permissions = services.permissions.of((user, token_id), record, record.allow, record.deny)
+    return Principal(user, permissions, token=token_id)
 
 
 async def _device_token(services: Services, user: str, device: object, token_id: str) -> Principal:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TypeAlias
@@ -156,6 +156,29 @@ class Permissions:
         return any(e.matches(action, resource_type, resource_id) for e in self.allow) and not any(
             e.matches(action, resource_type, resource_id) for e in self.deny
         )
+
+
+class ParsedPermissions:
+    """The permissions of stored token records, parsed once per record rather than per request.
+
+    Keyed by the token, and valid while the store hands back the very same record object: the
+    store keeps a record unchanged until that token is written (roost.store.memo), and a record
+    read again is a new object, parsed again.
+    """
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._limit = limit
+        self._parsed: dict[Hashable, tuple[object, Permissions]] = {}
+
+    def of(self, token: Hashable, record: object, allow: object, deny: object) -> Permissions:
+        kept = self._parsed.get(token)
+        if kept is not None and kept[0] is record:
+            return kept[1]
+        permissions = Permissions.parse(allow, deny)
+        if len(self._parsed) >= self._limit:
+            self._parsed.clear()
+        self._parsed[token] = (record, permissions)
+        return permissions
 
 
 # -- parsing ----------------------------------------------------------------------------------

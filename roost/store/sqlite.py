@@ -5,6 +5,10 @@ hand it work through ``loop.run_in_executor``. Work is thus serialised in submis
 write is one statement (atomic on its own) or, where it reads before it writes, one short
 ``BEGIN IMMEDIATE`` transaction; another process sharing the file, such as an admin command,
 waits on ``busy_timeout`` rather than failing. The statements live in ``sqlite_queries``.
+
+Token records, read on every call made with a user access token or a device token, are kept in
+a :class:`~roost.store.memo.Memo` for ``token_memo_seconds``: writes from this store forget them
+at once, writes from another process sharing the file are seen within that time.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 from roost.errors import InvalidInput
 from roost.store import sqlite_queries as q
 from roost.store.base import AccessToken, Device, DeviceToken, RefreshToken, User
+from roost.store.memo import Memo
 from roost.store.migrate import apply_migrations
 
 logger = logging.getLogger(__name__)
@@ -34,9 +39,13 @@ _MEMORY = ":memory:"
 class SQLiteStore:
     """The Store on a SQLite file (or ``":memory:"``), in WAL mode with foreign keys on."""
 
-    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5000) -> None:
+    def __init__(
+        self, path: str | Path, *, busy_timeout_ms: int = 5000, token_memo_seconds: float = 2.0
+    ) -> None:
         self._path = path if path == _MEMORY else Path(path)
         self._busy_timeout_ms = busy_timeout_ms
+        # ("access", owner, token) or ("device", token id) -> the record
+        self._tokens: Memo[tuple[str, ...], AccessToken | DeviceToken] = Memo(token_memo_seconds)
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None  # used on the worker thread only
 
@@ -90,6 +99,7 @@ class SQLiteStore:
         await self._run(q.update_device, device, fields)
 
     async def delete_device(self, owner: str, device: str) -> bool:
+        self._tokens.invalidate()  # its device tokens go with it
         return await self._run(q.delete_device, owner, device)
 
     async def set_last_connection(self, owner: str, device: str, ts: int) -> None:
@@ -104,9 +114,18 @@ class SQLiteStore:
         return await self._run(q.select_device_tokens, owner, device)
 
     async def get_device_token(self, token_id: str) -> DeviceToken | None:
-        return await self._run(q.select_device_token, token_id)
+        key = ("device", token_id)
+        kept = self._tokens.get(key)
+        if isinstance(kept, DeviceToken):
+            return kept
+        generation = self._tokens.generation
+        token = await self._run(q.select_device_token, token_id)
+        if token is not None:
+            self._tokens.put(key, token, generation)
+        return token
 
     async def delete_device_token(self, owner: str, device: str, token_id: str) -> bool:
+        self._tokens.invalidate()
         return await self._run(q.delete_device_token, owner, device, token_id)
 
     # user access tokens
@@ -115,15 +134,25 @@ class SQLiteStore:
         await self._run(q.insert_access_token, token)
 
     async def get_access_token(self, owner: str, token: str) -> AccessToken | None:
-        return await self._run(q.select_access_token, owner, token)
+        key = ("access", owner, token)
+        kept = self._tokens.get(key)
+        if isinstance(kept, AccessToken):
+            return kept
+        generation = self._tokens.generation
+        record = await self._run(q.select_access_token, owner, token)
+        if record is not None:
+            self._tokens.put(key, record, generation)
+        return record
 
     async def list_access_tokens(self, owner: str) -> list[AccessToken]:
         return await self._run(q.select_access_tokens, owner)
 
     async def update_access_token(self, token: AccessToken) -> None:
+        self._tokens.invalidate()
         await self._run(q.update_access_token, token)
 
     async def delete_access_token(self, owner: str, token: str) -> bool:
+        self._tokens.invalidate()
         return await self._run(q.delete_access_token, owner, token)
 
     # refresh tokens
