@@ -5,8 +5,8 @@
 Scenarios, in one run against one server:
 - hello: wrk on ``GET /v1/server/healthcheck`` (no auth, no device): the HTTP stack's baseline;
 - rpc: wrk on ``GET /v2/users/bench/devices/d{i}/temperature`` spread over many simulated devices
-  (load generator -> Roost -> device -> back), 64 requests in flight; the same again with IOTMP
-  devices (``rpc_iotmp_*``);
+  (load generator -> Roost -> device -> back), 64 requests in flight, with a session token; the
+  same again with IOTMP devices (``rpc_iotmp_*``) and with a user access token (``rpc_token_*``);
 - devices: a connection storm of N devices from several simulator processes spread over
   127.0.0.x source addresses; the time until all are authenticated, and the server's RSS growth
   per connected device.
@@ -77,6 +77,8 @@ ROUND_FIGURES = {
     "rpc_iotmp_per_s": 0,
     "rpc_iotmp_p99_ms": 2,
     "rpc_iotmp_ratio": 3,
+    "rpc_token_per_s": 0,
+    "rpc_token_ratio": 3,
 }
 
 
@@ -170,6 +172,17 @@ class Server:
         response = httpx.post(
             f"{self.url}/oauth/token",
             data={"grant_type": "password", "username": USER, "password": PASSWORD},
+        )
+        response.raise_for_status()
+        token: str = response.json()["access_token"]
+        return token
+
+    def user_token(self, session: str) -> str:
+        """A user access token allowed to call every device's resources, as apps use."""
+        response = httpx.post(
+            f"{self.url}/v1/users/{USER}/tokens",
+            json={"token": "bench_app", "allow": {"Device": {"*": ["AccessDeviceResources"]}}},
+            headers={"Authorization": f"Bearer {session}"},
         )
         response.raise_for_status()
         token: str = response.json()["access_token"]
@@ -300,6 +313,7 @@ def measure(plan: Plan, server: Server) -> dict[str, Any]:
     try:
         env = {"ROOST_BENCH_TOKEN": token, "ROOST_BENCH_DEVICES": str(plan.rpc_devices)}
         iotmp_env = {**env, "ROOST_BENCH_FIRST": str(plan.rpc_devices)}
+        token_env = {**env, "ROOST_BENCH_TOKEN": server.user_token(token)}
         wrk(hello_url, 1)  # warm-up
         wrk(server.url, 1, ROOT / "rpc.lua", env)
         wrk(server.url, 1, ROOT / "rpc.lua", iotmp_env)
@@ -318,6 +332,7 @@ def measure(plan: Plan, server: Server) -> dict[str, Any]:
                 devices.cpu_seconds() - sim0,
             )
             rpc_iotmp = wrk(server.url, plan.seconds, ROOT / "rpc.lua", iotmp_env)
+            rpc_token = wrk(server.url, plan.seconds, ROOT / "rpc.lua", token_env)
             rounds.append(
                 {
                     "rpc_ratio": rpc["per_s"] / hello["per_s"],
@@ -333,6 +348,8 @@ def measure(plan: Plan, server: Server) -> dict[str, Any]:
                     "rpc_iotmp_per_s": rpc_iotmp["per_s"],
                     "rpc_iotmp_p99_ms": rpc_iotmp["p99_ms"],
                     "rpc_iotmp_ratio": rpc_iotmp["per_s"] / hello["per_s"],
+                    "rpc_token_per_s": rpc_token["per_s"],
+                    "rpc_token_ratio": rpc_token["per_s"] / hello["per_s"],
                 }
             )
     finally:
@@ -409,6 +426,8 @@ def summary(result: dict[str, Any]) -> str:
         f"(server CPU {result['rpc_server_cpu']}; medians of {len(result['rounds'])} rounds)",
         f"rpc IOTMP  {result['rpc_iotmp_per_s']:>8} req/s  p99 {result['rpc_iotmp_p99_ms']} ms  "
         f"ratio {result['rpc_iotmp_ratio']}",
+        f"rpc token  {result['rpc_token_per_s']:>8} req/s  ratio {result['rpc_token_ratio']}  "
+        "(a user access token instead of a session)",
     ]
     if result["devices"] is not None:
         lines.append(

@@ -19,6 +19,7 @@ KEYS = (
     "rpc_ratio",
     "rpc_iotmp_per_s",
     "rpc_iotmp_ratio",
+    "rpc_token_per_s",
     "devices",
     "device_bytes",
     "connect_s",
