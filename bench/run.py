@@ -79,6 +79,7 @@ ROUND_FIGURES = {
     "rpc_iotmp_ratio": 3,
     "rpc_token_per_s": 0,
     "rpc_token_ratio": 3,
+    "server_core_stolen": 3,  # share of the server core's time the hypervisor took
 }
 
 
@@ -118,6 +119,15 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError("no VmRSS")
+
+
+def stolen_seconds(core: str) -> float:
+    """Time the hypervisor ran something else while this core wanted to run (``steal``)."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        fields = line.split()
+        if fields[0] == f"cpu{core}":
+            return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    return 0.0
 
 
 def children_cpu() -> float:
@@ -321,6 +331,7 @@ def measure(plan: Plan, server: Server) -> dict[str, Any]:
         # within its round, and every figure reported is the median over the rounds.
         rounds = []
         for _ in range(plan.rounds):
+            stolen0 = stolen_seconds(SERVER_CORE)
             cpu0, client0 = cpu_seconds(pid), children_cpu()
             hello = wrk(hello_url, plan.seconds)
             hello_cpu = (cpu_seconds(pid) - cpu0, children_cpu() - client0)
@@ -333,6 +344,7 @@ def measure(plan: Plan, server: Server) -> dict[str, Any]:
             )
             rpc_iotmp = wrk(server.url, plan.seconds, ROOT / "rpc.lua", iotmp_env)
             rpc_token = wrk(server.url, plan.seconds, ROOT / "rpc.lua", token_env)
+            stolen = (stolen_seconds(SERVER_CORE) - stolen0) / (4 * plan.seconds)
             rounds.append(
                 {
                     "rpc_ratio": rpc["per_s"] / hello["per_s"],
@@ -350,6 +362,7 @@ def measure(plan: Plan, server: Server) -> dict[str, Any]:
                     "rpc_iotmp_ratio": rpc_iotmp["per_s"] / hello["per_s"],
                     "rpc_token_per_s": rpc_token["per_s"],
                     "rpc_token_ratio": rpc_token["per_s"] / hello["per_s"],
+                    "server_core_stolen": stolen,
                 }
             )
     finally:
@@ -357,6 +370,7 @@ def measure(plan: Plan, server: Server) -> dict[str, Any]:
         iotmp_devices.stop()
     result["rounds"] = [round(r["rpc_ratio"], 3) for r in rounds]
     result["rpc_p99_rounds"] = [round(r["rpc_p99_ms"], 2) for r in rounds]
+    result["stolen_rounds"] = [round(r["server_core_stolen"], 3) for r in rounds]
     for key, digits in ROUND_FIGURES.items():
         result[key] = round(statistics.median(r[key] for r in rounds), digits)
         if digits == 0:
@@ -423,7 +437,8 @@ def summary(result: dict[str, Any]) -> str:
         f"hello      {result['hello_per_s']:>8} req/s  (server CPU {result['hello_server_cpu']})",
         f"rpc        {result['rpc_per_s']:>8} req/s  p50 {result['rpc_p50_ms']} ms  "
         f"p99 {result['rpc_p99_ms']} ms  ratio {result['rpc_ratio']}  "
-        f"(server CPU {result['rpc_server_cpu']}; medians of {len(result['rounds'])} rounds)",
+        f"(server CPU {result['rpc_server_cpu']}; medians of {len(result['rounds'])} rounds; "
+        f"hypervisor steal on the server core {result['server_core_stolen']})",
         f"rpc IOTMP  {result['rpc_iotmp_per_s']:>8} req/s  p99 {result['rpc_iotmp_p99_ms']} ms  "
         f"ratio {result['rpc_iotmp_ratio']}",
         f"rpc token  {result['rpc_token_per_s']:>8} req/s  ratio {result['rpc_token_ratio']}  "
