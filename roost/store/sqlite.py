@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
+_R = TypeVar("_R", AccessToken, DeviceToken)
 
 _MEMORY = ":memory:"
 
@@ -114,15 +115,7 @@ class SQLiteStore:
         return await self._run(q.select_device_tokens, owner, device)
 
     async def get_device_token(self, token_id: str) -> DeviceToken | None:
-        key = ("device", token_id)
-        kept = self._tokens.get(key)
-        if isinstance(kept, DeviceToken):
-            return kept
-        generation = self._tokens.generation
-        token = await self._run(q.select_device_token, token_id)
-        if token is not None:
-            self._tokens.put(key, token, generation)
-        return token
+        return await self._kept(DeviceToken, ("device", token_id), q.select_device_token, token_id)
 
     async def delete_device_token(self, owner: str, device: str, token_id: str) -> bool:
         self._tokens.invalidate()
@@ -135,14 +128,7 @@ class SQLiteStore:
 
     async def get_access_token(self, owner: str, token: str) -> AccessToken | None:
         key = ("access", owner, token)
-        kept = self._tokens.get(key)
-        if isinstance(kept, AccessToken):
-            return kept
-        generation = self._tokens.generation
-        record = await self._run(q.select_access_token, owner, token)
-        if record is not None:
-            self._tokens.put(key, record, generation)
-        return record
+        return await self._kept(AccessToken, key, q.select_access_token, owner, token)
 
     async def list_access_tokens(self, owner: str) -> list[AccessToken]:
         return await self._run(q.select_access_tokens, owner)
@@ -165,6 +151,24 @@ class SQLiteStore:
 
     async def revoke_refresh_tokens(self, user: str) -> int:
         return await self._run(q.revoke_refresh_tokens, user)
+
+    async def _kept(
+        self,
+        kind: type[_R],
+        key: tuple[str, ...],
+        fn: Callable[Concatenate[sqlite3.Connection, _P], _R | None],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> _R | None:
+        """A token record from the memo, else read (and kept unless a write came meanwhile)."""
+        kept = self._tokens.get(key)
+        if isinstance(kept, kind):
+            return kept
+        generation = self._tokens.generation
+        record = await self._run(fn, *args, **kwargs)
+        if record is not None:
+            self._tokens.put(key, record, generation)
+        return record
 
     # the worker thread
 
