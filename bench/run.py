@@ -58,7 +58,7 @@ class Plan:
 
 PLANS = {
     "full": Plan("full", 2, 15, 1000, 19000, 4, 4000),
-    "quick": Plan("quick", 2, 5, 256, 4000, 2, 1000),
+    "quick": Plan("quick", 2, 4, 256, 4000, 2, 1000),
     "smoke": Plan("smoke", 1, 1, 16, 200, 2, 50),
 }
 
