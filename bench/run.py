@@ -164,51 +164,33 @@ def measure(plan: Plan, server: Server) -> dict[str, Any]:
         if digits == 0:
             result[key] = int(result[key])
 
-    result.update(connection_storm(plan, server))
-    result.update(tls_storm(plan, server))
+    first = 2 * plan.rpc_devices  # after the legacy and IOTMP rpc devices
+    plain = storm(server, plan.storm_devices, plan.storm_processes, first, tls=False)
+    result["devices"], result["connect_s"], result["device_bytes"] = plain
+    first += plan.storm_devices
+    secure = storm(server, plan.tls_devices, plan.storm_processes, first, tls=True)
+    result["tls_devices"], result["tls_connect_s"], result["device_tls_bytes"] = secure
     result["ingest_per_s"] = None  # buckets do not exist yet
     result["ingest_ratio"] = None
     return result
 
 
-def connection_storm(plan: Plan, server: Server) -> dict[str, Any]:
-    """Devices connecting from cold, all at once (plain TCP), and the server's RSS per device."""
-    if not plan.storm_devices:
-        return {"devices": None, "connect_s": None, "device_bytes": None}
+def storm(
+    server: Server, count: int, processes: int, first: int, tls: bool
+) -> tuple[int | None, float | None, int | None]:
+    """``count`` devices connecting from cold, all at once: (count, seconds until all are
+    authenticated, the server's RSS growth per device); Nones when ``count`` is 0."""
+    if not count:
+        return None, None, None
     time.sleep(1)
     rss0 = rss_bytes(server.process.pid)
-    first = 2 * plan.rpc_devices  # after the legacy and IOTMP rpc devices
-    storm = Devices(server, plan.storm_devices, plan.storm_processes, first=first)
+    devices = Devices(server, count, processes, first=first, tls=tls)
     try:
         time.sleep(1)
         grown = rss_bytes(server.process.pid) - rss0
-        return {
-            "devices": plan.storm_devices,
-            "connect_s": round(storm.seconds, 2),
-            "device_bytes": round(grown / plan.storm_devices),
-        }
+        return count, round(devices.seconds, 2), round(grown / count)
     finally:
-        storm.stop()
-
-
-def tls_storm(plan: Plan, server: Server) -> dict[str, Any]:
-    """The same over TLS (port 25202's listener)."""
-    if not plan.tls_devices:
-        return {"tls_devices": None, "tls_connect_s": None, "device_tls_bytes": None}
-    time.sleep(1)
-    rss0 = rss_bytes(server.process.pid)
-    first = 2 * plan.rpc_devices + plan.storm_devices
-    secure = Devices(server, plan.tls_devices, plan.storm_processes, first=first, tls=True)
-    try:
-        time.sleep(1)
-        grown = rss_bytes(server.process.pid) - rss0
-        return {
-            "tls_devices": plan.tls_devices,
-            "tls_connect_s": round(secure.seconds, 2),
-            "device_tls_bytes": round(grown / plan.tls_devices),
-        }
-    finally:
-        secure.stop()
+        devices.stop()
 
 
 def machine() -> str:
