@@ -41,6 +41,8 @@ def finish_frame(out: bytearray) -> bytes:
 def header_varint(buf: Buffer, pos: int, end: int) -> tuple[int, int] | None:
     """A frame-header varint at ``pos`` and the position after it, or None when more bytes are
     needed; DecodeError when longer than :data:`HEADER_VARINT_MAX_BYTES`."""
+    if pos < end and buf[pos] < 0x80:  # the usual one-byte type or size
+        return buf[pos], pos + 1
     result = 0
     shift = 0
     for _ in range(HEADER_VARINT_MAX_BYTES):
@@ -107,21 +109,16 @@ class FrameBuffer(Generic[FrameT]):
 
     def _header(self, buf: bytearray, pos: int, end: int) -> tuple[int, int, int] | None:
         """(type, body start, body end) of the frame at ``pos``, None if the header is partial."""
-        if end - pos >= 2 and buf[pos] < 0x80 and buf[pos + 1] < 0x80:  # the common short frame
-            frame_type, body_size, pos = buf[pos], buf[pos + 1], pos + 2
-            if frame_type not in self._types:
-                raise DecodeError(f"unknown frame type {frame_type}")
-        else:
-            kind = header_varint(buf, pos, end)
-            if kind is None:
-                return None
-            frame_type, pos = kind
-            if frame_type not in self._types:
-                raise DecodeError(f"unknown frame type {frame_type}")
-            size = header_varint(buf, pos, end)
-            if size is None:
-                return None
-            body_size, pos = size
+        kind = header_varint(buf, pos, end)
+        if kind is None:
+            return None
+        frame_type, pos = kind
+        if frame_type not in self._types:
+            raise DecodeError(f"unknown frame type {frame_type}")
+        size = header_varint(buf, pos, end)
+        if size is None:
+            return None
+        body_size, pos = size
         if body_size and frame_type in self._empty_types:
             raise DecodeError(f"frame of type {frame_type} with a {body_size}-byte body")
         if body_size > self.max_frame:

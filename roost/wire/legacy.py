@@ -153,11 +153,7 @@ def decode_message(
     resource: PsonValue = None
     payload: PsonValue = None
     while pos < end:
-        tag = buf[pos]
-        if tag < 0x80:  # every tag we know is one byte
-            pos += 1
-        else:
-            tag, pos = decode_varint(buf, pos, end, HEADER_VARINT_MAX_BYTES)
+        tag, pos = decode_varint(buf, pos, end, HEADER_VARINT_MAX_BYTES)
         field = tag >> 3
         wire = tag & 7
         if wire == _WIRE_PSON:
@@ -171,11 +167,7 @@ def decode_message(
             elif field in (1, 2):
                 raise DecodeError(f"field {field} must be a varint, not a PSON value")
         elif wire == _WIRE_VARINT:
-            if pos < end and buf[pos] < 0x80:
-                number = buf[pos]
-                pos += 1
-            else:
-                number, pos = decode_varint(buf, pos, end)
+            number, pos = decode_varint(buf, pos, end)
             if field == 1:
                 stream_id = number
             elif field == 2:
