@@ -16,8 +16,9 @@ import ssl
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 
@@ -175,14 +176,17 @@ class Roost:
         assert self.services is not None
         sock = _bind(self.settings.host, port)
         self.ports[name] = sock.getsockname()[1]
+        api = RestApi(self.services)
+        # resource calls take the protocol's direct path (roost.net.http), the rest is ASGI
+        protocol = partial(BoundedHttpProtocol, direct=api.direct)
         config = uvicorn.Config(
-            RestApi(self.services),
+            api,
             log_config=None,
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=5,
             server_header=False,
-            http=BoundedHttpProtocol,
+            http=cast(type[asyncio.Protocol], protocol),
             ssl_certfile=tls[0] if tls else None,
             ssl_keyfile=tls[1] if tls else None,
             ssl_ciphers=CIPHERS,

@@ -17,10 +17,10 @@ default ``call_timeout_ms`` (``binary_call_timeout_ms`` for octet-stream bodies)
 ``max_call_timeout_ms``; past it the answer is 504. A device that is offline, unknown, or has no
 such resource gives 404, as Thinger does.
 
-These are the hot path of the API, so each endpoint is a bare ASGI app (:class:`CallEndpoint`)
-that writes its answer itself and renders its own errors: :class:`roost.api.app.RestApi` hands
-it matching requests before Starlette's middleware and router, and the same answer comes back
-when Starlette routes to it (the v1 form, matched last).
+These are the hot path of the API, so each endpoint (:class:`CallEndpoint`) renders its own
+answer, errors included: :meth:`roost.api.app.RestApi.direct` hands it matching requests straight
+from the HTTP protocol, without ASGI (:mod:`roost.net.http`), and the same answer comes back when
+Starlette routes to it (the v1 form, matched last).
 """
 
 from __future__ import annotations
@@ -37,40 +37,43 @@ from roost.api.json import JSON_TYPE, dumps, parse_json, read_body
 from roost.bus.base import DeviceKey, Operation
 from roost.devices.describe import flat_listing, legacy_listing
 from roost.errors import DeviceOffline, InvalidInput, NotFound
+from roost.net.http import Answer
 from roost.services import Services
 from roost.wire.pson import PsonValue
 
 MAX_SEGMENT = 128
 MAX_DEPTH = 16
 OCTET_STREAM = "application/octet-stream"
-JSON_TYPE_BYTES = JSON_TYPE.encode()
+JSON_CONTENT_TYPE = (b"content-type", JSON_TYPE.encode())
+EMPTY = ((b"content-length", b"0"),)
 
 # What a handler answers: a JSON body, or None for a 200 with an empty body.
 Handler = Callable[[Request, Services], Awaitable[bytes | None]]
 
 
 class CallEndpoint:
-    """A resource-call handler as an ASGI app, without Starlette's Request/Response wrapping."""
+    """A resource-call handler with its answer rendered, errors included: for the HTTP protocol's
+    direct path (:meth:`answer`) and as an ASGI app (when Starlette's router gets the request)."""
 
     __slots__ = ("_handler",)
 
     def __init__(self, handler: Handler) -> None:
         self._handler = handler
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def answer(self, scope: Scope, receive: Receive) -> Answer:
         request = Request(scope, receive)
         try:
             body = await self._handler(request, scope["app"].state.services)
         except Exception as exc:  # CancelledError is not an Exception: it goes on
             response = await error_for(request, exc)
-            await response(scope, receive, send)
-            return
+            return response.status_code, response.raw_headers, bytes(response.body)
         if body is None:
-            headers = [(b"content-length", b"0")]
-            body = b""
-        else:
-            headers = [(b"content-length", b"%d" % len(body)), (b"content-type", JSON_TYPE_BYTES)]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+            return 200, EMPTY, b""
+        return 200, ((b"content-length", b"%d" % len(body)), JSON_CONTENT_TYPE), body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        status, headers, body = await self.answer(scope, receive)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 
