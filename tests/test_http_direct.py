@@ -5,20 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Coroutine
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
 import httpx
 import pytest
+import uvicorn
 from hypothesis import given
 from hypothesis import strategies as st
 from starlette.routing import Match
+from starlette.types import Receive, Scope, Send
 
 from roost.api import resources
 from roost.api.app import RestApi
 from roost.app import Roost
 from roost.device import Device
+from roost.net.http import Answer, BoundedHttpProtocol
 from roost.services import Services
 
 from conftest import ADMIN, bearer, create_device, login, make_settings
@@ -329,3 +334,46 @@ def test_direct_matches_as_the_router_does(path: str, method: str) -> None:
     else:
         answer.close()  # not awaited: only the match is under test
         assert scope["path_params"] == expected
+
+
+async def test_a_hook_that_fails_gets_uvicorns_500_and_the_rest_goes_to_the_app(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def fail() -> Answer:
+        raise RuntimeError("bug")
+
+    def hook(scope: Scope, receive: Receive) -> Coroutine[Any, Any, Answer] | None:
+        return fail() if scope["path"] == "/boom" else None
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-length", b"12")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"from the app"})
+
+    config = uvicorn.Config(
+        app,
+        http=cast(type[asyncio.Protocol], partial(BoundedHttpProtocol, direct=hook)),
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    sock = socket.create_server(("127.0.0.1", 0))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        port = sock.getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(get(b"/other", b"") + get(b"/boom", b""))
+        assert (await read_response(reader, b"GET")).endswith(b"\r\n\r\nfrom the app")
+        failed = await read_response(reader, b"GET")
+        assert failed.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+        assert b"\r\nconnection: close\r\n" in failed
+        assert failed.endswith(b"\r\n\r\nInternal Server Error")
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+        assert any("unexpected error answering /boom" in r.getMessage() for r in caplog.records)
+    finally:
+        server.should_exit = True
+        await task
