@@ -4,6 +4,7 @@ ASGI route does, and keeps HTTP/1.1's rules: keep-alive, pipelining, HEAD, disco
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
 from collections.abc import AsyncIterator, Coroutine
@@ -23,7 +24,7 @@ from roost.api import resources
 from roost.api.app import RestApi
 from roost.app import Roost
 from roost.device import Device
-from roost.net.http import Answer, BoundedHttpProtocol
+from roost.net.http import Answer, BoundedHttpProtocol, Direct
 from roost.services import Services
 
 from conftest import ADMIN, bearer, create_device, login, make_settings
@@ -336,26 +337,37 @@ def test_direct_matches_as_the_router_does(path: str, method: str) -> None:
         assert scope["path_params"] == expected
 
 
-async def test_a_hook_that_fails_gets_uvicorns_500_and_the_rest_goes_to_the_app(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    async def fail() -> Answer:
-        raise RuntimeError("bug")
+async def test_expect_continue_comes_before_the_answer(sides: tuple[Side, Side]) -> None:
+    """A POST with "Expect: 100-continue" whose body came along: "100 Continue" goes out when the
+    endpoint reads the body, before its answer (here a 400), on both paths."""
+    body = b'{"in": '
+    raw = (
+        b"POST " + V2 + b"/dev1/echo HTTP/1.1\r\nHost: roost\r\n" + AUTH
+        + b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        + get(V2 + b"/dev1/temperature")
+    )  # fmt: skip
+    answers = [await side.exchange(raw, answers=3) for side in sides]
+    assert answers[0] == answers[1]
+    assert answers[0].startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 400 ")
+    assert answers[0].endswith(b'{"out":23.5}')
 
-    def hook(scope: Scope, receive: Receive) -> Coroutine[Any, Any, Answer] | None:
-        return fail() if scope["path"] == "/boom" else None
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        headers = [(b"content-length", b"12")]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": b"from the app"})
+async def app_answer(scope: Scope, receive: Receive, send: Send) -> None:
+    headers = [(b"content-length", b"12")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"from the app"})
 
+
+@contextlib.asynccontextmanager
+async def bare_server(direct: Direct, grace: float = 5) -> AsyncIterator[int]:
+    """uvicorn with our protocol and ``direct`` in front of :func:`app_answer`; yields its port."""
     config = uvicorn.Config(
-        app,
-        http=cast(type[asyncio.Protocol], partial(BoundedHttpProtocol, direct=hook)),
+        app_answer,
+        http=cast(type[asyncio.Protocol], partial(BoundedHttpProtocol, direct=direct)),
         lifespan="off",
         log_config=None,
         access_log=False,
+        timeout_graceful_shutdown=grace,
     )
     server = uvicorn.Server(config)
     sock = socket.create_server(("127.0.0.1", 0))
@@ -363,17 +375,72 @@ async def test_a_hook_that_fails_gets_uvicorns_500_and_the_rest_goes_to_the_app(
     try:
         while not server.started:
             await asyncio.sleep(0.01)
-        port = sock.getsockname()[1]
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(get(b"/other", b"") + get(b"/boom", b""))
-        assert (await read_response(reader, b"GET")).endswith(b"\r\n\r\nfrom the app")
-        failed = await read_response(reader, b"GET")
-        assert failed.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
-        assert b"\r\nconnection: close\r\n" in failed
-        assert failed.endswith(b"\r\n\r\nInternal Server Error")
-        assert await asyncio.wait_for(reader.read(), 5) == b""
-        writer.close()
-        assert any("unexpected error answering /boom" in r.getMessage() for r in caplog.records)
+        yield sock.getsockname()[1]
     finally:
         server.should_exit = True
         await task
+
+
+async def assert_internal_error(reader: asyncio.StreamReader) -> None:
+    failed = await read_response(reader, b"GET")
+    assert failed.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+    assert b"\r\nconnection: close\r\n" in failed
+    assert failed.endswith(b"\r\n\r\nInternal Server Error")
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+
+
+async def test_a_failing_answer_is_uvicorns_500_and_the_rest_goes_to_the_app(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def fail() -> Answer:
+        raise RuntimeError("bug")
+
+    def direct(scope: Scope, receive: Receive) -> Coroutine[Any, Any, Answer] | None:
+        return fail() if scope["path"] == "/boom" else None
+
+    async with bare_server(direct) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(get(b"/other", b"") + get(b"/boom", b""))
+        assert (await read_response(reader, b"GET")).endswith(b"\r\n\r\nfrom the app")
+        await assert_internal_error(reader)
+        writer.close()
+    assert any("unexpected error answering /boom" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_hook_that_raises_leaves_the_request_to_the_app(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def ok() -> Answer:
+        return 200, [(b"content-length", b"6")], b"direct"
+
+    def direct(scope: Scope, receive: Receive) -> Coroutine[Any, Any, Answer] | None:
+        if scope["path"] == "/boom":
+            raise RuntimeError("bug")
+        return ok()
+
+    async with bare_server(direct) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(get(b"/ok", b"") + get(b"/boom", b"") + get(b"/ok", b""))
+        assert (await read_response(reader, b"GET")).endswith(b"\r\n\r\ndirect")
+        assert (await read_response(reader, b"GET")).endswith(b"\r\n\r\nfrom the app")
+        assert (await read_response(reader, b"GET")).endswith(b"\r\n\r\ndirect")
+        writer.close()
+    assert any("direct path failed on /boom" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_call_cut_short_by_shutdown_is_answered_500() -> None:
+    async def forever() -> Answer:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    def direct(scope: Scope, receive: Receive) -> Coroutine[Any, Any, Answer] | None:
+        return forever()
+
+    async with bare_server(direct, grace=0.2) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(get(b"/slow", b""))
+        await writer.drain()
+        await asyncio.sleep(0.1)
+    # the server waited 0.2 s for the call, then cancelled it: the caller hears why
+    await assert_internal_error(reader)
+    writer.close()

@@ -34,10 +34,11 @@ from uvicorn.protocols.http.httptools_impl import (
 
 log = logging.getLogger("roost.http")
 
-# What a direct answer is: status, header lines (lower-case names), body.
+# What a direct answer is: status, header lines, body. Written as given: the names lower-case,
+# a content-length that is the body's, no connection header (the protocol adds "close").
 Answer = tuple[int, Sequence[tuple[bytes, bytes]], bytes]
 # The hook: the coroutine that answers this request, or None to leave it to the ASGI app. It gets
-# the request's ASGI scope and ``receive`` (for a body) and must not raise: errors are answers.
+# the request's ASGI scope and ``receive`` (for a body); errors are answers, not exceptions.
 Direct = Callable[[Scope, Receive], Coroutine[Any, Any, Answer] | None]
 
 MAX_HEAD_BYTES = 64 * 1024
@@ -48,10 +49,10 @@ _TOO_LARGE = (
 )
 
 
-_INTERNAL_ERROR = b"Internal Server Error"  # as uvicorn answers an ASGI app's crash
-_INTERNAL_ERROR_HEADERS = (
-    (b"content-type", b"text/plain; charset=utf-8"),
-    (b"content-length", b"%d" % len(_INTERNAL_ERROR)),
+_INTERNAL_ERROR_ANSWER: Answer = (  # as uvicorn answers an ASGI app that failed
+    500,
+    ((b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")),
+    b"Internal Server Error",
 )
 
 
@@ -133,7 +134,11 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         # Called for each request in turn, pipelined ones included; `app` is not the app when
         # uvicorn answers 503 itself (over its concurrency limit).
         if self._direct is not None and app is self.app:
-            answer = self._direct(cast(Scope, cycle.scope), cast(Receive, cycle.receive))
+            try:
+                answer = self._direct(cast(Scope, cycle.scope), cast(Receive, cycle.receive))
+            except Exception:  # a bug in the hook: the app may still answer
+                log.exception("direct path failed on %s", cycle.scope["path"])
+                answer = None
             if answer is not None:
                 task = self.loop.create_task(self._answer_directly(cycle, answer))
                 task.add_done_callback(self.tasks.discard)
@@ -144,32 +149,46 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     async def _answer_directly(
         self, cycle: RequestResponseCycle, answer: Coroutine[Any, Any, Answer]
     ) -> None:
-        """Await the hook's answer and send it as uvicorn's cycle would have sent it."""
+        """Await the hook's answer and send it as uvicorn's cycle sends an ASGI app's: an
+        exception, or a cancellation (graceful shutdown timed out), is a 500 and a close."""
         try:
             status, headers, body = await answer
         except Exception:  # a bug: the hook answers its errors itself
             log.exception("unexpected error answering %s", cycle.scope["path"])
-            status, headers, body = 500, _INTERNAL_ERROR_HEADERS, _INTERNAL_ERROR
-            cycle.keep_alive = False
-        except BaseException:  # cancelled at shutdown: nothing will answer this request
-            self.transport.close()
+            self._send(cycle, *_INTERNAL_ERROR_ANSWER, close=True)
+            return
+        except BaseException:
+            self._send(cycle, *_INTERNAL_ERROR_ANSWER, close=True)
             raise
         if cycle.flow.write_paused and not cycle.disconnected:
             await cycle.flow.drain()
-        if cycle.disconnected:
+        self._send(cycle, status, headers, body, close=not cycle.keep_alive)
+
+    def _send(
+        self,
+        cycle: RequestResponseCycle,
+        status: int,
+        headers: Sequence[tuple[bytes, bytes]],
+        body: bytes,
+        close: bool,
+    ) -> None:
+        if cycle.disconnected or cycle.response_started:
             return
         cycle.response_started = True
+        cycle.waiting_for_100_continue = False
         out = [STATUS_LINE[status]]
         for name, value in (*cycle.default_headers, *headers):
             out += (name, b": ", value, b"\r\n")
-        if not cycle.keep_alive:
+        if close:
             out.append(b"connection: close\r\n")
         out.append(b"\r\n")
         if cycle.scope["method"] != "HEAD":
             out.append(body)
+        if self._joined is not None:
+            self._joined.flush()  # a "100 Continue" written by the body's receive() goes first
         self.transport.write(b"".join(out))
         cycle.response_complete = True
         cycle.message_event.set()
-        if not cycle.keep_alive:
+        if close:
             self.transport.close()
         cycle.on_response()
