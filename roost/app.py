@@ -33,6 +33,7 @@ from roost.config import Settings
 from roost.devices.gateway import DeviceGateway
 from roost.devices.registry import Registry
 from roost.errors import ConfigError
+from roost.net.batch import WriteBatch
 from roost.net.http import BoundedHttpProtocol
 from roost.net.iotmp import IotmpConnection
 from roost.net.legacy import LegacyConnection
@@ -98,6 +99,7 @@ class Roost:
         self._device_servers: list[asyncio.Server] = []
         self._http: list[tuple[uvicorn.Server, asyncio.Task[Any]]] = []
         self._sweeper: asyncio.Task[Any] | None = None
+        self._writes: WriteBatch | None = None  # the device connections' (roost.net.batch)
 
     @property
     def http_port(self) -> int:
@@ -122,6 +124,7 @@ class Roost:
         redact_server_logs()
         settings = self.settings
         services = self.services = await build_services(settings)
+        self._writes = WriteBatch(asyncio.get_running_loop())
         await ensure_admin(services)
         tls = self._tls_files()
         context = server_context(*tls) if tls is not None else None
@@ -160,14 +163,14 @@ class Roost:
     async def _listen_devices(
         self,
         name: str,
-        connection: Callable[[DeviceGateway], asyncio.Protocol],
+        connection: Callable[[DeviceGateway, WriteBatch], asyncio.Protocol],
         port: int,
         context: ssl.SSLContext | None = None,
     ) -> None:
-        assert self.services is not None
-        gateway = self.services.gateway
+        assert self.services is not None and self._writes is not None
+        gateway, writes = self.services.gateway, self._writes
         server = await asyncio.get_running_loop().create_server(
-            lambda: connection(gateway), self.settings.host, port, backlog=4096, ssl=context
+            lambda: connection(gateway, writes), self.settings.host, port, backlog=4096, ssl=context
         )
         self._device_servers.append(server)
         self.ports[name] = server.sockets[0].getsockname()[1]

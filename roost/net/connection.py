@@ -18,6 +18,7 @@ from roost.bus.base import Operation
 from roost.devices.gateway import DeviceGateway
 from roost.devices.session import DeviceSession
 from roost.errors import DecodeError
+from roost.net.batch import WriteBatch
 from roost.wire.pson import PsonValue
 
 log = logging.getLogger("roost.net")
@@ -49,9 +50,15 @@ def credentials_triple(value: PsonValue) -> tuple[str, str, str] | None:
 
 
 class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
-    def __init__(self, gateway: DeviceGateway, decoder: FrameDecoder[FrameT]) -> None:
+    def __init__(
+        self,
+        gateway: DeviceGateway,
+        decoder: FrameDecoder[FrameT],
+        writes: WriteBatch | None = None,
+    ) -> None:
         self._gateway = gateway
         self._decoder = decoder
+        self._writes = writes  # None: each write at once (a WebSocket's transport, tests)
         decoder.max_frame = min(decoder.max_frame, AUTH_FRAME_LIMIT)
         self._transport: asyncio.Transport | None = None
         self._ip: str | None = None
@@ -140,9 +147,13 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
         transport = self._transport
         if transport is None or self._closing:
             return
-        transport.write(data)
+        if self._writes is None:
+            transport.write(data)
+        else:
+            self._writes.write(transport, data)
         if self._session is not None:
             self._session.count_traffic(0, len(data))
+        # (what a batch holds reaches the transport's buffer at the end of this step)
         if transport.get_write_buffer_size() > self._gateway.settings.outbox_limit_bytes:
             self.close("device is not reading (outbox full)")
 

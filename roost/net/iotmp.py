@@ -14,6 +14,7 @@ import logging
 from roost.bus.base import Operation
 from roost.devices.gateway import DeviceGateway
 from roost.devices.session import DeviceSession
+from roost.net.batch import WriteBatch
 from roost.net.connection import DeviceConnection, credentials_triple
 from roost.wire import iotmp
 from roost.wire.iotmp import KEEP_ALIVE_BYTES, Message, MessageType
@@ -30,12 +31,12 @@ _REQUEST_TYPES = {
 
 
 class IotmpConnection(DeviceConnection[Message]):
-    def __init__(self, gateway: DeviceGateway) -> None:
+    def __init__(self, gateway: DeviceGateway, writes: WriteBatch | None = None) -> None:
         settings = gateway.settings
         decoder = iotmp.Decoder(
             max_frame=settings.max_frame_bytes, max_depth=settings.max_pson_depth
         )
-        super().__init__(gateway, decoder)
+        super().__init__(gateway, decoder, writes)
 
     def credentials(self, frame: Message) -> tuple[str, str, str] | None:
         if frame.type != MessageType.CONNECT:

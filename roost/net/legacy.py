@@ -7,6 +7,7 @@ import logging
 from roost.bus.base import Operation
 from roost.devices.gateway import DeviceGateway
 from roost.devices.session import DeviceSession
+from roost.net.batch import WriteBatch
 from roost.net.connection import DeviceConnection, credentials_triple
 from roost.wire import legacy
 from roost.wire.legacy import KEEP_ALIVE_BYTES, KeepAlive, Message, Signal
@@ -30,12 +31,12 @@ _STREAM_DATA = frozenset({Signal.STREAM_EVENT, Signal.STREAM_SAMPLE})
 
 
 class LegacyConnection(DeviceConnection[legacy.Frame]):
-    def __init__(self, gateway: DeviceGateway) -> None:
+    def __init__(self, gateway: DeviceGateway, writes: WriteBatch | None = None) -> None:
         settings = gateway.settings
         decoder = legacy.Decoder(
             max_frame=settings.max_frame_bytes, max_depth=settings.max_pson_depth
         )
-        super().__init__(gateway, decoder)
+        super().__init__(gateway, decoder, writes)
 
     def credentials(self, frame: legacy.Frame) -> tuple[str, str, str] | None:
         if not isinstance(frame, Message) or frame.signal != Signal.AUTH:

