@@ -41,3 +41,18 @@ def test_bench_smoke_run_reports_every_figure() -> None:
     for key in KEYS:
         assert isinstance(figures[key], int | float) and figures[key] > 0, key
     assert figures["devices"] == 200
+
+
+def test_call_cost_smoke_run_reports_both_figures() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.call_cost", "--smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(figures) == {"hello_us", "rpc_us"}
+    assert all(isinstance(value, float) and value > 0 for value in figures.values())
