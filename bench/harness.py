@@ -5,6 +5,7 @@ user and devices seeded straight into the store.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -24,13 +25,15 @@ USER, PASSWORD, CREDENTIALS = "bench", "bench-password", "bench-secret"
 SERVER_CORE, LOAD_CORE = "0", "1"
 
 
-def free_port() -> int:
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports free on 127.0.0.1 (all held open while they are chosen)."""
     import socket
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
 
 
 async def seed(data_dir: Path, devices: int) -> None:
@@ -78,8 +81,8 @@ def children_cpu() -> float:
 
 class Server:
     def __init__(self, data_dir: Path) -> None:
-        self.http_port, self.device_port, self.tls_port = free_port(), free_port(), free_port()
-        self.iotmp_port = free_port()
+        ports = free_ports(6)
+        self.http_port, self.device_port, self.tls_port, self.iotmp_port = ports[:4]
         self.process = subprocess.Popen(
             [
                 "taskset",
@@ -100,9 +103,9 @@ class Server:
                 "--device-tls-port",
                 str(self.tls_port),
                 "--iotmp-tls-port",
-                str(free_port()),
+                str(ports[4]),
                 "--https-port",
-                str(free_port()),
+                str(ports[5]),
                 "--log-level",
                 "WARNING",
                 "serve",
@@ -112,12 +115,16 @@ class Server:
         self.url = f"http://127.0.0.1:{self.http_port}"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited at start (status {self.process.returncode})")
             try:
                 if httpx.get(f"{self.url}/v1/server/healthcheck").status_code == 200:
                     return
             except httpx.TransportError:
-                time.sleep(0.1)
-        raise RuntimeError("server did not start")
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("server did not answer within 30 s")
 
     def token(self) -> str:
         response = httpx.post(

@@ -16,11 +16,16 @@ import httpx
 import pytest
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports: all held open while they are chosen, so none comes twice."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def roost(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -48,7 +53,7 @@ def wait_healthy(port: int, process: subprocess.Popen[str]) -> None:
 
 def test_first_start_creates_admin_key_and_stops_cleanly(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    http_port, device_port, iotmp_port = free_port(), free_port(), free_port()
+    http_port, device_port, iotmp_port = free_ports(3)
     process = roost(
         "serve",
         env={
