@@ -45,7 +45,7 @@ MAX_SEGMENT = 128
 MAX_DEPTH = 16
 OCTET_STREAM = "application/octet-stream"
 JSON_CONTENT_TYPE = (b"content-type", JSON_TYPE.encode())
-EMPTY = ((b"content-length", b"0"),)
+EMPTY_BODY_HEADERS = ((b"content-length", b"0"),)
 
 # What a handler answers: a JSON body, or None for a 200 with an empty body.
 Handler = Callable[[Request, Services], Awaitable[bytes | None]]
@@ -68,7 +68,7 @@ class CallEndpoint:
             response = await error_for(request, exc)
             return response.status_code, response.raw_headers, bytes(response.body)
         if body is None:
-            return 200, EMPTY, b""
+            return 200, EMPTY_BODY_HEADERS, b""
         return 200, ((b"content-length", b"%d" % len(body)), JSON_CONTENT_TYPE), body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
