@@ -46,6 +46,7 @@ from roost.store.sqlite import SQLiteStore
 log = logging.getLogger("roost")
 
 DATABASE_FILE = "roost.db"
+PURGE_EVERY_S = 3600.0
 
 
 async def build_services(settings: Settings) -> Services:
@@ -68,6 +69,20 @@ async def build_services(settings: Settings) -> Services:
         login_limiter=LoginLimiter.from_settings(settings, time.monotonic),
         permissions=ParsedPermissions(),
     )
+
+
+async def purge_expired_refresh_tokens(services: Services, every_s: float) -> None:
+    """Forever, from start-up: forget refresh tokens past their expiry (each refresh leaves the
+    used one behind), so the table holds about one row per live session."""
+    while True:
+        try:
+            purged = await services.store.purge_refresh_tokens(services.now_ms())
+        except Exception:  # the store failed: try again next time
+            log.exception("purging expired refresh tokens failed")
+        else:
+            if purged:
+                log.info("forgot %d expired refresh tokens", purged)
+        await asyncio.sleep(every_s)
 
 
 async def ensure_admin(services: Services) -> None:
@@ -98,7 +113,7 @@ class Roost:
         self.ports: dict[str, int] = {}  # listener name -> bound port
         self._device_servers: list[asyncio.Server] = []
         self._http: list[tuple[uvicorn.Server, asyncio.Task[Any]]] = []
-        self._sweeper: asyncio.Task[Any] | None = None
+        self._jobs: list[asyncio.Task[Any]] = []  # background work, cancelled at stop
         self._writes: WriteBatch | None = None  # the device connections' (roost.net.batch)
 
     @property
@@ -137,9 +152,11 @@ class Roost:
             await self._listen_devices(
                 "iotmp_tls", IotmpConnection, settings.iotmp_tls_port, context
             )
-        self._sweeper = asyncio.get_running_loop().create_task(
-            services.gateway.drop_silent_devices()
-        )
+        loop = asyncio.get_running_loop()
+        self._jobs = [
+            loop.create_task(services.gateway.drop_silent_devices()),
+            loop.create_task(purge_expired_refresh_tokens(services, PURGE_EVERY_S)),
+        ]
         await self._serve_http("http", settings.http_port)
         if tls is not None:
             await self._serve_http("https", settings.https_port, tls)
@@ -209,13 +226,13 @@ class Roost:
             server.should_exit = True
         if self.services is not None:
             await self.services.gateway.shutdown()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-        jobs = [job for job in (self._sweeper, *(task for _, task in self._http)) if job]
+        for job in self._jobs:
+            job.cancel()
+        jobs = [*self._jobs, *(task for _, task in self._http)]
         await asyncio.gather(*jobs, return_exceptions=True)
         if self.services is not None:
             await self.services.store.close()
-        self._device_servers, self._http, self._sweeper = [], [], None
+        self._device_servers, self._http, self._jobs = [], [], []
         log.info("stopped")
 
     async def run_until(self, stop: asyncio.Event) -> None:

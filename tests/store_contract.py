@@ -343,6 +343,30 @@ async def test_expired_refresh_token_is_refused(store: Store) -> None:
     assert live == _refresh("r2", family="fam2", expires=_T0 + 1000)
 
 
+async def test_purge_forgets_expired_refresh_tokens_only(store: Store) -> None:
+    await store.create_user(_user("alice"))
+    await store.add_refresh_token(_refresh("old", expires=_T0 + 1000))
+    assert await store.use_refresh_token("old", _T0) is not None  # used, then rotated
+    await store.add_refresh_token(_refresh("new", expires=_T0 + 5000))
+    await store.add_refresh_token(_refresh("gone", family="fam2", expires=_T0 + 2000))
+    assert await store.purge_refresh_tokens(_T0 + 2000) == 2  # expiry is inclusive here too
+    assert await store.purge_refresh_tokens(_T0 + 2000) == 0
+    assert await store.use_refresh_token("new", _T0 + 2500) == _refresh("new", expires=_T0 + 5000)
+    assert await store.use_refresh_token("gone", _T0) is None  # forgotten
+
+
+async def test_purge_keeps_a_revoked_family_revoked(store: Store) -> None:
+    await store.create_user(_user("alice"))
+    await store.add_refresh_token(_refresh("r1", expires=_T0 + 1000))
+    await store.add_refresh_token(_refresh("r2", expires=_T0 + 5000))
+    assert await store.use_refresh_token("r1", _T0) is not None
+    assert await store.use_refresh_token("r1", _T0) is None  # reuse: family revoked
+    assert await store.purge_refresh_tokens(_T0 + 1000) == 1  # r1, the reused one, is gone
+    await store.add_refresh_token(_refresh("r3", expires=_T0 + 6000))  # raced the reuse
+    assert await store.use_refresh_token("r2", _T0 + 1500) is None
+    assert await store.use_refresh_token("r3", _T0 + 1500) is None
+
+
 async def test_unknown_refresh_token_is_none(store: Store) -> None:
     assert await store.use_refresh_token("nope", _T0) is None
 

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import jwt
 
-from roost.app import Roost
+from roost.app import DATABASE_FILE, Roost
+from roost.auth.passwords import hash_password
+from roost.store import RefreshToken, User
+from roost.store.sqlite import SQLiteStore
 
-from conftest import ADMIN, ADMIN_PASSWORD, bearer, login
+from conftest import ADMIN, ADMIN_PASSWORD, bearer, login, make_settings
 
 
 async def add_user(server: Roost, name: str, password: str) -> None:
@@ -184,3 +189,30 @@ async def test_lone_surrogates_are_400_not_500(http: httpx.AsyncClient, admin_to
         headers={**bearer(admin_token), "Content-Type": "application/json"},
     )
     assert response.status_code == 400
+
+
+async def test_expired_refresh_tokens_are_forgotten_from_start_up(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data")
+    settings.data_dir.mkdir(parents=True)
+    store = SQLiteStore(settings.data_dir / DATABASE_FILE)
+    await store.open()
+    now = int(time.time() * 1000)
+    await store.create_user(User(ADMIN, hash_password(ADMIN_PASSWORD), "admin", now))
+    for jti, expires in (("expired", now - 1), ("live", now + 60_000)):
+        token = RefreshToken(jti=jti, user=ADMIN, family=jti, issued=now - 10, expires=expires)
+        await store.add_refresh_token(token)
+    await store.close()
+
+    roost = Roost(settings)
+    await roost.start()
+    try:
+        left: list[str] = []
+        for _ in range(100):
+            with sqlite3.connect(settings.data_dir / DATABASE_FILE) as conn:
+                left = [jti for (jti,) in conn.execute("SELECT jti FROM refresh_tokens")]
+            if left == ["live"]:
+                break
+            await asyncio.sleep(0.05)
+        assert left == ["live"]
+    finally:
+        await roost.stop()

@@ -161,3 +161,8 @@ class Store(Protocol):
     async def revoke_refresh_tokens(self, user: str) -> int:
         """Revokes every refresh token of the user (their families stay revoked); returns how
         many were live, that is neither used nor revoked (expiry is not considered)."""
+
+    async def purge_refresh_tokens(self, now: int) -> int:
+        """Forgets the refresh tokens that expired at ``now`` or before (used, revoked or not);
+        returns how many. Every refresh leaves the used token behind, for reuse detection, which
+        an expired token no longer needs: it is refused by its expiry first."""

@@ -152,6 +152,9 @@ class SQLiteStore:
     async def revoke_refresh_tokens(self, user: str) -> int:
         return await self._run(q.revoke_refresh_tokens, user)
 
+    async def purge_refresh_tokens(self, now: int) -> int:
+        return await self._run(q.purge_refresh_tokens, now)
+
     async def _kept(
         self,
         kind: type[_R],

@@ -273,6 +273,11 @@ def revoke_refresh_tokens(conn: sqlite3.Connection, user: str) -> int:
         return _revoke_all(conn, user)
 
 
+def purge_refresh_tokens(conn: sqlite3.Connection, now: int) -> int:
+    with _transaction(conn):
+        return conn.execute("DELETE FROM refresh_tokens WHERE expires <= ?", (now,)).rowcount
+
+
 def _revoke_all(conn: sqlite3.Connection, user: str) -> int:
     """Counts as live the tokens neither used nor revoked (expiry would need a clock)."""
     (live,) = conn.execute(
