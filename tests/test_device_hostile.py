@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from roost.app import Roost
+from roost.bus.base import DeviceKey, Operation
 from roost.config import Settings
 from roost.device import Device
 from roost.wire import legacy
@@ -192,4 +193,41 @@ async def test_device_that_does_not_read_is_dropped(
 
     await wait_for(offline)
     assert max(latencies) < 1.0  # the good device answered quickly throughout
+    writer.close()
+
+
+async def test_a_burst_past_the_outbox_limit_drops_the_device_at_once(
+    server: Roost, http: httpx.AsyncClient, admin_token: str
+) -> None:
+    """Requests written in one loop step wait together for its end (roost.net.batch): what they
+    hold counts toward the outbox limit, before the transport's buffer sees any of it."""
+    await create_device(http, admin_token, "deaf")
+    reader, writer = await raw_connect(server.device_port, rcvbuf=4096)
+    writer.write(legacy.encode(Message(signal=Signal.AUTH, resource=[ADMIN, "deaf", "secret1"])))
+    assert await reader.readexactly(4) == AUTH_OK
+    assert server.services is not None
+    session = server.services.registry.get(DeviceKey(ADMIN, "deaf"))
+    assert session is not None
+    for stream_id in range(1, 21):  # 20 x 8 KB in one step, against a 64 KiB limit
+        session.link.send_request(stream_id, Operation.CALL, ("sink",), "x" * 8000)
+    assert session.closed  # within the step, not after
+    assert await is_closed(reader)
+    writer.close()
+
+
+@pytest.mark.parametrize("after_auth", [b"", KEEP_ALIVE_BYTES])
+async def test_a_device_that_half_closes_still_gets_its_answers(
+    server: Roost, http: httpx.AsyncClient, admin_token: str, after_auth: bytes
+) -> None:
+    """A device that sends, then shuts its side (FIN), reads what it was owed: the answer to
+    its authentication, and a keep-alive's echo, though the connection closes right after."""
+    await create_device(http, admin_token, "brief")
+    reader, writer = await raw_connect(server.device_port)
+    writer.write(legacy.encode(Message(signal=Signal.AUTH, resource=[ADMIN, "brief", "secret1"])))
+    if after_auth:
+        assert await reader.readexactly(4) == AUTH_OK
+        writer.write(after_auth)
+    writer.write_eof()
+    rest = await asyncio.wait_for(reader.read(), 5)
+    assert rest == (KEEP_ALIVE_BYTES if after_auth else AUTH_OK)
     writer.close()

@@ -61,3 +61,30 @@ async def test_flush_writes_at_once_and_the_steps_end_finds_nothing() -> None:
     assert log == [("a", b"now")]
     await asyncio.sleep(0)
     assert log == [("a", b"now")]
+
+
+async def test_write_tells_what_a_transport_has_held_until_the_flush() -> None:
+    log: list[tuple[str, bytes]] = []
+    a, b = transports(log, "a", "b")
+    batch = WriteBatch(asyncio.get_running_loop())
+    assert batch.write(a, b"12") == 2
+    assert batch.write(b, b"123") == 3
+    assert batch.write(a, b"345") == 5
+    batch.flush()
+    assert batch.write(a, b"6") == 1
+
+
+class Broken(Recorder):
+    def write(self, data: bytes) -> None:
+        raise RuntimeError("unable to perform operation: the handler is closed")
+
+
+async def test_a_failing_write_costs_the_others_nothing() -> None:
+    log: list[tuple[str, bytes]] = []
+    (a,) = transports(log, "a")
+    broken = cast(asyncio.WriteTransport, Broken(log, "broken"))
+    batch = WriteBatch(asyncio.get_running_loop())
+    batch.write(broken, b"lost")
+    batch.write(a, b"kept")
+    batch.flush()
+    assert log == [("a", b"kept")]

@@ -124,6 +124,13 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
                 return
             self._dispatch(frame)
 
+    def eof_received(self) -> bool | None:
+        # The device will send no more, but may still read: what is held for it leaves before
+        # the transport closes (it would skip a closing transport).
+        if self._writes is not None:
+            self._writes.flush()
+        return None
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         self._admitted_done()
@@ -149,12 +156,12 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
             return
         if self._writes is None:
             transport.write(data)
+            outbox = transport.get_write_buffer_size()
         else:
-            self._writes.write(transport, data)
+            outbox = self._writes.write(transport, data) + transport.get_write_buffer_size()
         if self._session is not None:
             self._session.count_traffic(0, len(data))
-        # (what a batch holds reaches the transport's buffer at the end of this step)
-        if transport.get_write_buffer_size() > self._gateway.settings.outbox_limit_bytes:
+        if outbox > self._gateway.settings.outbox_limit_bytes:
             self.close("device is not reading (outbox full)")
 
     def resource_field(
