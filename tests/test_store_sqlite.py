@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from roost.errors import RoostError
-from roost.store import AccessToken, Device, User
+from roost.store import AccessToken, Device, RefreshToken, User
+from roost.store import sqlite as sqlite_store
 from roost.store.migrate import Migration, apply_migrations, current_version, load_migrations
 from roost.store.sqlite import SQLiteStore
 
@@ -202,3 +203,15 @@ async def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None
         assert await upgraded.list_access_tokens("alice") == [token]
     finally:
         await upgraded.close()
+
+
+async def test_refresh_tokens_are_purged_in_chunks(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store, "PURGE_CHUNK", 3)
+    await store.create_user(_alice())
+    for i in range(8):  # 7 expired, 1 live
+        expires = _T0 + (1 if i < 7 else 10_000)
+        await store.add_refresh_token(RefreshToken(f"r{i}", "alice", f"f{i}", _T0, expires))
+    assert await store.purge_refresh_tokens(_T0 + 1) == 7  # three jobs: 3, 3, then 1
+    assert await store.use_refresh_token("r7", _T0 + 2) is not None

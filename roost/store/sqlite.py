@@ -35,6 +35,7 @@ _T = TypeVar("_T")
 _R = TypeVar("_R", AccessToken, DeviceToken)
 
 _MEMORY = ":memory:"
+PURGE_CHUNK = 1000  # expired refresh tokens deleted per store job
 
 
 class SQLiteStore:
@@ -153,7 +154,13 @@ class SQLiteStore:
         return await self._run(q.revoke_refresh_tokens, user)
 
     async def purge_refresh_tokens(self, now: int) -> int:
-        return await self._run(q.purge_refresh_tokens, now)
+        # in chunks, so that other work reaches the store between them
+        purged = 0
+        while True:
+            count = await self._run(q.purge_refresh_tokens, now, PURGE_CHUNK)
+            purged += count
+            if count < PURGE_CHUNK:
+                return purged
 
     async def _kept(
         self,

@@ -273,9 +273,14 @@ def revoke_refresh_tokens(conn: sqlite3.Connection, user: str) -> int:
         return _revoke_all(conn, user)
 
 
-def purge_refresh_tokens(conn: sqlite3.Connection, now: int) -> int:
+def purge_refresh_tokens(conn: sqlite3.Connection, now: int, limit: int) -> int:
+    """Deletes up to ``limit`` expired refresh tokens; returns how many."""
+    sql = (
+        "DELETE FROM refresh_tokens WHERE jti IN"
+        " (SELECT jti FROM refresh_tokens WHERE expires <= ? LIMIT ?)"
+    )
     with _transaction(conn):
-        return conn.execute("DELETE FROM refresh_tokens WHERE expires <= ?", (now,)).rowcount
+        return conn.execute(sql, (now, limit)).rowcount
 
 
 def _revoke_all(conn: sqlite3.Connection, user: str) -> int:
