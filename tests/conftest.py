@@ -15,6 +15,7 @@ import uvloop
 from roost.app import Roost
 from roost.config import Settings
 from roost.device import Device
+from roost.device.client import ProtocolName
 
 ADMIN = "admin"
 ADMIN_PASSWORD = "admin-password"
@@ -104,6 +105,27 @@ async def create_device(
 DeviceFactory = Callable[..., Awaitable[Device]]
 
 
+def sdk_device(
+    server: Roost,
+    name: str = "dev1",
+    protocol: ProtocolName = "legacy",
+    user: str = ADMIN,
+    credentials: str = "secret1",
+    **options: Any,
+) -> Device:
+    """An SDK device for ``server``'s plain port of ``protocol``, not started yet."""
+    port = server.device_port if protocol == "legacy" else server.iotmp_port
+    return Device(
+        user=user,
+        device=name,
+        credentials=credentials,
+        port=port,
+        protocol=protocol,
+        reconnect_delay=0.2,
+        **options,
+    )
+
+
 @pytest.fixture
 async def connect_device(server: Roost) -> AsyncIterator[DeviceFactory]:
     """Start SDK devices against the server; all are stopped at the end of the test."""
@@ -118,14 +140,7 @@ async def connect_device(server: Roost) -> AsyncIterator[DeviceFactory]:
         wait: bool = True,
     ) -> Device:
         if device is None:
-            device = Device(
-                user=user,
-                device=name,
-                credentials=credentials,
-                host="127.0.0.1",
-                port=server.device_port,
-                reconnect_delay=0.2,
-            )
+            device = sdk_device(server, name, user=user, credentials=credentials)
         started.append(device)
         await device.start()
         if wait:

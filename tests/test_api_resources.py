@@ -15,7 +15,7 @@ from roost.device import Device
 from roost.wire import legacy
 from roost.wire.legacy import Message, Signal
 
-from conftest import ADMIN, DeviceFactory, bearer, create_device, wait_offline
+from conftest import ADMIN, DeviceFactory, bearer, create_device, sdk_device, wait_offline
 
 BASE = f"/v2/users/{ADMIN}/devices/dev1"
 
@@ -67,17 +67,7 @@ async def thing(
     """The same device over each protocol: the REST layer must not tell them apart."""
     await create_device(http, admin_token)
     thing = Thing()
-    protocol = request.param
-    device = Device(
-        user=ADMIN,
-        device="dev1",
-        credentials="secret1",
-        host="127.0.0.1",
-        port=server.device_port if protocol == "legacy" else server.iotmp_port,
-        protocol=protocol,
-        reconnect_delay=0.2,
-    )
-    await connect_device(thing.attach(device))
+    await connect_device(thing.attach(sdk_device(server, protocol=request.param)))
     return thing
 
 
@@ -394,14 +384,7 @@ async def test_values_orjson_cannot_write_still_answer(
 ) -> None:
     # PSON carries integers down to -(2**64-1); JSON has no limit. Nothing a device sends is a 500.
     await create_device(http, admin_token, "wide")
-    device = Device(
-        user=ADMIN,
-        device="wide",
-        credentials="secret1",
-        host="127.0.0.1",
-        port=server.device_port,
-        reconnect_delay=0.2,
-    )
+    device = sdk_device(server, "wide")
     device.output("neg", lambda: -(2**64) + 1)
     device.output("text", lambda: {"t": "caf\u00e9", "n": -(2**63) - 1})
     await connect_device(device)

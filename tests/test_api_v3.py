@@ -10,7 +10,7 @@ import pytest
 from roost.app import Roost
 from roost.device import Device
 
-from conftest import ADMIN, DeviceFactory, bearer, create_device
+from conftest import ADMIN, DeviceFactory, bearer, create_device, sdk_device
 
 V3 = f"/v3/users/{ADMIN}/devices/dev1/resources"
 
@@ -44,17 +44,7 @@ async def firmware(
 ) -> Firmware:
     await create_device(http, admin_token)
     firmware = Firmware()
-    port = server.device_port if request.param == "legacy" else server.iotmp_port
-    device = Device(
-        user=ADMIN,
-        device="dev1",
-        credentials="secret1",
-        host="127.0.0.1",
-        port=port,
-        protocol=request.param,
-        reconnect_delay=0.2,
-    )
-    await connect_device(firmware.attach(device))
+    await connect_device(firmware.attach(sdk_device(server, protocol=request.param)))
     return firmware
 
 

@@ -21,7 +21,15 @@ from roost.device import Device
 from roost.wire import legacy
 from roost.wire.legacy import KEEP_ALIVE_BYTES, Message, Signal
 
-from conftest import ADMIN, DeviceFactory, bearer, create_device, make_settings, wait_for
+from conftest import (
+    ADMIN,
+    DeviceFactory,
+    bearer,
+    create_device,
+    make_settings,
+    sdk_device,
+    wait_for,
+)
 
 AUTH_OK = bytes.fromhex("01 02 10 01")
 
@@ -43,15 +51,7 @@ async def good_device(
     server: Roost, http: httpx.AsyncClient, admin_token: str, connect_device: DeviceFactory
 ) -> Device:
     await create_device(http, admin_token, "good")
-    device = Device(
-        user=ADMIN,
-        device="good",
-        credentials="secret1",
-        host="127.0.0.1",
-        port=server.device_port,
-        reconnect_delay=0.2,
-        keepalive_interval=0.3,
-    )
+    device = sdk_device(server, "good", keepalive_interval=0.3)
     device.output("value", lambda: 42)
     return await connect_device(device)
 

@@ -27,7 +27,7 @@ from roost.device import Device
 from roost.net.http import Answer, BoundedHttpProtocol, Direct
 from roost.services import Services
 
-from conftest import ADMIN, bearer, create_device, login, make_settings
+from conftest import ADMIN, bearer, create_device, login, make_settings, sdk_device
 
 DATE = re.compile(rb"\r\ndate: [^\r]+\r\n")
 
@@ -93,15 +93,8 @@ async def start_side(data_dir: Path) -> Side:
             json={"token_name": "t", "token_resources": ["temperature"]},
             headers=bearer(session),
         )
-    device = Device(
-        user=ADMIN,
-        device="dev1",
-        credentials="secret1",
-        host="127.0.0.1",
-        port=roost.device_port,
-        reconnect_delay=0.2,
-    )
-    await attach(device).start()
+    device = attach(sdk_device(roost))
+    await device.start()
     await device.wait_connected(5)
     tokens = {
         "session": session,

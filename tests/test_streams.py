@@ -19,7 +19,7 @@ from roost.bus.base import DeviceKey
 from roost.device import Device
 from roost.device.resources import Resource
 
-from conftest import ADMIN, DeviceFactory, bearer, create_device, wait_for
+from conftest import ADMIN, DeviceFactory, bearer, create_device, sdk_device, wait_for
 
 KEY = DeviceKey(ADMIN, "dev1")
 
@@ -53,17 +53,7 @@ async def device(
 ) -> tuple[Device, Sensor]:
     await create_device(http, admin_token)
     sensor = Sensor()
-    port = server.device_port if request.param == "legacy" else server.iotmp_port
-    dev = Device(
-        user=ADMIN,
-        device="dev1",
-        credentials="secret1",
-        host="127.0.0.1",
-        port=port,
-        protocol=request.param,
-        reconnect_delay=0.2,
-    )
-    await connect_device(sensor.attach(dev))
+    dev = await connect_device(sensor.attach(sdk_device(server, protocol=request.param)))
     return dev, sensor
 
 
