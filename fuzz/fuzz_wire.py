@@ -7,7 +7,7 @@ Usage (see fuzz/README.md)::
 TARGET is one of ``pson1``, ``pson2``, ``legacy``, ``iotmp``. Without atheris installed, run the
 same targets under the plain mutation driver: ``.venv/bin/python fuzz/driver.py TARGET``.
 
-The contract checked (design.md 5): for ANY input, decoding raises only
+The contract checked (docs/design.md 5): for ANY input, decoding raises only
 :class:`roost.errors.DecodeError`; whatever decodes re-encodes and decodes again to the same
 thing (floats: bytes are stable after a second round trip, exactly as the hypothesis tests say);
 the incremental decoders give the same frames however the stream is chunked, stay poisoned after

@@ -2,8 +2,8 @@
 
     .venv/bin/python fuzz/make_corpus.py [--vectors DIR]
 
-The vectors are ``../shared/vectors/*.json`` beside the repository (or ``$ROOST_VECTORS_DIR``):
-sessions captured from the official clients, one hex frame per entry. The seeds are:
+The vectors are ``tests/data/vectors/*.json`` (or ``--vectors DIR``): sessions captured from
+the official clients, one hex frame per entry. The seeds are:
 
 * ``legacy`` / ``iotmp``: a seed byte (see fuzz_wire.py) followed by one captured frame, and each
   whole captured session fed as one stream, in one, two and three chunks.
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import struct
 import sys
@@ -71,10 +70,7 @@ EXTRA_PSON2 = ["40 ce aa 21 42", "1f 05", "c2 81 61 01 81 61 02"]
 
 
 def vectors_dir(arg: str | None) -> Path:
-    if arg:
-        return Path(arg)
-    configured = os.environ.get("ROOST_VECTORS_DIR")
-    return Path(configured) if configured else HERE.parent.parent / "shared" / "vectors"
+    return Path(arg) if arg else HERE.parent / "tests" / "data" / "vectors"
 
 
 def load(path: Path) -> list[bytes]:

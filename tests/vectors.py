@@ -1,29 +1,22 @@
-"""Where the captured vectors live (``../shared/vectors`` or ``$ROOST_VECTORS_DIR``) and how to
-read them; a test that needs them is skipped with the reason when they are absent."""
+"""The captured wire vectors (``tests/data/vectors/``) and how to read them.
+
+Each file holds the frames exchanged on loopback between an unmodified official client
+(Linux-Client for the legacy protocol, IOTMP-Linux for IOTMP) and a scripted server: ``from``,
+``hex`` and a decoded ``note``. They are captured bytes, kept in the repository as test data.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-
-def vectors_dir() -> Path:
-    configured = os.environ.get("ROOST_VECTORS_DIR")
-    path = (
-        Path(configured) if configured else Path(__file__).resolve().parents[2] / "shared/vectors"
-    )
-    if not path.is_dir():
-        pytest.skip(f"captured vectors not found at {path} (set ROOST_VECTORS_DIR)")
-    return path
+VECTORS_DIR = Path(__file__).resolve().parent / "data" / "vectors"
 
 
 def load_frames(name: str) -> list[dict[str, Any]]:
     """The ``frames`` of a vector file: dicts with ``t``, ``from``, ``hex`` and ``note``."""
-    frames: list[dict[str, Any]] = json.loads((vectors_dir() / name).read_text())["frames"]
+    frames: list[dict[str, Any]] = json.loads((VECTORS_DIR / name).read_text())["frames"]
     return frames
 
 
