@@ -9,6 +9,8 @@ Claims follow Thinger.io, since clients decode them to build URLs:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import secrets
 import time
 from collections.abc import Mapping
@@ -70,6 +72,8 @@ class TokenSigner:
         """The claims of a token we signed that has not expired; InvalidToken otherwise."""
         claims = self._verified.get(token)
         if claims is None:
+            if not is_canonical(token):
+                raise InvalidToken("invalid token")
             try:
                 claims = jwt.decode(token, self._key, algorithms=[_ALGORITHM])
             except jwt.ExpiredSignatureError:
@@ -86,3 +90,21 @@ class TokenSigner:
 
     def _sign(self, claims: dict[str, Any]) -> str:
         return jwt.encode(claims, self._key, algorithm=_ALGORITHM)
+
+
+def is_canonical(token: str) -> bool:
+    """Three segments, each unpadded base64url that encodes back to itself. PyJWT decodes
+    leniently (padding, non-zero unused bits), so one signed token would otherwise have several
+    spellings, each passing: the verified-token cache and anything keyed by the text (or a
+    deny-list) must see one spelling only."""
+    segments = token.split(".")
+    if len(segments) != 3:
+        return False
+    for segment in segments:
+        try:
+            raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        except (binascii.Error, ValueError):
+            return False
+        if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != segment:
+            return False
+    return True
