@@ -1,7 +1,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-STAMP   = $(VENV)/.installed
+SERVE   = $(VENV)/.installed-serve
+TESTING = $(VENV)/.installed-test
 
 .PHONY: serve test lint bench bench-quick wrk clean
 
@@ -9,14 +10,19 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
-	touch $(STAMP)
+# serving needs Roost and its dependencies only; the test tools come with `make test`
+$(SERVE): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $(SERVE)
 
-serve: $(STAMP)
+$(TESTING): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(SERVE) $(TESTING)
+
+serve: $(SERVE)
 	$(BIN)/roost serve --data-dir ./roost-data
 
-test: $(STAMP)
+test: $(TESTING)
 	$(BIN)/ruff check roost tests
 	$(BIN)/mypy
 	$(BIN)/pytest -q
@@ -25,13 +31,13 @@ test: $(STAMP)
 wrk:
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 
-bench: $(STAMP) wrk
+bench: $(TESTING) wrk
 	$(BIN)/python -m bench.run --write BENCHMARKS.md
 
-bench-quick: $(STAMP) wrk
+bench-quick: $(TESTING) wrk
 	$(BIN)/python -m bench.run --quick
 
-lint: $(STAMP)
+lint: $(TESTING)
 	$(BIN)/ruff check roost tests
 	$(BIN)/ruff format --check roost tests
 	$(BIN)/mypy
