@@ -63,6 +63,7 @@ def _access(token: str = "tok1", owner: str = "alice", **changes: object) -> Acc
         expire=None,
         created=_T0,
         modified=_T0,
+        nonce=f"nonce-of-{token}",
     )
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
@@ -505,6 +506,25 @@ async def test_update_access_token_replaces_mutable_fields_only(store: Store) ->
     await store.update_access_token(dataclasses.replace(edited, expire=None))
     got = await store.get_access_token("alice", "t1")
     assert got is not None and got.expire is None
+
+
+async def test_access_token_nonce_is_kept_and_never_updated(store: Store) -> None:
+    await store.create_user(_user("alice"))
+    await store.create_access_token(_access("t1", nonce="first"))
+    await store.update_access_token(_access("t1", nonce="second", name="renamed"))
+    got = await store.get_access_token("alice", "t1")
+    assert got is not None and got.name == "renamed" and got.nonce == "first"
+    assert await store.delete_access_token("alice", "t1")
+    await store.create_access_token(_access("t1", nonce="third"))
+    got = await store.get_access_token("alice", "t1")
+    assert got is not None and got.nonce == "third"
+
+
+def test_each_new_access_token_record_draws_its_own_nonce() -> None:
+    fields = ("alice", "t1", "t1", "", True, {}, {}, None, _T0, _T0)
+    first, second = AccessToken(*fields), AccessToken(*fields)
+    assert first.nonce and second.nonce and first.nonce != second.nonce
+    assert dataclasses.replace(first, name="renamed").nonce == first.nonce
 
 
 async def test_update_unknown_access_token_is_not_found(store: Store) -> None:

@@ -91,10 +91,13 @@ async def test_create_read_list_update_delete(http: httpx.AsyncClient, admin_tok
         "Bucket": {"mqtt_bucket": ["ReadBucket"]},
         "Device": {"*": ["AccessDeviceResources"]},
     }
+    nonce = claims(created["access_token"])["nonce"]  # of this record: see test_token_holes
+    assert isinstance(nonce, str) and len(nonce) >= 16
     assert claims(created["access_token"]) == {
         "usr": ADMIN,
         "jti": "shared_access",
         "svr": PUBLIC_HOST,
+        "nonce": nonce,
     }  # and no exp: it never expires
 
     url = f"{TOKENS}/shared_access"
@@ -274,9 +277,11 @@ async def test_disable_and_delete_stop_a_token_at_once(
     response = await http.get(DEVICES, headers=bearer(token))
     assert_error(response, 401)
     assert response.json()["error"]["message"] == "token revoked"
-    # a new token with the same id is not the old one come back: it has its own rights
-    await make_token(http, admin_token, token="ci")
-    assert_error(await http.get(DEVICES, headers=bearer(token)), 403)
+    # a new token with the same id is not the old one come back: the old JWT stays revoked
+    await make_token(http, admin_token, token="ci", allow=allow)
+    response = await http.get(DEVICES, headers=bearer(token))
+    assert_error(response, 401)
+    assert response.json()["error"]["message"] == "token revoked"
 
 
 async def test_thinger_cloud_tokens_with_unknown_names_still_work(

@@ -5,15 +5,29 @@ cannot honour, and refresh rotations whose answer was lost."""
 from __future__ import annotations
 
 import base64
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
 
 import httpx
+import jwt
 import pytest
 
-from conftest import ADMIN, bearer, login
+from roost.app import DATABASE_FILE, Roost
+from roost.auth.passwords import hash_password
+from roost.store.migrate import apply_migrations, load_migrations
+
+from conftest import ADMIN, bearer, create_device, login, make_settings
 
 DEVICES = f"/v1/users/{ADMIN}/devices"
 TOKENS = f"/v1/users/{ADMIN}/tokens"
 B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def claims(token: str) -> dict[str, Any]:
+    decoded: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    return decoded
 
 
 def assert_error(response: httpx.Response, status: int) -> None:
@@ -59,3 +73,84 @@ async def test_a_non_canonical_spelling_is_refused_before_the_canonical_one_is_s
     token = await login(http)
     assert_error(await http.get(DEVICES, headers=bearer(same_bytes_other_spelling(token))), 401)
     assert (await http.get(DEVICES, headers=bearer(token))).status_code == 200
+
+
+# -- a. a token created again under the same id is a new token --------------------------------
+
+
+async def make_token(http: httpx.AsyncClient, admin: str, **body: Any) -> str:
+    response = await http.post(TOKENS, json=body, headers=bearer(admin))
+    assert response.status_code == 200, response.text
+    jwt_text: str = response.json()["access_token"]
+    return jwt_text
+
+
+async def test_a_deleted_token_created_again_does_not_revive_its_old_jwt(
+    http: httpx.AsyncClient, admin_token: str
+) -> None:
+    body = {"token": "ci_deploy", "allow": {"Device": {"*": ["ListDevices"]}}}
+    leaked = await make_token(http, admin_token, **body)
+    assert (await http.get(DEVICES, headers=bearer(leaked))).status_code == 200
+    assert (
+        await http.delete(f"{TOKENS}/ci_deploy", headers=bearer(admin_token))
+    ).status_code == 200
+    assert_error(await http.get(DEVICES, headers=bearer(leaked)), 401)
+
+    fresh = await make_token(http, admin_token, **body)
+    assert fresh != leaked
+    response = await http.get(DEVICES, headers=bearer(leaked))
+    assert_error(response, 401)
+    assert response.json()["error"]["message"] == "token revoked"
+    assert (await http.get(DEVICES, headers=bearer(fresh))).status_code == 200
+    # the same record keeps giving the same JWT, across updates too
+    shown = await http.get(f"{TOKENS}/ci_deploy", headers=bearer(admin_token))
+    assert shown.json()["access_token"] == fresh
+    updated = await http.put(
+        f"{TOKENS}/ci_deploy", json={"name": "deploys"}, headers=bearer(admin_token)
+    )
+    assert updated.json()["access_token"] == fresh
+
+
+async def test_a_device_token_created_again_is_a_new_token(
+    http: httpx.AsyncClient, admin_token: str
+) -> None:
+    # Device token ids are drawn at random, never chosen by the client: nothing to revive.
+    await create_device(http, admin_token)
+    tokens = f"{DEVICES}/dev1/tokens"
+    body = {"token_name": "panel", "token_resources": ["temperature"]}
+    first = (await http.post(tokens, json=body, headers=bearer(admin_token))).json()
+    assert (await http.delete(f"{tokens}/{first['id']}", headers=bearer(admin_token))).is_success
+    second = (await http.post(tokens, json=body, headers=bearer(admin_token))).json()
+    assert second["id"] != first["id"] and second["token"] != first["token"]
+    assert_error(await http.get(f"{DEVICES}/dev1/temperature", headers=bearer(first["token"])), 401)
+
+
+async def test_tokens_stored_before_nonces_keep_their_jwt_until_created_again(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    conn = sqlite3.connect(data_dir / DATABASE_FILE, isolation_level=None)
+    apply_migrations(conn, load_migrations()[:3])  # the schema before nonces
+    conn.execute("INSERT INTO users VALUES (?, ?, 'admin', 0)", (ADMIN, hash_password("pw1234")))
+    conn.execute(
+        "INSERT INTO access_tokens VALUES (?, 'old', 'old', '', 1, ?, '{}', NULL, 0, 0)",
+        (ADMIN, json.dumps({"Device": {"*": ["ListDevices"]}})),
+    )
+    conn.close()
+    roost = Roost(make_settings(data_dir))
+    await roost.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{roost.http_port}") as http:
+            admin = await login(http, ADMIN, "pw1234")
+            shown = (await http.get(f"{TOKENS}/old", headers=bearer(admin))).json()
+            old_jwt = shown["access_token"]
+            assert "nonce" not in claims(old_jwt)  # the very JWT handed out before the upgrade
+            assert (await http.get(DEVICES, headers=bearer(old_jwt))).status_code == 200
+            await http.delete(f"{TOKENS}/old", headers=bearer(admin))
+            again = await make_token(http, admin, token="old", allow={"Device": {"*": "*"}})
+            assert claims(again)["nonce"]
+            assert_error(await http.get(DEVICES, headers=bearer(old_jwt)), 401)
+            assert (await http.get(DEVICES, headers=bearer(again))).status_code == 200
+    finally:
+        await roost.stop()

@@ -6,9 +6,9 @@ a :class:`Principal`, by the token's claims:
 - a **session** (``usr`` and ``exp``, from ``POST /oauth/token``): its user may do anything in
   their own tree, an admin in every tree. Checked from the JWT alone, without the database;
 - a **user access token** (``usr`` and ``jti``, no ``dev``): one primary-key lookup of the stored
-  token, which must exist, be enabled and not have expired. It may act in its owner's tree only,
-  as its ``allow``/``deny`` permissions say (:mod:`roost.auth.permissions`: deny beats allow,
-  unknown action names are ignored);
+  token, which must exist, carry the JWT's ``nonce``, be enabled and not have expired. It may act
+  in its owner's tree only, as its ``allow``/``deny`` permissions say
+  (:mod:`roost.auth.permissions`: deny beats allow, unknown names in allow are ignored);
 - a **device token** (``usr``, ``dev`` and ``jti``): one lookup too. It is expressed in the same
   grammar, ``allow {"Device": {<dev>: ["AccessDeviceResources"]}}``, plus its list of resources.
 
@@ -90,13 +90,15 @@ async def authenticate(request: HTTPConnection, services: Services) -> Principal
     if not isinstance(token_id, str):
         raise InvalidToken("invalid token")
     if device is None:
-        return await _access_token(services, user, token_id)
+        return await _access_token(services, user, token_id, claims.get("nonce", ""))
     return await _device_token(services, user, device, token_id)
 
 
-async def _access_token(services: Services, user: str, token_id: str) -> Principal:
+async def _access_token(services: Services, user: str, token_id: str, nonce: object) -> Principal:
+    """``nonce`` must be the stored record's: a JWT of a token deleted and created again under the
+    same id carries the nonce of the old record (or none, before nonces) and is revoked."""
     record = await services.store.get_access_token(user, token_id)
-    if record is None:
+    if record is None or record.nonce != nonce:
         raise InvalidToken("token revoked")
     if not record.enabled:
         raise InvalidToken("token disabled")

@@ -50,7 +50,7 @@ def token_json(token: AccessToken, services: Services | None = None) -> dict[str
     if services is not None:
         server = public_host(services.settings)
         body["access_token"] = services.signer.user_token(
-            token.owner, token.token, server, token.expire
+            token.owner, token.token, server, token.expire, token.nonce
         )
     return body
 

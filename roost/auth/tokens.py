@@ -4,7 +4,8 @@ Claims follow Thinger.io, since clients decode them to build URLs:
 - access token (password/refresh grant): ``usr``, ``iat``, ``exp`` (2 h);
 - refresh token: ``jti``, ``iat``, ``exp`` (60 days), tracked server-side;
 - device token: ``usr``, ``dev``, ``jti``, ``iat``, optional ``res`` and ``exp``;
-- user access token: ``usr``, ``jti`` (the token id), ``svr`` (the public host), optional ``exp``.
+- user access token: ``usr``, ``jti`` (the token id), ``svr`` (the public host), ``nonce`` (of
+  the stored record: a token created again under the same id has another), optional ``exp``.
 """
 
 from __future__ import annotations
@@ -60,10 +61,15 @@ class TokenSigner:
             claims["exp"] = token.expires // 1000
         return self._sign(claims)
 
-    def user_token(self, user: str, token_id: str, server: str, expires_ms: int | None) -> str:
-        """A user-defined access token: ``usr``, ``jti``, ``svr``, and ``exp`` only if it expires.
-        The same arguments give the same JWT, so it can be shown again later."""
+    def user_token(
+        self, user: str, token_id: str, server: str, expires_ms: int | None, nonce: str
+    ) -> str:
+        """A user-defined access token: ``usr``, ``jti``, ``svr``, ``nonce`` (the record's, left
+        out when empty, as for tokens stored before nonces), and ``exp`` only if it expires. The
+        same arguments give the same JWT, so it can be shown again later."""
         claims: dict[str, Any] = {"usr": user, "jti": token_id, "svr": server}
+        if nonce:
+            claims["nonce"] = nonce
         if expires_ms is not None:
             claims["exp"] = expires_ms // 1000
         return self._sign(claims)

@@ -7,8 +7,9 @@ arrive here already hashed; the store never sees a password or a device credenti
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
@@ -51,11 +52,20 @@ class DeviceToken:
     created: int  # ms; the JWT's iat is created // 1000
 
 
+def new_nonce() -> str:
+    return secrets.token_urlsafe(16)
+
+
 @dataclass(frozen=True, slots=True)
 class AccessToken:
     """A user-defined access token (thinger-api.md 2.13): its id, permissions and state. The JWT
-    (claims ``usr``, ``jti`` = ``token``, ``svr``, ``exp`` when ``expire`` is set) is signed from
-    these; the store holds no secret for it."""
+    (claims ``usr``, ``jti`` = ``token``, ``svr``, ``nonce``, ``exp`` when ``expire`` is set) is
+    signed from these; the store holds no secret for it.
+
+    ``nonce`` tells this token from an earlier one of the same id: each new record draws a fresh
+    one (``dataclasses.replace`` keeps it), so a JWT of a deleted token does not come back to life
+    when a token of that id is created again. Tokens stored before nonces existed have ``""``,
+    and their JWTs no ``nonce`` claim."""
 
     owner: str
     token: str  # the id, unique per owner; the JWT's jti
@@ -67,6 +77,7 @@ class AccessToken:
     expire: int | None  # ms, None: never
     created: int
     modified: int
+    nonce: str = field(default_factory=new_nonce)  # never changes; "" for pre-nonce tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +154,7 @@ class Store(Protocol):
 
     async def update_access_token(self, token: AccessToken) -> None:
         """Replaces name, description, enabled, allow, deny, expire and modified of an existing
-        token (not created); raises NotFound if absent."""
+        token (not created, nor nonce); raises NotFound if absent."""
 
     async def delete_access_token(self, owner: str, token: str) -> bool:
         """False if it did not exist."""

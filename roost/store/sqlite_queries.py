@@ -28,7 +28,7 @@ _DEVICE_TOKEN = ("id", "owner", "device", "name", "resources", "expires", "creat
 _REFRESH_TOKEN = ("jti", "user_name", "family", "issued", "expires")
 _ACCESS_TOKEN = (
     *("owner", "token", "name", "description", "enabled", "allow", "deny", "expire"),
-    *("created", "modified"),
+    *("created", "modified", "nonce"),
 )
 
 
@@ -306,7 +306,7 @@ def _access_token_params(token: AccessToken) -> dict[str, Any]:
 
 
 def _access_token_from(row: tuple[Any, ...]) -> AccessToken:
-    owner, token, name, description, enabled, allow, deny, expire, created, modified = row
+    owner, token, name, description, enabled, allow, deny, expire, created, modified, nonce = row
     return AccessToken(
         owner=owner,
         token=token,
@@ -318,6 +318,7 @@ def _access_token_from(row: tuple[Any, ...]) -> AccessToken:
         expire=expire,
         created=created,
         modified=modified,
+        nonce=nonce,
     )
 
 
