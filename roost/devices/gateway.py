@@ -13,6 +13,7 @@ from roost.auth.passwords import DeviceCredentials
 from roost.auth.ratelimit import FailureWindow, address_key
 from roost.bus.base import DeviceKey
 from roost.config import Settings
+from roost.devices.admission import Admission
 from roost.devices.registry import Registry
 from roost.devices.session import DeviceSession, Link
 from roost.devices.streams import StreamHub
@@ -41,9 +42,11 @@ class DeviceGateway:
         self.settings = settings
         self.clock = clock
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._authenticating: dict[str, int] = {}  # address -> connections authenticating
+        # connections still authenticating, bounded in number (and each in frame size and time)
+        self.admission = Admission(
+            settings.max_unauthenticated, settings.max_unauthenticated_per_address
+        )
         self.closing = False  # shutting down: no new sessions
-        self._authenticating_total = 0
         self.auth_failures = auth_failures or FailureWindow(
             settings.device_auth_failures_per_address, settings.auth_failure_window, time.monotonic
         )
@@ -100,29 +103,6 @@ class DeviceGateway:
             self.spawn(
                 self.store.set_last_connection(session.key.owner, session.key.device, now_ms)
             )
-
-    # connections still authenticating, bounded in number (and each in frame size and time)
-
-    def admit(self, ip: str | None) -> bool:
-        """Count a new connection among those authenticating; False if there are too many,
-        in all or from its address."""
-        address = address_key(ip)
-        from_address = self._authenticating.get(address, 0)
-        if (
-            self._authenticating_total >= self.settings.max_unauthenticated
-            or from_address >= self.settings.max_unauthenticated_per_address
-        ):
-            return False
-        self._authenticating[address] = from_address + 1
-        self._authenticating_total += 1
-        return True
-
-    def release(self, ip: str | None) -> None:
-        address = address_key(ip)
-        left = self._authenticating.pop(address, 1) - 1
-        if left:
-            self._authenticating[address] = left
-        self._authenticating_total -= 1
 
     # SessionListener
 

@@ -67,7 +67,6 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
         self._auth_timer: asyncio.TimerHandle | None = None
         self._closing = False
         self._rx_before_auth = 0
-        self._released = False  # gave back its place among the authenticating
         self._fields: dict[tuple[str, ...], bytes] | None = None  # see resource_field
 
     # for subclasses
@@ -95,8 +94,8 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
         self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self._ip = peer[0] if peer else None
-        if not self._gateway.admit(self._ip):
-            self._closing = self._released = True
+        if not self._gateway.admission.admit(self, self._ip):
+            self._closing = True
             log.warning("refused a device connection from %s: too many authenticating", self._ip)
             self._transport.abort()
             return
@@ -114,6 +113,8 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
             return
         session = self._session
         if session is None:
+            if not self._rx_before_auth:
+                self._gateway.admission.heard(self)
             self._rx_before_auth += len(data)
         else:
             session.count_traffic(len(data), 0)
@@ -137,6 +138,11 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
         if self._session is not None:
             reason = "connection lost" if exc is None else f"connection lost: {exc}"
             self._gateway.end_session(self._session, reason)
+
+    # admission.Waiting
+
+    def evict(self, reason: str) -> None:
+        self.close(reason)
 
     # Link
 
@@ -187,9 +193,7 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
         if self._auth_timer is not None:
             self._auth_timer.cancel()
             self._auth_timer = None
-        if not self._released:
-            self._released = True
-            self._gateway.release(self._ip)
+        self._gateway.admission.release(self)
 
     def _dispatch(self, frame: FrameT) -> None:
         if self._waiting is not None:
@@ -210,6 +214,7 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
             self._auth_timer = None
         self._transport.pause_reading()
         self._waiting = []
+        self._gateway.admission.checking(self)
         self._gateway.spawn(self._authenticate(frame, *credentials))
 
     async def _authenticate(self, frame: FrameT, user: str, device: str, secret: str) -> None:
