@@ -18,9 +18,10 @@ from roost.auth.permissions import (
     MAX_NAME,
     TOKEN,
     USER,
+    ParsedPermissions,
     Permissions,
 )
-from roost.errors import InvalidInput
+from roost.errors import InvalidInput, InvalidToken
 
 # The two token examples of the SW-D export (thinger-api.md 3.1).
 SWD_ADMIN = {"*": {"*": "*"}}
@@ -267,9 +268,10 @@ def test_name_of_the_maximum_length_is_fine() -> None:
 
 def test_entry_cap_counts_allow_and_deny_together() -> None:
     half = {"Device": {"*": [f"A{i}" for i in range(MAX_ENTRIES // 2 - 1)]}}
-    Permissions.parse(half, half)  # 2 x (1 id + 499 actions) = 1000
+    deny_half = {"Device": {"*": ["ListDevices"] * (MAX_ENTRIES // 2 - 1)}}
+    Permissions.parse(half, deny_half)  # 2 x (1 id + 499 actions) = 1000
     with pytest.raises(InvalidInput, match="too many permission entries"):
-        Permissions.parse(half, {"Device": {"*": [f"A{i}" for i in range(MAX_ENTRIES // 2)]}})
+        Permissions.parse(half, {"Device": {"*": ["ListDevices"] * (MAX_ENTRIES // 2)}})
     with pytest.raises(InvalidInput, match=r'^allow\["Device"\]\["d1000"\]: too many'):
         allow({"Device": {f"d{i}": [] for i in range(5000)}})
     with pytest.raises(InvalidInput, match="too many"):
@@ -326,6 +328,19 @@ _SIDES = st.dictionaries(
     st.dictionaries(_IDS, st.one_of(_PATTERNS, st.lists(_PATTERNS, max_size=6)), min_size=1),
     max_size=4,
 )
+
+
+def _deny_rules(resource_type: str) -> st.SearchStrategy[tuple[str, dict[str, object]]]:
+    """Deny rules Roost can enforce: the type's own actions and prefixes that match some."""
+    own = sorted(a for a, t in ACTIONS.items() if resource_type in ("*", t))
+    patterns = st.sampled_from([*own, "*", "Read*", "List*", "Delete*", "R*"])
+    ids = st.dictionaries(_IDS, st.one_of(patterns, st.lists(patterns, max_size=6)), min_size=1)
+    return st.tuples(st.just(resource_type), ids)
+
+
+_DENY_SIDES = st.lists(
+    st.sampled_from(["*", DEVICE, BUCKET, TOKEN, USER]).flatmap(_deny_rules), max_size=4
+).map(dict)
 _REQUESTS = st.tuples(
     st.one_of(st.sampled_from(sorted(ACTIONS)), st.text(max_size=20)),
     st.one_of(_TYPES, st.text(max_size=10)),
@@ -340,13 +355,13 @@ def test_deny_everything_denies_every_action(
     assert not Permissions.parse(allowed, DENY_ALL).permits(*request)
 
 
-@given(_SIDES, _SIDES)
+@given(_SIDES, _DENY_SIDES)
 def test_to_json_round_trips(allowed: dict[str, object], denied: dict[str, object]) -> None:
     perms = Permissions.parse(allowed, denied)
     assert Permissions.parse(*perms.to_json()) == perms
 
 
-@given(_SIDES, _SIDES, _REQUESTS)
+@given(_SIDES, _DENY_SIDES, _REQUESTS)
 def test_deny_only_removes_rights(
     allowed: dict[str, object], denied: dict[str, object], request: tuple[str, str, str | None]
 ) -> None:
@@ -376,3 +391,42 @@ def test_any_json_parses_or_raises_invalid_input(allowed: object, denied: object
         assert exc.message.startswith(("allow", "deny"))
     else:
         assert Permissions.parse(*perms.to_json()) == perms
+
+
+# -- deny holds only what Roost enforces (issue 14, item 8) -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("deny", "message"),
+    [
+        ({"Device": {"dev1": ["AccesDeviceResources"]}}, '"AccesDeviceResources"'),
+        ({"Device": {"*": ["Frob*"]}}, '"Frob*": it names no Device action'),
+        ({"Device": {"*": ["ReadBucket"]}}, 'unknown action "ReadBucket"'),  # not a Device one
+        ({"Token": {"*": ["Access*"]}}, '"Access*": it names no Token action'),
+        ({"*": {"*": ["GetDeviceStats"]}}, '"GetDeviceStats": it names no action Roost checks'),
+        ({"Devices": {"*": ["*"]}}, 'deny["Devices"]: unknown resource type "Devices"'),
+        ({"Plugin": {"node-red": "*"}}, 'unknown resource type "Plugin"'),
+        ({"Bucket": {"*": [{"filter": "a"}]}}, 'deny["Bucket"]["*"][0]: deny takes action names'),
+    ],
+)
+def test_deny_rules_that_would_deny_nothing_are_refused(deny: object, message: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        Permissions.parse(SWD_ADMIN, deny)
+    assert message in info.value.message
+    assert info.value.message.startswith("deny[")
+    allow(deny)  # the same rules in allow are kept, for tokens written for the Thinger cloud
+
+
+def test_deny_accepts_every_action_roost_checks_and_their_prefixes() -> None:
+    for action, resource_type in ACTIONS.items():
+        for deny_type in (resource_type, "*"):
+            perms = Permissions.parse(SWD_ADMIN, {deny_type: {"x": [action, action[:4] + "*"]}})
+            assert not perms.permits(action, resource_type, "x")
+    perms = Permissions.parse(SWD_ADMIN, {"User": {"*": ["DeleteUserRefreshTokens"]}})
+    assert not perms.permits("DeleteUserRefreshTokens", USER, "alice")
+
+
+def test_a_stored_deny_roost_cannot_enforce_refuses_the_token() -> None:
+    parsed = ParsedPermissions()
+    with pytest.raises(InvalidToken, match="token refused until its deny rules are fixed"):
+        parsed.of(("alice", "t1"), object(), SWD_ADMIN, {"Device": {"*": ["Frobnicate"]}})

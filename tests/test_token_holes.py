@@ -16,6 +16,7 @@ import pytest
 
 from roost.app import DATABASE_FILE, Roost
 from roost.auth.passwords import hash_password
+from roost.store.base import AccessToken
 from roost.store.migrate import apply_migrations, load_migrations
 
 from conftest import ADMIN, bearer, create_device, login, make_settings
@@ -154,3 +155,50 @@ async def test_tokens_stored_before_nonces_keep_their_jwt_until_created_again(
             assert (await http.get(DEVICES, headers=bearer(again))).status_code == 200
     finally:
         await roost.stop()
+
+
+# -- c. a deny rule Roost cannot enforce is refused, not ignored ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("deny", "named"),
+    [
+        ({"Device": {"dev1": ["AccesDeviceResources"]}}, "AccesDeviceResources"),  # a typo
+        ({"Devices": {"*": ["*"]}}, "Devices"),
+        ({"Device": {"*": ["Acess*"]}}, "Acess*"),  # a prefix of nothing
+    ],
+)
+async def test_a_deny_rule_that_would_deny_nothing_is_refused(
+    http: httpx.AsyncClient, admin_token: str, deny: dict[str, Any], named: str
+) -> None:
+    allow = {"Device": {"*": ["*"]}}
+    body = {"token": "panel", "allow": allow, "deny": deny}
+    response = await http.post(TOKENS, json=body, headers=bearer(admin_token))
+    assert_error(response, 400)
+    assert named in response.json()["error"]["message"]
+    assert (await http.get(f"{TOKENS}/panel", headers=bearer(admin_token))).status_code == 404
+
+    await make_token(http, admin_token, token="panel", allow=allow)
+    response = await http.put(f"{TOKENS}/panel", json={"deny": deny}, headers=bearer(admin_token))
+    assert_error(response, 400)
+    assert named in response.json()["error"]["message"]
+    # unknown names in allow are still kept (tokens written for the Thinger cloud)
+    response = await http.put(
+        f"{TOKENS}/panel", json={"allow": {**allow, **deny}}, headers=bearer(admin_token)
+    )
+    assert response.status_code == 200, response.text
+
+
+async def test_a_stored_deny_rule_roost_cannot_enforce_refuses_the_token(
+    http: httpx.AsyncClient, admin_token: str, server: Roost
+) -> None:
+    # as a database written before deny rules were checked may hold
+    record = AccessToken(
+        ADMIN, "old", "old", "", True, {"*": {"*": ["*"]}}, {"Device": {"*": ["Frob"]}}, None, 0, 0
+    )
+    assert server.services is not None
+    await server.services.store.create_access_token(record)
+    token = (await http.get(f"{TOKENS}/old", headers=bearer(admin_token))).json()["access_token"]
+    response = await http.get(DEVICES, headers=bearer(token))
+    assert_error(response, 401)
+    assert "deny rules" in response.json()["error"]["message"]

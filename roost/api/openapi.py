@@ -86,9 +86,9 @@ OPERATIONS: Mapping[str, tuple[str, str]] = {
     "createToken": (
         "CreateToken",
         "Creates an access token. `token` (the id) is generated when absent; `allow` and `deny`"
-        " follow the Thinger permission grammar (deny beats allow; unknown action names are"
-        " kept and ignored); `expire` is when it stops working, in ms since the epoch."
-        + ACCESS_TOKEN_NOTES,
+        " follow the Thinger permission grammar (deny beats allow; unknown names are kept and"
+        " ignored in allow, refused in deny); `expire` is when it stops working (ms since the"
+        " epoch)." + ACCESS_TOKEN_NOTES,
     ),
     "readToken": ("ReadTokenConfig", "One access token, with its JWT." + ACCESS_TOKEN_NOTES),
     "updateToken": (

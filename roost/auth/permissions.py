@@ -7,13 +7,13 @@ objects, resource type -> resource id -> actions::
 
 - Resource types are matched exactly as Thinger spells them (``Device``, ``Bucket``, ``Token``,
   ``User``, ...; case-sensitive); ``*`` is any type. Unknown types (``Plugin``, ``Project``) are
-  accepted and only ever match actions of that type.
+  accepted in ``allow`` and only ever match actions of that type.
 - Resource ids are matched exactly; ``*`` is any id. The doc allows no other wildcard in ids, so
   ``dev*`` is rejected rather than silently taken as a literal. ``owner@project`` ids are literals.
 - Actions are a single string or an array. ``*`` is every action and ``Read*`` is a prefix
   wildcard (any action starting with ``Read``); anything else is matched exactly, never as a
-  regex. Unknown action names are accepted and simply never match an action Roost checks, so
-  tokens written for the Thinger cloud keep working.
+  regex. Unknown action names are accepted in ``allow`` and simply never match an action Roost
+  checks, so tokens written for the Thinger cloud keep working.
 - Object items inside an action array (``{"name": "x"}`` or ``{"name": ["x", "y"]}``) have no
   documented meaning. They are validated for shape, kept so that :meth:`Permissions.to_json`
   gives them back, and never grant or deny anything.
@@ -21,6 +21,10 @@ objects, resource type -> resource id -> actions::
   ``resource_id=None``, which only entries with id ``*`` match (the documented tokens grant them
   as ``Device: {"*": [...]}``). A deny on one id therefore does not deny listing the collection.
 - Deny beats allow: a request is permitted iff some allow entry matches and no deny entry does.
+- ``deny`` holds only what Roost can enforce, since a rule that matches nothing fails open (a typo
+  such as ``AccesDeviceResources`` would deny nothing): its types are known ones or ``*``, each
+  action (or ``Read*``-style prefix) names at least one action of its type that Roost checks
+  (:data:`ACTIONS`), and it holds no object items. Anything else is refused, naming the part.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TypeAlias
 
-from roost.errors import InvalidInput
+from roost.errors import InvalidInput, InvalidToken
 
 ANY = "*"
 MAX_ENTRIES = 1000  # resource ids + action items + strings inside object items, allow and deny
@@ -96,7 +100,10 @@ ACTIONS: Mapping[str, str] = MappingProxyType(
         UpdateUserProfile ReadUserEmail UpdateUserPassword ReadUserTimezone UpdateUserTimezone
         ReadUserLimits ReadUserStatistics ListDeviceLocations SubscribeUserEvents""",
     )
+    # Roost's own, where Thinger has no operation
+    | _actions_of(USER, "DeleteUserRefreshTokens")
 )
+KNOWN_TYPES = frozenset(ACTIONS.values())
 
 # The value of one field of an object item: a string or strings.
 OpaqueValue: TypeAlias = str | tuple[str, ...]
@@ -174,7 +181,12 @@ class ParsedPermissions:
         kept = self._parsed.get(token)
         if kept is not None and kept[0] is record:
             return kept[1]
-        permissions = Permissions.parse(allow, deny)
+        try:
+            permissions = Permissions.parse(allow, deny)
+        except InvalidInput as exc:  # a deny rule stored before deny rules were checked
+            raise InvalidToken(
+                f"token refused until its deny rules are fixed: {exc.message}"
+            ) from None
         if len(self._parsed) >= self._limit:
             self._parsed.clear()
         self._parsed[token] = (record, permissions)
@@ -203,6 +215,12 @@ def _parse_side(side: str, value: object, budget: _Budget) -> tuple[Entry, ...]:
     for type_key, ids_value in _mapping(side, value, "resource types").items():
         type_path = _at(side, type_key)
         resource_type = _name(type_path, type_key, "resource type", _TYPE, _TYPE_RULE)
+        deny_type = resource_type if side == "deny" else None
+        if deny_type not in (None, ANY) and deny_type not in KNOWN_TYPES:
+            raise InvalidInput(
+                f"{type_path}: unknown resource type {_quote(resource_type)}: a deny rule on it"
+                f" would deny nothing (known: {', '.join(sorted(KNOWN_TYPES))}, or '*')"
+            )
         ids = _mapping(type_path, ids_value, "resource ids")
         if not ids:
             raise InvalidInput(f"{type_path}: must name at least one resource id")
@@ -210,7 +228,8 @@ def _parse_side(side: str, value: object, budget: _Budget) -> tuple[Entry, ...]:
             id_path = _at(type_path, id_key)
             resource_id = _name(id_path, id_key, "resource id", _ID, _ID_RULE)
             budget.spend(id_path)
-            entries.append(Entry(resource_type, resource_id, _items(id_path, items_value, budget)))
+            items = _items(id_path, items_value, budget, deny_type)
+            entries.append(Entry(resource_type, resource_id, items))
     return tuple(entries)
 
 
@@ -220,7 +239,10 @@ def _mapping(where: str, value: object, what: str) -> Mapping[object, object]:
     return value
 
 
-def _items(where: str, value: object, budget: _Budget) -> tuple[str | OpaqueItem, ...]:
+def _items(
+    where: str, value: object, budget: _Budget, deny_type: str | None
+) -> tuple[str | OpaqueItem, ...]:
+    """The action items of one id; ``deny_type``: of a deny rule, whose items must be enforced."""
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list | tuple):
@@ -230,10 +252,32 @@ def _items(where: str, value: object, budget: _Budget) -> tuple[str | OpaqueItem
         item_path = f"{where}[{index}]"
         budget.spend(item_path)
         if isinstance(item, Mapping):
+            if deny_type is not None:
+                raise InvalidInput(
+                    f"{item_path}: deny takes action names; an object would deny nothing"
+                )
             items[_opaque(item_path, item, budget)] = None
         else:
-            items[_name(item_path, item, "action", _ACTION, _ACTION_RULE)] = None
+            action = _name(item_path, item, "action", _ACTION, _ACTION_RULE)
+            if deny_type is not None:
+                _check_deniable(item_path, action, deny_type)
+            items[action] = None
     return tuple(items)
+
+
+def _check_deniable(where: str, pattern: str, resource_type: str) -> None:
+    """A deny action must match some action of its type that Roost checks."""
+    if any(
+        _action_matches(pattern, action)
+        for action, action_type in ACTIONS.items()
+        if resource_type in (ANY, action_type)
+    ):
+        return
+    of_type = "" if resource_type == ANY else f" {resource_type}"
+    raise InvalidInput(
+        f"{where}: unknown action {_quote(pattern)}: it names no{of_type} action Roost checks,"
+        " so a deny rule with it would deny nothing"
+    )
 
 
 def _opaque(where: str, value: Mapping[object, object], budget: _Budget) -> OpaqueItem:
