@@ -10,18 +10,15 @@ thread.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import threading
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 import schemathesis
-import uvloop
 from hypothesis import HealthCheck, settings
+from live_server import LiveServer
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -31,9 +28,8 @@ from schemathesis.checks import (
 )
 
 from roost.api.openapi import openapi_document
-from roost.app import Roost
 
-from conftest import ADMIN, ADMIN_PASSWORD, make_settings
+from conftest import ADMIN, ADMIN_PASSWORD
 
 EXAMPLES = int(os.environ.get("ROOST_FUZZ_EXAMPLES", "25"))  # raise it for a longer hunt
 DEVICE = "dev1"
@@ -48,47 +44,6 @@ CHECKS = [
 schema = schemathesis.openapi.from_dict(openapi_document())
 ran: Counter[str] = Counter()
 statuses: Counter[int] = Counter()
-
-
-class LiveServer:
-    """A Roost serving on a free port from a thread of its own, until :meth:`stop`."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.settings = make_settings(data_dir)
-        self.port = 0
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._failure: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="roost-fuzz", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-        if not self._ready.wait(30) or self._failure is not None:
-            raise RuntimeError(f"the server did not start: {self._failure!r}")
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
-
-    def _run(self) -> None:
-        try:
-            uvloop.run(self._serve())
-        except BaseException as exc:
-            self._failure = exc
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-        roost = Roost(self.settings)
-        await roost.start()
-        self.port = roost.http_port
-        self._ready.set()
-        try:
-            await self._stop.wait()
-        finally:
-            await roost.stop()
 
 
 @pytest.fixture(scope="module")
