@@ -36,6 +36,7 @@ from roost.errors import ConfigError
 from roost.net.batch import WriteBatch
 from roost.net.http import BoundedHttpProtocol
 from roost.net.iotmp import IotmpConnection
+from roost.net.iotmp_websocket import IotmpWebSockets
 from roost.net.legacy import LegacyConnection
 from roost.net.tls import CIPHERS, self_signed, server_context
 from roost.redact import redact_server_logs
@@ -207,6 +208,8 @@ class Roost:
             timeout_graceful_shutdown=5,
             server_header=False,
             http=cast(type[asyncio.Protocol], protocol),
+            # /iotmp is served by roost.net.iotmp_websocket, other WebSockets by uvicorn's own
+            ws=cast(type[asyncio.Protocol], IotmpWebSockets(self.services.gateway, self._writes)),
             ssl_certfile=tls[0] if tls else None,
             ssl_keyfile=tls[1] if tls else None,
             ssl_ciphers=CIPHERS,
