@@ -12,6 +12,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from roost.api.app import all_routes
 from roost.api.openapi import openapi_document
+from roost.net import iotmp_websocket
 
 METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
@@ -45,7 +46,8 @@ def _operations(doc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]
 
 
 def _route_operations() -> set[tuple[str, str]]:
-    found = set()
+    # /iotmp is answered below the ASGI app, by the WebSocket protocol (roost.net.iotmp_websocket)
+    found = {(iotmp_websocket.PATH.decode(), "get")}
     for route in all_routes():
         assert isinstance(route, Route | WebSocketRoute)
         path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)

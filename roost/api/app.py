@@ -12,7 +12,6 @@ from starlette.types import Receive, Scope, Send
 from roost.api import (
     device_tokens,
     devices,
-    iotmp_socket,
     oauth,
     resources,
     server,
@@ -38,7 +37,6 @@ def all_routes() -> list[BaseRoute]:
         *tokens.routes,
         *users.routes,
         *streams.routes,
-        *iotmp_socket.routes,
         *resources.late_routes,
     ]
 

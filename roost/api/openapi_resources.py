@@ -153,8 +153,10 @@ def _iotmp_socket() -> Schema:
             None,
             text=(
                 "IOTMP over WebSocket",
-                "A device connection: the IOTMP byte stream of port 25204 in binary (or text)"
-                " WebSocket messages, subprotocol `iotmp`. The device authenticates with its"
+                "A device connection: the IOTMP byte stream of port 25204 in WebSocket frames,"
+                " subprotocol `iotmp`. Text and binary frames alike carry IOTMP bytes (text ones"
+                " need not be UTF-8, as the official client sends them); the server answers in"
+                " the kind of frame the device last sent. The device authenticates with its"
                 " CONNECT message, so the handshake needs no token.",
             ),
         ),
@@ -162,5 +164,10 @@ def _iotmp_socket() -> Schema:
     )
     operation["security"] = []
     operation.pop("parameters", None)
-    operation["responses"] = {"101": UPGRADED, "404": _error(404, "Not a WebSocket handshake")}
+    operation["responses"] = {
+        "101": UPGRADED,
+        "400": _error(400, "Not a valid WebSocket handshake"),
+        "404": _error(404, "Not a WebSocket handshake"),
+        "426": _error(426, "Not WebSocket version 13"),
+    }
     return operation
