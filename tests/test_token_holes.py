@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from roost.app import DATABASE_FILE, Roost
 from roost.auth.passwords import hash_password
@@ -202,3 +205,33 @@ async def test_a_stored_deny_rule_roost_cannot_enforce_refuses_the_token(
     response = await http.get(DEVICES, headers=bearer(token))
     assert_error(response, 401)
     assert "deny rules" in response.json()["error"]["message"]
+
+
+# -- b. ?%61uthorization= is no token, and never logged ---------------------------------------
+
+
+async def test_an_encoded_authorization_name_is_no_token_and_stays_out_of_the_logs(
+    server: Roost, http: httpx.AsyncClient, admin_token: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    await create_device(http, admin_token)
+    secret = admin_token.split(".")[2]
+    streams = f"ws://127.0.0.1:{server.http_port}/v3/users/{ADMIN}/devices/dev1/resources"
+    for name in ("%61uthorization", "authoriz%61tion", "%2561uthorization"):
+        response = await http.get(f"{DEVICES}?{name}={admin_token}")
+        assert_error(response, 401)
+        assert response.json()["error"]["message"] == "missing access token"
+        url = f"{streams}?{name}={admin_token}"
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(url)
+        assert refused.value.response.status_code == 401
+    # the plain spelling is the token, as before
+    assert (await http.get(f"{DEVICES}?authorization={admin_token}")).status_code == 200
+    async with connect(f"{streams}?authorization={admin_token}"):
+        pass
+
+    server_lines = [
+        r.getMessage() for r in caplog.records if r.name.startswith(("uvicorn", "roost"))
+    ]
+    assert any("%61uthorization=***" in line for line in server_lines)  # it logged the line...
+    assert not [line for line in server_lines if secret in line]  # ...never the token

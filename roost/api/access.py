@@ -25,6 +25,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from urllib.parse import unquote_plus
 
 from starlette.requests import HTTPConnection
 
@@ -64,10 +65,23 @@ def bearer_token(request: HTTPConnection) -> str:
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
         raise Unauthenticated("authorization header must be 'Bearer <token>'")
-    query_token = request.query_params.get("authorization")
+    query_token = _query_token(request.scope.get("query_string", b""))
     if query_token:
         return query_token
     raise Unauthenticated("missing access token")
+
+
+def _query_token(query: bytes) -> str | None:
+    """The first non-empty ``authorization`` parameter, by its name as sent. Only that plain
+    spelling counts, not ``%61uthorization`` (which Starlette would decode to the same name):
+    it is the one that log redaction (:mod:`roost.redact`) and proxies' log filters recognise."""
+    if b"authorization=" not in query:
+        return None
+    for pair in query.split(b"&"):
+        name, _, value = pair.partition(b"=")
+        if name == b"authorization" and value:
+            return unquote_plus(value.decode("latin-1"))
+    return None
 
 
 def _header(request: HTTPConnection, name: bytes) -> str | None:
