@@ -23,7 +23,7 @@ from roost.config import Settings
 from roost.wire import iotmp
 from roost.wire.iotmp import KEEP_ALIVE_BYTES, Message, MessageType
 
-from conftest import ADMIN, bearer, create_device, wait_offline
+from conftest import ADMIN, bearer, create_device, login, wait_offline
 
 TEXT, BINARY, CONTINUATION, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 # stream id 200 is the varint c8 01: a lead byte without its continuation, never valid UTF-8
@@ -245,3 +245,25 @@ async def test_a_websocket_library_client_in_binary(
         await ws.send(KEEP_ALIVE_BYTES)
         assert await asyncio.wait_for(ws.recv(), 5) == KEEP_ALIVE_BYTES
     await wait_offline(http, admin_token, "dev1")
+
+
+async def test_stopping_the_server_closes_device_websockets(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Both an authenticated device and one still to authenticate are let go at shutdown: the
+    server does not wait for them until its graceful-shutdown timeout."""
+    roost = Roost(settings)
+    await roost.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{roost.http_port}") as http:
+            await create_device(http, await login(http))
+        device, _ = await RawWebSocket.open(roost)
+        device.send(TEXT, CONNECT)
+        assert await device.recv() == (TEXT, CONNECTED)
+        waiting, _ = await RawWebSocket.open(roost)
+    finally:
+        await roost.stop()
+    assert await device.closed()
+    assert await waiting.recv() == (CLOSE, struct.pack("!H", 1001) + b"server shutting down")
+    assert await waiting.closed()
+    assert not [r for r in caplog.records if "graceful shutdown exceeded" in r.getMessage()]
