@@ -74,13 +74,15 @@ class IotmpWebSockets:
     ) -> asyncio.Protocol:
         return IotmpWebSocket(self, config, server_state, app_state)
 
-    def client(self, config: Config, peer: Address | None, request: websocket.Handshake) -> Any:
+    def client(
+        self, config: Config, peer: Address | None, request: websocket.Handshake
+    ) -> Address | None:
         """The client address as uvicorn would put it in the request's scope."""
         if not config.proxy_headers or peer is None:
             return peer
         proxies = self._proxies
         if proxies is None or proxies[0] is not config:
-            middleware = ProxyHeadersMiddleware(_capture, config.forwarded_allow_ips)
+            middleware = ProxyHeadersMiddleware(_capture, trusted_hosts=config.forwarded_allow_ips)
             proxies = self._proxies = (config, middleware)
         scope: dict[str, Any] = {"type": "websocket", "client": peer, "headers": request.headers}
         # The middleware rewrites the scope and awaits the app, which returns at once: the
@@ -89,7 +91,7 @@ class IotmpWebSockets:
         try:
             step.send(None)
         except StopIteration:
-            return scope["client"]
+            return cast(Address, scope["client"])
         step.close()
         raise RuntimeError("uvicorn's ProxyHeadersMiddleware no longer answers synchronously")
 
