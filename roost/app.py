@@ -23,7 +23,7 @@ from typing import Any, cast
 import uvicorn
 
 from roost.api.app import RestApi
-from roost.auth.keys import JWT_KEY_FILE, PEPPER_FILE, load_or_create_key
+from roost.auth.keys import JWT_KEY_FILE, PEPPER_FILE, load_or_create_key, private_dir
 from roost.auth.passwords import DeviceCredentials, hash_password
 from roost.auth.permissions import ParsedPermissions
 from roost.auth.ratelimit import LoginLimiter
@@ -51,8 +51,7 @@ PURGE_EVERY_S = 3600.0
 
 
 async def build_services(settings: Settings) -> Services:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    settings.data_dir.chmod(0o700)
+    private_dir(settings.data_dir)
     store = SQLiteStore(settings.data_dir / DATABASE_FILE)
     await store.open()
     registry = Registry()

@@ -137,7 +137,6 @@ def _new_password(name: str, password: str | None) -> str:
 
 
 async def _open_store(settings: Settings) -> SQLiteStore:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = SQLiteStore(settings.data_dir / DATABASE_FILE)
     await store.open()
     return store

@@ -1,4 +1,5 @@
-"""Server secrets kept in the data dir: generated on first start, owner-only (0600)."""
+"""Server secrets kept in the data dir: generated on first start, owner-only (0600), in a data dir
+that is owner-only too (0700)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,14 @@ from roost.errors import ConfigError
 JWT_KEY_FILE = "jwt.key"  # signs every token Roost issues
 PEPPER_FILE = "pepper.key"  # keys the hashing of device credentials
 KEY_BYTES = 64
+PRIVATE_DIR_MODE = 0o700
+
+
+def private_dir(path: Path) -> None:
+    """Creates the data dir owner-only from the start (not chmod after mkdir, which leaves a
+    moment when it is open to all) and makes an existing one owner-only too."""
+    path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    path.chmod(PRIVATE_DIR_MODE)
 
 
 def load_or_create_key(data_dir: Path, name: str) -> bytes:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import sqlite3
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,8 @@ _R = TypeVar("_R", AccessToken, DeviceToken)
 
 _MEMORY = ":memory:"
 PURGE_CHUNK = 1000  # expired refresh tokens deleted per store job
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
 
 
 class SQLiteStore:
@@ -213,7 +216,7 @@ class SQLiteStore:
 
     def _connect(self) -> None:
         if isinstance(self._path, Path):
-            self._path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self._path)
         # isolation_level=None: autocommit; a statement is a transaction unless we say BEGIN.
         self._conn = conn = sqlite3.connect(self._path, isolation_level=None)
         conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
@@ -231,3 +234,15 @@ class SQLiteStore:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+
+
+def _create_private(path: Path) -> None:
+    """Creates the database file, owner-only (0600), and its directory (0700) if absent, before
+    SQLite opens it: SQLite would create it 0644, and it gives the ``-wal`` and ``-shm`` files
+    the mode of the database file."""
+    path.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+    except FileExistsError:
+        return
+    os.close(fd)  # an empty file is an empty database to SQLite
