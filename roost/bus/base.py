@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -45,6 +46,42 @@ class Stats:
         }
 
 
+class Revoked(enum.Enum):
+    """What stopped being valid. Open streams that relied on it end (roost.api.stream_access)."""
+
+    ACCESS_TOKEN = "access_token"  # id: the token id; deleted, disabled or changed
+    DEVICE_TOKEN = "device_token"  # id: the token id; deleted
+    SESSIONS = "sessions"  # every login session of the user: password changed, logged out
+    USER = "user"  # the user was disabled or deleted
+    DEVICE = "device"  # id: the device id; disabled or deleted
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """An announcement that something in ``user``'s tree was revoked, for every node to hear.
+
+    It is a nudge, not a verdict: a stream that hears it checks its access again (a changed token
+    may still permit it), except for SESSIONS and USER, which end the streams they name."""
+
+    user: str
+    what: Revoked
+    id: str | None = None
+    reason: str = "access revoked"
+
+    def to_json(self) -> dict[str, str | None]:
+        return {"user": self.user, "what": self.what.value, "id": self.id, "reason": self.reason}
+
+    @classmethod
+    def from_json(cls, data: dict[str, str | None]) -> Revocation:
+        user, what, reason = data["user"], data["what"], data["reason"]
+        if user is None or what is None or reason is None:
+            raise ValueError("a revocation needs a user, what and a reason")
+        return cls(user, Revoked(what), data.get("id"), reason)
+
+
+RevocationListener = Callable[[Revocation], None]
+
+
 class Bus(Protocol):
     async def request(
         self,
@@ -66,6 +103,16 @@ class Bus(Protocol):
         """An event set whenever the device's stats change; release it with unwatch_stats."""
 
     def unwatch_stats(self, key: DeviceKey, event: asyncio.Event) -> None: ...
+
+    async def announce(self, revocation: Revocation) -> None:
+        """Tell every node (this one included) about a revocation. Called after the store has
+        the change, so a listener checking again sees it."""
+
+    def watch_revocations(self, user: str, listener: RevocationListener) -> None:
+        """Call ``listener`` (on the event loop; it must not raise nor block) with every
+        revocation announced in ``user``'s tree; release it with unwatch_revocations."""
+
+    def unwatch_revocations(self, user: str, listener: RevocationListener) -> None: ...
 
 
 class DeviceTarget(Protocol):

@@ -6,7 +6,15 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
-from roost.bus.base import DeviceKey, Operation, SessionLookup, Stats
+from roost.bus.base import (
+    DeviceKey,
+    Operation,
+    Revocation,
+    RevocationListener,
+    SessionLookup,
+    Stats,
+)
+from roost.bus.revocations import RevocationListeners
 from roost.errors import DeviceOffline
 from roost.wire.pson import PsonValue
 
@@ -14,6 +22,7 @@ from roost.wire.pson import PsonValue
 class LocalBus:
     def __init__(self, registry: SessionLookup) -> None:
         self._registry = registry
+        self.revocations = RevocationListeners()
 
     def request(
         self,
@@ -37,3 +46,12 @@ class LocalBus:
 
     def unwatch_stats(self, key: DeviceKey, event: asyncio.Event) -> None:
         self._registry.unwatch(key, event)
+
+    async def announce(self, revocation: Revocation) -> None:
+        self.revocations.deliver(revocation)
+
+    def watch_revocations(self, user: str, listener: RevocationListener) -> None:
+        self.revocations.add(user, listener)
+
+    def unwatch_revocations(self, user: str, listener: RevocationListener) -> None:
+        self.revocations.remove(user, listener)
