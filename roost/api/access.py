@@ -10,7 +10,11 @@ a :class:`Principal`, by the token's claims:
   in its owner's tree only, as its ``allow``/``deny`` permissions say
   (:mod:`roost.auth.permissions`: deny beats allow, unknown names in allow are ignored);
 - a **device token** (``usr``, ``dev`` and ``jti``): one lookup too. It is expressed in the same
-  grammar, ``allow {"Device": {<dev>: ["AccessDeviceResources"]}}``, plus its list of resources.
+  grammar, ``allow {"Device": {<dev>: ["AccessDeviceResources"]}}``, plus its list of resources
+  (a name covers the resources nested under it: :meth:`Principal.may_use`).
+
+Token secrets (the JWTs of access and device tokens) are shown to login sessions only
+(:attr:`Principal.is_session`), never to a token, whatever it is allowed.
 
 Every route names the Thinger action it performs and calls :func:`authorize` with the user tree
 and the resource id it touches; the resource type comes from the action. Being the one door of
@@ -52,6 +56,35 @@ class Principal:
     permissions: Permissions | None = None  # None: a session, bound only by the owner tree
     resources: tuple[str, ...] | None = None  # a device token's resources, None: all
     token: str | None = None  # id of the user or device token
+    device: str | None = None  # the device a device token is bound to; None: not a device token
+    expires: int | None = None  # when the token stops working, ms since the epoch; None: never
+
+    @property
+    def is_session(self) -> bool:
+        """A login session (``POST /oauth/token``): the only caller shown token secrets. Past
+        :func:`authorize` it is the tree's owner or an admin, who may mint tokens there anyway."""
+        return self.permissions is None
+
+    def holds(self, action: str, resource_type: str, resource_id: str | None) -> bool:
+        """Whether this caller's own permissions grant ``action`` (deny beats allow); a session
+        holds every action (its tree was checked by :func:`authorize`)."""
+        return self.permissions is None or self.permissions.permits(
+            action, resource_type, resource_id
+        )
+
+    def may_use(self, resource: str) -> bool:
+        """Whether a device token's resource list covers ``resource`` (a path, ``"a/b"``; ``""``
+        is the device as a whole): a listed name grants that resource and every resource nested
+        under it. The one rule for calls, descriptions and listings alike."""
+        allowed = self.resources
+        if allowed is None:
+            return True
+        if not resource:
+            return False
+        if resource in allowed:
+            return True
+        parts = resource.split("/")
+        return any("/".join(parts[:depth]) in allowed for depth in range(1, len(parts)))
 
 
 def device_token_permissions(device: str) -> Permissions:
@@ -119,7 +152,7 @@ async def _access_token(services: Services, user: str, token_id: str, nonce: obj
     if record.expire is not None and record.expire <= services.now_ms():
         raise InvalidToken("token expired")
     permissions = services.permissions.of((user, token_id), record, record.allow, record.deny)
-    return Principal(user, permissions, token=token_id)
+    return Principal(user, permissions, token=token_id, expires=record.expire)
 
 
 async def _device_token(services: Services, user: str, device: object, token_id: str) -> Principal:
@@ -129,7 +162,7 @@ async def _device_token(services: Services, user: str, device: object, token_id:
     if record.expires is not None and record.expires <= services.now_ms():
         raise InvalidToken("token expired")
     permissions = device_token_permissions(record.device)
-    return Principal(user, permissions, record.resources, token_id)
+    return Principal(user, permissions, record.resources, token_id, record.device, record.expires)
 
 
 async def authorize(
@@ -142,9 +175,10 @@ async def authorize(
     """Authenticate the request and check it may do ``action`` in ``owner``'s tree.
 
     ``resource_id`` names the device, token, ... acted on (None: the collection, for List* and
-    Create* actions); its type is the action's (:data:`ACTION_TYPES`). ``resource`` is the device
-    resource called, which a device token may limit. Raises Unauthenticated (401), InvalidInput
-    (400) for a malformed id, or Forbidden (403).
+    Create* actions); its type is the action's (:data:`ACTION_TYPES`). ``resource`` is the path
+    of the device resource called or described (``"a/b"``), which a device token may limit
+    (:meth:`Principal.may_use`). Raises Unauthenticated (401), InvalidInput (400) for a
+    malformed id, or Forbidden (403).
     """
     services: Services = request.app.state.services
     if request.scope.get("query_string"):
@@ -162,8 +196,7 @@ async def authorize(
         raise Forbidden(f"the token may not act for user {owner!r}")
     if not principal.permissions.permits(action, resource_type, resource_id):
         raise Forbidden(f"the token does not grant {action} here")
-    allowed = principal.resources
-    if allowed is not None and resource is not None and resource not in allowed:
+    if resource is not None and not principal.may_use(resource):
         raise Forbidden("the token does not grant access to this resource")
     return principal
 

@@ -1,7 +1,17 @@
 """Device tokens: /v1/users/{user}/devices/{device}/tokens[/{id}].
 
 A device token is a JWT bound to one device, optionally to a list of its resources and an expiry.
-Only its claims are stored; listing re-signs them, which gives back the same JWT.
+Only its claims are stored; listing re-signs them, which gives back the same JWT (``token``) to a
+login session; any other caller allowed ``ListDeviceTokens`` gets the settings without it.
+
+Who may create one (never more than the creator holds):
+
+- a login session (of the owner, or of an admin);
+- an access token allowed ``CreateDeviceToken`` *and* ``AccessDeviceResources`` on that device
+  (deny beats allow). In the permission grammar a device grant covers all of its resources, so such
+  a token already reaches every resource the new one could list. A creator that expires passes its
+  expiry on: the new token expires no later (absent ``token_expiration``: when the creator does);
+- never a device token.
 """
 
 from __future__ import annotations
@@ -12,40 +22,43 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from roost.api.access import authorize
+from roost.api.access import Principal, authorize
 from roost.api.devices import find_device
 from roost.api.json import json_response, read_json_object
 from roost.api.validate import optional_str
+from roost.auth.permissions import DEVICE
 from roost.auth.tokens import new_token_id
-from roost.errors import InvalidInput, NotFound
+from roost.errors import Forbidden, InvalidInput, NotFound
 from roost.services import Services
 from roost.store.base import DeviceToken
 
 MAX_RESOURCES = 256
 
 
-def token_json(token: DeviceToken, services: Services) -> dict[str, Any]:
-    return {
-        "id": token.id,
-        "name": token.name,
-        "token": services.signer.device_token(token),
-        "resources": list(token.resources) if token.resources is not None else None,
-        "expiration": token.expires,
-    }
+def token_json(token: DeviceToken, services: Services | None = None) -> dict[str, Any]:
+    """The token's settings; with ``services``, also its JWT as ``token``."""
+    body: dict[str, Any] = {"id": token.id, "name": token.name}
+    if services is not None:
+        body["token"] = services.signer.device_token(token)
+    body["resources"] = list(token.resources) if token.resources is not None else None
+    body["expiration"] = token.expires
+    return body
 
 
 async def list_tokens(request: Request) -> Response:
     owner, device_id = request.path_params["user"], request.path_params["device"]
-    await authorize(request, "ListDeviceTokens", owner, device_id)
+    principal = await authorize(request, "ListDeviceTokens", owner, device_id)
     services: Services = request.app.state.services
     await find_device(services, owner, device_id)
     tokens = await services.store.list_device_tokens(owner, device_id)
-    return json_response([token_json(t, services) for t in tokens])
+    signer = services if principal.is_session else None  # the JWTs are a login session's only
+    return json_response([token_json(t, signer) for t in tokens])
 
 
 async def create_token(request: Request) -> Response:
     owner, device_id = request.path_params["user"], request.path_params["device"]
-    await authorize(request, "CreateDeviceToken", owner, device_id)
+    creator = await authorize(request, "CreateDeviceToken", owner, device_id)
+    _may_delegate(creator, device_id)
     services: Services = request.app.state.services
     body = await read_json_object(request, services.settings.max_body_bytes)
     await find_device(services, owner, device_id)
@@ -59,7 +72,7 @@ async def create_token(request: Request) -> Response:
         device=device_id,
         name=name,
         resources=_resources(body.get("token_resources")),
-        expires=_expiration(body.get("token_expiration"), now),
+        expires=_expiration(body.get("token_expiration"), now, creator.expires),
         created=now,
     )
     await services.store.create_device_token(token)
@@ -87,11 +100,22 @@ def _resources(value: Any) -> tuple[str, ...] | None:
     return tuple(value)
 
 
-def _expiration(value: Any, now: int) -> int | None:
+def _may_delegate(creator: Principal, device_id: str) -> None:
+    """Refuse a creator that would hand out more than it holds (see the module docstring)."""
+    if creator.device is not None:
+        raise Forbidden("a device token cannot create device tokens")
+    if not creator.holds("AccessDeviceResources", DEVICE, device_id):
+        raise Forbidden("creating a device token needs AccessDeviceResources on the device")
+
+
+def _expiration(value: Any, now: int, limit: int | None) -> int | None:
+    """The new token's expiry: ``value`` (None or 0: never), no later than ``limit``."""
     if value is None or value == 0:
-        return None
+        return limit
     if isinstance(value, bool) or not isinstance(value, int) or value <= now:
         raise InvalidInput("token_expiration must be a future time in ms since the epoch")
+    if limit is not None and value > limit:
+        raise InvalidInput("token_expiration must not be later than the creating token's expire")
     return value
 
 

@@ -68,8 +68,17 @@ OPERATIONS: Mapping[str, tuple[str, str]] = {
         " and `: keep-alive` comments in between, until the client leaves.",
     ),
     "readDeviceStatisticsV3": ("ReadDeviceStatistics", "The newer path of the v1 stats route."),
-    "listDeviceTokens": ("ListDeviceTokens", "Every token of the device, each with its JWT."),
-    "createDeviceToken": ("CreateDeviceToken", "A JWT that may only call this device."),
+    "listDeviceTokens": (
+        "ListDeviceTokens",
+        "Every token of the device. Only a login session gets each one's JWT (`token`); an access"
+        " token gets the settings without it.",
+    ),
+    "createDeviceToken": (
+        "CreateDeviceToken",
+        "A JWT that may only call this device. Created by a login session, or by an access token"
+        " that is itself allowed AccessDeviceResources on the device (deny beats allow), never by"
+        " a device token; an access token's `expire` bounds the new token's expiration.",
+    ),
     "deleteDeviceToken": ("DeleteDeviceToken", "Revokes a device token at once."),
     "callDeviceResource": (
         "AccessDeviceResources",
@@ -90,7 +99,11 @@ OPERATIONS: Mapping[str, tuple[str, str]] = {
         " ignored in allow, refused in deny); `expire` is when it stops working (ms since the"
         " epoch)." + ACCESS_TOKEN_NOTES,
     ),
-    "readToken": ("ReadTokenConfig", "One access token, with its JWT." + ACCESS_TOKEN_NOTES),
+    "readToken": (
+        "ReadTokenConfig",
+        "One access token. Only a login session gets its JWT; an access token allowed"
+        " ReadTokenConfig gets the settings without `access_token`." + ACCESS_TOKEN_NOTES,
+    ),
     "updateToken": (
         "UpdateToken",
         "Changes any of name, description, enabled, allow, deny, expire (null or 0: never);"
@@ -253,8 +266,9 @@ def _token_create() -> Schema:
             "token_expiration": _t("integer", True, description="ms since the epoch"),
         },
         description="A non-empty `token_name` (or `name`) is required. `token_resources` limits"
-        " the resources the token may call (null: all); `token_expiration` must be in the"
-        " future (0 or null: never expires).",
+        " the resources the token may call (null: all; a name covers those nested under it);"
+        " `token_expiration` must be in the future (0 or null: never expires; when an access"
+        " token creates it, no later than that token's `expire`, which is the default).",
         anyOf=[
             _obj({"token_name": name}, ["token_name"]),
             _obj({"token_name": _t("null"), "name": name}, ["name"]),
@@ -331,14 +345,19 @@ def _schemas() -> dict[str, Schema]:
             }
         ),
         "DeviceTokenCreate": _token_create(),
-        "DeviceToken": _record(
+        "DeviceToken": _obj(
             {
                 "id": _t("string"),
                 "name": _t("string"),
-                "token": _t("string", description="JWT with claims usr, dev, jti, iat, res?, exp?"),
+                "token": _t(
+                    "string",
+                    description="JWT with claims usr, dev, jti, iat, res?, exp?; shown to a"
+                    " login session and in the answer that creates it only",
+                ),
                 "resources": _t("array", True, items=_t("string")),
                 "expiration": _t("integer", True, description=ms),
-            }
+            },
+            ["id", "name", "resources", "expiration"],
         ),
         "ResourceInput": _obj(
             {"in": {"description": "Any JSON value"}}, additionalProperties=False

@@ -80,13 +80,14 @@ def access_schemas() -> dict[str, Schema]:
             description="Absent fields are left unchanged.",
         ),
         "AccessTokenSummary": _record(stored),
-        "AccessToken": _record(
+        "AccessToken": _obj(
             {
                 **stored,
                 "allow": permission,
                 "deny": permission,
-                "access_token": _t("string", description="The JWT"),
-            }
+                "access_token": _t("string", description="The JWT; to a login session only"),
+            },
+            [*stored, "allow", "deny"],
         ),
         "PasswordChange": _obj(
             {

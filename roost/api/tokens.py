@@ -5,7 +5,8 @@ A token has an id (``token``, ``[a-zA-Z0-9_]{1,50}``, chosen by the client or ge
 grammar and ``expire``: when it stops working, in ms since the epoch (null or 0: never). Its value
 is a JWT with ``usr``, ``jti`` (the id) and ``svr`` (the ``public_host`` setting), plus ``exp``
 when it expires; only the settings are stored, and the JWT is signed again from them whenever it
-is shown (``access_token`` in the answers about one token). Every use looks the token up, so
+is shown (``access_token`` in the answers about one token, to a login session only: a token
+allowed ``ReadTokenConfig`` reads the settings without it). Every use looks the token up, so
 disabling or deleting it stops it at once.
 """
 
@@ -101,9 +102,11 @@ async def create_token(request: Request) -> Response:
 
 async def read_token(request: Request) -> Response:
     owner, token_id = request.path_params["user"], request.path_params["token"]
-    await authorize(request, "ReadTokenConfig", owner, token_id)
+    principal = await authorize(request, "ReadTokenConfig", owner, token_id)
     services: Services = request.app.state.services
-    return json_response(token_json(await _find(services, owner, token_id), services))
+    token = await _find(services, owner, token_id)
+    # the JWT is a login session's to see: a token allowed ReadTokenConfig gets the settings only
+    return json_response(token_json(token, services if principal.is_session else None))
 
 
 async def update_token(request: Request) -> Response:
