@@ -199,6 +199,8 @@ class Roost:
         api = RestApi(self.services)
         # resource calls take the protocol's direct path (roost.net.http), the rest is ASGI
         protocol = partial(BoundedHttpProtocol, direct=api.direct)
+        # X-Forwarded-For/-Proto only from the listed proxies; never from FORWARDED_ALLOW_IPS
+        proxies = list(self.settings.trusted_proxies)
         config = uvicorn.Config(
             api,
             log_config=None,
@@ -207,6 +209,8 @@ class Roost:
             timeout_graceful_shutdown=5,
             server_header=False,
             http=cast(type[asyncio.Protocol], protocol),
+            proxy_headers=bool(proxies),
+            forwarded_allow_ips=proxies,
             # /iotmp is served by roost.net.iotmp_websocket, other WebSockets by uvicorn's own
             ws=cast(type[asyncio.Protocol], IotmpWebSockets(self.services.gateway, self._writes)),
             ssl_certfile=tls[0] if tls else None,

@@ -8,6 +8,7 @@ error names the key and the value it could not use.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 import tomllib
 from collections.abc import Mapping
@@ -53,6 +54,8 @@ class Settings:
     max_body_bytes: int = 1 << 20
     sse_keepalive: float = 15.0  # seconds between SSE keep-alive comments
     sse_min_interval: float = 0.25  # at most 4 stats events per second per stream
+    # proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or networks)
+    trusted_proxies: tuple[str, ...] = ()
     # brute force: failed attempts allowed per auth_failure_window seconds (0 = no limit)
     auth_failure_window: float = 60.0
     login_failures_per_user: int = 10  # wrong passwords for one user name
@@ -145,11 +148,35 @@ def _convert(key: str, type_name: Any, raw: Any) -> Any:
             if not value > 0:
                 raise ValueError
             return value
+        if kind == "tuple[str, ...]":
+            items = _items(raw)
+            if key == "trusted_proxies":
+                items = tuple(_address_or_network(key, item) for item in items)
+            return items
         if kind == "str | None":
             return None if raw is None else str(raw)
         return str(raw)
     except (TypeError, ValueError):
         raise ConfigError(f"setting {key!r}: {shown} is not a valid {kind}") from None
+
+
+def _items(raw: Any) -> tuple[str, ...]:
+    """A list setting: a TOML list of strings, or one string of comma-separated items."""
+    if isinstance(raw, str):
+        raw = raw.split(",")
+    if not isinstance(raw, list | tuple) or not all(isinstance(item, str) for item in raw):
+        raise TypeError(raw)
+    return tuple(item.strip() for item in raw if item.strip())
+
+
+def _address_or_network(key: str, item: str) -> str:
+    """An IP address or network (``10.0.0.0/8``; host bits allowed), in its canonical form."""
+    try:
+        if "/" in item:
+            return str(ipaddress.ip_network(item, strict=False))
+        return str(ipaddress.ip_address(item))
+    except ValueError:
+        raise ConfigError(f"setting {key!r}: {item!r} is not an IP address or network") from None
 
 
 def _bool(raw: Any) -> bool:
