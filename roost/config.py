@@ -49,6 +49,8 @@ class Settings:
     max_call_timeout_ms: int = 120_000  # cap on ?timeout=
     binary_call_timeout_ms: int = 60_000  # default deadline of octet-stream calls (OTA chunks)
     stream_outbox_frames: int = 256  # frames queued per web client before the oldest drop
+    max_stream_subscriptions: int = 64  # resources one WebSocket may watch at once
+    stream_recheck_interval: float = 2.0  # seconds between re-checks of an open stream's access
     # HTTP
     public_host: str | None = None  # host[:port] put in token claims (svr); None: host:http_port
     max_body_bytes: int = 1 << 20

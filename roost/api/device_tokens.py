@@ -28,6 +28,7 @@ from roost.api.json import json_response, read_json_object
 from roost.api.validate import optional_str
 from roost.auth.permissions import DEVICE
 from roost.auth.tokens import new_token_id
+from roost.bus.base import Revocation, Revoked
 from roost.errors import Forbidden, InvalidInput, NotFound
 from roost.services import Services
 from roost.store.base import DeviceToken
@@ -85,6 +86,7 @@ async def delete_token(request: Request) -> Response:
     services: Services = request.app.state.services
     if not await services.store.delete_device_token(owner, device_id, request.path_params["id"]):
         raise NotFound("token not found")
+    await services.bus.announce(Revocation(owner, Revoked.DEVICE_TOKEN, request.path_params["id"]))
     return Response(status_code=200)
 
 

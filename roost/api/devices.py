@@ -13,7 +13,7 @@ from starlette.routing import Route
 from roost.api.access import authorize
 from roost.api.json import json_response, read_json_object
 from roost.api.validate import check_id, optional_bool, optional_str
-from roost.bus.base import DeviceKey
+from roost.bus.base import DeviceKey, Revocation, Revoked
 from roost.errors import Conflict, InvalidInput, NotFound
 from roost.services import Services
 from roost.store.base import Device
@@ -113,6 +113,8 @@ async def update_device(request: Request) -> Response:
     session = services.registry.get(DeviceKey(owner, device_id))
     if session is not None and not updated.enabled:
         session.link.close("device disabled")
+    if not updated.enabled:
+        await services.bus.announce(Revocation(owner, Revoked.DEVICE, device_id, "device disabled"))
     return json_response(await device_json(updated, services))
 
 
@@ -126,6 +128,7 @@ async def delete_device(request: Request) -> Response:
     if not await services.store.delete_device(owner, device_id):
         raise NotFound(f"device {device_id!r} not found")
     services.registry.forget(key)
+    await services.bus.announce(Revocation(owner, Revoked.DEVICE, device_id, "device deleted"))
     return Response(status_code=200)
 
 

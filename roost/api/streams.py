@@ -10,43 +10,54 @@ The server sends ``{"resource": r, "out": v}`` / ``{"resource": r, "in": v}`` fo
 ``{"device": d, "connected": false|true}`` when the device leaves or comes back (streams resume by
 themselves), and ``{"resource"?: r, "error": {"message": m}}`` for a refused message. Frames wait
 in a bounded per-client queue: a client that does not keep up loses the OLDEST frames.
+
+A socket watches at most ``max_stream_subscriptions`` resources at once; a message asking for one
+more gets an error frame and the socket stays open. When the access the socket was opened with
+ends (token deleted, disabled or expired, password changed, device disabled or deleted: see
+:mod:`roost.api.stream_access`) the server closes it with code 1008 (policy violation) and the
+reason as the close reason. Every watch is released when the socket closes, however it closes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from roost.api.access import authorize
-from roost.api.devices import find_device
 from roost.api.errors import error_response, status_of
 from roost.api.json import dumps, parse_json
 from roost.api.resources import split_path
+from roost.api.stream_access import StreamAccess
 from roost.bus.base import DeviceKey, Operation
 from roost.devices.streams import Outbox, Watcher
 from roost.errors import InvalidInput, RoostError
 from roost.services import Services
 
+log = logging.getLogger("roost.api")
+
 MAX_MESSAGE = 64 * 1024
 MAX_INTERVAL_S = 86_400
+POLICY_VIOLATION = 1008  # the WebSocket close code of a socket whose access ended
+MAX_CLOSE_REASON = 123  # bytes a close frame can carry
 
 
 async def device_socket(websocket: WebSocket) -> None:
     owner, device_id = websocket.path_params["user"], websocket.path_params["device"]
     services: Services = websocket.app.state.services
+    access = StreamAccess(websocket, "AccessDeviceResources", owner, device_id)
     try:
-        await authorize(websocket, "AccessDeviceResources", owner, device_id)
-        await find_device(services, owner, device_id)
+        await access.open()
     except RoostError as exc:
         await _deny(websocket, exc)
         return
     await websocket.accept()
     writes = websocket.url.path.startswith("/v2/")
-    await _StreamClient(websocket, services, DeviceKey(owner, device_id), writes).run()
+    await _StreamClient(websocket, services, DeviceKey(owner, device_id), writes).run(access)
 
 
 async def _deny(websocket: WebSocket, exc: RoostError) -> None:
@@ -67,25 +78,40 @@ class _StreamClient:
         self.outbox = Outbox(services.settings.stream_outbox_frames)
         self.watchers: dict[tuple[str, ...], Watcher] = {}
 
-    async def run(self) -> None:
+    async def run(self, access: StreamAccess) -> None:
+        """Serve the socket until the client leaves or its access ends (then close it, 1008)."""
         hub = self.services.gateway.streams
         sender = asyncio.create_task(self._send_frames())
+        reader = asyncio.create_task(self._read_messages())
+        guard = asyncio.create_task(access.lost())
+        reason: str | None = None
         try:
+            done, _ = await asyncio.wait((reader, guard), return_when=asyncio.FIRST_COMPLETED)
+            if reader in done:
+                reader.result()  # what broke it, if anything did
+            else:
+                reason = guard.result()
+        finally:
+            for task in (reader, guard, sender):
+                task.cancel()
+            for path, watcher in self.watchers.items():
+                hub.unwatch(self.key, path, watcher)
+            self.watchers.clear()
+            await asyncio.gather(reader, guard, sender, return_exceptions=True)
+        if reason is not None:
+            log.info("stream socket on %s closed: %s", self.key, reason)
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+                await self.websocket.close(POLICY_VIOLATION, _close_reason(reason))
+
+    async def _read_messages(self) -> None:
+        with contextlib.suppress(WebSocketDisconnect):
             while True:
                 message = await self.websocket.receive()
                 if message["type"] == "websocket.disconnect":
-                    break
+                    return
                 text = message.get("text")
                 data = text.encode() if text is not None else message.get("bytes") or b""
                 await self._handle(data)
-        except WebSocketDisconnect:
-            pass
-        finally:
-            for path, watcher in self.watchers.items():
-                hub.unwatch(self.key, path, watcher)
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
 
     async def _send_frames(self) -> None:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
@@ -127,12 +153,20 @@ class _StreamClient:
             raise InvalidInput('"interval" must be a number of seconds')
         if not 0 <= interval <= MAX_INTERVAL_S:
             raise InvalidInput(f'"interval" must be between 0 and {MAX_INTERVAL_S} seconds')
+        limit = self.services.settings.max_stream_subscriptions
+        if enabled and path not in self.watchers and len(self.watchers) >= limit:
+            raise InvalidInput(f"at most {limit} resources can be watched on one connection")
         old = self.watchers.pop(path, None)
         if old is not None:
             hub.unwatch(self.key, path, old)
         if enabled:
             watcher = self.watchers[path] = Watcher(float(interval), self.outbox)
             hub.watch(self.key, path, watcher)
+
+
+def _close_reason(reason: str) -> str:
+    """``reason`` cut to what a close frame holds, on a character boundary."""
+    return reason.encode()[:MAX_CLOSE_REASON].decode(errors="ignore")
 
 
 routes = [

@@ -25,6 +25,7 @@ from roost.api.access import Principal, authorize
 from roost.api.json import json_response, read_json_object
 from roost.api.validate import optional_bool, optional_str
 from roost.auth.permissions import Permissions
+from roost.bus.base import Revocation, Revoked
 from roost.config import public_host
 from roost.errors import Conflict, Forbidden, InvalidInput, NotFound
 from roost.services import Services
@@ -132,6 +133,7 @@ async def update_token(request: Request) -> Response:
         changes["expire"] = _expire(body["expire"], changes["modified"])
     updated = dataclasses.replace(token, **changes)
     await services.store.update_access_token(updated)
+    await services.bus.announce(Revocation(owner, Revoked.ACCESS_TOKEN, token_id, "token changed"))
     return json_response(token_json(updated, services))
 
 
@@ -141,6 +143,7 @@ async def delete_token(request: Request) -> Response:
     services: Services = request.app.state.services
     if not await services.store.delete_access_token(owner, token_id):
         raise NotFound(f"token {token_id!r} not found")
+    await services.bus.announce(Revocation(owner, Revoked.ACCESS_TOKEN, token_id, "token revoked"))
     return Response(status_code=200)
 
 

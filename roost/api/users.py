@@ -24,6 +24,7 @@ from roost.api.access import authorize
 from roost.api.json import json_response, read_json_object
 from roost.api.oauth import check_password
 from roost.auth.passwords import hash_password
+from roost.bus.base import Revocation, Revoked
 from roost.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from roost.services import Services
 
@@ -51,6 +52,7 @@ async def update_password(request: Request) -> Response:
         raise NotFound(f"user {owner!r} not found")
     password_hash = await asyncio.get_running_loop().run_in_executor(None, hash_password, password)
     revoked = await services.store.set_password(owner, password_hash)
+    await services.bus.announce(Revocation(owner, Revoked.SESSIONS, reason="password changed"))
     return json_response({"revoked": revoked})
 
 
@@ -60,7 +62,9 @@ async def revoke_refresh_tokens(request: Request) -> Response:
     services: Services = request.app.state.services
     if await services.store.get_user(owner) is None:
         raise NotFound(f"user {owner!r} not found")
-    return json_response({"revoked": await services.store.revoke_refresh_tokens(owner)})
+    revoked = await services.store.revoke_refresh_tokens(owner)
+    await services.bus.announce(Revocation(owner, Revoked.SESSIONS, reason="logged out everywhere"))
+    return json_response({"revoked": revoked})
 
 
 routes = [

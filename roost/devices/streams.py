@@ -117,6 +117,12 @@ class StreamHub:
         """How many resources of the device have a stream open on the device."""
         return sum(1 for s in self._devices.get(key, {}).values() if s.stream_id is not None)
 
+    def resources_held(self, key: DeviceKey) -> int:
+        """How many resources of the device the hub keeps anything for (watched, or with a
+        device stream still being opened or closed); 0 once the last watcher has gone and the
+        device streams are stopped."""
+        return len(self._devices.get(key, ()))
+
     # what sessions report (through the gateway)
 
     def stream_data(self, key: DeviceKey, path: Path, value: Frame, event: bool) -> None:
