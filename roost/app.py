@@ -35,6 +35,7 @@ from roost.devices.registry import Registry
 from roost.errors import ConfigError
 from roost.net.batch import WriteBatch
 from roost.net.http import BoundedHttpProtocol
+from roost.net.http_admission import PendingConnections, pending_limit, raise_descriptor_limit
 from roost.net.iotmp import IotmpConnection
 from roost.net.iotmp_websocket import IotmpWebSockets
 from roost.net.legacy import LegacyConnection
@@ -115,6 +116,7 @@ class Roost:
         self._http: list[tuple[uvicorn.Server, asyncio.Task[Any]]] = []
         self._jobs: list[asyncio.Task[Any]] = []  # background work, cancelled at stop
         self._writes: WriteBatch | None = None  # the device connections' (roost.net.batch)
+        self._pending: PendingConnections | None = None  # HTTP ones without a request yet
 
     @property
     def http_port(self) -> int:
@@ -138,6 +140,11 @@ class Roost:
     async def _start(self) -> None:
         redact_server_logs()
         settings = self.settings
+        self._pending = PendingConnections(
+            pending_limit(settings.http_max_pending, raise_descriptor_limit()),
+            settings.http_max_pending_per_address,
+            settings.trusted_proxies,
+        )
         services = self.services = await build_services(settings)
         self._writes = WriteBatch(asyncio.get_running_loop())
         await ensure_admin(services)
@@ -198,7 +205,12 @@ class Roost:
         self.ports[name] = sock.getsockname()[1]
         api = RestApi(self.services)
         # resource calls take the protocol's direct path (roost.net.http), the rest is ASGI
-        protocol = partial(BoundedHttpProtocol, direct=api.direct)
+        protocol = partial(
+            BoundedHttpProtocol,
+            direct=api.direct,
+            pending=self._pending,
+            header_timeout=self.settings.http_header_timeout,
+        )
         # X-Forwarded-For/-Proto only from the listed proxies; never from FORWARDED_ALLOW_IPS
         proxies = list(self.settings.trusted_proxies)
         config = uvicorn.Config(

@@ -56,6 +56,10 @@ class Settings:
     max_body_bytes: int = 1 << 20
     sse_keepalive: float = 15.0  # seconds between SSE keep-alive comments
     sse_min_interval: float = 0.25  # at most 4 stats events per second per stream
+    # HTTP connections that have not sent a whole request yet (roost.net.http_admission)
+    http_header_timeout: float = 10.0  # seconds to send a request head, from connect or last answer
+    http_max_pending: int = 1000  # in all (and at most a quarter of the descriptors); 0: that only
+    http_max_pending_per_address: int = 100  # from one address (IPv6: its /64); 0: no limit
     # proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or networks)
     trusted_proxies: tuple[str, ...] = ()
     # brute force: failed attempts allowed per auth_failure_window seconds (0 = no limit)

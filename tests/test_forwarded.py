@@ -25,6 +25,7 @@ from conftest import ADMIN, ADMIN_PASSWORD, create_device, login
 from conftest import make_settings as server_settings
 
 ACCEPTED = bytes.fromhex("01 02 08 07")  # the IOTMP answer to CONNECT with stream id 7
+HEALTH_AND_CLOSE = b"GET /v1/server/healthcheck HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\r\n"
 
 
 @contextlib.asynccontextmanager
@@ -116,6 +117,25 @@ async def test_the_logged_device_address_is_the_real_one(
         assert await iotmp_connect(port, "secret1", "203.0.113.9") == ACCEPTED
     assert "connected from 127.0.0.1" in caplog.text
     assert "203.0.113.9" not in caplog.text
+
+
+async def test_a_listed_proxy_has_no_per_address_share_of_pending_connections(
+    tmp_path: Path,
+) -> None:
+    async with running(
+        tmp_path, trusted_proxies=("127.0.0.0/8",), http_max_pending_per_address=2
+    ) as http:
+        port = http.base_url.port
+        assert port is not None
+        idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(4)]
+        for _, writer in idle:
+            writer.write(
+                b"GET /v1/server/healthcheck HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\r\n"
+            )
+        answers = [await asyncio.wait_for(reader.read(), 5) for reader, _ in idle]
+        assert all(answer.startswith(b"HTTP/1.1 200 ") for answer in answers)
+        for _, writer in idle:
+            writer.close()
 
 
 def test_trusted_proxies_are_a_list_of_addresses_and_networks() -> None:

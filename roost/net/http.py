@@ -11,6 +11,14 @@ and two TCP segments for every answer. :class:`JoinedWrites` holds a write until
 which takes it along, until the response is complete, or until the end of the loop step: a plain
 response leaves in one send, a streamed one (SSE) still gets its head out at once.
 
+A connection has ``header_timeout`` seconds, from when it opens or from the previous answer,
+to send a whole request head: one that sends nothing, or a header a byte at a time, is closed
+(408 when part of a head came). uvicorn's ``timeout_keep_alive`` still closes a kept-alive
+connection that sends nothing after an answer, sooner; its timer stops at the first byte, this
+one does not. Until a request has arrived in full the connection counts in
+:class:`roost.net.http_admission.PendingConnections`, which may refuse it, or close it for a
+newer one.
+
 A request the app's :data:`Direct` hook takes (the resource calls, the hot path of the API) skips
 the ASGI middleware and its two ``send`` messages: uvicorn parses it and keeps its bookkeeping
 (the request cycle, pipelining, keep-alive, shutdown, disconnects), the hook's coroutine answers
@@ -32,6 +40,8 @@ from uvicorn.protocols.http.httptools_impl import (
     RequestResponseCycle,
 )
 
+from roost.net.http_admission import PendingConnections
+
 log = logging.getLogger("roost.http")
 
 # What a direct answer is: status, header lines, body. Written as given: the names lower-case,
@@ -47,6 +57,12 @@ _TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
     b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_BODY), _BODY)
 )
+_TIMED_OUT_BODY = b'{"error":{"message":"request head not received in time"}}'
+_TIMED_OUT = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_TIMED_OUT_BODY), _TIMED_OUT_BODY)
+)
+DEFAULT_HEADER_TIMEOUT = 10.0
 
 
 _INTERNAL_ERROR_ANSWER: Answer = (  # as uvicorn answers an ASGI app that failed
@@ -97,10 +113,60 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     _in_head = True
     _head_bytes = 0
     _joined: JoinedWrites | None = None
+    _head_deadline: asyncio.TimerHandle | None = None
 
-    def __init__(self, *args: Any, direct: Direct | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        direct: Direct | None = None,
+        pending: PendingConnections | None = None,
+        header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._direct = direct
+        self._pending = pending
+        self._header_timeout = header_timeout
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._await_request()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_waiting()
+        super().connection_lost(exc)
+
+    def evict(self) -> None:
+        """Closed to make room for a newer connection (roost.net.http_admission)."""
+        self._cancel_head_deadline()
+        self.transport.close()
+
+    def _await_request(self) -> None:
+        """A request is due: count the connection as pending and start its head's clock."""
+        address = self.client[0] if self.client else None
+        if self._pending is not None and not self._pending.admit(self, address):
+            self.transport.close()
+            return
+        self._cancel_head_deadline()
+        self._head_deadline = self.loop.call_later(self._header_timeout, self._head_timed_out)
+
+    def _stop_waiting(self) -> None:
+        self._cancel_head_deadline()
+        if self._pending is not None:
+            self._pending.release(self)
+
+    def _cancel_head_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_timed_out(self) -> None:
+        self._head_deadline = None
+        if self.transport.is_closing():
+            return
+        if self._in_head and self._head_bytes:
+            self.transport.write(_TIMED_OUT)
+        self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         if self._in_head:
@@ -112,6 +178,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._cancel_head_deadline()
         super().on_headers_complete()
         # the cycle just made (or, after a WebSocket upgrade, the last one, or none yet)
         if self.cycle is not None:
@@ -124,11 +191,20 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         # protocol itself may write or close next (400, 431, shutdown).
         if self._joined is not None:
             self._joined.flush()
+        idle = not self.pipeline  # else the next request, received already, starts now
         super().on_response_complete()
+        if idle and not self.transport.is_closing():
+            self._await_request()
 
     def on_message_complete(self) -> None:
         self._in_head, self._head_bytes = True, 0
+        if self._pending is not None and not (self.cycle and self.cycle.response_complete):
+            self._pending.release(self)  # else answered early: it waits for its next request
         super().on_message_complete()
+
+    def handle_websocket_upgrade(self) -> None:
+        self._stop_waiting()  # the WebSocket protocol takes the connection over
+        super().handle_websocket_upgrade()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         # Called for each request in turn, pipelined ones included; `app` is not the app when

@@ -1,0 +1,282 @@
+"""HTTP connections that send no whole request are bounded in time and number (issue 14, item 4).
+
+Idle and slow connections against a real Roost: on loopback, each attacker address is one of
+127.0.0.2, 127.0.0.3, ... (the whole 127/8 is loopback on Linux). The flood test runs the server
+in its own process with a low descriptor limit, as a flood would find it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+
+from roost.app import Roost
+from roost.config import Settings
+from roost.device import Device
+from roost.wire import iotmp
+from roost.wire.iotmp import KEEP_ALIVE_BYTES, Message, MessageType
+
+from conftest import ADMIN, ADMIN_PASSWORD, bearer, create_device, login, make_settings
+
+HEALTH = b"GET /v1/server/healthcheck HTTP/1.1\r\nHost: roost\r\n"
+SLOW_HEAD = HEALTH + b"X-Slow: "
+
+
+@contextlib.asynccontextmanager
+async def running(tmp_path: Path, **overrides: object) -> AsyncIterator[Roost]:
+    roost = Roost(make_settings(tmp_path / "data", **overrides))
+    await roost.start()
+    try:
+        yield roost
+    finally:
+        await roost.stop()
+
+
+async def open_from(address: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", port, local_addr=(address, 0))
+
+
+async def closed_by_server(reader: asyncio.StreamReader, within: float = 5.0) -> bytes:
+    """All the server sends until it closes the connection (fails if it does not, in time)."""
+    return await asyncio.wait_for(reader.read(), within)
+
+
+async def dribble(writer: asyncio.StreamWriter) -> None:
+    """A header that never ends: one byte at a time, until the server closes."""
+    with contextlib.suppress(ConnectionError):
+        while not writer.is_closing():
+            writer.write(b"a")
+            await writer.drain()
+            await asyncio.sleep(0.1)
+
+
+async def test_a_connection_that_sends_nothing_is_closed(tmp_path: Path) -> None:
+    async with running(tmp_path, http_header_timeout=0.5) as server:
+        reader, writer = await open_from("127.0.0.1", server.http_port)
+        assert await closed_by_server(reader) == b""
+        writer.close()
+
+
+async def test_a_header_that_never_ends_is_answered_408_and_closed(tmp_path: Path) -> None:
+    async with running(tmp_path, http_header_timeout=0.5) as server:
+        reader, writer = await open_from("127.0.0.1", server.http_port)
+        writer.write(SLOW_HEAD)
+        slow = asyncio.create_task(dribble(writer))
+        answer = await closed_by_server(reader)
+        slow.cancel()
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert answer.endswith(b'{"error":{"message":"request head not received in time"}}')
+
+
+async def test_a_kept_alive_connection_has_the_same_time_for_its_next_head(
+    tmp_path: Path,
+) -> None:
+    # uvicorn's keep-alive timer stops at the first byte of the next request; this one does not
+    async with running(tmp_path, http_header_timeout=0.5) as server:
+        reader, writer = await open_from("127.0.0.1", server.http_port)
+        writer.write(HEALTH + b"\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        length = next(
+            int(line.split(b":")[1]) for line in head.split(b"\r\n") if b"content-length" in line
+        )
+        await reader.readexactly(length)
+        writer.write(SLOW_HEAD)
+        slow = asyncio.create_task(dribble(writer))
+        answer = await closed_by_server(reader)
+        slow.cancel()
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408 ")
+
+
+async def test_the_header_timeout_spares_a_websocket_once_upgraded(tmp_path: Path) -> None:
+    async with running(tmp_path, http_header_timeout=0.3) as server:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.http_port}") as http:
+            await create_device(http, await login(http))
+        async with connect(f"ws://127.0.0.1:{server.http_port}/iotmp") as ws:
+            hello = Message(MessageType.CONNECT, stream_id=7, payload=[ADMIN, "dev1", "secret1"])
+            await ws.send(iotmp.encode(hello))
+            assert await asyncio.wait_for(ws.recv(), 5) == bytes.fromhex("01 02 08 07")
+            await asyncio.sleep(0.6)  # twice the header timeout
+            await ws.send(KEEP_ALIVE_BYTES)
+            assert await asyncio.wait_for(ws.recv(), 5) == KEEP_ALIVE_BYTES
+
+
+async def test_one_address_keeps_at_most_its_share_waiting(tmp_path: Path) -> None:
+    async with running(tmp_path, http_max_pending_per_address=5) as server:
+        port = server.http_port
+        attacker = [await open_from("127.0.0.2", port) for _ in range(8)]
+        reads = [asyncio.create_task(reader.read()) for reader, _ in attacker]
+        # three are closed at once, without an answer
+        deadline = asyncio.get_running_loop().time() + 5
+        while sum(read.done() for read in reads) < 3:
+            assert asyncio.get_running_loop().time() < deadline, "no connection was refused"
+            await asyncio.wait(reads, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
+        refused = [read for read in reads if read.done()]
+        assert len(refused) == 3 and all(read.result() == b"" for read in refused)
+        # the five that came first are still served, and so is everyone else
+        for (_, writer), read in zip(attacker, reads, strict=True):
+            if not read.done():
+                writer.write(HEALTH + b"Connection: close\r\n\r\n")
+        answers = [await asyncio.wait_for(read, 5) for read in reads]
+        assert sum(answer.startswith(b"HTTP/1.1 200 ") for answer in answers) == 5
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            assert (await http.get("/v1/server/healthcheck")).status_code == 200
+        for _, writer in attacker:
+            writer.close()
+
+
+async def test_at_the_limit_the_oldest_waiting_connection_makes_room(tmp_path: Path) -> None:
+    async with running(tmp_path, http_max_pending=10) as server:
+        port = server.http_port
+        idle = [await open_from(f"127.0.0.{2 + n}", port) for n in range(10)]
+        oldest = asyncio.create_task(idle[0][0].read())
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            assert (await http.get("/v1/server/healthcheck")).status_code == 200
+        assert await asyncio.wait_for(oldest, 5) == b""
+        for _, writer in idle:
+            writer.close()
+
+
+# A flood well past the descriptor limit, against a server in its own process -------------------
+
+FD_LIMIT = 256
+FLOOD_ADDRESSES = 40
+FLOOD_PER_ADDRESS = 15  # 600 connections a wave, half idle, half a never-ending header
+
+
+def _low_descriptor_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+
+
+def listening_ports(log: Path, process: subprocess.Popen[bytes]) -> tuple[int, int]:
+    """The HTTP and legacy device ports the server chose, from its "listening on" line."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        text = log.read_text()
+        http, legacy = re.search(r"http port (\d+)", text), re.search(r"legacy port (\d+)", text)
+        if http and legacy:
+            return int(http.group(1)), int(legacy.group(1))
+        time.sleep(0.05)
+    raise AssertionError("the server did not start: " + log.read_text())
+
+
+@pytest.fixture
+def low_fd_server(tmp_path: Path) -> Iterator[tuple[int, int]]:
+    """`roost serve` with at most 256 open files; yields its HTTP and legacy device ports."""
+    env = {
+        **os.environ,
+        "ROOST_DATA_DIR": str(tmp_path / "data"),
+        "ROOST_HTTP_PORT": "0",
+        "ROOST_DEVICE_PORT": "0",
+        "ROOST_IOTMP_PORT": "0",
+        "ROOST_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "ROOST_HTTP_HEADER_TIMEOUT": "60",  # the limits alone must keep the server answering
+    }
+    log = tmp_path / "server.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "roost.cli", "serve"],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=_low_descriptor_limit,
+        )
+    try:
+        yield listening_ports(log, process)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        print(log.read_text())  # shown when the test fails
+
+
+def flood(port: int) -> tuple[list[socket.socket], list[socket.socket]]:
+    """A wave of connections from the attacker's addresses in turn: half send nothing, half start
+    a header that never ends (:func:`keep_flooding`). Returns both halves, idle and slow."""
+    idle: list[socket.socket] = []
+    slow: list[socket.socket] = []
+    for n in range(FLOOD_ADDRESSES * FLOOD_PER_ADDRESS):
+        sock = socket.socket()
+        sock.settimeout(0.2)
+        (slow if n % 2 else idle).append(sock)
+        try:
+            sock.bind((f"127.0.0.{2 + n % FLOOD_ADDRESSES}", 0))
+            sock.connect(("127.0.0.1", port))
+            if n % 2:
+                sock.send(SLOW_HEAD)
+        except OSError:
+            pass  # refused, reset or queue full: the server is not keeping up, so much the better
+    return idle, slow
+
+
+async def keep_flooding(slow: list[socket.socket]) -> None:
+    """One more header byte on every slow connection, every half second."""
+    while True:
+        for sock in slow:
+            with contextlib.suppress(OSError):
+                sock.send(b"a")
+        await asyncio.sleep(0.5)
+
+
+async def test_a_flood_past_the_descriptor_limit_leaves_the_api_and_devices_served(
+    low_fd_server: tuple[int, int],
+) -> None:
+    http_port, device_port = low_fd_server
+    base_url = f"http://127.0.0.1:{http_port}"
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+        token = await login(http)
+        await create_device(http, token)
+    idle, slow = flood(http_port)
+    dribbling = asyncio.create_task(keep_flooding(slow))
+    device = Device(ADMIN, "dev1", "secret1", port=device_port, reconnect_delay=0.2)
+    try:
+        await asyncio.sleep(0.5)  # the server meets the flood; a second wave comes
+        more_idle, more_slow = flood(http_port)
+        idle += more_idle
+        slow += more_slow
+        await asyncio.sleep(0.5)
+        for _ in range(5):  # fresh clients, one after another
+            async with httpx.AsyncClient(base_url=base_url, timeout=10) as fresh:
+                assert (await fresh.get("/v1/server/healthcheck")).status_code == 200
+        await device.start()
+        await device.wait_connected(10)
+        async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+            stats = await http.get(f"/v1/users/{ADMIN}/devices/dev1/stats", headers=bearer(token))
+        assert stats.json()["connected"] is True
+    finally:
+        dribbling.cancel()
+        await device.stop()
+        for sock in idle + slow:
+            sock.close()
+
+
+def test_the_settings_reach_the_command_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "roost.cli", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    for flag in ("--http-header-timeout", "--http-max-pending", "--http-max-pending-per-address"):
+        assert flag in result.stdout
+    assert Settings().http_header_timeout == 10.0
