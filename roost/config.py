@@ -42,8 +42,11 @@ class Settings:
     max_frame_bytes: int = 65536  # largest device frame accepted
     max_pson_depth: int = 32
     outbox_limit_bytes: int = 1 << 20  # unsent bytes to one device before it is dropped
-    max_unauthenticated: int = 1000  # connections still authenticating; more are refused
+    max_unauthenticated: int = 1000  # connections still authenticating (roost.devices.admission)
     max_unauthenticated_per_address: int = 100  # the same, from one address (IPv6: its /64)
+    # what one device may take of the event loop (roost.net.flow)
+    device_frame_rate: int = 1000  # frames/s a device may send unasked; faster, it is read slower
+    device_flood_seconds: float = 10.0  # seconds over that rate, without a break, before a close
     # resource calls
     call_timeout_ms: int = 10_000  # default deadline of a resource call
     max_call_timeout_ms: int = 120_000  # cap on ?timeout=

@@ -3,14 +3,17 @@ order, with no task per message; authentication first; a bounded outbox; a clean
 
 A connection must send its credentials within ``auth_timeout``; reading pauses while they are
 checked (frames that already arrived wait their turn). Malformed or oversized frames close the
-connection with a log line: nothing a device sends can raise past this module. Subclasses say how
-credentials look, how to answer them, and what to do with each frame once authenticated.
+connection with a log line: nothing a device sends can raise past this module. What one
+connection may take of the event loop, per step and per second, is bounded (:mod:`roost.net.flow`):
+past it, reading pauses. Subclasses say how credentials look, how to answer them, and what to do
+with each frame once authenticated.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar, cast
 
@@ -19,6 +22,7 @@ from roost.devices.gateway import DeviceGateway
 from roost.devices.session import DeviceSession
 from roost.errors import DecodeError
 from roost.net.batch import WriteBatch
+from roost.net.flow import STEP_BYTES, STEP_FRAMES, FrameAllowance
 from roost.wire.pson import PsonValue
 
 log = logging.getLogger("roost.net")
@@ -37,7 +41,7 @@ KEPT_FIELD_BYTES = 256
 class FrameDecoder(Protocol[FrameT]):
     max_frame: int
 
-    def feed(self, data: bytes) -> list[FrameT]: ...
+    def feed(self, data: bytes | memoryview) -> list[FrameT]: ...
 
 
 def credentials_triple(value: PsonValue) -> tuple[str, str, str] | None:
@@ -63,9 +67,15 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
         self._transport: asyncio.Transport | None = None
         self._ip: str | None = None
         self._session: DeviceSession | None = None
-        self._waiting: list[FrameT] | None = None  # frames that arrived during auth
         self._auth_timer: asyncio.TimerHandle | None = None
         self._closing = False
+        self._checking = False  # credentials being checked: frames wait
+        # received, not handled yet (reading is paused while there is any): frames, then bytes
+        self._backlog: deque[FrameT] = deque()
+        self._unread = memoryview(b"")
+        self._paused = False  # reading paused by us
+        self._next_step: asyncio.Handle | None = None
+        self._allowance: FrameAllowance | None = None  # once in, if device_frame_rate is set
         self._rx_before_auth = 0
         self._fields: dict[tuple[str, ...], bytes] | None = None  # see resource_field
 
@@ -78,7 +88,9 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
     def auth_reply(self, frame: FrameT, accepted: bool) -> bytes:
         raise NotImplementedError
 
-    def on_frame(self, session: DeviceSession, frame: FrameT) -> None:
+    def on_frame(self, session: DeviceSession, frame: FrameT) -> bool:
+        """Handle one frame of an authenticated device; True if it answered one of our
+        requests (those cost the device nothing from its allowance of frames)."""
         raise NotImplementedError
 
     def send_request(
@@ -106,11 +118,6 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
-        try:
-            frames = self._decoder.feed(data)
-        except DecodeError as exc:
-            self.close(f"bad frame: {exc.message}")
-            return
         session = self._session
         if session is None:
             if not self._rx_before_auth:
@@ -118,12 +125,25 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
             self._rx_before_auth += len(data)
         else:
             session.count_traffic(len(data), 0)
-            if frames:
-                session.heard()
+        if self._unread or self._backlog or session is None or len(data) > STEP_BYTES:
+            self._unread = memoryview(bytes(self._unread) + data if self._unread else data)
+            self._step()
+            return
+        # the usual case: a few frames from a device that is in
+        frames = self._decode(data)
+        if not frames:
+            return
+        session.heard()
+        allowance = self._allowance
+        if len(frames) > STEP_FRAMES or (allowance is not None and allowance.tokens < len(frames)):
+            self._backlog.extend(frames)
+            self._step()
+            return
         for frame in frames:
             if self._closing:
                 return
-            self._dispatch(frame)
+            if not self.on_frame(session, frame) and allowance is not None:
+                allowance.tokens -= 1
 
     def eof_received(self) -> bool | None:
         # The device will send no more, but may still read: what is held for it leaves before
@@ -135,6 +155,10 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         self._admitted_done()
+        if self._next_step is not None:
+            self._next_step.cancel()
+            self._next_step = None
+        self._backlog.clear()
         if self._session is not None:
             reason = "connection lost" if exc is None else f"connection lost: {exc}"
             self._gateway.end_session(self._session, reason)
@@ -195,25 +219,95 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
             self._auth_timer = None
         self._gateway.admission.release(self)
 
-    def _dispatch(self, frame: FrameT) -> None:
-        if self._waiting is not None:
-            self._waiting.append(frame)
-        elif self._session is None:
-            self._start_auth(frame)
+    def _decode(self, data: bytes | memoryview) -> list[FrameT] | None:
+        """The frames ``data`` completes; None (and the connection closed) if it is malformed."""
+        try:
+            return self._decoder.feed(data)
+        except DecodeError as exc:
+            self.close(f"bad frame: {exc.message}")
+            return None
+
+    def _step(self) -> None:
+        """Decode and handle what was received, as far as this loop step's budget and the
+        device's allowance go; the rest waits, with reading paused, for the next step or for
+        the allowance to grow back."""
+        if self._next_step is not None:  # bytes came in while reading was paused (TLS may)
+            self._next_step.cancel()
+            self._next_step = None
+        budget = STEP_FRAMES
+        backlog = self._backlog
+        while not self._closing and not self._checking:
+            session = self._session
+            if not backlog:
+                if not self._unread or budget <= 0:
+                    break
+                chunk, self._unread = self._unread[:STEP_BYTES], self._unread[STEP_BYTES:]
+                frames = self._decode(chunk)
+                if frames is None:
+                    return
+                if frames and session is not None:
+                    session.heard()
+                backlog.extend(frames)
+            elif budget <= 0:
+                break
+            elif session is None:
+                budget -= 1
+                self._start_auth(backlog.popleft())
+            else:
+                allowance = self._allowance
+                if allowance is not None and allowance.tokens < 1 and not allowance.refill():
+                    self._hold_for(allowance)
+                    return
+                budget -= 1
+                if not self.on_frame(session, backlog.popleft()) and allowance is not None:
+                    allowance.tokens -= 1
+        if self._closing or self._checking:
+            return
+        if backlog or self._unread:
+            self._pause_for(0.0)
+        elif self._paused and self._transport is not None:
+            self._paused = False
+            self._transport.resume_reading()
+
+    def _hold_for(self, allowance: FrameAllowance) -> None:
+        """The device sent more than its allowance: read nothing more until it has grown back,
+        or close the connection if that has gone on for too long."""
+        delay = allowance.wait()
+        if delay is None:
+            settings = self._gateway.settings
+            self.close(
+                f"flooding: over {settings.device_frame_rate} unsolicited frames/s "
+                f"for {settings.device_flood_seconds:g} s"
+            )
+            return
+        self._pause_for(delay)
+
+    def _pause_for(self, delay: float) -> None:
+        """Read nothing more, and take up what is left in ``delay`` seconds (0: next step)."""
+        self._pause()
+        if self._next_step is not None:
+            self._next_step.cancel()
+        loop = asyncio.get_running_loop()
+        if delay:
+            self._next_step = loop.call_later(delay, self._step)
         else:
-            self.on_frame(self._session, frame)
+            self._next_step = loop.call_soon(self._step)
+
+    def _pause(self) -> None:
+        if not self._paused and self._transport is not None:
+            self._paused = True
+            self._transport.pause_reading()
 
     def _start_auth(self, frame: FrameT) -> None:
         credentials = self.credentials(frame)
         if credentials is None:
             self.close("first message is not a valid authentication")
             return
-        assert self._transport is not None
         if self._auth_timer is not None:  # the device was on time; checking is our business
             self._auth_timer.cancel()
             self._auth_timer = None
-        self._transport.pause_reading()
-        self._waiting = []
+        self._pause()
+        self._checking = True
         self._gateway.admission.checking(self)
         self._gateway.spawn(self._authenticate(frame, *credentials))
 
@@ -235,13 +329,14 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
             self._transport.close()
             return
         self._admitted_done()
-        self._decoder.max_frame = self._gateway.settings.max_frame_bytes
+        settings = self._gateway.settings
+        self._decoder.max_frame = settings.max_frame_bytes
+        if settings.device_frame_rate:
+            clock = asyncio.get_running_loop().time
+            rate, flood = settings.device_frame_rate, settings.device_flood_seconds
+            self._allowance = FrameAllowance(rate, flood, clock)
         session = self._session = self._gateway.open_session(key, self, self._ip)
         session.count_traffic(self._rx_before_auth, 0)
         self.write(self.auth_reply(frame, True))
-        waiting, self._waiting = self._waiting or [], None
-        self._transport.resume_reading()
-        for early in waiting:
-            if self._closing:
-                return
-            self._dispatch(early)
+        self._checking = False
+        self._step()  # what arrived meanwhile, then reading resumes

@@ -61,13 +61,14 @@ class IotmpConnection(DeviceConnection[Message]):
         resource = self.resource_field(path, iotmp.resource_field)
         self.write(iotmp.encode_request(message, resource))
 
-    def on_frame(self, session: DeviceSession, frame: Message) -> None:
+    def on_frame(self, session: DeviceSession, frame: Message) -> bool:
         kind = frame.type
         if kind == MessageType.KEEP_ALIVE:
             self.write(KEEP_ALIVE_BYTES)
         elif kind == MessageType.OK or kind == MessageType.ERROR:
-            if not session.resolve(frame.stream_id, kind == MessageType.OK, frame.payload):
-                log.debug("device %s: reply to unknown stream %d", session.key, frame.stream_id)
+            if session.resolve(frame.stream_id, kind == MessageType.OK, frame.payload):
+                return True
+            log.debug("device %s: reply to unknown stream %d", session.key, frame.stream_id)
         elif kind == MessageType.STREAM_DATA:
             if not session.stream_data(frame.stream_id, {"out": frame.payload}, False):
                 log.debug("device %s: data on unknown stream %d", session.key, frame.stream_id)
@@ -79,3 +80,4 @@ class IotmpConnection(DeviceConnection[Message]):
             log.debug("device %s: unsupported message of type %d", session.key, kind)
             if frame.stream_id:
                 self.write(iotmp.encode(Message(MessageType.ERROR, stream_id=frame.stream_id)))
+        return False

@@ -61,14 +61,15 @@ class LegacyConnection(DeviceConnection[legacy.Frame]):
         resource = self.resource_field(path, legacy.resource_field)
         self.write(legacy.encode_request(message, resource))
 
-    def on_frame(self, session: DeviceSession, frame: legacy.Frame) -> None:
+    def on_frame(self, session: DeviceSession, frame: legacy.Frame) -> bool:
         if isinstance(frame, KeepAlive):
             self.write(KEEP_ALIVE_BYTES)
-            return
+            return False
         signal = frame.signal
         if signal == Signal.REQUEST_OK or signal == Signal.REQUEST_ERROR:
-            if not session.resolve(frame.stream_id, signal == Signal.REQUEST_OK, frame.payload):
-                log.debug("device %s: reply to unknown stream %d", session.key, frame.stream_id)
+            if session.resolve(frame.stream_id, signal == Signal.REQUEST_OK, frame.payload):
+                return True
+            log.debug("device %s: reply to unknown stream %d", session.key, frame.stream_id)
         elif signal in _STREAM_DATA:
             payload = frame.payload
             value: dict[str, PsonValue] = payload if isinstance(payload, dict) else {"out": payload}
@@ -82,3 +83,4 @@ class LegacyConnection(DeviceConnection[legacy.Frame]):
                 self.write(legacy.encode(reply))
         else:
             log.debug("device %s: ignored message with flag %d", session.key, signal)
+        return False
