@@ -34,9 +34,12 @@ ERRORS: Mapping[int, str] = {
 
 RESOURCE_NOTES = (
     " A path ending in `api` describes instead of calling: `api`"
-    " alone lists the device's resources, `{resource}/api` gives `{in?, out?}`. A device token"
-    " may only call its own device and, if limited, its listed resources. An unknown or offline"
-    " device, or a missing resource, answers 404 as Thinger does."
+    " alone lists the device's resources, `{resource}/api` gives `{in?, out?}` (a resource"
+    " named `api` is described at `api/api` and called through v3). A device token may only"
+    " call its own device and, if limited, its listed resources and those nested under them,"
+    " by every route; its listings show only those, and a v3 call ending in `api` (which a"
+    " legacy device answers with a description) is checked as the resource before it. An"
+    " unknown or offline device, or a missing resource, answers 404 as Thinger does."
 )
 
 ACCESS_TOKEN_NOTES = (

@@ -87,7 +87,11 @@ def resource_paths() -> dict[str, Schema]:
                     listing,
                     device,
                     offline,
-                    text=(AccessDeviceResources, "The device's resources, by path." + STREAMS),
+                    text=(
+                        AccessDeviceResources,
+                        "The device's resources, by path (to a device token limited to some"
+                        " resources, only those)." + STREAMS,
+                    ),
                 )
             ),
         },
@@ -97,7 +101,10 @@ def resource_paths() -> dict[str, Schema]:
                 raw,
                 call,
                 errors,
-                text=(AccessDeviceResources, "Calls a resource; answers its raw output JSON."),
+                text=(
+                    AccessDeviceResources,
+                    "Calls a resource, whatever its name (`api` too); answers its raw output JSON.",
+                ),
             ),
             "post": _op(
                 "postDeviceResourceV3",

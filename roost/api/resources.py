@@ -12,6 +12,15 @@ v3, ``/v3/users/{user}/devices/{device}/resources[/{resource...}]``: raw JSON in
 (OTA firmware chunks, ``$ota/write``) with a longer default deadline; without a resource, the
 flat listing of :func:`roost.devices.describe.flat_listing`.
 
+Names that collide with the describe routes stay apart: on v2 a path ending in ``api`` is always a
+description (of the resource before it, or of the device), so a resource named ``api`` is
+described at ``.../api/api`` and called through v3, where ``resources/{r}`` is always a call
+(over IOTMP; the legacy wire spells a description as a path ending in ``api``, so a legacy device
+describes instead, and the call is checked as that description: :func:`checked_resource`). A
+device token limited to some resources is checked on the resource each call or description
+reaches, whatever its name (:meth:`roost.api.access.Principal.may_use`), and the listings show it
+only those; both the direct path and Starlette's router run these same handlers.
+
 Nested resources are paths (``a/b``). Each call has a deadline: ``?timeout=`` in milliseconds, by
 default ``call_timeout_ms`` (``binary_call_timeout_ms`` for octet-stream bodies) and at most
 ``max_call_timeout_ms``; past it the answer is 504. A device that is offline, unknown, or has no
@@ -26,12 +35,13 @@ Starlette routes to it (the v1 form, matched last).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from roost.api.access import authorize
+from roost.api.access import Principal, authorize
 from roost.api.errors import error_for
 from roost.api.json import JSON_TYPE, dumps, parse_json, read_body
 from roost.bus.base import DeviceKey, Operation
@@ -41,6 +51,7 @@ from roost.net.http import Answer
 from roost.services import Services
 from roost.wire.pson import PsonValue
 
+DESCRIBE = "api"  # the last path segment that asks for a description
 MAX_SEGMENT = 128
 MAX_DEPTH = 16
 OCTET_STREAM = "application/octet-stream"
@@ -78,12 +89,15 @@ class CallEndpoint:
 
 
 async def call_v2(request: Request, services: Services) -> bytes | None:
-    path = await _authorized_path(request)
-    if path[-1] == "api":
-        listing = await _device_request(request, services, Operation.DESCRIBE, path[:-1], None)
-        if len(path) == 1:
-            return dumps(legacy_listing(listing))
+    path = split_path(request.path_params["resource"])
+    if path[-1] == DESCRIBE:  # a description, checked as the resource it describes (none: all)
+        described = path[:-1]
+        principal = await _authorize(request, "/".join(described) if described else None)
+        listing = await _device_request(request, services, Operation.DESCRIBE, described, None)
+        if not described:
+            return dumps(visible_tree(legacy_listing(listing), principal))
         return dumps(listing if listing is not None else {})
+    await _authorize(request, checked_resource(path))
     payload: PsonValue = None
     if request.method == "POST":
         payload = _unwrap_in(await read_body(request, services.settings.max_body_bytes))
@@ -92,7 +106,8 @@ async def call_v2(request: Request, services: Services) -> bytes | None:
 
 
 async def call_v3(request: Request, services: Services) -> bytes | None:
-    path = await _authorized_path(request)
+    path = split_path(request.path_params["resource"])  # always a call here, even of "api"
+    await _authorize(request, checked_resource(path))
     payload: PsonValue = None
     binary = request.headers.get("content-type", "").startswith(OCTET_STREAM)
     if request.method == "POST":
@@ -103,20 +118,46 @@ async def call_v3(request: Request, services: Services) -> bytes | None:
 
 
 async def list_v3(request: Request, services: Services) -> bytes | None:
-    await _authorize(request, None)
+    principal = await _authorize(request, None)
     listing = await _device_request(request, services, Operation.DESCRIBE, (), None)
-    return dumps(flat_listing(listing))
+    flat = flat_listing(listing)
+    return dumps({name: entry for name, entry in flat.items() if principal.may_use(name)})
 
 
-async def _authorized_path(request: Request) -> tuple[str, ...]:
-    path = split_path(request.path_params["resource"])
-    await _authorize(request, path[0] if path[0] != "api" else None)
-    return path
-
-
-async def _authorize(request: Request, resource: str | None) -> None:
+async def _authorize(request: Request, resource: str | None) -> Principal:
+    """AccessDeviceResources on the device, and on ``resource`` (None: the device's listing,
+    which the caller then filters with :meth:`Principal.may_use`)."""
     owner, device_id = request.path_params["user"], request.path_params["device"]
-    await authorize(request, "AccessDeviceResources", owner, device_id, resource)
+    return await authorize(request, "AccessDeviceResources", owner, device_id, resource)
+
+
+def checked_resource(path: tuple[str, ...]) -> str:
+    """The resource a call of ``path`` is checked as: the path itself, except that a call ending
+    in ``api`` is checked as what comes before it. The legacy protocol has no other way to ask
+    for a description (:mod:`roost.net.legacy`), so a legacy device answers such a call with the
+    description of that resource, or with its whole listing when nothing comes before (``""``:
+    the device as a whole, which only a caller without a resource list may use)."""
+    if path[-1] == DESCRIBE:
+        return "/".join(path[:-1])
+    return "/".join(path)
+
+
+def visible_tree(tree: dict[str, Any], principal: Principal, prefix: str = "") -> dict[str, Any]:
+    """The part of a nested (legacy form) listing that ``principal`` may use. A resource that is
+    not covered but has covered ones below it stays as a bare container (``fn`` 0), as
+    :func:`roost.devices.describe.legacy_listing` shows parents IOTMP devices do not list."""
+    if principal.resources is None:
+        return tree
+    shown: dict[str, Any] = {}
+    for name, node in tree.items():
+        path = prefix + name
+        if principal.may_use(path):
+            shown[name] = node
+            continue
+        below = visible_tree(node.get("/", {}), principal, path + "/")
+        if below:
+            shown[name] = {"al": 0, "fn": 0, "/": below}
+    return shown
 
 
 def split_path(resource: str) -> tuple[str, ...]:
