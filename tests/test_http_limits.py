@@ -30,7 +30,15 @@ from roost.device import Device
 from roost.wire import iotmp
 from roost.wire.iotmp import KEEP_ALIVE_BYTES, Message, MessageType
 
-from conftest import ADMIN, ADMIN_PASSWORD, bearer, create_device, login, make_settings
+from conftest import (
+    ADMIN,
+    ADMIN_PASSWORD,
+    bearer,
+    create_device,
+    login,
+    make_settings,
+    sdk_device,
+)
 
 HEALTH = b"GET /v1/server/healthcheck HTTP/1.1\r\nHost: roost\r\n"
 SLOW_HEAD = HEALTH + b"X-Slow: "
@@ -115,6 +123,29 @@ async def test_the_header_timeout_spares_a_websocket_once_upgraded(tmp_path: Pat
             await asyncio.sleep(0.6)  # twice the header timeout
             await ws.send(KEEP_ALIVE_BYTES)
             assert await asyncio.wait_for(ws.recv(), 5) == KEEP_ALIVE_BYTES
+
+
+async def test_the_header_timeout_spares_a_request_being_answered(tmp_path: Path) -> None:
+    async def slow() -> int:
+        await asyncio.sleep(0.6)  # twice the header timeout
+        return 1
+
+    async with running(tmp_path, http_header_timeout=0.3) as server:
+        base_url = f"http://127.0.0.1:{server.http_port}"
+        async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+            token = await login(http)
+            await create_device(http, token)
+            device = sdk_device(server)
+            device.output("slow", slow)
+            await device.start()
+            try:
+                await device.wait_connected(5)
+                url = f"/v2/users/{ADMIN}/devices/dev1/slow"
+                for _ in range(2):  # and the kept-alive connection serves the next one
+                    response = await http.get(url, headers=bearer(token))
+                    assert response.json() == {"out": 1}
+            finally:
+                await device.stop()
 
 
 async def test_one_address_keeps_at_most_its_share_waiting(tmp_path: Path) -> None:
