@@ -9,6 +9,7 @@ sessions, wait for the HTTP server and background jobs with a timeout, then clos
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import secrets
 import socket
@@ -23,6 +24,7 @@ from typing import Any, cast
 import uvicorn
 
 from roost.api.app import RestApi
+from roost.api.users import PASSWORD_LENGTH
 from roost.auth.keys import JWT_KEY_FILE, PEPPER_FILE, load_or_create_key, private_dir
 from roost.auth.passwords import DeviceCredentials, hash_password
 from roost.auth.permissions import ParsedPermissions
@@ -91,7 +93,10 @@ async def ensure_admin(services: Services) -> None:
     if await services.store.count_users() > 0:
         return
     settings = services.settings
-    password = settings.admin_password or secrets.token_urlsafe(12)
+    chosen = settings.admin_password
+    if chosen is not None and (problem := password_problem(chosen)):
+        raise ConfigError(f"setting 'admin_password' {problem} (unset it for a random one)")
+    password = chosen or secrets.token_urlsafe(12)
     loop = asyncio.get_running_loop()
     password_hash = await loop.run_in_executor(None, hash_password, password)
     await services.store.create_user(
@@ -107,12 +112,21 @@ async def ensure_admin(services: Services) -> None:
         )
 
 
+def password_problem(password: str) -> str | None:
+    """What is wrong with a new user password under the API's rule, or None if nothing."""
+    low, high = PASSWORD_LENGTH
+    if not low <= len(password) <= high:
+        return f"must have {low} to {high} characters"
+    return None
+
+
 class Roost:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.services: Services | None = None
         self.ports: dict[str, int] = {}  # listener name -> bound port
         self._device_servers: list[asyncio.Server] = []
+        self._http_sockets: dict[str, socket.socket] = {}  # bound, not yet served
         self._http: list[tuple[uvicorn.Server, asyncio.Task[Any]]] = []
         self._jobs: list[asyncio.Task[Any]] = []  # background work, cancelled at stop
         self._writes: WriteBatch | None = None  # the device connections' (roost.net.batch)
@@ -147,9 +161,12 @@ class Roost:
         )
         services = self.services = await build_services(settings)
         self._writes = WriteBatch(asyncio.get_running_loop())
-        await ensure_admin(services)
         tls = self._tls_files()
         context = server_context(*tls) if tls is not None else None
+        # every port is taken before anything runs: one in use stops the start with nothing done
+        self._http_sockets["http"] = self._bind("http", settings.http_port)
+        if tls is not None:
+            self._http_sockets["https"] = self._bind("https", settings.https_port)
         await self._listen_devices("legacy", LegacyConnection, settings.device_port)
         await self._listen_devices("iotmp", IotmpConnection, settings.iotmp_port)
         if context is not None:
@@ -159,14 +176,15 @@ class Roost:
             await self._listen_devices(
                 "iotmp_tls", IotmpConnection, settings.iotmp_tls_port, context
             )
+        await ensure_admin(services)
         loop = asyncio.get_running_loop()
         self._jobs = [
             loop.create_task(services.gateway.drop_silent_devices()),
             loop.create_task(purge_expired_refresh_tokens(services, PURGE_EVERY_S)),
         ]
-        await self._serve_http("http", settings.http_port)
+        await self._serve_http("http")
         if tls is not None:
-            await self._serve_http("https", settings.https_port, tls)
+            await self._serve_http("https", tls)
         log.info(
             "listening on %s: %s; data in %s",
             settings.host,
@@ -193,16 +211,28 @@ class Roost:
     ) -> None:
         assert self.services is not None and self._writes is not None
         gateway, writes = self.services.gateway, self._writes
-        server = await asyncio.get_running_loop().create_server(
-            lambda: connection(gateway, writes), self.settings.host, port, backlog=4096, ssl=context
-        )
+        host = self.settings.host
+        try:
+            server = await asyncio.get_running_loop().create_server(
+                lambda: connection(gateway, writes), host, port, backlog=4096, ssl=context
+            )
+        except OSError as exc:
+            raise _listen_error(LISTENER_SETTINGS[name], host, port, exc) from None
         self._device_servers.append(server)
         self.ports[name] = server.sockets[0].getsockname()[1]
 
-    async def _serve_http(self, name: str, port: int, tls: tuple[Path, Path] | None = None) -> None:
-        assert self.services is not None
-        sock = _bind(self.settings.host, port)
+    def _bind(self, name: str, port: int) -> socket.socket:
+        host = self.settings.host
+        try:
+            sock = _bind(host, port)
+        except OSError as exc:
+            raise _listen_error(LISTENER_SETTINGS[name], host, port, exc) from None
         self.ports[name] = sock.getsockname()[1]
+        return sock
+
+    async def _serve_http(self, name: str, tls: tuple[Path, Path] | None = None) -> None:
+        assert self.services is not None
+        sock = self._http_sockets.pop(name)
         api = RestApi(self.services)
         # resource calls take the protocol's direct path (roost.net.http), the rest is ASGI
         protocol = partial(
@@ -238,8 +268,12 @@ class Roost:
             await asyncio.sleep(0.01)
 
     async def stop(self) -> None:
+        served = bool(self._http)  # else a start that failed: its error is all there is to say
         for listener in self._device_servers:
             listener.close()
+        for sock in self._http_sockets.values():  # bound, never served: the start failed
+            sock.close()
+        self._http_sockets.clear()
         for server, _ in self._http:
             server.should_exit = True
         if self.services is not None:
@@ -251,7 +285,8 @@ class Roost:
         if self.services is not None:
             await self.services.store.close()
         self._device_servers, self._http, self._jobs = [], [], []
-        log.info("stopped")
+        if served:
+            log.info("stopped")
 
     async def run_until(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set or the HTTP server ends (it handles SIGINT/SIGTERM)."""
@@ -265,11 +300,35 @@ class Roost:
             await self.stop()
 
 
+# the setting that gives each listener its port, as errors name it
+LISTENER_SETTINGS = {
+    "http": "http_port",
+    "https": "https_port",
+    "legacy": "device_port",
+    "iotmp": "iotmp_port",
+    "legacy_tls": "device_tls_port",
+    "iotmp_tls": "iotmp_tls_port",
+}
+
+
+def _listen_error(setting: str, host: str, port: int, exc: OSError) -> ConfigError:
+    reason = exc.strerror or str(exc)
+    if isinstance(exc, socket.gaierror):
+        return ConfigError(f"setting 'host': {host!r} cannot be used: {reason}")
+    if exc.errno == errno.EADDRINUSE:
+        return ConfigError(f"{setting} {port} is already in use")
+    return ConfigError(f"{setting} {port}: cannot listen on {host}: {reason}")
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
     sock.set_inheritable(True)
     return sock

@@ -1,7 +1,9 @@
-"""The ``roost`` command: ``roost serve`` (the default) and admin commands.
+"""The ``roost`` command: ``roost serve`` and the admin commands (``roost user ...``).
 
 Every setting of :class:`roost.config.Settings` is a flag (``--http-port``) and an environment
 variable (``ROOST_HTTP_PORT``); ``--config FILE`` (or ``ROOST_CONFIG``) reads a TOML file first.
+A mistake a person can make (a bad setting, a port in use, a missing data dir) ends the command
+with one line on stderr naming it, never a traceback.
 """
 
 from __future__ import annotations
@@ -13,19 +15,22 @@ import getpass
 import logging
 import os
 import signal
+import sqlite3
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import fields
+from collections.abc import Iterable, Sequence
+from dataclasses import Field, fields
 from pathlib import Path
 from typing import Any
 
 from roost import __version__
 from roost.api.validate import check_id
-from roost.app import DATABASE_FILE, Roost
+from roost.app import DATABASE_FILE, Roost, password_problem
+from roost.auth.keys import PRIVATE_DIR_MODE
 from roost.auth.passwords import hash_password
-from roost.config import Settings, env_name, load_settings
-from roost.errors import Conflict, NotFound, RoostError
+from roost.config import SETTING_HELP, Settings, default_text, env_name, load_settings
+from roost.errors import ConfigError, Conflict, InvalidInput, NotFound, RoostError
 from roost.store.base import User
 from roost.store.sqlite import SQLiteStore
 
@@ -33,71 +38,123 @@ log = logging.getLogger("roost")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # a bare `roost` explains itself rather than start a server
+        if sys.argv[1:] if argv is None else list(argv):  # settings but no command
+            return _fail("say which command to run: roost serve, roost user ... (roost --help)", 2)
+        parser.print_help()
+        return 0
     try:
         settings = _settings(args)
     except RoostError as exc:
-        print(f"roost: {exc.message}", file=sys.stderr)
-        return 2
+        return _fail(exc.message, 2)
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    command = args.command or "serve"
     try:
-        if command == "serve":
-            _run(_serve(settings))
-        elif command == "user" and args.user_command == "add":
-            _run(_add_user(settings, args.name, args.password, args.admin))
-        elif command == "user" and args.user_command == "logout":
-            _run(_logout_user(settings, args.name))
-        elif command == "user" and args.user_command == "passwd":
-            _run(_change_password(settings, args.name, args.password))
-        else:
-            _parser().print_help()
-            return 2
+        _command(args, settings)
     except RoostError as exc:
-        print(f"roost: {exc.message}", file=sys.stderr)
-        return 1
+        return _fail(exc.message, 1)
+    except sqlite3.Error as exc:
+        return _fail(f"the database in {str(settings.data_dir)!r} cannot be used: {exc}", 1)
+    except OSError as exc:  # a file the person named or the data dir holds
+        where = f"{exc.filename!r}: " if exc.filename else ""
+        return _fail(f"{where}{exc.strerror or exc}", 1)
+    except KeyboardInterrupt:  # at a password prompt
+        print(file=sys.stderr)
+        return 130
     return 0
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"roost: {message}", file=sys.stderr)
+    return status
+
+
+def _command(args: argparse.Namespace, settings: Settings) -> None:
+    if args.command == "serve":
+        _ready_data_dir(settings.data_dir)
+        _run(_serve(settings))
+        return
+    _existing_store(settings)
+    if args.user_command == "add":
+        _run(_add_user(settings, args.name, args.password, args.admin))
+    elif args.user_command == "logout":
+        _run(_logout_user(settings, args.name))
+    elif args.user_command == "passwd":
+        _run(_change_password(settings, args.name, args.password))
 
 
 def _parser() -> argparse.ArgumentParser:
     # The settings flags are accepted before and after the command (SUPPRESS keeps a flag given
-    # in one place from being reset by the other's default).
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
+    # in one place from being reset by the other's default). The user commands take only the
+    # two that say where the store is.
+    server = _settings_flags(fields(Settings))
+    store = _settings_flags(f for f in fields(Settings) if f.name == "data_dir")
+    parser = argparse.ArgumentParser(
+        prog="roost",
+        description="Roost, an IoT server for Thinger.io devices and apps.",
+        epilog="`roost serve --help` lists the server's settings (each is a flag, an environment "
+        "variable and a key of the --config file); `roost user add --help` and the like describe "
+        "the admin commands.",
+        parents=[_settings_flags(fields(Settings), hidden=True)],
+    )
+    parser.add_argument("--version", action="version", version=f"roost {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="{serve,user}")
+    commands.add_parser(
+        "serve", help="run the server", description="Run the Roost server.", parents=[server]
+    )
+    user = commands.add_parser("user", help="manage users", description="Manage users.")
+    user_commands = user.add_subparsers(dest="user_command", required=True)
+    add = _user_command(user_commands, "add", "add a user", store)
+    add.add_argument("--password", help=f"the password ({_PASSWORD_WORDS})")
+    add.add_argument("--admin", action="store_true", help="make the user an administrator")
+    _user_command(user_commands, "logout", "revoke every refresh token of a user", store)
+    passwd = _user_command(
+        user_commands, "passwd", "set a user's password (also logs them out everywhere)", store
+    )
+    passwd.add_argument("--password", help=f"the new password ({_PASSWORD_WORDS})")
+    return parser
+
+
+_PASSWORD_WORDS = "6 to 72 characters; default: asked for twice on the terminal"
+
+
+def _settings_flags(chosen: Iterable[Field[Any]], hidden: bool = False) -> argparse.ArgumentParser:
+    """The flags of the ``chosen`` settings, with what each does and its default (``hidden``:
+    accepted before the command, documented after it)."""
+    flags = argparse.ArgumentParser(add_help=False)
+    flags.add_argument(
         "--config",
         type=Path,
         default=argparse.SUPPRESS,
-        help="TOML settings file (env ROOST_CONFIG)",
+        help=argparse.SUPPRESS
+        if hidden
+        else "TOML file of settings (env ROOST_CONFIG; default: none)",
     )
-    for field in fields(Settings):
-        flag = "--" + field.name.replace("_", "-")
-        options: dict[str, Any] = {"dest": field.name, "default": argparse.SUPPRESS}
+    for field in chosen:
+        name = field.name
+        options: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS}
+        env = env_name(name)
         if field.type == "bool":  # a switch: --tls-self-signed
             options.update(action="store_const", const=True)
-        common.add_argument(flag, help=f"env {env_name(field.name)}", **options)
-    parser = argparse.ArgumentParser(prog="roost", description="Roost IoT server", parents=[common])
-    parser.add_argument("--version", action="version", version=f"roost {__version__}")
-    commands = parser.add_subparsers(dest="command")
-    commands.add_parser("serve", help="run the server (the default)", parents=[common])
-    user = commands.add_parser("user", help="manage users")
-    user_commands = user.add_subparsers(dest="user_command", required=True)
-    add = user_commands.add_parser("add", help="add a user", parents=[common])
-    add.add_argument("name")
-    add.add_argument("--password", help="the password (prompted for when absent)")
-    add.add_argument("--admin", action="store_true", help="make the user an administrator")
-    logout = user_commands.add_parser(
-        "logout", help="revoke every refresh token of a user (log out everywhere)", parents=[common]
+            env += "=1"
+        words = f"{SETTING_HELP.get(name, name)} (env {env}; default: {default_text(name)})"
+        words = argparse.SUPPRESS if hidden else words.replace("%", "%%")
+        flags.add_argument("--" + name.replace("_", "-"), help=words, **options)
+    return flags
+
+
+def _user_command(
+    commands: Any, name: str, summary: str, store: argparse.ArgumentParser
+) -> argparse.ArgumentParser:
+    command: argparse.ArgumentParser = commands.add_parser(
+        name, help=summary, description=summary[0].upper() + summary[1:] + ".", parents=[store]
     )
-    logout.add_argument("name")
-    passwd = user_commands.add_parser(
-        "passwd", help="set a user's password (also logs them out everywhere)", parents=[common]
-    )
-    passwd.add_argument("name")
-    passwd.add_argument("--password", help="the new password (prompted for when absent)")
-    return parser
+    command.add_argument("name", help="the user's name")
+    return command
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -129,11 +186,43 @@ async def _serve(settings: Settings) -> None:
 
 def _new_password(name: str, password: str | None) -> str:
     if password is None:
+        if not sys.stdin.isatty():
+            raise InvalidInput(
+                f"no terminal to ask for the password of {name!r}: give it with --password"
+            )
         password = getpass.getpass(f"Password for {name}: ")
-    if len(password) < 6:
-        print("roost: the password must have at least 6 characters", file=sys.stderr)
-        raise SystemExit(1)
+        if getpass.getpass(f"Password for {name} (again): ") != password:
+            raise InvalidInput("the two passwords differ; nothing was changed")
+    if problem := password_problem(password):
+        raise InvalidInput(f"the password {problem}")
     return password
+
+
+def _ready_data_dir(data_dir: Path) -> None:
+    """Make the data dir if needed and check that it can be written, or say why not."""
+    shown = str(data_dir)
+    if data_dir.exists() and not data_dir.is_dir():
+        raise ConfigError(f"data dir {shown!r} is not a directory")
+    try:
+        data_dir.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"data dir {shown!r} cannot be created: {exc.strerror}") from None
+    try:
+        with tempfile.TemporaryFile(dir=data_dir):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"data dir {shown!r} cannot be written: {exc.strerror}") from None
+
+
+def _existing_store(settings: Settings) -> None:
+    """The admin commands work on a store `roost serve` made: a misspelt --data-dir must not
+    start a second, empty user base."""
+    shown = str(settings.data_dir)
+    hint = "start `roost serve` once to create it, or give the right --data-dir"
+    if not settings.data_dir.is_dir():
+        raise NotFound(f"data dir {shown!r} does not exist ({hint})")
+    if not (settings.data_dir / DATABASE_FILE).is_file():
+        raise NotFound(f"data dir {shown!r} holds no Roost database ({hint})")
 
 
 async def _open_store(settings: Settings) -> SQLiteStore:
@@ -152,8 +241,7 @@ async def _add_user(settings: Settings, name: str, password: str | None, admin: 
         role = "admin" if admin else "user"
         await store.create_user(User(name, password_hash, role, int(time.time() * 1000)))
     except Conflict:
-        print(f"roost: user {name!r} already exists", file=sys.stderr)
-        raise SystemExit(1) from None
+        raise Conflict(f"user {name!r} already exists") from None
     finally:
         await store.close()
     print(f"added {'admin' if admin else 'user'} {name!r}")

@@ -7,9 +7,9 @@ error names the key and the value it could not use.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
-import logging
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -73,6 +73,91 @@ class Settings:
 
 
 SECRET_SETTINGS = frozenset({"admin_password"})
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+# What each setting is for, in one line: `roost --help` shows it beside the flag, with the
+# default, and the README's settings table says the same (tests/test_cli.py holds them equal).
+SETTING_HELP: dict[str, str] = {
+    "data_dir": "directory of the database and the key files",
+    "host": "address every listener binds",
+    "http_port": "port of the REST API",
+    "device_port": "port of the legacy Thinger device protocol",
+    "iotmp_port": "port of the IOTMP device protocol",
+    "tls_cert": "PEM certificate file; with tls_key, the TLS ports below listen too "
+    "(TLS 1.2+, ECDHE with AES-GCM or ChaCha20 only)",
+    "tls_key": "PEM private key file of tls_cert",
+    "tls_self_signed": "make (once, in <data dir>/tls/) and use a self-signed pair, "
+    "for trying TLS out",
+    "https_port": "port of the REST API over TLS",
+    "device_tls_port": "port of the legacy device protocol over TLS",
+    "iotmp_tls_port": "port of the IOTMP device protocol over TLS",
+    "admin_user": "name of the first admin, created on an empty store only",
+    "admin_password": "password of the first admin, 6 to 72 characters",
+    "log_level": "one of " + ", ".join(LOG_LEVELS),
+    "auth_timeout": "seconds a device connection has to authenticate",
+    "keepalive_timeout": "seconds of device silence before it is dropped "
+    "(devices send a keep-alive every 60 s)",
+    "max_frame_bytes": "largest device frame; larger ones close the connection",
+    "max_pson_depth": "deepest nesting accepted in a device value",
+    "outbox_limit_bytes": "unsent bytes to a device before it is dropped as not reading",
+    "max_unauthenticated": "device connections still authenticating (each may send at most "
+    "4 KiB before it is in); when all places are taken, a new connection takes the place of the "
+    "oldest (those that sent nothing first) of the address holding the most, if that is more "
+    "than its own address holds; otherwise it is closed at once",
+    "max_unauthenticated_per_address": "device connections still authenticating from one "
+    "address (IPv6: its /64)",
+    "device_frame_rate": "frames per second a device may send unasked (stream data, keep-alives: "
+    "all but replies), a second's worth at once; past it, its connection is read no faster "
+    "(0: no limit)",
+    "device_flood_seconds": "seconds a device may keep sending over device_frame_rate, "
+    "without a break, before it is disconnected",
+    "call_timeout_ms": "default deadline of a resource call",
+    "max_call_timeout_ms": "largest ?timeout= accepted",
+    "binary_call_timeout_ms": "default deadline of application/octet-stream calls (OTA chunks)",
+    "stream_outbox_frames": "frames queued for one WebSocket client before the oldest are dropped",
+    "max_stream_subscriptions": "resources one WebSocket may watch at once; a message asking for "
+    "one more gets an error frame",
+    "stream_recheck_interval": "seconds between checks of an open stream's token, user and device "
+    "in the store (changes made through the server end streams at once)",
+    "public_host": "host (and port) clients use to reach the API; access tokens carry it as svr",
+    "max_body_bytes": "largest request body (413 above)",
+    "sse_keepalive": "seconds between keep-alive comments on an SSE stream",
+    "sse_min_interval": "least seconds between two stats events",
+    "http_header_timeout": "seconds an HTTP connection has to send a whole request head, from "
+    "when it opens or from its previous answer; then it is closed (408 if a head had begun)",
+    "http_max_pending": "HTTP connections that have not sent a whole request; at the limit the "
+    "oldest is closed to make room (at most a quarter of the open-file limit; 0: that only)",
+    "http_max_pending_per_address": "the same, from one address (IPv6: its /64); a connection "
+    "over it is closed at once (0: no limit)",
+    "trusted_proxies": "reverse proxies (addresses or networks, comma-separated) whose "
+    "X-Forwarded-For and X-Forwarded-Proto are believed; none: those headers are ignored",
+    "auth_failure_window": "seconds over which the three budgets below count failures "
+    "(a sliding window)",
+    "login_failures_per_user": "wrong passwords for one user name before POST /oauth/token "
+    "answers 429 (0: no limit)",
+    "login_failures_per_address": "wrong passwords from one address (IPv6: its /64) before 429 "
+    "(0: no limit)",
+    "device_auth_failures_per_address": "failed device authentications from one address before "
+    "it is refused without a check (0: no limit)",
+}
+# Defaults that are not a plain value
+_DEFAULT_WORDS = {"admin_password": "random, printed once", "public_host": "<host>:<http-port>"}
+
+
+def default_text(name: str) -> str:
+    """The default of a setting as ``--help`` and the README show it."""
+    if name in _DEFAULT_WORDS:
+        return _DEFAULT_WORDS[name]
+    value = getattr(Settings(), name)
+    if value is None or value == ():
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return ", ".join(value)
+    return str(value)
 
 
 def public_host(settings: Settings) -> str:
@@ -141,22 +226,11 @@ def _convert(key: str, type_name: Any, raw: Any) -> Any:
         if kind == "bool":
             return _bool(raw)
         if key == "log_level":
-            level = str(raw).upper()
-            if level not in logging.getLevelNamesMapping():
-                raise ValueError(level)
-            return level
+            return _log_level(shown, raw)
         if kind == "int":
-            if isinstance(raw, bool):
-                raise ValueError
-            value: Any = int(raw)
-            if value < 0:
-                raise ValueError
-            return value
+            return _whole_number(key, shown, raw)
         if kind == "float":
-            value = float(raw)
-            if not value > 0:
-                raise ValueError
-            return value
+            return _positive_number(key, shown, raw)
         if kind == "tuple[str, ...]":
             items = _items(raw)
             if key == "trusted_proxies":
@@ -167,6 +241,39 @@ def _convert(key: str, type_name: Any, raw: Any) -> Any:
         return str(raw)
     except (TypeError, ValueError):
         raise ConfigError(f"setting {key!r}: {shown} is not a valid {kind}") from None
+
+
+def _log_level(shown: str, raw: Any) -> str:
+    level = str(raw).upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"setting 'log_level': {shown} is not one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def _whole_number(key: str, shown: str, raw: Any) -> int:
+    """An int setting: 0 or more, and 0-65535 for a port (a name ending in ``_port``)."""
+    value: int | None = None
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        value = raw
+    elif isinstance(raw, str):
+        with contextlib.suppress(ValueError):
+            value = int(raw)
+    if key.endswith("_port"):
+        if value is None or not 0 <= value <= 65535:
+            raise ConfigError(f"setting {key!r}: {shown} must be 0-65535 (a port number)")
+    elif value is None or value < 0:
+        raise ConfigError(f"setting {key!r}: {shown} must be a whole number, 0 or more")
+    return value
+
+
+def _positive_number(key: str, shown: str, raw: Any) -> float:
+    try:
+        value = float(raw) if not isinstance(raw, bool) else None
+    except (TypeError, ValueError):
+        value = None
+    if value is None or not value > 0:
+        raise ConfigError(f"setting {key!r}: {shown} must be a number above 0")
+    return value
 
 
 def _items(raw: Any) -> tuple[str, ...]:

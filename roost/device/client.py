@@ -172,8 +172,20 @@ class Device:
         return Link(self, self._dialect, reader, writer)
 
     async def _session(self) -> None:
-        async with asyncio.timeout(self.request_timeout):
-            reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self.ssl)
+        try:
+            async with asyncio.timeout(self.request_timeout):
+                reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self.ssl)
+        except (OSError, TimeoutError) as exc:  # refused, unreachable, TLS handshake, no answer
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "device %s/%s: cannot connect to %s port %d: %s",
+                self.user,
+                self.device,
+                self.host,
+                self.port,
+                str(exc) or "no answer in time",
+            )
+            return
         link = self._connect(reader, writer)
         try:
             if not await link.authenticate():
