@@ -44,6 +44,7 @@ from conftest import (
     login,
     make_settings,
     sdk_device,
+    wait_for,
 )
 
 ANNOUNCED_WITHIN = 3.0  # seconds: "within a second", with room for a loaded machine
@@ -396,3 +397,28 @@ async def test_deleted_device_ends_its_streams(
         deleted = await http.delete(f"/v1/users/{ADMIN}/devices/dev1", headers=bearer(admin_token))
         assert deleted.status_code == 200
         assert await ended(ANNOUNCED_WITHIN) == "device 'dev1' not found"
+
+
+# what a stream leaves behind
+
+
+@pytest.mark.parametrize("kind", STREAMS)
+async def test_a_stream_the_client_leaves_stops_listening_for_revocations(
+    kind: str, server: Roost, http: httpx.AsyncClient, admin_token: str, device: Device
+) -> None:
+    assert server.services is not None
+    bus: Any = server.services.bus  # the local bus: its listeners are this process's
+    async with open_stream(kind, server, admin_token):
+        assert bus.revocations.listening(ADMIN) == 1
+
+    async def released() -> bool:
+        return bus.revocations.listening(ADMIN) == 0
+
+    await wait_for(released)
+
+
+def test_revocations_travel_as_json() -> None:
+    """What a NATS bus sends between nodes: every kind comes back as it left."""
+    for what in Revoked:
+        revocation = Revocation(ADMIN, what, "t1" if what is not Revoked.SESSIONS else None, "why")
+        assert Revocation.from_json(json.loads(json.dumps(revocation.to_json()))) == revocation

@@ -11,6 +11,7 @@ device disabled or deleted: see :mod:`roost.api.stream_access`); then its last e
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
@@ -24,6 +25,8 @@ from roost.api.json import dumps, json_response
 from roost.api.stream_access import StreamAccess
 from roost.bus.base import DeviceKey
 from roost.services import Services
+
+log = logging.getLogger("roost.api")
 
 
 async def device_stats(request: Request) -> Response:
@@ -59,7 +62,9 @@ async def _stats_events(
                 await _first(lost, changed.wait(), settings.sse_keepalive)
                 if not changed.is_set() and not lost.done():
                     yield b": keep-alive\n\n"
-        yield b"event: error\ndata: " + dumps({"error": {"message": lost.result()}}) + b"\n\n"
+        reason = lost.result()
+        log.info("stats stream of %s ended: %s", key, reason)
+        yield b"event: error\ndata: " + dumps({"error": {"message": reason}}) + b"\n\n"
     finally:
         lost.cancel()
         services.bus.unwatch_stats(key, changed)
