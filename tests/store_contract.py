@@ -368,6 +368,58 @@ async def test_purge_keeps_a_revoked_family_revoked(store: Store) -> None:
     assert await store.use_refresh_token("r3", _T0 + 1500) is None
 
 
+_GRACE = 60_000
+_LATER = _T0 + 10_000_000  # the tokens of the retry tests expire long after
+
+
+def _rotated(jti: str, parent: str | None) -> RefreshToken:
+    return RefreshToken(jti, "alice", "fam1", _T0, _LATER, parent=parent)
+
+
+async def test_a_lost_answer_can_be_retried_within_the_grace(store: Store) -> None:
+    await store.create_user(_user("alice"))
+    await store.add_refresh_token(_rotated("r1", None))
+    assert await store.use_refresh_token("r1", _T0, _GRACE) == _rotated("r1", None)
+    await store.add_refresh_token(_rotated("lost", "r1"))  # its answer never arrives
+    # the client retries with the token it still holds
+    assert await store.use_refresh_token("r1", _T0 + _GRACE - 1, _GRACE) == _rotated("r1", None)
+    await store.add_refresh_token(_rotated("r2", "r1"))
+    assert await store.use_refresh_token("r2", _T0 + _GRACE) == _rotated("r2", "r1")  # alive
+    await store.add_refresh_token(_rotated("r3", "r2"))
+    # the successor it replaced was retired: presenting it is a reuse
+    assert await store.use_refresh_token("lost", _T0 + _GRACE, _GRACE) is None
+    assert await store.use_refresh_token("r3", _T0 + _GRACE) is None
+
+
+async def test_a_retry_after_the_grace_revokes_the_family(store: Store) -> None:
+    await store.create_user(_user("alice"))
+    await store.add_refresh_token(_rotated("r1", None))
+    assert await store.use_refresh_token("r1", _T0, _GRACE) is not None
+    await store.add_refresh_token(_rotated("r2", "r1"))
+    assert await store.use_refresh_token("r1", _T0 + _GRACE, _GRACE) is None
+    assert await store.use_refresh_token("r2", _T0 + _GRACE, _GRACE) is None
+
+
+async def test_a_replay_after_the_successor_was_used_revokes_the_family(store: Store) -> None:
+    await store.create_user(_user("alice"))
+    await store.add_refresh_token(_rotated("r1", None))
+    assert await store.use_refresh_token("r1", _T0, _GRACE) is not None
+    await store.add_refresh_token(_rotated("r2", "r1"))
+    assert await store.use_refresh_token("r2", _T0 + 1, _GRACE) is not None  # delivered, used
+    await store.add_refresh_token(_rotated("r3", "r2"))
+    assert await store.use_refresh_token("r1", _T0 + 2, _GRACE) is None  # so r1 is a replay
+    assert await store.use_refresh_token("r3", _T0 + 3, _GRACE) is None
+
+
+async def test_no_grace_means_no_retry(store: Store) -> None:
+    await store.create_user(_user("alice"))
+    await store.add_refresh_token(_rotated("r1", None))
+    assert await store.use_refresh_token("r1", _T0) is not None
+    await store.add_refresh_token(_rotated("r2", "r1"))
+    assert await store.use_refresh_token("r1", _T0) is None
+    assert await store.use_refresh_token("r2", _T0) is None
+
+
 async def test_unknown_refresh_token_is_none(store: Store) -> None:
     assert await store.use_refresh_token("nope", _T0) is None
 

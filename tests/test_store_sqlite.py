@@ -215,3 +215,25 @@ async def test_refresh_tokens_are_purged_in_chunks(
         await store.add_refresh_token(RefreshToken(f"r{i}", "alice", f"f{i}", _T0, expires))
     assert await store.purge_refresh_tokens(_T0 + 1) == 7  # three jobs: 3, 3, then 1
     assert await store.use_refresh_token("r7", _T0 + 2) is not None
+
+
+async def test_refresh_tokens_used_before_version_5_are_never_retried(tmp_path: Path) -> None:
+    path = tmp_path / "roost.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert apply_migrations(conn, load_migrations()[:4]) == 4
+    conn.execute("INSERT INTO users VALUES ('alice', 'h', 'admin', ?)", (_T0,))
+    rows = [("old", 1), ("newer", 0)]  # "old" was exchanged for "newer" before the upgrade
+    for jti, used in rows:
+        conn.execute(
+            "INSERT INTO refresh_tokens (jti, user_name, family, issued, expires, used)"
+            " VALUES (?, 'alice', 'fam', ?, ?, ?)",
+            (jti, _T0, _T0 + 10_000_000, used),
+        )
+    conn.close()
+    upgraded = SQLiteStore(path)
+    await upgraded.open()
+    try:
+        assert await upgraded.use_refresh_token("old", _T0 + 1, 60_000) is None  # a reuse
+        assert await upgraded.use_refresh_token("newer", _T0 + 1, 60_000) is None  # revoked
+    finally:
+        await upgraded.close()

@@ -8,6 +8,8 @@ import base64
 import json
 import logging
 import sqlite3
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +21,12 @@ from websockets.exceptions import InvalidStatus
 
 from roost.app import DATABASE_FILE, Roost
 from roost.auth.passwords import hash_password
+from roost.auth.tokens import REFRESH_RETRY_S
+from roost.config import Settings
 from roost.store.base import AccessToken
 from roost.store.migrate import apply_migrations, load_migrations
 
-from conftest import ADMIN, bearer, create_device, login, make_settings
+from conftest import ADMIN, ADMIN_PASSWORD, bearer, create_device, login, make_settings
 
 DEVICES = f"/v1/users/{ADMIN}/devices"
 TOKENS = f"/v1/users/{ADMIN}/tokens"
@@ -235,3 +239,104 @@ async def test_an_encoded_authorization_name_is_no_token_and_stays_out_of_the_lo
     ]
     assert any("%61uthorization=***" in line for line in server_lines)  # it logged the line...
     assert not [line for line in server_lines if secret in line]  # ...never the token
+
+
+# -- e. a refresh whose answer was lost can be retried, briefly -------------------------------
+
+
+class MovableClock:
+    """The server's wall clock, which a test sets back to play the past: tokens issued then are
+    verified at the real time, never issued in the future (PyJWT refuses an ``iat`` to come)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+@pytest.fixture
+async def clocked(
+    settings: Settings,
+) -> AsyncIterator[tuple[httpx.AsyncClient, MovableClock]]:
+    clock = MovableClock()
+    roost = Roost(settings, clock=clock)
+    await roost.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{roost.http_port}") as http:
+            yield http, clock
+    finally:
+        await roost.stop()
+
+
+async def refresh(http: httpx.AsyncClient, token: str) -> httpx.Response:
+    return await http.post(
+        "/oauth/token", data={"grant_type": "refresh_token", "refresh_token": token}
+    )
+
+
+async def first_refresh_token(http: httpx.AsyncClient) -> str:
+    response = await http.post(
+        "/oauth/token",
+        data={"grant_type": "password", "username": ADMIN, "password": ADMIN_PASSWORD},
+    )
+    assert response.status_code == 200, response.text
+    token: str = response.json()["refresh_token"]
+    return token
+
+
+async def test_a_refresh_whose_answer_was_lost_is_retried_within_the_window(
+    clocked: tuple[httpx.AsyncClient, MovableClock],
+) -> None:
+    http, clock = clocked
+    clock.offset = -(REFRESH_RETRY_S - 5)
+    held = await first_refresh_token(http)
+    lost = await refresh(http, held)  # the server rotated, the client never saw the answer
+    assert lost.status_code == 200
+    clock.offset = 0  # the client comes back with the token it still holds
+    retried = await refresh(http, held)
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["refresh_token"] != lost.json()["refresh_token"]
+    assert (await http.get(DEVICES, headers=bearer(retried.json()["access_token"]))).is_success
+    # the family lives on
+    onward = await refresh(http, retried.json()["refresh_token"])
+    assert onward.status_code == 200, onward.text
+    assert (await refresh(http, onward.json()["refresh_token"])).status_code == 200
+
+
+async def test_the_successor_a_retry_replaced_is_dead_and_betrays_a_copy(
+    clocked: tuple[httpx.AsyncClient, MovableClock],
+) -> None:
+    http, _ = clocked
+    held = await first_refresh_token(http)
+    lost = (await refresh(http, held)).json()["refresh_token"]
+    retried = (await refresh(http, held)).json()["refresh_token"]
+    # whoever holds the replaced successor is not the client that retried: it is a reuse
+    assert_error(await refresh(http, lost), 401)
+    assert_error(await refresh(http, retried), 401)  # the family is revoked
+
+
+async def test_a_retry_after_the_window_revokes_the_family(
+    clocked: tuple[httpx.AsyncClient, MovableClock],
+) -> None:
+    http, clock = clocked
+    clock.offset = -(REFRESH_RETRY_S + 1)
+    held = await first_refresh_token(http)
+    lost = await refresh(http, held)
+    assert lost.status_code == 200
+    clock.offset = 0
+    response = await refresh(http, held)
+    assert_error(response, 401)
+    assert response.json()["error"]["message"] == "invalid refresh token"
+    assert_error(await refresh(http, lost.json()["refresh_token"]), 401)  # revoked with it
+
+
+async def test_a_retry_after_the_successor_was_used_revokes_the_family(
+    clocked: tuple[httpx.AsyncClient, MovableClock],
+) -> None:
+    http, _ = clocked
+    held = await first_refresh_token(http)
+    delivered = (await refresh(http, held)).json()["refresh_token"]
+    newest = (await refresh(http, delivered)).json()["refresh_token"]
+    assert_error(await refresh(http, held), 401)  # a replay, within the window or not
+    assert_error(await refresh(http, newest), 401)

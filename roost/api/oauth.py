@@ -1,7 +1,12 @@
 """POST /oauth/token: the password and refresh_token grants of OAuth2.
 
 Refresh tokens rotate on every use; presenting one that was already used revokes the newer token
-issued from it as well (the whole family of that login).
+issued from it as well (the whole family of that login). Except a retry: a client whose answer was
+lost (it crashed, the connection dropped) still holds the token it sent, now marked used. Within
+``REFRESH_RETRY_S`` of that first use, and as long as no successor of it has been used, the token
+is taken again: the client gets a new successor, and the undelivered one is retired, so that
+presenting it later revokes the family like any reuse. Past the window, or once a successor was
+used, presenting it is a reuse.
 
 Wrong passwords are budgeted per user name and per source address (``login_failures_per_user``
 and ``login_failures_per_address`` per ``auth_failure_window`` seconds). Past either budget the
@@ -22,7 +27,7 @@ from starlette.routing import Route
 
 from roost.api.json import json_response, parse_json, read_body
 from roost.auth.passwords import verify_password
-from roost.auth.tokens import ACCESS_TTL_S, REFRESH_TTL_S, new_token_id
+from roost.auth.tokens import ACCESS_TTL_S, REFRESH_RETRY_S, REFRESH_TTL_S, new_token_id
 from roost.errors import InvalidInput, InvalidToken, RateLimited, Unauthenticated
 from roost.services import Services
 from roost.store.base import RefreshToken
@@ -38,7 +43,8 @@ async def token(request: Request) -> Response:
         return json_response(await _issue(services, name, family=None))
     if grant == "refresh_token":
         record = await _use_refresh(services, form.get("refresh_token", ""))
-        return json_response(await _issue(services, record.user, family=record.family))
+        issued = await _issue(services, record.user, family=record.family, parent=record.jti)
+        return json_response(issued)
     raise InvalidInput("grant_type must be 'password' or 'refresh_token'")
 
 
@@ -83,13 +89,17 @@ async def _use_refresh(services: Services, refresh_token: str) -> RefreshToken:
     jti = claims.get("jti")
     record = None
     if isinstance(jti, str) and "usr" not in claims:
-        record = await services.store.use_refresh_token(jti, services.now_ms())
+        record = await services.store.use_refresh_token(
+            jti, services.now_ms(), REFRESH_RETRY_S * 1000
+        )
     if record is None:
         raise InvalidToken("invalid refresh token")
     return record
 
 
-async def _issue(services: Services, user: str, family: str | None) -> dict[str, Any]:
+async def _issue(
+    services: Services, user: str, family: str | None, parent: str | None = None
+) -> dict[str, Any]:
     now_s = int(services.clock())
     jti = new_token_id()
     await services.store.add_refresh_token(
@@ -99,6 +109,7 @@ async def _issue(services: Services, user: str, family: str | None) -> dict[str,
             family=family or jti,
             issued=now_s * 1000,
             expires=(now_s + REFRESH_TTL_S) * 1000,
+            parent=parent,
         )
     )
     return {

@@ -25,6 +25,9 @@ from roost.store.base import DeviceToken
 
 ACCESS_TTL_S = 2 * 3600
 REFRESH_TTL_S = 60 * 86400
+# A used refresh token is taken again for this long, if its successor was never used: the
+# answer that carried the successor may have been lost (a crash, a dropped connection).
+REFRESH_RETRY_S = 60
 _ALGORITHM = "HS256"
 
 

@@ -87,6 +87,7 @@ class RefreshToken:
     family: str  # every token rotated from one login shares the family of the first
     issued: int
     expires: int
+    parent: str | None = None  # the token this one was rotated from; None: a login's first
 
 
 class Store(Protocol):
@@ -164,10 +165,16 @@ class Store(Protocol):
         """Raises Conflict if the jti exists, NotFound if the user does not. A token added to a
         family that was revoked is revoked too."""
 
-    async def use_refresh_token(self, jti: str, now: int) -> RefreshToken | None:
+    async def use_refresh_token(self, jti: str, now: int, grace_ms: int = 0) -> RefreshToken | None:
         """Atomically consumes a refresh token. Returns it if it was live (known, unused, not
-        expired, family not revoked) and marks it used. A token that was already used revokes its
-        whole family (reuse detection) and returns None; unknown or expired also return None."""
+        expired, family not revoked) and marks it used at ``now``. A token that was already used
+        revokes its whole family (reuse detection) and returns None; unknown or expired also
+        return None.
+
+        Except a retry: a token first used less than ``grace_ms`` before ``now``, none of whose
+        successors (the tokens added with it as ``parent``) was used since, is returned again,
+        the answer carrying its successor having been lost. Those successors are retired then:
+        used, so that presenting one later revokes the family like any reuse."""
 
     async def revoke_refresh_tokens(self, user: str) -> int:
         """Revokes every refresh token of the user (their families stay revoked); returns how

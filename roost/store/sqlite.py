@@ -150,8 +150,8 @@ class SQLiteStore:
     async def add_refresh_token(self, token: RefreshToken) -> None:
         await self._run(q.insert_refresh_token, token)
 
-    async def use_refresh_token(self, jti: str, now: int) -> RefreshToken | None:
-        return await self._run(q.use_refresh_token, jti, now)
+    async def use_refresh_token(self, jti: str, now: int, grace_ms: int = 0) -> RefreshToken | None:
+        return await self._run(q.use_refresh_token, jti, now, grace_ms)
 
     async def revoke_refresh_tokens(self, user: str) -> int:
         return await self._run(q.revoke_refresh_tokens, user)

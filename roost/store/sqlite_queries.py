@@ -25,7 +25,7 @@ _DEVICE = (
     *("created", "modified", "last_connection"),
 )
 _DEVICE_TOKEN = ("id", "owner", "device", "name", "resources", "expires", "created")
-_REFRESH_TOKEN = ("jti", "user_name", "family", "issued", "expires")
+_REFRESH_TOKEN = ("jti", "user_name", "family", "issued", "expires", "parent")
 _ACCESS_TOKEN = (
     *("owner", "token", "name", "description", "enabled", "allow", "deny", "expire"),
     *("created", "modified", "nonce"),
@@ -230,32 +230,47 @@ def _refresh_token_params(token: RefreshToken) -> dict[str, Any]:
 
 
 def _refresh_token_from(row: tuple[Any, ...]) -> RefreshToken:
-    jti, user, family, issued, expires = row
-    return RefreshToken(jti=jti, user=user, family=family, issued=issued, expires=expires)
+    jti, user, family, issued, expires, parent = row
+    return RefreshToken(
+        jti=jti, user=user, family=family, issued=issued, expires=expires, parent=parent
+    )
 
 
 def insert_refresh_token(conn: sqlite3.Connection, token: RefreshToken) -> None:
     """A token joining a revoked family is born revoked, so that a rotation racing a reuse (or
     a logout) cannot bring the family back to life."""
     sql = (
-        "INSERT INTO refresh_tokens (jti, user_name, family, issued, expires, revoked)"
-        " VALUES (:jti, :user_name, :family, :issued, :expires,"
+        "INSERT INTO refresh_tokens (jti, user_name, family, issued, expires, parent, revoked)"
+        " VALUES (:jti, :user_name, :family, :issued, :expires, :parent,"
         " EXISTS (SELECT 1 FROM refresh_tokens WHERE family = :family AND revoked))"
     )
     with _constraints(f"refresh token {token.jti!r}", parent=f"user {token.user!r}"):
         conn.execute(sql, _refresh_token_params(token))
 
 
-def use_refresh_token(conn: sqlite3.Connection, jti: str, now: int) -> RefreshToken | None:
-    sql = _select("refresh_tokens", (*_REFRESH_TOKEN, "used", "revoked")) + " WHERE jti = ?"
+def use_refresh_token(
+    conn: sqlite3.Connection, jti: str, now: int, grace_ms: int
+) -> RefreshToken | None:
+    """``used_at`` is when the token was exchanged; a used token without one was used before
+    Roost kept it, or is a retired successor (see Store.use_refresh_token): never a retry."""
+    columns = (*_REFRESH_TOKEN, "used", "used_at", "revoked")
+    sql = _select("refresh_tokens", columns) + " WHERE jti = ?"
     with _transaction(conn):
         row = conn.execute(sql, (jti,)).fetchone()
         if row is None:
             return None
-        *fields, used, revoked = row
+        *fields, used, used_at, revoked = row
         token = _refresh_token_from(tuple(fields))
         if revoked:
             return None
+        if used and _is_retry(conn, token, used_at, now, grace_ms):
+            conn.execute(
+                "UPDATE refresh_tokens SET used = 1, used_at = NULL WHERE parent = ?", (jti,)
+            )
+            logger.info(
+                "refresh token of %s used again within %d ms: a retry", token.user, grace_ms
+            )
+            return token
         if used:
             conn.execute("UPDATE refresh_tokens SET revoked = 1 WHERE family = ?", (token.family,))
             logger.warning(
@@ -264,8 +279,21 @@ def use_refresh_token(conn: sqlite3.Connection, jti: str, now: int) -> RefreshTo
             return None
         if now >= token.expires:
             return None
-        conn.execute("UPDATE refresh_tokens SET used = 1 WHERE jti = ?", (jti,))
+        conn.execute("UPDATE refresh_tokens SET used = 1, used_at = ? WHERE jti = ?", (now, jti))
         return token
+
+
+def _is_retry(
+    conn: sqlite3.Connection, token: RefreshToken, used_at: int | None, now: int, grace_ms: int
+) -> bool:
+    """Used lately, not expired, and no successor of it used since: its answer was lost."""
+    if used_at is None or not used_at <= now < used_at + grace_ms or now >= token.expires:
+        return False
+    successor_used = conn.execute(
+        "SELECT 1 FROM refresh_tokens WHERE parent = ? AND used_at IS NOT NULL LIMIT 1",
+        (token.jti,),
+    ).fetchone()
+    return successor_used is None
 
 
 def revoke_refresh_tokens(conn: sqlite3.Connection, user: str) -> int:
