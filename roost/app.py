@@ -53,13 +53,13 @@ DATABASE_FILE = "roost.db"
 PURGE_EVERY_S = 3600.0
 
 
-async def build_services(settings: Settings) -> Services:
+async def build_services(settings: Settings, clock: Callable[[], float] = time.time) -> Services:
     private_dir(settings.data_dir)
     store = SQLiteStore(settings.data_dir / DATABASE_FILE)
     await store.open()
     registry = Registry()
     credentials = DeviceCredentials(load_or_create_key(settings.data_dir, PEPPER_FILE))
-    gateway = DeviceGateway(store, registry, credentials, settings, time.time)
+    gateway = DeviceGateway(store, registry, credentials, settings, clock)
     return Services(
         settings=settings,
         store=store,
@@ -68,7 +68,7 @@ async def build_services(settings: Settings) -> Services:
         gateway=gateway,
         signer=TokenSigner(load_or_create_key(settings.data_dir, JWT_KEY_FILE)),
         credentials=credentials,
-        clock=time.time,
+        clock=clock,
         login_limiter=LoginLimiter.from_settings(settings, time.monotonic),
         permissions=ParsedPermissions(),
     )
@@ -121,8 +121,9 @@ def password_problem(password: str) -> str | None:
 
 
 class Roost:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
+        self.clock = clock  # the wall clock of its Services (a test may move it)
         self.services: Services | None = None
         self.ports: dict[str, int] = {}  # listener name -> bound port
         self._device_servers: list[asyncio.Server] = []
@@ -159,7 +160,7 @@ class Roost:
             settings.http_max_pending_per_address,
             settings.trusted_proxies,
         )
-        services = self.services = await build_services(settings)
+        services = self.services = await build_services(settings, self.clock)
         self._writes = WriteBatch(asyncio.get_running_loop())
         tls = self._tls_files()
         context = server_context(*tls) if tls is not None else None
