@@ -232,6 +232,27 @@ async def test_other_websocket_paths_are_left_to_the_api(server: Roost) -> None:
     ws.close()
 
 
+@pytest.mark.parametrize("trusted", [True, False])
+async def test_the_client_address_behind_a_proxy(settings: Settings, trusted: bool) -> None:
+    proxies = ("127.0.0.1",) if trusted else ()
+    roost = Roost(dataclasses.replace(settings, trusted_proxies=proxies))
+    await roost.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{roost.http_port}") as http:
+            token = await login(http)
+            await create_device(http, token)
+            ws, _ = await RawWebSocket.open(
+                roost, headers="Sec-WebSocket-Protocol: iotmp\r\nX-Forwarded-For: 203.0.113.7\r\n"
+            )
+            ws.send(TEXT, CONNECT)
+            assert await ws.recv() == (TEXT, CONNECTED)
+            stats = await http.get(f"/v1/users/{ADMIN}/devices/dev1/stats", headers=bearer(token))
+            assert stats.json()["ip_address"] == ("203.0.113.7" if trusted else "127.0.0.1")
+            ws.close()
+    finally:
+        await roost.stop()
+
+
 async def test_a_websocket_library_client_in_binary(
     server: Roost, http: httpx.AsyncClient, admin_token: str
 ) -> None:
