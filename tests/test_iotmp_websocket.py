@@ -288,3 +288,19 @@ async def test_stopping_the_server_closes_device_websockets(
     assert await waiting.recv() == (CLOSE, struct.pack("!H", 1001) + b"server shutting down")
     assert await waiting.closed()
     assert not [r for r in caplog.records if "graceful shutdown exceeded" in r.getMessage()]
+
+
+async def test_a_client_that_pings_and_never_reads_is_dropped(settings: Settings) -> None:
+    """Pongs are bounded like any device outbox: past outbox_limit_bytes unread, the connection
+    goes (here long before its auth timeout)."""
+    roost = Roost(dataclasses.replace(settings, outbox_limit_bytes=4096, auth_timeout=60))
+    await roost.start()
+    try:
+        ws, _ = await RawWebSocket.open(roost)
+        with pytest.raises(ConnectionError):
+            for _ in range(1000):  # 13 MB of pings in all (about 5 MB fill the socket buffers)
+                for _ in range(100):
+                    ws.send(PING, bytes(125))
+                await asyncio.wait_for(ws.writer.drain(), 10)
+    finally:
+        await roost.stop()
