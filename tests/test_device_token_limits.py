@@ -10,10 +10,13 @@ one calls: such a call is checked as the description it may be.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
 
 from roost.app import Roost
 from roost.device import Device
@@ -133,11 +136,13 @@ async def test_describe_routes_stay_apart_from_a_resource_named_api(
 async def test_a_name_covers_the_resources_nested_under_it(
     http: httpx.AsyncClient, admin_token: str, dev1: str
 ) -> None:
-    parent = await limited_to(http, admin_token, "api")
+    parent = await limited_to(http, admin_token, "sensors", "api")
     assert (await http.get(f"{V3}/api/keys", headers=bearer(parent))).json() == "KEYS"
     assert (await http.get(f"{V2}/api/keys", headers=bearer(parent))).json() == {"out": "KEYS"}
     assert (await http.get(f"{V3}/secret", headers=bearer(parent))).status_code == 403
-    assert set((await http.get(V3, headers=bearer(parent))).json()) == {"api", "api/keys"}
+    # "api" itself is what a legacy device answers with its whole listing: never for a list
+    assert (await http.get(f"{V3}/api", headers=bearer(parent))).status_code == 403
+    assert set((await http.get(V3, headers=bearer(parent))).json()) == {"api/keys"}
     listed = (await http.get(f"{V2}/api", headers=bearer(parent))).json()
     assert set(listed) == {"api"} and set(listed["api"]["/"]) == {"keys"}
 
@@ -158,7 +163,8 @@ async def test_a_call_ending_in_api_is_checked_as_the_description_it_may_be(
     http: httpx.AsyncClient, admin_token: str, dev1: str
 ) -> None:
     """Over the legacy wire a call of ``api`` is the device's whole listing and ``secret/api``
-    describes ``secret``: a limited token gets neither, whatever its list names."""
+    describes ``secret``: a limited token gets neither, whatever its list names (a path ending
+    in ``api`` counts as the path before it, and ``api`` alone as the whole device)."""
     for names in (["api"], ["temperature"], ["secret/api"]):
         token = await limited_to(http, admin_token, *names)
         for method, url in (
@@ -176,3 +182,26 @@ async def test_a_call_ending_in_api_is_checked_as_the_description_it_may_be(
         assert described.status_code == 200 and described.json() == {"out": 21}
     else:  # a call of a resource the device does not have
         assert described.status_code == 404
+
+
+async def test_streams_keep_the_limit(
+    server: Roost, http: httpx.AsyncClient, admin_token: str, dev1: str
+) -> None:
+    """The WebSocket routes check each subscription and write by the same rule."""
+    token = await limited_to(http, admin_token, "temperature")
+    url = f"ws://127.0.0.1:{server.http_port}/v2/users/{ADMIN}/devices/dev1?authorization={token}"
+    async with connect(url) as ws:
+        for message in (
+            {"resource": "api", "interval": 1},
+            {"resource": "api/keys", "interval": 1},
+            {"resource": "secret", "interval": 1},
+            {"resource": "secret/api", "interval": 1},
+            {"resource": "api", "in": 1},
+        ):
+            await ws.send(json.dumps(message))
+            reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert set(reply) == {"resource", "error"}, (message, reply)
+            assert reply["resource"] == message["resource"]
+        await ws.send(json.dumps({"resource": "temperature", "interval": 1}))
+        reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert reply == {"resource": "temperature", "out": 21}

@@ -46,6 +46,7 @@ ID_PATTERNS: Mapping[str, re.Pattern[str]] = MappingProxyType(
     {DEVICE: USER_ID, USER: USER_ID, TOKEN: re.compile(r"[a-zA-Z0-9_-]{1,50}")}
 )
 OTHER_ID = re.compile(r"[a-zA-Z0-9_@:-]{1,64}")
+DESCRIBED = "api"  # the last name of a path that asks a device to describe what comes before
 MAX_QUERY_PARAMS = 32
 MAX_QUERY_VALUE = 1024  # characters; the token in ?authorization= is bounded by the URL limit
 
@@ -73,18 +74,21 @@ class Principal:
         )
 
     def may_use(self, resource: str) -> bool:
-        """Whether a device token's resource list covers ``resource`` (a path, ``"a/b"``; ``""``
-        is the device as a whole): a listed name grants that resource and every resource nested
-        under it. The one rule for calls, descriptions and listings alike."""
+        """Whether a device token's resource list covers ``resource`` (a path, ``"a/b"``): a
+        listed name grants that resource and every resource nested under it. The one rule for
+        calls, streams, descriptions and listings alike.
+
+        A path whose last name is ``api`` counts as the path before it, since that is how the
+        legacy wire asks a device to describe it (a legacy device answers ``api`` alone with its
+        whole listing): ``a/api`` is ``a``, and ``api`` is the device as a whole, which only a
+        caller without a resource list may use."""
         allowed = self.resources
         if allowed is None:
             return True
-        if not resource:
-            return False
-        if resource in allowed:
-            return True
         parts = resource.split("/")
-        return any("/".join(parts[:depth]) in allowed for depth in range(1, len(parts)))
+        if parts[-1] == DESCRIBED:
+            parts.pop()
+        return any("/".join(parts[:depth]) in allowed for depth in range(1, len(parts) + 1))
 
 
 def device_token_permissions(device: str) -> Permissions:

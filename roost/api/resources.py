@@ -16,10 +16,10 @@ Names that collide with the describe routes stay apart: on v2 a path ending in `
 description (of the resource before it, or of the device), so a resource named ``api`` is
 described at ``.../api/api`` and called through v3, where ``resources/{r}`` is always a call
 (over IOTMP; the legacy wire spells a description as a path ending in ``api``, so a legacy device
-describes instead, and the call is checked as that description: :func:`checked_resource`). A
-device token limited to some resources is checked on the resource each call or description
-reaches, whatever its name (:meth:`roost.api.access.Principal.may_use`), and the listings show it
-only those; both the direct path and Starlette's router run these same handlers.
+describes instead). A device token limited to some resources is checked on the resource each call
+or description reaches, whatever its name, by :meth:`roost.api.access.Principal.may_use` (which
+counts a path ending in ``api`` as the description it may be), and the listings show it only
+those; both the direct path and Starlette's router run these same handlers.
 
 Nested resources are paths (``a/b``). Each call has a deadline: ``?timeout=`` in milliseconds, by
 default ``call_timeout_ms`` (``binary_call_timeout_ms`` for octet-stream bodies) and at most
@@ -41,7 +41,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from roost.api.access import Principal, authorize
+from roost.api.access import DESCRIBED, Principal, authorize
 from roost.api.errors import error_for
 from roost.api.json import JSON_TYPE, dumps, parse_json, read_body
 from roost.bus.base import DeviceKey, Operation
@@ -51,7 +51,6 @@ from roost.net.http import Answer
 from roost.services import Services
 from roost.wire.pson import PsonValue
 
-DESCRIBE = "api"  # the last path segment that asks for a description
 MAX_SEGMENT = 128
 MAX_DEPTH = 16
 OCTET_STREAM = "application/octet-stream"
@@ -90,14 +89,14 @@ class CallEndpoint:
 
 async def call_v2(request: Request, services: Services) -> bytes | None:
     path = split_path(request.path_params["resource"])
-    if path[-1] == DESCRIBE:  # a description, checked as the resource it describes (none: all)
+    if path[-1] == DESCRIBED:  # a description, checked as the resource it describes (none: all)
         described = path[:-1]
         principal = await _authorize(request, "/".join(described) if described else None)
         listing = await _device_request(request, services, Operation.DESCRIBE, described, None)
         if not described:
             return dumps(visible_tree(legacy_listing(listing), principal))
         return dumps(listing if listing is not None else {})
-    await _authorize(request, checked_resource(path))
+    await _authorize(request, "/".join(path))
     payload: PsonValue = None
     if request.method == "POST":
         payload = _unwrap_in(await read_body(request, services.settings.max_body_bytes))
@@ -107,7 +106,7 @@ async def call_v2(request: Request, services: Services) -> bytes | None:
 
 async def call_v3(request: Request, services: Services) -> bytes | None:
     path = split_path(request.path_params["resource"])  # always a call here, even of "api"
-    await _authorize(request, checked_resource(path))
+    await _authorize(request, "/".join(path))
     payload: PsonValue = None
     binary = request.headers.get("content-type", "").startswith(OCTET_STREAM)
     if request.method == "POST":
@@ -129,17 +128,6 @@ async def _authorize(request: Request, resource: str | None) -> Principal:
     which the caller then filters with :meth:`Principal.may_use`)."""
     owner, device_id = request.path_params["user"], request.path_params["device"]
     return await authorize(request, "AccessDeviceResources", owner, device_id, resource)
-
-
-def checked_resource(path: tuple[str, ...]) -> str:
-    """The resource a call of ``path`` is checked as: the path itself, except that a call ending
-    in ``api`` is checked as what comes before it. The legacy protocol has no other way to ask
-    for a description (:mod:`roost.net.legacy`), so a legacy device answers such a call with the
-    description of that resource, or with its whole listing when nothing comes before (``""``:
-    the device as a whole, which only a caller without a resource list may use)."""
-    if path[-1] == DESCRIBE:
-        return "/".join(path[:-1])
-    return "/".join(path)
 
 
 def visible_tree(tree: dict[str, Any], principal: Principal, prefix: str = "") -> dict[str, Any]:
