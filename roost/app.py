@@ -42,6 +42,7 @@ from roost.net.iotmp import IotmpConnection
 from roost.net.iotmp_websocket import IotmpWebSockets
 from roost.net.legacy import LegacyConnection
 from roost.net.tls import CIPHERS, self_signed, server_context
+from roost.net.uvicorn_compat import check_uvicorn
 from roost.redact import redact_server_logs
 from roost.services import Services
 from roost.store.base import User
@@ -153,6 +154,7 @@ class Roost:
             raise
 
     async def _start(self) -> None:
+        check_uvicorn()  # before anything is bound or written: a missing hook stops the start
         redact_server_logs()
         settings = self.settings
         self._pending = PendingConnections(
@@ -252,10 +254,10 @@ class Roost:
             timeout_graceful_shutdown=5,
             server_header=False,
             http=cast(type[asyncio.Protocol], protocol),
-            proxy_headers=bool(proxies),
-            forwarded_allow_ips=proxies,
             # /iotmp is served by roost.net.iotmp_websocket, other WebSockets by uvicorn's own
             ws=cast(type[asyncio.Protocol], IotmpWebSockets(self.services.gateway, self._writes)),
+            proxy_headers=bool(proxies),
+            forwarded_allow_ips=proxies,
             ssl_certfile=tls[0] if tls else None,
             ssl_keyfile=tls[1] if tls else None,
             ssl_ciphers=CIPHERS,

@@ -28,6 +28,7 @@ the ASGI middleware and its two ``send`` messages: uvicorn parses it and keeps i
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, cast
@@ -216,7 +217,9 @@ class BoundedHttpProtocol(HttpToolsProtocol):
                 log.exception("direct path failed on %s", cycle.scope["path"])
                 answer = None
             if answer is not None:
-                task = self.loop.create_task(self._answer_directly(cycle, answer))
+                # as uvicorn's own: a fresh context when asked to (its reset_contextvars)
+                context = contextvars.Context() if self.config.reset_contextvars else None
+                task = self.loop.create_task(self._answer_directly(cycle, answer), context=context)
                 task.add_done_callback(self.tasks.discard)
                 self.tasks.add(task)
                 return
