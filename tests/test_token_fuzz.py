@@ -265,12 +265,27 @@ def seeded(test: Callable[..., None]) -> Callable[..., None]:
 def test_token_routes_with_every_kind_of_token(
     case: schemathesis.Case, kind: str, live: LiveServer, fleet: Fleet
 ) -> None:
-    caller = fleet.callers[kind]
+    generated = case.path_parameters, case.query, case.headers
+    if generated[0] is not None:
+        case.path_parameters = dict(generated[0])
+    try:
+        call_and_check(case, fleet.callers[kind], live, fleet)
+    finally:  # schemathesis hands the same boundary cases to every kind, and keeps headers sent
+        case.path_parameters, case.query, case.headers = generated
+
+
+def call_and_check(case: schemathesis.Case, caller: Caller, live: LiveServer, fleet: Fleet) -> None:
+    kind = caller.kind
     aim(case, caller, fleet)
     authorization = {"Authorization": f"Bearer {caller.jwt}"}
-    response = case.call(
-        base_url=live.url, headers={**authorization, "Accept": "application/json"}, timeout=10
-    )
+    headers = {**authorization, "Accept": "application/json"}
+    if zlib.crc32(repr((case.path_parameters, case.body, case.query)).encode()) % 4 == 0:
+        del headers["Authorization"]  # one case in four carries the token as ?authorization=
+        case.query = {**(case.query or {}), "authorization": caller.jwt}
+        case.headers = {
+            k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"
+        }
+    response = case.call(base_url=live.url, headers=headers, timeout=10)
     operation = f"{case.operation.method.upper()} {case.operation.path}"
     ran[kind, operation] += 1
     statuses[kind, operation, response.status_code] += 1
