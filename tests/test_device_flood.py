@@ -19,11 +19,14 @@ from pathlib import Path
 import httpx
 import pytest
 from test_bench_smoke import run_smoke
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from roost.app import Roost
 from roost.config import Settings
 from roost.device import Device
-from roost.wire import legacy
+from roost.wire import iotmp, legacy
+from roost.wire.iotmp import MessageType as MType
 from roost.wire.legacy import Message, Signal
 
 from conftest import ADMIN, DeviceFactory, bearer, create_device, make_settings, sdk_device
@@ -154,6 +157,30 @@ class TestClosed:
         assert len(lines) == 1, lines
         assert "admin/flood" in lines[0]
         await call_good(http, admin_token)
+
+    async def test_a_device_flooding_over_a_websocket_is_closed(
+        self,
+        server: Roost,
+        http: httpx.AsyncClient,
+        admin_token: str,
+        good_device: Device,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        caplog.set_level(logging.INFO, logger="roost")
+        await create_device(http, admin_token, "wsflood")
+        url = f"ws://127.0.0.1:{server.http_port}/iotmp"
+        connect_frame = iotmp.Message(MType.CONNECT, 1, None, [ADMIN, "wsflood", "secret1"])
+        sample = iotmp.encode(iotmp.Message(MType.STREAM_DATA, 1, None, 1))
+        async with connect(url, subprotocols=["iotmp"]) as ws:  # type: ignore[list-item]
+            await ws.send(iotmp.encode(connect_frame))
+            assert await asyncio.wait_for(ws.recv(), 5) == iotmp.encode(iotmp.Message(MType.OK, 1))
+            with pytest.raises(ConnectionClosed):
+                async with asyncio.timeout(20):
+                    while True:  # messages of 100 tiny frames each, as fast as they go
+                        await ws.send(sample * 100)
+        await call_good(http, admin_token)
+        lines = [r.getMessage() for r in caplog.records if "flooding" in r.getMessage()]
+        assert len(lines) == 1 and "admin/wsflood" in lines[0], lines
 
     async def test_replies_to_our_requests_cost_a_device_nothing(
         self, http: httpx.AsyncClient, admin_token: str, good_device: Device

@@ -70,9 +70,11 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
         self._auth_timer: asyncio.TimerHandle | None = None
         self._closing = False
         self._checking = False  # credentials being checked: frames wait
-        # received, not handled yet (reading is paused while there is any): frames, then bytes
+        # received, not handled yet (reading is paused while there is any): frames, then bytes,
+        # then bytes that came in while paused (a TLS or WebSocket layer may still hand some on)
         self._backlog: deque[FrameT] = deque()
         self._unread = memoryview(b"")
+        self._inbox = bytearray()
         self._paused = False  # reading paused by us
         self._next_step: asyncio.Handle | None = None
         self._allowance: FrameAllowance | None = None  # once in, if device_frame_rate is set
@@ -125,8 +127,11 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
             self._rx_before_auth += len(data)
         else:
             session.count_traffic(len(data), 0)
-        if self._unread or self._backlog or session is None or len(data) > STEP_BYTES:
-            self._unread = memoryview(bytes(self._unread) + data if self._unread else data)
+        if self._paused:  # a step to come (or the end of the credentials check) takes it up
+            self._inbox += data
+            return
+        if session is None or len(data) > STEP_BYTES:
+            self._unread = memoryview(data)
             self._step()
             return
         # the usual case: a few frames from a device that is in
@@ -159,6 +164,7 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
             self._next_step.cancel()
             self._next_step = None
         self._backlog.clear()
+        self._inbox.clear()
         if self._session is not None:
             reason = "connection lost" if exc is None else f"connection lost: {exc}"
             self._gateway.end_session(self._session, reason)
@@ -239,6 +245,9 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
         while not self._closing and not self._checking:
             session = self._session
             if not backlog:
+                if not self._unread and self._inbox:
+                    self._unread = memoryview(bytes(self._inbox))
+                    self._inbox.clear()
                 if not self._unread or budget <= 0:
                     break
                 chunk, self._unread = self._unread[:STEP_BYTES], self._unread[STEP_BYTES:]
@@ -263,7 +272,7 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
                     allowance.tokens -= 1
         if self._closing or self._checking:
             return
-        if backlog or self._unread:
+        if backlog or self._unread or self._inbox:
             self._pause_for(0.0)
         elif self._paused and self._transport is not None:
             self._paused = False
