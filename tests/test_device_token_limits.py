@@ -205,3 +205,18 @@ async def test_streams_keep_the_limit(
         await ws.send(json.dumps({"resource": "temperature", "interval": 1}))
         reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert reply == {"resource": "temperature", "out": 21}
+
+
+async def test_a_stream_of_a_nested_resource_is_checked_by_its_whole_path(
+    server: Roost, http: httpx.AsyncClient, admin_token: str, dev1: str
+) -> None:
+    """A token limited to ``api/keys`` watches ``api/keys``, not ``api`` (its first name)."""
+    token = await limited_to(http, admin_token, "api/keys")
+    url = f"ws://127.0.0.1:{server.http_port}/v2/users/{ADMIN}/devices/dev1?authorization={token}"
+    async with connect(url) as ws:
+        await ws.send(json.dumps({"resource": "api", "interval": 1}))
+        reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert set(reply) == {"resource", "error"}, reply
+        await ws.send(json.dumps({"resource": "api/keys", "interval": 1}))
+        reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert reply == {"resource": "api/keys", "out": VALUES["api/keys"]}

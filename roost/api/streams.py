@@ -130,7 +130,11 @@ class _StreamClient:
             resource = message["resource"]
             path = split_path(resource)
             await authorize(
-                self.websocket, "AccessDeviceResources", self.key.owner, self.key.device, path[0]
+                self.websocket,
+                "AccessDeviceResources",
+                self.key.owner,
+                self.key.device,
+                "/".join(path),
             )
             await self._apply(path, message)
         except RoostError as exc:
