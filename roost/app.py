@@ -217,7 +217,14 @@ class Roost:
         host = self.settings.host
         try:
             server = await asyncio.get_running_loop().create_server(
-                lambda: connection(gateway, writes), host, port, backlog=4096, ssl=context
+                lambda: connection(gateway, writes),
+                host,
+                port,
+                backlog=4096,
+                ssl=context,
+                # a device counts as authenticating once its TLS handshake is done: until then,
+                # the same deadline bounds it (asyncio's default is 60 s)
+                ssl_handshake_timeout=self.settings.auth_timeout if context else None,
             )
         except OSError as exc:
             raise _listen_error(LISTENER_SETTINGS[name], host, port, exc) from None

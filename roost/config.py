@@ -94,7 +94,8 @@ SETTING_HELP: dict[str, str] = {
     "admin_user": "name of the first admin, created on an empty store only",
     "admin_password": "password of the first admin, 6 to 72 characters",
     "log_level": "one of " + ", ".join(LOG_LEVELS),
-    "auth_timeout": "seconds a device connection has to authenticate",
+    "auth_timeout": "seconds a device connection has to authenticate (on the TLS ports, the "
+    "handshake has as long again before that)",
     "keepalive_timeout": "seconds of device silence before it is dropped "
     "(devices send a keep-alive every 60 s)",
     "max_frame_bytes": "largest device frame; larger ones close the connection",

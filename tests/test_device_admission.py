@@ -169,3 +169,16 @@ async def test_the_silent_go_before_those_that_started_to_authenticate(server: R
     assert not await closed(newcomer, 0.01)
     for _, writer in [*flood, (newcomer, newcomer_writer)]:
         writer.close()
+
+
+async def test_an_idle_tls_connection_is_closed_at_the_auth_deadline(tmp_path: Path) -> None:
+    # before its handshake a TLS connection is not yet a device connection: the handshake has
+    # the same deadline as authentication (asyncio's default was 60 s)
+    roost = Roost(make_settings(tmp_path / "tls", tls_self_signed=True, auth_timeout=1.0))
+    await roost.start()
+    try:
+        reader, writer = await raw_connect(roost.ports["legacy_tls"], "127.0.0.1")
+        assert await closed(reader, 10)
+        writer.close()
+    finally:
+        await roost.stop()
