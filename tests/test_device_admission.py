@@ -19,6 +19,7 @@ import pytest
 from roost.app import Roost
 from roost.config import Settings
 from roost.device.client import ProtocolName
+from roost.devices.admission import Admission
 
 from conftest import (
     ADMIN,
@@ -182,3 +183,45 @@ async def test_an_idle_tls_connection_is_closed_at_the_auth_deadline(tmp_path: P
         writer.close()
     finally:
         await roost.stop()
+
+
+class Waiter:
+    """A connection as the admission sees it, without a socket."""
+
+    def __init__(self) -> None:
+        self.evicted: str | None = None
+
+    def evict(self, reason: str) -> None:
+        self.evicted = reason
+
+
+def test_the_busiest_address_makes_room_and_the_busiest_newcomer_is_refused() -> None:
+    admission = Admission(limit=6, per_address=4)
+    a = [Waiter() for _ in range(4)]
+    b = [Waiter() for _ in range(2)]
+    assert all(admission.admit(w, "10.0.0.1") for w in a)
+    assert all(admission.admit(w, "10.0.0.2") for w in b)
+    # full: a newcomer from a third address evicts the oldest of the address holding the most
+    c = Waiter()
+    assert admission.admit(c, "10.0.0.3")
+    assert a[0].evicted and not any(w.evicted for w in [*a[1:], *b])
+    # one from the second address (2 held) still evicts from the first (3 held) ...
+    b2 = Waiter()
+    assert admission.admit(b2, "10.0.0.2")
+    assert a[1].evicted
+    # ... but now the busiest hold as many as it: refused, nobody evicted
+    assert not admission.admit(Waiter(), "10.0.0.2")
+    assert not a[2].evicted and admission.total == 6
+
+
+def test_those_being_checked_are_not_evicted_and_release_counts_once() -> None:
+    admission = Admission(limit=2, per_address=2)
+    first, second = Waiter(), Waiter()
+    assert admission.admit(first, "10.0.0.1") and admission.admit(second, "10.0.0.1")
+    admission.checking(first)
+    admission.checking(second)
+    assert not admission.admit(Waiter(), "10.0.0.2")  # nothing may be evicted
+    admission.release(first)
+    admission.release(first)
+    assert admission.total == 1
+    assert admission.admit(Waiter(), "10.0.0.2")

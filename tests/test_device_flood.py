@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from roost.app import Roost
 from roost.config import Settings
 from roost.device import Device
+from roost.net.flow import FrameAllowance
 from roost.wire import iotmp, legacy
 from roost.wire.iotmp import MessageType as MType
 from roost.wire.legacy import Message, Signal
@@ -198,3 +199,40 @@ def test_flood_bench_smoke_run_reports_every_figure() -> None:
         assert figures[phase]["requests"] > 0
         assert 0 < figures[phase]["p50_ms"] <= figures[phase]["max_ms"]
     assert figures["flooder"]["frames"] > 0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_allowance_grows_back_and_a_run_of_waits_is_a_flood() -> None:
+    clock = FakeClock()
+    allowance = FrameAllowance(100, 3.0, clock)
+    allowance.tokens = 0.0
+    assert not allowance.refill()
+    clock.now += 0.5
+    assert allowance.refill() and allowance.tokens == 50
+    clock.now += 10
+    assert allowance.refill() and allowance.tokens == 100  # a second's worth at most
+    # waits that follow each other make one run; past flood_seconds of it, a flood
+    allowance.tokens = 0.0
+    delays = []
+    while (delay := allowance.wait()) is not None:
+        delays.append(delay)
+        clock.now += delay
+        allowance.tokens = 0.0  # the device spent it all again at once
+    assert len(delays) >= 3 and clock.now - 110.5 >= 3.0
+
+
+def test_waits_apart_are_not_a_flood() -> None:
+    clock = FakeClock()
+    allowance = FrameAllowance(100, 3.0, clock)
+    for _ in range(10):
+        allowance.tokens = 0.0
+        delay = allowance.wait()
+        assert delay is not None
+        clock.now += delay + 2.0  # then quiet for 2 s
