@@ -3,15 +3,17 @@
 The access-token routes (``/v1/users/{user}/tokens[/{token}]``) and the device-token routes
 (``/v1/users/{user}/devices/{device}/tokens[/{id}]``) get ``EXAMPLES`` generated requests per
 operation (plus schemathesis's boundary and wrong-method cases) for each kind of caller in
-:data:`KINDS`: a login session, a full-access and a read-only access token, a device token, and
-access and device tokens that have expired or were deleted. Derandomised, so the run is the same
-every time; ``ROOST_TOKEN_FUZZ_EXAMPLES=200`` (and ``ROOST_FUZZ_SEED=N`` for a random run with
-that seed) for a longer hunt, see fuzz/README.md.
+:data:`KINDS`: a login session; a full-access, a read-only, a device-manager (denied
+AccessDeviceResources on dev1) and a create-only (CreateDeviceToken on dev1) access token; a
+device token; and access and device tokens that have expired or were deleted. Derandomised, so the
+run is the same every time; ``ROOST_TOKEN_FUZZ_EXAMPLES=100`` (and ``ROOST_FUZZ_SEED=N`` for a
+random run with that seed) for a longer hunt, see fuzz/README.md.
 
 Path parameters are aimed at real things (the admin's tree, its devices, the ids of the tokens
 of every kind and of a victim of each sort), as otherwise nearly every call would stop at a 404
 before the code that matters. A request that changed something is followed by a repair that puts
-back any token of the fleet it deleted or changed, so every kind stays what it claims to be.
+back any token of the fleet it deleted or changed, so every kind stays what it claims to be. One
+case in four carries the caller's token as ``?authorization=`` instead of the header.
 
 For every answer, whatever the input:
 
@@ -20,7 +22,9 @@ For every answer, whatever the input:
   segments starting ``eyJ``, not copied from the request) whose claims name a token other than
   the caller's own (issue 14, item 1);
 * an expired or deleted token gets 401 on every token route;
-* a device token never gets a 2xx on a token route.
+* a device token never gets a 2xx on a token route;
+* a device token is created only by a caller that may call the device's resources itself
+  (issue 14, item 2).
 """
 
 from __future__ import annotations
