@@ -30,8 +30,10 @@ from roost.auth.passwords import DeviceCredentials, hash_password
 from roost.auth.permissions import ParsedPermissions
 from roost.auth.ratelimit import LoginLimiter
 from roost.auth.tokens import TokenSigner
+from roost.bus.base import Bus
 from roost.bus.local import LocalBus
 from roost.config import Settings
+from roost.devices.calls import DeviceCalls
 from roost.devices.gateway import DeviceGateway
 from roost.devices.registry import Registry
 from roost.errors import ConfigError
@@ -54,19 +56,33 @@ DATABASE_FILE = "roost.db"
 PURGE_EVERY_S = 3600.0
 
 
-async def build_services(settings: Settings, clock: Callable[[], float] = time.time) -> Services:
+# How this node reaches devices: given the bus of the sessions in this process, the bus the rest
+# of Roost uses. By default that local bus itself; a scale-out bus wraps it (serving this node's
+# sessions to the others, reaching theirs), and so does the tests' bus over an in-memory wire.
+BusFactory = Callable[[LocalBus], Bus]
+
+
+def local_bus(bus: LocalBus) -> Bus:
+    return bus
+
+
+async def build_services(
+    settings: Settings, clock: Callable[[], float] = time.time, bus: BusFactory = local_bus
+) -> Services:
     private_dir(settings.data_dir)
     store = SQLiteStore(settings.data_dir / DATABASE_FILE)
     await store.open()
     registry = Registry()
     credentials = DeviceCredentials(load_or_create_key(settings.data_dir, PEPPER_FILE))
     gateway = DeviceGateway(store, registry, credentials, settings, clock)
+    node_bus = bus(LocalBus(registry, gateway.streams))
     return Services(
         settings=settings,
         store=store,
         registry=registry,
-        bus=LocalBus(registry),
+        bus=node_bus,
         gateway=gateway,
+        devices=DeviceCalls(node_bus),
         signer=TokenSigner(load_or_create_key(settings.data_dir, JWT_KEY_FILE)),
         credentials=credentials,
         clock=clock,
@@ -122,9 +138,15 @@ def password_problem(password: str) -> str | None:
 
 
 class Roost:
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+        bus: BusFactory = local_bus,
+    ) -> None:
         self.settings = settings
         self.clock = clock  # the wall clock of its Services (a test may move it)
+        self.bus = bus  # how its Services reach devices (build_services)
         self.services: Services | None = None
         self.ports: dict[str, int] = {}  # listener name -> bound port
         self._device_servers: list[asyncio.Server] = []
@@ -162,7 +184,7 @@ class Roost:
             settings.http_max_pending_per_address,
             settings.trusted_proxies,
         )
-        services = self.services = await build_services(settings, self.clock)
+        services = self.services = await build_services(settings, self.clock, self.bus)
         self._writes = WriteBatch(asyncio.get_running_loop())
         tls = self._tls_files()
         context = server_context(*tls) if tls is not None else None

@@ -15,6 +15,7 @@ from roost.auth.ratelimit import LoginLimiter
 from roost.auth.tokens import TokenSigner
 from roost.bus.base import Bus
 from roost.config import Settings
+from roost.devices.calls import DeviceCalls
 from roost.devices.gateway import DeviceGateway
 from roost.devices.registry import Registry
 from roost.store.base import Store
@@ -24,9 +25,10 @@ from roost.store.base import Store
 class Services:
     settings: Settings
     store: Store
-    registry: Registry
+    registry: Registry  # this process's sessions: for the device listeners, not the API
     bus: Bus
-    gateway: DeviceGateway
+    gateway: DeviceGateway  # what the device listeners (roost.net) work with, not the API
+    devices: DeviceCalls  # how the API reaches devices: through the bus, wherever they are
     signer: TokenSigner
     credentials: DeviceCredentials
     clock: Callable[[], float]  # wall clock, seconds since the epoch

@@ -24,7 +24,7 @@ CREDENTIALS_LENGTH = (6, 255)
 
 
 async def device_json(device: Device, services: Services) -> dict[str, Any]:
-    stats = await services.bus.stats(DeviceKey(device.owner, device.device))
+    stats = await services.devices.stats(DeviceKey(device.owner, device.device))
     return {
         "device": device.device,
         "name": device.name,
@@ -110,10 +110,8 @@ async def update_device(request: Request) -> Response:
         changes["credentials_hash"] = await _hash_credentials(services, credentials)
     updated = dataclasses.replace(device, modified=services.now_ms(), **changes)
     await services.store.update_device(updated, changes)  # only what this request changes
-    session = services.registry.get(DeviceKey(owner, device_id))
-    if session is not None and not updated.enabled:
-        session.link.close("device disabled")
     if not updated.enabled:
+        await services.devices.disconnect(DeviceKey(owner, device_id), "device disabled")
         await services.bus.announce(Revocation(owner, Revoked.DEVICE, device_id, "device disabled"))
     return json_response(await device_json(updated, services))
 
@@ -123,11 +121,11 @@ async def delete_device(request: Request) -> Response:
     await authorize(request, "DeleteDevice", owner, device_id)
     services: Services = request.app.state.services
     key = DeviceKey(owner, device_id)
-    if (await services.bus.stats(key)).connected:
+    if (await services.devices.stats(key)).connected:
         raise Conflict("device is connected: disconnect it before deleting it")
     if not await services.store.delete_device(owner, device_id):
         raise NotFound(f"device {device_id!r} not found")
-    services.registry.forget(key)
+    await services.devices.forget(key)
     await services.bus.announce(Revocation(owner, Revoked.DEVICE, device_id, "device deleted"))
     return Response(status_code=200)
 

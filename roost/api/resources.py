@@ -167,9 +167,12 @@ async def _device_request(
     binary: bool = False,
 ) -> PsonValue:
     owner, device_id = request.path_params["user"], request.path_params["device"]
-    timeout = _timeout(request, services, binary)
+    key, timeout = DeviceKey(owner, device_id), _timeout(request, services, binary)
+    devices = services.devices
     try:
-        return await services.bus.request(DeviceKey(owner, device_id), op, path, payload, timeout)
+        if op is Operation.CALL:
+            return await devices.call(key, path, payload, timeout)
+        return await devices.describe(key, path, timeout)
     except DeviceOffline:
         if await services.store.get_device(owner, device_id) is None:
             raise NotFound(f"device {device_id!r} not found") from None

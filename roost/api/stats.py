@@ -43,19 +43,19 @@ async def device_stats(request: Request) -> Response:
         )
     await authorize(request, "ReadDeviceStatistics", owner, device_id)
     await find_device(services, owner, device_id)
-    return json_response((await services.bus.stats(key)).to_json())
+    return json_response((await services.devices.stats(key)).to_json())
 
 
 async def _stats_events(
     services: Services, key: DeviceKey, access: StreamAccess
 ) -> AsyncIterator[bytes]:
     settings = services.settings
-    changed = services.bus.watch_stats(key)
+    changed = services.devices.watch_stats(key)
     lost = asyncio.ensure_future(access.lost())
     try:
         while not lost.done():
             changed.clear()
-            stats = await services.bus.stats(key)
+            stats = await services.devices.stats(key)
             yield b"data: " + dumps(stats.to_json()) + b"\n\n"
             await asyncio.wait((lost,), timeout=settings.sse_min_interval)
             while not changed.is_set() and not lost.done():
@@ -67,7 +67,7 @@ async def _stats_events(
         yield b"event: error\ndata: " + dumps({"error": {"message": reason}}) + b"\n\n"
     finally:
         lost.cancel()
-        services.bus.unwatch_stats(key, changed)
+        services.devices.unwatch_stats(key, changed)
 
 
 async def _first(lost: asyncio.Future[str], wait: Coroutine[Any, Any, Any], timeout: float) -> None:

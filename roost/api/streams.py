@@ -33,8 +33,8 @@ from roost.api.errors import error_response, status_of
 from roost.api.json import dumps, parse_json
 from roost.api.resources import split_path
 from roost.api.stream_access import StreamAccess
-from roost.bus.base import DeviceKey, Operation
-from roost.devices.streams import Outbox, Watcher
+from roost.bus.base import DeviceKey
+from roost.devices.outbox import Outbox
 from roost.errors import InvalidInput, RoostError
 from roost.services import Services
 
@@ -75,12 +75,12 @@ class _StreamClient:
         self.services = services
         self.key = key
         self.writes = writes
-        self.outbox = Outbox(services.settings.stream_outbox_frames)
-        self.watchers: dict[tuple[str, ...], Watcher] = {}
+        self.outbox = Outbox(services.settings.stream_outbox_frames)  # the sink of every watch
+        self.watched: set[tuple[str, ...]] = set()
 
     async def run(self, access: StreamAccess) -> None:
         """Serve the socket until the client leaves or its access ends (then close it, 1008)."""
-        hub = self.services.gateway.streams
+        devices = self.services.devices
         sender = asyncio.create_task(self._send_frames())
         reader = asyncio.create_task(self._read_messages())
         guard = asyncio.create_task(access.lost())
@@ -94,9 +94,9 @@ class _StreamClient:
         finally:
             for task in (reader, guard, sender):
                 task.cancel()
-            for path, watcher in self.watchers.items():
-                hub.unwatch(self.key, path, watcher)
-            self.watchers.clear()
+            for path in self.watched:
+                devices.unwatch(self.key, path, self.outbox)
+            self.watched.clear()
             await asyncio.gather(reader, guard, sender, return_exceptions=True)
         if reason is not None:
             log.info("stream socket on %s closed: %s", self.key, reason)
@@ -144,10 +144,10 @@ class _StreamClient:
             self.outbox.put(frame)
 
     async def _apply(self, path: tuple[str, ...], message: dict[str, Any]) -> None:
-        hub = self.services.gateway.streams
+        devices = self.services.devices
         if self.writes and "in" in message:
             timeout = self.services.settings.call_timeout_ms / 1000
-            await self.services.bus.request(self.key, Operation.CALL, path, message["in"], timeout)
+            await devices.call(self.key, path, message["in"], timeout)
             return
         enabled = message.get("enabled", True)
         interval = message.get("interval", 0)
@@ -158,14 +158,14 @@ class _StreamClient:
         if not 0 <= interval <= MAX_INTERVAL_S:
             raise InvalidInput(f'"interval" must be between 0 and {MAX_INTERVAL_S} seconds')
         limit = self.services.settings.max_stream_subscriptions
-        if enabled and path not in self.watchers and len(self.watchers) >= limit:
+        if enabled and path not in self.watched and len(self.watched) >= limit:
             raise InvalidInput(f"at most {limit} resources can be watched on one connection")
-        old = self.watchers.pop(path, None)
-        if old is not None:
-            hub.unwatch(self.key, path, old)
-        if enabled:
-            watcher = self.watchers[path] = Watcher(float(interval), self.outbox)
-            hub.watch(self.key, path, watcher)
+        if enabled:  # watching it again retunes it
+            self.watched.add(path)
+            devices.watch(self.key, path, float(interval), self.outbox)
+        elif path in self.watched:
+            self.watched.discard(path)
+            devices.unwatch(self.key, path, self.outbox)
 
 
 def _close_reason(reason: str) -> str:

@@ -81,6 +81,16 @@ class Revocation:
 
 RevocationListener = Callable[[Revocation], None]
 
+ResourcePath = tuple[str, ...]  # a resource of a device: ("temperature",), ("a", "b") for a/b
+Frame = dict[str, PsonValue]  # what a resource stream sends its watchers (JSON-ready)
+
+
+class FrameSink(Protocol):
+    """Where a bus puts the frames of a watched resource stream (hashable: it names the watch).
+    ``put`` is called on the event loop; it must not raise nor block."""
+
+    def put(self, frame: Frame) -> None: ...
+
 
 class Bus(Protocol):
     async def request(
@@ -93,16 +103,36 @@ class Bus(Protocol):
     ) -> PsonValue:
         """Run a request on the device's session, wherever it lives. Raises DeviceOffline when
         no node holds the device, DeviceTimeout past ``timeout`` seconds, ResourceUnavailable
-        when the device refuses. (The local bus is a plain function handing back the session's
-        coroutine, so it may raise DeviceOffline when called rather than when awaited: await it
-        in the same statement.)"""
+        when the device refuses. Every failure is raised when the answer is awaited, never by
+        the call itself (the local bus hands back the session's own coroutine: no frame more)."""
 
-    async def stats(self, key: DeviceKey) -> Stats: ...
+    async def stats(self, key: DeviceKey) -> Stats:
+        """The device's stats: live on the node holding it, else the last ones remembered."""
 
     def watch_stats(self, key: DeviceKey) -> asyncio.Event:
         """An event set whenever the device's stats change; release it with unwatch_stats."""
 
     def unwatch_stats(self, key: DeviceKey, event: asyncio.Event) -> None: ...
+
+    def watch_stream(
+        self, key: DeviceKey, path: ResourcePath, interval: float, sink: FrameSink
+    ) -> None:
+        """Put into ``sink`` what the device's resource at ``path`` streams: at most one sample
+        per ``interval`` s (0: every one), events at once, ``{"device": d, "connected": bool}``
+        (once per sink, whatever it watches) when the device leaves or comes back, and
+        ``{"resource": r, "error": {"message": m}}`` when the device refuses the stream. The
+        device keeps one stream per resource, shared by every sink on every node at the fastest
+        interval, reopened when it reconnects. Watching a path again retunes it; release it with
+        unwatch_stream."""
+
+    def unwatch_stream(self, key: DeviceKey, path: ResourcePath, sink: FrameSink) -> None:
+        """Stop ``sink``'s watch; the device stream stops when its last watcher leaves."""
+
+    async def disconnect(self, key: DeviceKey, reason: str) -> bool:
+        """Close the device's connection, wherever it is; False when no node holds it."""
+
+    async def forget(self, key: DeviceKey) -> None:
+        """Forget what any node remembers of a deleted device (its last stats)."""
 
     async def announce(self, revocation: Revocation) -> None:
         """Tell every node (this one included) about a revocation. Called after the store has
@@ -133,3 +163,18 @@ class SessionLookup(Protocol):
     def watch(self, key: DeviceKey) -> asyncio.Event: ...
 
     def unwatch(self, key: DeviceKey, event: asyncio.Event) -> None: ...
+
+    def disconnect(self, key: DeviceKey, reason: str) -> bool: ...
+
+    def forget(self, key: DeviceKey) -> None: ...
+
+
+class StreamFanout(Protocol):
+    """The resource streams of this process's sessions, as the local bus sees them (the
+    devices' StreamHub): one device stream per resource, shared by its sinks."""
+
+    def subscribe(
+        self, key: DeviceKey, path: ResourcePath, interval: float, sink: FrameSink
+    ) -> None: ...
+
+    def unsubscribe(self, key: DeviceKey, path: ResourcePath, sink: FrameSink) -> None: ...

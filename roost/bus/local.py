@@ -1,4 +1,5 @@
-"""The in-process bus: every device session lives in this process's registry."""
+"""The in-process bus: every device session lives in this process's registry, every resource
+stream in its StreamHub; the bus only hands requests and watches to them."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ from typing import Any
 
 from roost.bus.base import (
     DeviceKey,
+    FrameSink,
     Operation,
+    ResourcePath,
     Revocation,
     RevocationListener,
     SessionLookup,
     Stats,
+    StreamFanout,
 )
 from roost.bus.revocations import RevocationListeners
 from roost.errors import DeviceOffline
@@ -20,22 +24,23 @@ from roost.wire.pson import PsonValue
 
 
 class LocalBus:
-    def __init__(self, registry: SessionLookup) -> None:
+    def __init__(self, registry: SessionLookup, streams: StreamFanout) -> None:
         self._registry = registry
+        self._streams = streams
         self.revocations = RevocationListeners()
 
     def request(
         self,
         key: DeviceKey,
         op: Operation,
-        path: tuple[str, ...],
+        path: ResourcePath,
         payload: PsonValue,
         timeout: float,
     ) -> Coroutine[Any, Any, PsonValue]:
         # Hands back the session's own coroutine: one frame less to enter and resume per call.
         session = self._registry.get(key)
         if session is None:
-            raise DeviceOffline(f"device {key.device} is not connected")
+            return _offline(key)
         return session.request(op, path, payload, timeout)
 
     async def stats(self, key: DeviceKey) -> Stats:
@@ -47,6 +52,20 @@ class LocalBus:
     def unwatch_stats(self, key: DeviceKey, event: asyncio.Event) -> None:
         self._registry.unwatch(key, event)
 
+    def watch_stream(
+        self, key: DeviceKey, path: ResourcePath, interval: float, sink: FrameSink
+    ) -> None:
+        self._streams.subscribe(key, path, interval, sink)
+
+    def unwatch_stream(self, key: DeviceKey, path: ResourcePath, sink: FrameSink) -> None:
+        self._streams.unsubscribe(key, path, sink)
+
+    async def disconnect(self, key: DeviceKey, reason: str) -> bool:
+        return self._registry.disconnect(key, reason)
+
+    async def forget(self, key: DeviceKey) -> None:
+        self._registry.forget(key)
+
     async def announce(self, revocation: Revocation) -> None:
         self.revocations.deliver(revocation)
 
@@ -55,3 +74,7 @@ class LocalBus:
 
     def unwatch_revocations(self, user: str, listener: RevocationListener) -> None:
         self.revocations.remove(user, listener)
+
+
+async def _offline(key: DeviceKey) -> PsonValue:
+    raise DeviceOffline(f"device {key.device} is not connected")

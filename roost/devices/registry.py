@@ -50,6 +50,15 @@ class Registry:
         self.stats_changed(session.key)
         return True
 
+    def disconnect(self, key: DeviceKey, reason: str) -> bool:
+        """Close the device's connection (its session ends as the connection does); False when
+        it has none."""
+        session = self._sessions.get(key)
+        if session is None:
+            return False
+        session.link.close(reason)
+        return True
+
     def forget(self, key: DeviceKey) -> None:
         """Drop what is remembered of a device (it was deleted)."""
         self._last_stats.pop(key, None)

@@ -103,8 +103,9 @@ class DeviceSession:
     def request(
         self, op: Operation, path: tuple[str, ...], payload: PsonValue, timeout: float
     ) -> Coroutine[Any, Any, PsonValue]:
-        """Send one request and wait for its reply's payload (None when it carried none)."""
-        return self._request(self._allocate_id(), op, path, payload, timeout)
+        """Send one request and wait for its reply's payload (None when it carried none).
+        Hands back the coroutine doing it, which raises only when awaited."""
+        return self._request(None, op, path, payload, timeout)
 
     async def open_stream(self, path: tuple[str, ...], interval_ms: int, timeout: float) -> int:
         """Ask the device to stream a resource; returns the stream id its data will carry."""
@@ -132,7 +133,7 @@ class DeviceSession:
 
     async def _request(
         self,
-        stream_id: int,
+        stream_id: int | None,  # None: a new one
         op: Operation,
         path: tuple[str, ...],
         payload: PsonValue,
@@ -140,6 +141,8 @@ class DeviceSession:
     ) -> PsonValue:
         if self._closed:
             raise DeviceOffline(f"device {self.key.device} is not connected")
+        if stream_id is None:
+            stream_id = self._allocate_id()
         loop = self._loop
         future: asyncio.Future[PsonValue] = loop.create_future()
         self._pending[stream_id] = future

@@ -7,20 +7,20 @@ last watcher leaves, the device stream stops. When the device goes away its stre
 and watchers are told; when it comes back they are opened again without the watchers doing
 anything.
 
-Each web client owns one :class:`Outbox`: a bounded queue of frames that drops its OLDEST frame
-when full, so a client that does not read costs at most ``limit`` frames of memory.
+Each web client owns one :class:`~roost.devices.outbox.Outbox` (re-exported here) and watches
+through the bus (:meth:`roost.bus.base.Bus.watch_stream`), which hands the watch to the hub of
+the node holding the device: :meth:`StreamHub.subscribe`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from roost.bus.base import DeviceKey
+from roost.bus.base import DeviceKey, FrameSink
+from roost.devices.outbox import Outbox as Outbox
 from roost.devices.registry import Registry
 from roost.errors import RoostError
 from roost.wire.pson import PsonValue
@@ -31,35 +31,12 @@ Frame = dict[str, PsonValue]
 Path = tuple[str, ...]
 
 
-class Outbox:
-    """One web client's frames waiting to be sent; the oldest are dropped past ``limit``."""
-
-    def __init__(self, limit: int) -> None:
-        self._frames: deque[Frame] = deque(maxlen=limit)
-        self._ready = asyncio.Event()
-        self.dropped = 0
-
-    def put(self, frame: Frame) -> None:
-        if len(self._frames) == self._frames.maxlen:
-            self.dropped += 1
-        self._frames.append(frame)
-        self._ready.set()
-
-    async def take(self) -> list[Frame]:
-        """Every waiting frame, oldest first; waits while there are none."""
-        await self._ready.wait()
-        self._ready.clear()
-        frames = list(self._frames)
-        self._frames.clear()
-        return frames
-
-
 class Watcher:
     """A web client's subscription to one resource: at most one sample per ``interval`` s."""
 
     __slots__ = ("interval", "last", "outbox")
 
-    def __init__(self, interval: float, outbox: Outbox) -> None:
+    def __init__(self, interval: float, outbox: FrameSink) -> None:
         self.interval = interval  # seconds; 0: every sample the device stream carries
         self.last = float("-inf")
         self.outbox = outbox
@@ -101,6 +78,23 @@ class StreamHub:
         self._timeout = timeout
         self._spawn = spawn
         self._devices: dict[DeviceKey, dict[Path, _DeviceStream]] = {}
+        self._subscriptions: dict[tuple[DeviceKey, Path, FrameSink], Watcher] = {}
+
+    # what the local bus hands on (roost.bus.base.Bus.watch_stream, unwatch_stream)
+
+    def subscribe(self, key: DeviceKey, path: Path, interval: float, sink: FrameSink) -> None:
+        """Watch ``path`` for ``sink`` every ``interval`` s; again: retune its watch."""
+        subscription = (key, path, sink)
+        old = self._subscriptions.pop(subscription, None)
+        if old is not None:
+            self.unwatch(key, path, old)
+        watcher = self._subscriptions[subscription] = Watcher(interval, sink)
+        self.watch(key, path, watcher)
+
+    def unsubscribe(self, key: DeviceKey, path: Path, sink: FrameSink) -> None:
+        watcher = self._subscriptions.pop((key, path, sink), None)
+        if watcher is not None:
+            self.unwatch(key, path, watcher)
 
     def watch(self, key: DeviceKey, path: Path, watcher: Watcher) -> None:
         stream = self._devices.setdefault(key, {}).setdefault(path, _DeviceStream())
