@@ -24,8 +24,7 @@ from dataclasses import Field, fields
 from pathlib import Path
 from typing import Any
 
-from roost import __version__
-from roost.api.validate import check_id
+from roost import __version__, ids
 from roost.app import DATABASE_FILE, Roost, password_problem
 from roost.auth.keys import PRIVATE_DIR_MODE
 from roost.auth.passwords import hash_password
@@ -78,6 +77,7 @@ def _command(args: argparse.Namespace, settings: Settings) -> None:
         _ready_data_dir(settings.data_dir)
         _run(_serve(settings))
         return
+    ids.validate(ids.USER, args.name)  # the API's rule: a name it could never address is refused
     _existing_store(settings)
     if args.user_command == "add":
         _run(_add_user(settings, args.name, args.password, args.admin))
@@ -232,7 +232,6 @@ async def _open_store(settings: Settings) -> SQLiteStore:
 
 
 async def _add_user(settings: Settings, name: str, password: str | None, admin: bool) -> None:
-    check_id(name, "user name")
     password = _new_password(name, password)
     store = await _open_store(settings)
     try:

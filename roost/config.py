@@ -16,7 +16,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from roost.errors import ConfigError
+from roost import ids
+from roost.errors import ConfigError, InvalidInput
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +229,8 @@ def _convert(key: str, type_name: Any, raw: Any) -> Any:
             return _bool(raw)
         if key == "log_level":
             return _log_level(shown, raw)
+        if key == "admin_user":
+            return _user_name(shown, raw)
         if kind == "int":
             return _whole_number(key, shown, raw)
         if kind == "float":
@@ -242,6 +245,13 @@ def _convert(key: str, type_name: Any, raw: Any) -> Any:
         return str(raw)
     except (TypeError, ValueError):
         raise ConfigError(f"setting {key!r}: {shown} is not a valid {kind}") from None
+
+
+def _user_name(shown: str, raw: Any) -> str:
+    try:
+        return ids.validate(ids.USER, str(raw))
+    except InvalidInput as exc:
+        raise ConfigError(f"setting 'admin_user': {shown}: {exc.message}") from None
 
 
 def _log_level(shown: str, raw: Any) -> str:

@@ -19,13 +19,12 @@ Token secrets (the JWTs of access and device tokens) are shown to login sessions
 Every route names the Thinger action it performs and calls :func:`authorize` with the user tree
 and the resource id it touches; the resource type comes from the action. Being the one door of
 every secured route, it also turns away malformed requests before any work: ids in the path that
-break the grammar (``..``, NUL, too long) and query strings with more than ``MAX_QUERY_PARAMS``
-parameters or a value longer than ``MAX_QUERY_VALUE`` characters (400).
+break the grammar of :mod:`roost.ids` (``..``, NUL, too long) and query strings with more than
+``MAX_QUERY_PARAMS`` parameters or a value longer than ``MAX_QUERY_VALUE`` characters (400).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -33,7 +32,8 @@ from urllib.parse import unquote_plus
 
 from starlette.requests import HTTPConnection
 
-from roost.auth.permissions import ACTIONS, DEVICE, TOKEN, USER, Entry, Permissions
+from roost import ids
+from roost.auth.permissions import ACTIONS, DEVICE, ID_KINDS, USER, Entry, Permissions
 from roost.errors import Forbidden, InvalidInput, InvalidToken, Unauthenticated
 from roost.services import Services
 
@@ -41,11 +41,6 @@ from roost.services import Services
 # plus Roost's own where Thinger has none.
 ACTION_TYPES: Mapping[str, str] = MappingProxyType({**ACTIONS, "DeleteUserRefreshTokens": USER})
 
-USER_ID = re.compile(r"[a-zA-Z0-9_-]{1,32}")
-ID_PATTERNS: Mapping[str, re.Pattern[str]] = MappingProxyType(
-    {DEVICE: USER_ID, USER: USER_ID, TOKEN: re.compile(r"[a-zA-Z0-9_-]{1,50}")}
-)
-OTHER_ID = re.compile(r"[a-zA-Z0-9_@:-]{1,64}")
 DESCRIBED = "api"  # the last name of a path that asks a device to describe what comes before
 MAX_QUERY_PARAMS = 32
 MAX_QUERY_VALUE = 1024  # characters; the token in ?authorization= is bounded by the URL limit
@@ -215,9 +210,6 @@ def _check_query(request: HTTPConnection) -> None:
 
 
 def _check_ids(owner: str, resource_type: str, resource_id: str | None) -> None:
-    if USER_ID.fullmatch(owner) is None:
-        raise InvalidInput("invalid user name: must match [a-zA-Z0-9_-]{1,32}")
+    ids.validate(ids.USER, owner)
     if resource_id is not None:
-        pattern = ID_PATTERNS.get(resource_type, OTHER_ID)
-        if pattern.fullmatch(resource_id) is None:
-            raise InvalidInput(f"invalid {resource_type.lower()} id: must match {pattern.pattern}")
+        ids.validate(ID_KINDS[resource_type], resource_id)

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from roost import ids
 from roost.api.access import Principal, authorize
 from roost.api.devices import find_device
 from roost.api.json import json_response, read_json_object
@@ -83,10 +84,11 @@ async def create_token(request: Request) -> Response:
 async def delete_token(request: Request) -> Response:
     owner, device_id = request.path_params["user"], request.path_params["device"]
     await authorize(request, "DeleteDeviceToken", owner, device_id)
+    token_id = ids.validate(ids.DEVICE_TOKEN, request.path_params["id"])
     services: Services = request.app.state.services
-    if not await services.store.delete_device_token(owner, device_id, request.path_params["id"]):
+    if not await services.store.delete_device_token(owner, device_id, token_id):
         raise NotFound("token not found")
-    await services.bus.announce(Revocation(owner, Revoked.DEVICE_TOKEN, request.path_params["id"]))
+    await services.bus.announce(Revocation(owner, Revoked.DEVICE_TOKEN, token_id))
     return Response(status_code=200)
 
 

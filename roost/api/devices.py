@@ -10,9 +10,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from roost import ids
 from roost.api.access import authorize
 from roost.api.json import json_response, read_json_object
-from roost.api.validate import check_id, optional_bool, optional_str
+from roost.api.validate import optional_bool, optional_str
 from roost.bus.base import DeviceKey, Revocation, Revoked
 from roost.errors import Conflict, InvalidInput, NotFound
 from roost.services import Services
@@ -43,6 +44,8 @@ async def list_devices(request: Request) -> Response:
     await authorize(request, "ListDevices", owner)
     services: Services = request.app.state.services
     wanted = request.query_params.get("id")
+    if wanted is not None:
+        ids.validate(ids.DEVICE, wanted)
     devices = await services.store.list_devices(owner)
     return json_response(
         [await device_json(d, services) for d in devices if wanted is None or d.device == wanted]
@@ -54,7 +57,7 @@ async def create_device(request: Request) -> Response:
     await authorize(request, "CreateDevice", owner)
     services: Services = request.app.state.services
     body = await read_json_object(request, services.settings.max_body_bytes)
-    device_id = check_id(body.get("device", body.get("device_id")), "device id")
+    device_id = ids.validate(ids.DEVICE, body.get("device", body.get("device_id")))
     kind = optional_str(body, "type") or "Generic"
     if kind not in DEVICE_TYPES:
         raise InvalidInput(f"type must be one of {', '.join(DEVICE_TYPES)}")

@@ -12,11 +12,11 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from roost import __version__
+from roost import __version__, ids
+from roost.ids import IdKind
 
 Schema = dict[str, Any]
 
-ID_PATTERN = "^[a-zA-Z0-9_-]{1,32}$"
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
 SSE = "text/event-stream"
@@ -189,18 +189,24 @@ def _param(where: str, name: str, description: str, schema: Schema) -> Schema:
     }
 
 
-def _path_param(name: str, description: str, pattern: str = ID_PATTERN) -> Schema:
-    return _param("path", name, description, _t("string", pattern=pattern))
+def _id(kind: IdKind, nullable: bool = False) -> Schema:
+    """A string schema of one kind of id (roost.ids), with its rule in words."""
+    words = f"{kind.description[0].upper()}{kind.description[1:]}."
+    return _t("string", nullable, pattern=kind.pattern, description=words)
 
 
-USER = _path_param("user", "Owner of the devices")
-DEVICE = _path_param("device", "Device id")
-TOKEN_ID = _path_param("id", "Device token id", "^[a-zA-Z0-9_-]{1,64}$")
+def _path_param(name: str, description: str, schema: Schema) -> Schema:
+    return _param("path", name, description, schema)
+
+
+USER = _path_param("user", "Owner of the devices", _id(ids.USER))
+DEVICE = _path_param("device", "Device id", _id(ids.DEVICE))
+TOKEN_ID = _path_param("id", "Device token id", _id(ids.DEVICE_TOKEN))
 RESOURCE = _path_param(
     "resource",
     "Resource path: 1 to 16 `/`-separated segments of 1-128 characters (`a/b` for a nested"
     " resource); a last segment `api` asks for a description.",
-    "^[^/]{1,128}(/[^/]{1,128}){0,15}$",
+    _t("string", pattern="^[^/]{1,128}(/[^/]{1,128}){0,15}$"),
 )
 AUTHORIZATION = _param(
     "query",
@@ -209,7 +215,7 @@ AUTHORIZATION = _param(
     " Used only when the header is absent.",
     _t("string"),
 )
-ID_FILTER = _param("query", "id", "Only the device with this id", _t("string", pattern=ID_PATTERN))
+ID_FILTER = _param("query", "id", "Only the device with this id", _id(ids.DEVICE))
 TIMEOUT = _param(
     "query",
     "timeout",
@@ -223,7 +229,7 @@ TIMEOUT = _param(
 
 TEXT = _t("string", True, maxLength=1024)
 DEVICE_TYPES = ["Generic", "HTTP", "MQTT", "Virtual"]
-DEVICE_ID = _t("string", pattern=ID_PATTERN)
+DEVICE_ID = _id(ids.DEVICE)
 CREDENTIALS = _t("string", minLength=6, maxLength=255)
 
 

@@ -11,6 +11,7 @@ from roost.api.openapi import (
     Schema,
     _array,
     _body,
+    _id,
     _obj,
     _ok,
     _op,
@@ -18,18 +19,19 @@ from roost.api.openapi import (
     _record,
     _t,
 )
+from roost.ids import ACCESS_TOKEN, ACTION, PERMISSION_ID, PERMISSION_TYPE
 
-ACCESS_TOKEN_ID = _path_param("token", "Access token id", "^[a-zA-Z0-9_-]{1,50}$")
+ACCESS_TOKEN_ID = _path_param("token", "Access token id", _id(ACCESS_TOKEN))
 
 
 def _permission() -> Schema:
-    action = _t("string", pattern=r"^([A-Za-z0-9_]{1,128}|[A-Za-z0-9_]{1,127}\*|\*)$")
+    action = _t("string", pattern=ACTION.pattern)
     item = {"anyOf": [action, _t("object", description="Kept, never matched")]}
     actions = {"anyOf": [action, _t("array", items=item)]}
     ids = _t(
         "object",
         minProperties=1,
-        propertyNames={"pattern": r"^([A-Za-z0-9_:@-]{1,128}|\*)$"},
+        propertyNames={"pattern": PERMISSION_ID.pattern},
         additionalProperties=actions,
     )
     return _t(
@@ -38,7 +40,7 @@ def _permission() -> Schema:
         description="Resource type (`Device`, `Bucket`, `Token`, `User`, ... or `*`) -> resource"
         " id (or `*`) -> actions: one string or an array; `*` is every action and `Read*` every"
         " action starting with `Read`. At most 1000 entries in allow and deny together.",
-        propertyNames={"pattern": r"^([A-Za-z0-9_-]{1,128}|\*)$"},
+        propertyNames={"pattern": PERMISSION_TYPE.pattern},
         additionalProperties=ids,
     )
 
@@ -68,7 +70,7 @@ def access_schemas() -> dict[str, Schema]:
     permission = _t("object", description="As given, action lists always arrays")
     return {
         "AccessTokenCreate": _obj(
-            {"token": _t("string", True, pattern="^[a-zA-Z0-9_]{1,50}$"), **settings},
+            {"token": _id(ACCESS_TOKEN, nullable=True), **settings},
             description="Every field is optional: `token` is generated, `name` defaults to it,"
             " `enabled` to true; without `allow` the token may do nothing.",
         ),

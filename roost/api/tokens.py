@@ -1,6 +1,6 @@
 """User-defined access tokens: /v1/users/{user}/tokens[/{token}] (thinger-api.md 2.13, 3.1).
 
-A token has an id (``token``, ``[a-zA-Z0-9_]{1,50}``, chosen by the client or generated), a
+A token has an id (``token``, :data:`roost.ids.ACCESS_TOKEN`, chosen by the client or generated), a
 ``name``, a ``description``, ``enabled``, the ``allow`` and ``deny`` permissions of the Thinger
 grammar and ``expire``: when it stops working, in ms since the epoch (null or 0: never). Its value
 is a JWT with ``usr``, ``jti`` (the id) and ``svr`` (the ``public_host`` setting), plus ``exp``
@@ -13,7 +13,6 @@ disabling or deleting it stops it at once.
 from __future__ import annotations
 
 import dataclasses
-import re
 import secrets
 from typing import Any
 
@@ -21,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from roost import ids
 from roost.api.access import Principal, authorize
 from roost.api.json import json_response, read_json_object
 from roost.api.validate import optional_bool, optional_str
@@ -31,7 +31,6 @@ from roost.errors import Conflict, Forbidden, InvalidInput, NotFound
 from roost.services import Services
 from roost.store.base import AccessToken
 
-TOKEN_ID = re.compile(r"[a-zA-Z0-9_]{1,50}")
 TEXT_LIMIT = 255  # name and description, as Thinger's resource_name / resource_description
 MAX_EXPIRE_MS = 253_402_300_799_999  # the last ms of year 9999
 
@@ -76,10 +75,8 @@ async def create_token(request: Request) -> Response:
     services: Services = request.app.state.services
     body = await read_json_object(request, services.settings.max_body_bytes)
     token_id = body.get("token")
-    if token_id is None:
-        token_id = "t_" + secrets.token_hex(12)
-    elif not isinstance(token_id, str) or TOKEN_ID.fullmatch(token_id) is None:
-        raise InvalidInput("invalid token: must match [a-zA-Z0-9_]{1,50}")
+    token_id = "t_" + secrets.token_hex(12) if token_id is None else token_id
+    token_id = ids.validate(ids.ACCESS_TOKEN, token_id)
     allow, deny = _permissions(body.get("allow"), body.get("deny"))
     now = services.now_ms()
     token = AccessToken(

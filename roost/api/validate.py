@@ -1,19 +1,11 @@
-"""Checks on ids and fields of request bodies; each failure is an InvalidInput (400)."""
+"""Checks on fields of request bodies; each failure is an InvalidInput (400). Ids are checked by
+:func:`roost.ids.validate`."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from roost.errors import InvalidInput
-
-ID_PATTERN = re.compile(r"[a-zA-Z0-9_-]{1,32}")
-
-
-def check_id(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
-        raise InvalidInput(f"invalid {what}: must match [a-zA-Z0-9_-]{{1,32}}")
-    return value
 
 
 def optional_str(body: dict[str, Any], *names: str, limit: int = 1024) -> str | None:

@@ -10,6 +10,8 @@ objects, resource type -> resource id -> actions::
   accepted in ``allow`` and only ever match actions of that type.
 - Resource ids are matched exactly; ``*`` is any id. The doc allows no other wildcard in ids, so
   ``dev*`` is rejected rather than silently taken as a literal. ``owner@project`` ids are literals.
+  Types, ids and actions follow :mod:`roost.ids` (``PERMISSION_TYPE``, ``PERMISSION_ID``,
+  ``ACTION``); a resource id accepts every id the API accepts (:data:`ID_KINDS`).
 - Actions are a single string or an array. ``*`` is every action and ``Read*`` is a prefix
   wildcard (any action starting with ``Read``); anything else is matched exactly, never as a
   regex. Unknown action names are accepted in ``allow`` and simply never match an action Roost
@@ -30,13 +32,14 @@ objects, resource type -> resource id -> actions::
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TypeAlias
 
+from roost import ids as grammar
 from roost.errors import InvalidInput, InvalidToken
+from roost.ids import IdKind
 
 ANY = "*"
 MAX_ENTRIES = 1000  # resource ids + action items + strings inside object items, allow and deny
@@ -49,14 +52,6 @@ ENDPOINT = "Endpoint"
 DASHBOARD = "Dashboard"
 TOKEN = "Token"
 USER = "User"
-
-# Fixed patterns for validation only; matching never builds a regex from a token's text.
-_TYPE = re.compile(r"[A-Za-z0-9_-]+")
-_TYPE_RULE = "letters, digits, '_' and '-', or '*' alone"
-_ID = re.compile(r"[A-Za-z0-9_:@-]+")  # device ids have "-", plugin ids ":", project ids "@"
-_ID_RULE = "letters, digits, '_', '-', ':' and '@', or '*' alone (no prefix wildcards)"
-_ACTION = re.compile(r"[A-Za-z0-9_]+\*?")  # an exact name, or a prefix followed by "*"
-_ACTION_RULE = "letters, digits and '_', optionally ending in '*', or '*' alone"
 
 
 def _actions_of(resource_type: str, names: str) -> dict[str, str]:
@@ -104,6 +99,19 @@ ACTIONS: Mapping[str, str] = MappingProxyType(
     | _actions_of(USER, "DeleteUserRefreshTokens")
 )
 KNOWN_TYPES = frozenset(ACTIONS.values())
+
+# The kind of id (roost.ids) of each resource type that actions are checked against: what the API
+# accepts as such an id. A resource id in allow or deny is a wider roost.ids.PERMISSION_ID.
+ID_KINDS: Mapping[str, IdKind] = MappingProxyType(
+    {
+        DEVICE: grammar.DEVICE,
+        BUCKET: grammar.BUCKET,
+        ENDPOINT: grammar.ENDPOINT,
+        DASHBOARD: grammar.DASHBOARD,
+        TOKEN: grammar.ACCESS_TOKEN,
+        USER: grammar.USER,
+    }
+)
 
 # The value of one field of an object item: a string or strings.
 OpaqueValue: TypeAlias = str | tuple[str, ...]
@@ -214,7 +222,7 @@ def _parse_side(side: str, value: object, budget: _Budget) -> tuple[Entry, ...]:
     entries: list[Entry] = []
     for type_key, ids_value in _mapping(side, value, "resource types").items():
         type_path = _at(side, type_key)
-        resource_type = _name(type_path, type_key, "resource type", _TYPE, _TYPE_RULE)
+        resource_type = _name(type_path, type_key, grammar.PERMISSION_TYPE)
         deny_type = resource_type if side == "deny" else None
         if deny_type not in (None, ANY) and deny_type not in KNOWN_TYPES:
             raise InvalidInput(
@@ -226,7 +234,7 @@ def _parse_side(side: str, value: object, budget: _Budget) -> tuple[Entry, ...]:
             raise InvalidInput(f"{type_path}: must name at least one resource id")
         for id_key, items_value in ids.items():
             id_path = _at(type_path, id_key)
-            resource_id = _name(id_path, id_key, "resource id", _ID, _ID_RULE)
+            resource_id = _name(id_path, id_key, grammar.PERMISSION_ID)
             budget.spend(id_path)
             items = _items(id_path, items_value, budget, deny_type)
             entries.append(Entry(resource_type, resource_id, items))
@@ -258,7 +266,7 @@ def _items(
                 )
             items[_opaque(item_path, item, budget)] = None
         else:
-            action = _name(item_path, item, "action", _ACTION, _ACTION_RULE)
+            action = _name(item_path, item, grammar.ACTION)
             if deny_type is not None:
                 _check_deniable(item_path, action, deny_type)
             items[action] = None
@@ -297,10 +305,11 @@ def _opaque(where: str, value: Mapping[object, object], budget: _Budget) -> Opaq
     return OpaqueItem(tuple(fields))
 
 
-def _name(where: str, value: object, what: str, pattern: re.Pattern[str], rule: str) -> str:
-    name = _text(where, value, what)
-    if name != ANY and pattern.fullmatch(name) is None:
-        raise InvalidInput(f"{where}: {what} {_quote(name)} is not valid: {rule}")
+def _name(where: str, value: object, kind: IdKind) -> str:
+    """A type, id or action name, by its grammar in roost.ids (which allows ``*``)."""
+    name = _text(where, value, kind.name)
+    if not kind.matches(name):
+        raise InvalidInput(f"{where}: {kind.name} {_quote(name)} is not valid: {kind.description}")
     return name
 
 
