@@ -315,6 +315,7 @@ class Roost:
         jobs = [*self._jobs, *(task for _, task in self._http)]
         await asyncio.gather(*jobs, return_exceptions=True)
         if self.services is not None:
+            await self.services.bus.close()
             await self.services.store.close()
         self._device_servers, self._http, self._jobs = [], [], []
         if served:

@@ -12,10 +12,12 @@ import httpx
 import pytest
 import uvloop
 
-from roost.app import Roost
+from roost.app import BusFactory, Roost, local_bus
 from roost.config import Settings
 from roost.device import Device
 from roost.device.client import ProtocolName
+
+from wire_bus import WireBus
 
 ADMIN = "admin"
 ADMIN_PASSWORD = "admin-password"
@@ -49,9 +51,24 @@ def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path / "data")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--bus",
+        choices=("local", "wire"),
+        default="local",
+        help="the bus of the `server` fixture: the in-process one, or tests/wire_bus.py's, which "
+        "carries every message to it as bytes (the shape of a NATS bus)",
+    )
+
+
+def bus_of(config: pytest.Config) -> BusFactory:
+    """The bus ``--bus`` names, for Roost(bus=...)."""
+    return WireBus if config.getoption("--bus") == "wire" else local_bus
+
+
 @pytest.fixture
-async def server(settings: Settings) -> AsyncIterator[Roost]:
-    roost = Roost(settings)
+async def server(settings: Settings, request: pytest.FixtureRequest) -> AsyncIterator[Roost]:
+    roost = Roost(settings, bus=bus_of(request.config))
     await roost.start()
     try:
         yield roost

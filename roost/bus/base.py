@@ -144,6 +144,10 @@ class Bus(Protocol):
 
     def unwatch_revocations(self, user: str, listener: RevocationListener) -> None: ...
 
+    async def close(self) -> None:
+        """Let go of what the bus holds (connections, tasks): once, at shutdown, after this
+        node's device sessions are closed."""
+
 
 class DeviceTarget(Protocol):
     """What a bus needs of a live session: to put a request to its device."""

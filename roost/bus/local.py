@@ -75,6 +75,9 @@ class LocalBus:
     def unwatch_revocations(self, user: str, listener: RevocationListener) -> None:
         self.revocations.remove(user, listener)
 
+    async def close(self) -> None:
+        pass  # it holds nothing of its own
+
 
 async def _offline(key: DeviceKey) -> PsonValue:
     raise DeviceOffline(f"device {key.device} is not connected")
