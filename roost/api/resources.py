@@ -167,12 +167,10 @@ async def _device_request(
     binary: bool = False,
 ) -> PsonValue:
     owner, device_id = request.path_params["user"], request.path_params["device"]
-    key, timeout = DeviceKey(owner, device_id), _timeout(request, services, binary)
-    devices = services.devices
+    timeout = _timeout(request, services, binary)
     try:
-        if op is Operation.CALL:
-            return await devices.call(key, path, payload, timeout)
-        return await devices.describe(key, path, timeout)
+        key = DeviceKey(owner, device_id)
+        return await services.devices.request(key, op, path, payload, timeout)
     except DeviceOffline:
         if await services.store.get_device(owner, device_id) is None:
             raise NotFound(f"device {device_id!r} not found") from None
