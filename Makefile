@@ -26,6 +26,8 @@ test: $(TESTING)
 	$(BIN)/ruff check roost tests
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+	# some API tests again over a second bus (tests/wire_bus.py): nothing above the bus knows which
+	$(BIN)/pytest -q --bus=wire tests/test_api_resources.py tests/test_api_devices.py tests/test_streams.py
 
 # wrk is the HTTP load generator of the benchmarks (Debian package)
 wrk:
