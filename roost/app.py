@@ -43,7 +43,8 @@ from roost.net.http_admission import PendingConnections, pending_limit, raise_de
 from roost.net.iotmp import IotmpConnection
 from roost.net.iotmp_websocket import IotmpWebSockets
 from roost.net.legacy import LegacyConnection
-from roost.net.tls import CIPHERS, self_signed, server_context
+from roost.net.tls import self_signed, server_context
+from roost.net.tls_handshake import tls_protocol
 from roost.net.uvicorn_compat import check_uvicorn
 from roost.redact import redact_server_logs
 from roost.services import Services
@@ -267,12 +268,19 @@ class Roost:
         sock = self._http_sockets.pop(name)
         api = RestApi(self.services)
         # resource calls take the protocol's direct path (roost.net.http), the rest is ASGI
-        protocol = partial(
+        header_timeout = self.settings.http_header_timeout
+        http = partial(
             BoundedHttpProtocol,
             direct=api.direct,
             pending=self._pending,
-            header_timeout=self.settings.http_header_timeout,
+            header_timeout=header_timeout,
         )
+        protocol: Callable[..., asyncio.Protocol] = http
+        if tls is not None:
+            # not uvicorn's TLS (no handshake timeout, a connection uncounted until its handshake
+            # is done): each connection is pending from its TCP accept, and has header_timeout
+            # for its handshake and first head together (roost.net.tls_handshake)
+            protocol = tls_protocol(http, server_context(*tls), header_timeout, self._pending)
         # X-Forwarded-For/-Proto only from the listed proxies; never from FORWARDED_ALLOW_IPS
         proxies = list(self.settings.trusted_proxies)
         config = uvicorn.Config(
@@ -287,9 +295,6 @@ class Roost:
             ws=cast(type[asyncio.Protocol], IotmpWebSockets(self.services.gateway, self._writes)),
             proxy_headers=bool(proxies),
             forwarded_allow_ips=proxies,
-            ssl_certfile=tls[0] if tls else None,
-            ssl_keyfile=tls[1] if tls else None,
-            ssl_ciphers=CIPHERS,
         )
         server = uvicorn.Server(config)
         task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))

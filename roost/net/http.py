@@ -11,8 +11,9 @@ and two TCP segments for every answer. :class:`JoinedWrites` holds a write until
 which takes it along, until the response is complete, or until the end of the loop step: a plain
 response leaves in one send, a streamed one (SSE) still gets its head out at once.
 
-A connection has ``header_timeout`` seconds, from when it opens or from the previous answer,
-to send a whole request head: one that sends nothing, or a header a byte at a time, is closed
+A connection has ``header_timeout`` seconds, from when it opens (over HTTPS: from the TCP accept,
+the TLS handshake included, :mod:`roost.net.tls_handshake`) or from the previous answer, to send a
+whole request head: one that sends nothing, or a header a byte at a time, is closed
 (408 when part of a head came). uvicorn's ``timeout_keep_alive`` still closes a kept-alive
 connection that sends nothing after an answer, sooner; its timer stops at the first byte, this
 one does not. Until a request has arrived in full the connection counts in
@@ -115,6 +116,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     _head_bytes = 0
     _joined: JoinedWrites | None = None
     _head_deadline: asyncio.TimerHandle | None = None
+    _opened: float | None = None  # loop time of the TCP accept, when earlier than connection_made
 
     def __init__(
         self,
@@ -137,6 +139,11 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._stop_waiting()
         super().connection_lost(exc)
 
+    def opened_at(self, when: float) -> None:
+        """The connection was accepted at loop time ``when``, before connection_made (a TLS
+        handshake came first): its first head is due ``header_timeout`` from then."""
+        self._opened = when
+
     def evict(self) -> None:
         """Closed to make room for a newer connection (roost.net.http_admission)."""
         self._cancel_head_deadline()
@@ -149,7 +156,11 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             self.transport.close()
             return
         self._cancel_head_deadline()
-        self._head_deadline = self.loop.call_later(self._header_timeout, self._head_timed_out)
+        delay = self._header_timeout
+        if self._opened is not None:  # the clock started at the TCP accept
+            delay -= self.loop.time() - self._opened
+            self._opened = None
+        self._head_deadline = self.loop.call_later(delay, self._head_timed_out)
 
     def _stop_waiting(self) -> None:
         self._cancel_head_deadline()
