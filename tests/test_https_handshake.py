@@ -11,8 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import re
+import resource
+import signal
+import socket
 import ssl
-from collections.abc import AsyncIterator, Coroutine
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +35,7 @@ from roost.app import Roost
 from roost.device import Device
 from roost.net.http import Answer
 
-from conftest import ADMIN, bearer, create_device, login, make_settings
+from conftest import ADMIN, ADMIN_PASSWORD, bearer, create_device, login, make_settings
 
 HEALTH = b"GET /v1/server/healthcheck HTTP/1.1\r\nHost: localhost\r\n"
 
@@ -188,6 +196,111 @@ async def test_at_the_limit_the_oldest_handshake_makes_room(tmp_path: Path) -> N
         assert await asyncio.wait_for(oldest, 5) == b""
         for _, writer in idle:
             writer.close()
+
+
+# A flood past the descriptor limit, against a server in its own process -------------------------
+
+FD_LIMIT = 256
+FLOOD_ADDRESSES = 40
+FLOOD_PER_ADDRESS = 15  # 600 connections a wave: half silent, half a ClientHello cut short
+
+
+def _low_descriptor_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+
+
+def listening_ports(log: Path, process: subprocess.Popen[bytes]) -> tuple[int, int]:
+    """The HTTPS and legacy device ports the server chose, from its "listening on" line."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        text = log.read_text()
+        found = re.search(r"https port (\d+)", text), re.search(r"legacy port (\d+)", text)
+        if found[0] and found[1]:
+            return int(found[0].group(1)), int(found[1].group(1))
+        time.sleep(0.05)
+    raise AssertionError("the server did not start: " + log.read_text())
+
+
+@pytest.fixture
+def low_fd_server(tmp_path: Path) -> Iterator[tuple[Path, int, int]]:
+    """`roost serve` with TLS and at most 256 open files: its data dir, HTTPS and device ports."""
+    data = tmp_path / "data"
+    env = {
+        **os.environ,
+        "ROOST_DATA_DIR": str(data),
+        "ROOST_TLS_SELF_SIGNED": "1",
+        **{f"ROOST_{port}_PORT": "0" for port in ("HTTP", "HTTPS", "DEVICE", "IOTMP")},
+        **{f"ROOST_{port}_TLS_PORT": "0" for port in ("DEVICE", "IOTMP")},
+        "ROOST_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "ROOST_HTTP_HEADER_TIMEOUT": "60",  # the limits alone must keep the server answering
+    }
+    log = tmp_path / "server.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "roost.cli", "serve"],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=_low_descriptor_limit,
+        )
+    try:
+        yield data, *listening_ports(log, process)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        print(log.read_text())  # shown when the test fails
+
+
+def flood(port: int, hello: bytes) -> list[socket.socket]:
+    """A wave of connections from the attacker's addresses in turn, none finishing a handshake."""
+    opened: list[socket.socket] = []
+    for n in range(FLOOD_ADDRESSES * FLOOD_PER_ADDRESS):
+        sock = socket.socket()
+        sock.settimeout(0.2)
+        opened.append(sock)
+        try:
+            sock.bind((f"127.0.0.{2 + n % FLOOD_ADDRESSES}", 0))
+            sock.connect(("127.0.0.1", port))
+            if n % 2:
+                sock.send(hello[: len(hello) // 2])
+        except OSError:
+            pass  # refused, reset or queue full: the server is not keeping up, so much the better
+    return opened
+
+
+async def test_a_flood_of_handshakes_past_the_descriptor_limit_leaves_https_and_devices_served(
+    low_fd_server: tuple[Path, int, int],
+) -> None:
+    data, https_port, device_port = low_fd_server
+    context = ssl.create_default_context(cafile=str(data / "tls/self-signed.crt"))
+    base_url = f"https://localhost:{https_port}"
+    async with httpx.AsyncClient(base_url=base_url, verify=context, timeout=10) as client:
+        token = await login(client)
+        await create_device(client, token)
+    hello = client_hello()
+    attackers = flood(https_port, hello)
+    device = Device(ADMIN, "dev1", "secret1", port=device_port, reconnect_delay=0.2)
+    try:
+        await asyncio.sleep(0.5)  # the server meets the flood; a second wave comes
+        attackers += flood(https_port, hello)
+        await asyncio.sleep(0.5)
+        for _ in range(5):  # fresh clients, one after another
+            async with httpx.AsyncClient(base_url=base_url, verify=context, timeout=10) as fresh:
+                assert (await fresh.get("/v1/server/healthcheck")).status_code == 200
+        await device.start()
+        await device.wait_connected(10)
+        async with httpx.AsyncClient(base_url=base_url, verify=context, timeout=10) as client:
+            stats = await client.get(f"/v1/users/{ADMIN}/devices/dev1/stats", headers=bearer(token))
+        assert stats.json()["connected"] is True
+    finally:
+        await device.stop()
+        for sock in attackers:
+            sock.close()
 
 
 # What HTTPS still does --------------------------------------------------------------------------
