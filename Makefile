@@ -4,7 +4,7 @@ BIN     = $(VENV)/bin
 SERVE   = $(VENV)/.installed-serve
 TESTING = $(VENV)/.installed-test
 
-.PHONY: serve test lint bench bench-quick wrk clean
+.PHONY: serve test lint bench bench-quick wrk mosquitto clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,10 +33,16 @@ test: $(TESTING)
 wrk:
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 
-bench: $(TESTING) wrk
+# Mosquitto is the benchmark's MQTT peer (Debian package; the harness runs its own on a free port)
+mosquitto:
+	@command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || \
+		{ apt-get update -qq && apt-get install -y -qq mosquitto; }
+
+# the full plan includes bench.flood (one device flooding, the healthcheck meanwhile)
+bench: $(TESTING) wrk mosquitto
 	$(BIN)/python -m bench.run --write BENCHMARKS.md
 
-bench-quick: $(TESTING) wrk
+bench-quick: $(TESTING) wrk mosquitto
 	$(BIN)/python -m bench.run --quick
 
 lint: $(TESTING)

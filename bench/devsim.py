@@ -3,15 +3,21 @@
 Each simulated device is one asyncio Protocol on uvloop: it authenticates, ignores keep-alives and
 answers every request at once with a canned success carrying a float, the way a thermometer
 would. Run as ``python -m bench.devsim HOST PORT SOURCE USER PREFIX FIRST COUNT CREDENTIALS
-[tls] [iotmp]`` (legacy protocol unless ``iotmp``); it prints one line ``ready N SECONDS`` when all
-N devices are authenticated (or ``failed ...``), then keeps them connected until its standard
-input closes.
+[tls] [iotmp] [mqtt] [until-refused] [deadline=SECONDS]`` (legacy protocol unless ``iotmp``;
+``mqtt`` opens idle MQTT 3.1.1 connections to a broker instead, client id PREFIX+i, keep-alive
+300 s). It prints one line ``ready N SECONDS`` when all N devices are authenticated (or
+``failed ...``); with ``until-refused`` it starts no new connection after the first one refused
+or failed (or past the deadline) and prints ``reached N SECONDS`` with the number that got in.
+It then keeps them connected until its standard input closes, and prints ``held N``: how many
+were still connected then.
 """
 
 from __future__ import annotations
 
 import asyncio
+import resource
 import ssl
+import struct
 import sys
 import time
 from functools import cache
@@ -24,6 +30,9 @@ from roost.wire.iotmp import MessageType
 from roost.wire.legacy import Message, Signal
 
 VALUE = 23.5
+MQTT_KEEP_ALIVE = 300
+ANSWER_WAIT = 30.0  # seconds a device waits for its authentication's answer
+HELD = [0]  # devices connected and authenticated now
 
 
 @cache
@@ -45,6 +54,7 @@ class SimulatedDevice(asyncio.Protocol):
         self.authenticated = authenticated
         self.decoder: Any = legacy.Decoder()
         self.transport: asyncio.Transport | None = None
+        self.up = False  # authenticated and still connected
 
     def auth_frame(self) -> bytes:
         return legacy.encode(Message(signal=Signal.AUTH, resource=list(self.credentials)))
@@ -69,13 +79,22 @@ class SimulatedDevice(asyncio.Protocol):
             if self.keep_alive(frame):
                 continue
             if not self.authenticated.done():
-                self.authenticated.set_result(self.accepted(frame))
+                self.admitted(self.accepted(frame))
                 continue
             answer = self.reply(frame)
             if answer is not None:
                 self.transport.write(answer)
 
+    def admitted(self, accepted: bool) -> None:
+        self.authenticated.set_result(accepted)
+        if accepted:
+            self.up = True
+            HELD[0] += 1
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.up:
+            self.up = False
+            HELD[0] -= 1
         if not self.authenticated.done():
             self.authenticated.set_result(False)
 
@@ -101,6 +120,25 @@ class SimulatedIotmpDevice(SimulatedDevice):
         if frame.type != MessageType.RUN or not frame.stream_id:
             return None
         return iotmp_reply(frame.stream_id)
+
+
+def mqtt_connect(client_id: str) -> bytes:
+    """An MQTT 3.1.1 CONNECT: clean session, no will, no user name, MQTT_KEEP_ALIVE seconds."""
+    name = client_id.encode()
+    body = b"\x00\x04MQTT\x04\x02" + struct.pack(">HH", MQTT_KEEP_ALIVE, len(name)) + name
+    assert len(body) < 128  # one byte of remaining length
+    return bytes([0x10, len(body)]) + body
+
+
+class SimulatedMqttClient(SimulatedDevice):
+    """An idle MQTT client: CONNECT, then nothing but reading (a CONNACK with code 0 admits)."""
+
+    def auth_frame(self) -> bytes:
+        return mqtt_connect(self.credentials[1])
+
+    def data_received(self, data: bytes) -> None:
+        if not self.authenticated.done():
+            self.admitted(data[:2] == b"\x20\x02" and data[3:4] == b"\x00")
 
 
 async def connect_one(
@@ -130,13 +168,28 @@ async def connect_one(
             await asyncio.sleep(0.05 * (attempt + 1))
     else:
         return False, None
-    return await done, transport
+    try:  # a server out of descriptors may leave a connection unanswered in its backlog
+        return await asyncio.wait_for(done, ANSWER_WAIT), transport
+    except TimeoutError:
+        transport.close()
+        return False, None
 
 
 async def main(argv: list[str]) -> None:
     host, port, source, user, prefix, first, count, credentials = argv[:8]
     options = set(argv[8:])
-    device = SimulatedIotmpDevice if "iotmp" in options else SimulatedDevice
+    device: type[SimulatedDevice] = SimulatedDevice
+    if "iotmp" in options:
+        device = SimulatedIotmpDevice
+    elif "mqtt" in options:
+        device = SimulatedMqttClient
+    until_refused = "until-refused" in options
+    deadline = float("inf")
+    for option in options:
+        if option.startswith("deadline="):
+            deadline = time.monotonic() + float(option.split("=", 1)[1])
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # one descriptor per device
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     context = None
     if "tls" in options:  # the benchmark's server is self-signed: no verification
         context = ssl.create_default_context()
@@ -147,21 +200,32 @@ async def main(argv: list[str]) -> None:
     # connections being set up at once per process: below the server's per-address cap (100)
     semaphore = asyncio.Semaphore(64)
 
+    refused = False
+
     async def bounded(name: str) -> tuple[bool, asyncio.Transport | None]:
+        nonlocal refused
         async with semaphore:
-            return await connect_one(
+            if refused or time.monotonic() > deadline:
+                return False, None
+            good, transport = await connect_one(
                 host, int(port), source, user, name, credentials, context, device
             )
+            if not good and until_refused:
+                refused = True
+            return good, transport
 
     results = await asyncio.gather(*(bounded(n) for n in names))
     ok = sum(1 for good, _ in results if good)
     elapsed = time.perf_counter() - started
-    if ok == len(names):
+    if until_refused:
+        print(f"reached {ok} {elapsed:.3f}", flush=True)
+    elif ok == len(names):
         print(f"ready {ok} {elapsed:.3f}", flush=True)
     else:
         print(f"failed {len(names) - ok} of {len(names)}", flush=True)
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.read)  # hold the connections until told to stop
+    print(f"held {HELD[0]}", flush=True)
 
 
 if __name__ == "__main__":

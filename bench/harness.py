@@ -1,6 +1,7 @@
-"""The processes a benchmark runs, and what /proc tells of them: one ``roost serve`` pinned to the
-server core, device simulators (``bench.devsim``) and wrk pinned to the load core, and the bench
-user and devices seeded straight into the store.
+"""The processes a benchmark runs, and what /proc tells of them: ``roost serve`` (and the floor,
+``bench.floor``, and the MQTT peer, Mosquitto) pinned to the server core, device simulators
+(``bench.devsim``) and wrk pinned to the load core, and the bench user and devices seeded straight
+into the store.
 """
 
 from __future__ import annotations
@@ -8,9 +9,15 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import resource
+import shutil
+import socket
 import subprocess
 import sys
 import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -27,8 +34,6 @@ SERVER_CORE, LOAD_CORE = "0", "1"
 
 def free_ports(count: int) -> list[int]:
     """``count`` distinct ports free on 127.0.0.1 (all held open while they are chosen)."""
-    import socket
-
     with contextlib.ExitStack() as stack:
         socks = [stack.enter_context(socket.socket()) for _ in range(count)]
         for sock in socks:
@@ -79,10 +84,36 @@ def children_cpu() -> float:
     return times.children_user + times.children_system
 
 
+def descriptor_limit(wanted: int | None) -> int:
+    """The descriptor limit a server started now gets: ``wanted`` if a child may have it (past
+    the hard limit, that needs CAP_SYS_RESOURCE), else the hard limit children have."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if wanted is None or wanted <= hard:
+        return wanted or hard
+    probe = f"import resource; resource.setrlimit(resource.RLIMIT_NOFILE, ({wanted}, {wanted}))"
+    allowed = subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
+    return wanted if allowed else hard
+
+
+def limited(nofile: int) -> Callable[[], None]:
+    """What a child runs before its program: at most ``nofile`` descriptors."""
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+    return apply
+
+
 class Server:
-    def __init__(self, data_dir: Path) -> None:
+    """``python -m <module>`` (``roost.cli``, or ``bench.floor``) serving ``data_dir`` on free
+    ports, pinned to the server core, with ``nofile`` descriptors at most (soft and hard)."""
+
+    def __init__(
+        self, data_dir: Path, module: str = "roost.cli", nofile: int | None = None
+    ) -> None:
         ports = free_ports(6)
         self.http_port, self.device_port, self.tls_port, self.iotmp_port = ports[:4]
+        self.nofile = descriptor_limit(nofile)
         self.process = subprocess.Popen(
             [
                 "taskset",
@@ -90,7 +121,7 @@ class Server:
                 SERVER_CORE,
                 sys.executable,
                 "-m",
-                "roost.cli",
+                module,
                 "--data-dir",
                 str(data_dir),
                 "--http-port",
@@ -111,6 +142,8 @@ class Server:
                 "serve",
             ],
             env={**os.environ, "ROOST_ADMIN_PASSWORD": "bench-admin-password"},
+            cwd=ROOT.parent,
+            preexec_fn=limited(self.nofile),
         )
         self.url = f"http://127.0.0.1:{self.http_port}"
         deadline = time.monotonic() + 30
@@ -152,19 +185,30 @@ class Server:
 
 
 class Devices:
-    """Simulator processes holding devices d{first}..d{first+count-1}, on the load core."""
+    """Simulator processes (``bench.devsim``) holding devices d{first}..d{first+count-1} on
+    ``port``, on the load core, each process from its own 127.0.0.x source address (x from
+    ``source`` on: scenarios apart, so that no address runs out of ports held in TIME_WAIT).
+    ``options`` go to the simulator (tls, iotmp, mqtt). With ``until_refused`` each process stops
+    opening connections at its first refusal (or after ``deadline`` seconds), and ``count`` is
+    how many got in; otherwise all must get in."""
 
     def __init__(
         self,
-        server: Server,
+        port: int,
         count: int,
         processes: int,
         first: int = 0,
-        tls: bool = False,
-        iotmp: bool = False,
+        options: tuple[str, ...] = (),
+        until_refused: bool = False,
+        deadline: float | None = None,
+        source: int = 2,
     ) -> None:
         self.procs: list[subprocess.Popen[str]] = []
         per = -(-count // processes)
+        if until_refused:
+            options = (*options, "until-refused")
+        if deadline is not None:
+            options = (*options, f"deadline={deadline}")
         started = time.perf_counter()
         for k in range(processes):
             n = min(per, count - k * per)
@@ -180,21 +224,14 @@ class Devices:
                         "-m",
                         "bench.devsim",
                         "127.0.0.1",
-                        str(
-                            server.iotmp_port
-                            if iotmp
-                            else server.tls_port
-                            if tls
-                            else server.device_port
-                        ),
-                        f"127.0.0.{2 + k}",
+                        str(port),
+                        f"127.0.0.{source + k}",
                         USER,
                         "d",
                         str(first + k * per),
                         str(n),
                         CREDENTIALS,
-                        *(["tls"] if tls else []),
-                        *(["iotmp"] if iotmp else []),
+                        *options,
                     ],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
@@ -202,35 +239,116 @@ class Devices:
                     cwd=ROOT.parent,
                 )
             )
+        self.count = 0
         for proc in self.procs:
             assert proc.stdout is not None
             line = proc.stdout.readline().split()
-            if not line or line[0] != "ready":
+            if not line or line[0] != ("reached" if until_refused else "ready"):
+                self.stop()
                 raise RuntimeError(f"device simulator failed: {line}")
+            self.count += int(line[1])
         self.seconds = time.perf_counter() - started
 
     def cpu_seconds(self) -> float:
         return sum(cpu_seconds(proc.pid) for proc in self.procs)
 
+    def stop(self) -> int:
+        """Close every connection; how many were still connected when told to."""
+        held = 0
+        for proc in self.procs:
+            if proc.stdin is not None and not proc.stdin.closed:
+                proc.stdin.close()
+        for proc in self.procs:
+            out = proc.stdout.read() if proc.stdout is not None else ""
+            proc.wait(60)
+            for line in out.splitlines():
+                if line.startswith("held "):
+                    held += int(line.split()[1])
+        return held
+
+
+class Mosquitto:
+    """The MQTT peer: Mosquitto (Debian package ``mosquitto``) on a free loopback port, pinned to
+    the server core, anonymous clients allowed, no connection cap beyond ``nofile`` descriptors,
+    no persistence, no logging."""
+
+    def __init__(self, workdir: Path, nofile: int) -> None:
+        binary = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/sbin")
+        if binary is None:
+            raise SystemExit(
+                "mosquitto is not installed: run `make bench` (installs it) "
+                "or apt-get install mosquitto"
+            )
+        (self.port,) = free_ports(1)
+        config = workdir / "mosquitto.conf"
+        config.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "max_connections -1\n"
+            "persistence false\n"
+            "log_dest none\n"
+        )
+        self.process = subprocess.Popen(
+            ["taskset", "-c", SERVER_CORE, binary, "-c", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=limited(nofile),
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                error = self.process.stderr.read() if self.process.stderr else b""
+                raise RuntimeError(f"mosquitto exited at start: {error.decode()[-500:]}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("mosquitto did not listen within 10 s")
+
     def stop(self) -> None:
-        for proc in self.procs:
-            assert proc.stdin is not None
-            proc.stdin.close()
-        for proc in self.procs:
-            proc.wait(30)
+        self.process.terminate()
+        self.process.wait(30)
 
 
-WRK_LATENCY = re.compile(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", re.M)
+WRK_SUMMARY = re.compile(r"(\d+) requests in ([\d.]+)(us|ms|s|m),")
+UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 
 
-def wrk(
-    url: str, seconds: int, script: Path | None = None, env: dict[str, str] | None = None
-) -> dict[str, float]:
-    command = ["taskset", "-c", LOAD_CORE, "wrk", "-t1", "-c64", f"-d{seconds}s", "--latency"]
-    if script is not None:
-        command += ["-s", str(script)]
+@dataclass
+class Latencies:
+    """wrk runs pooled: requests, seconds, and every request's latency as a histogram
+    (microseconds -> count; wrk's own, with its coordinated-omission correction)."""
+
+    requests: int = 0
+    seconds: float = 0.0
+    histogram: Counter[int] = field(default_factory=Counter)
+
+    def add(self, other: Latencies) -> None:
+        self.requests += other.requests
+        self.seconds += other.seconds
+        self.histogram.update(other.histogram)
+
+    @property
+    def per_s(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile_ms(self, p: float) -> float:
+        """The smallest latency at or under which ``p`` % of the pooled requests fall."""
+        total = sum(self.histogram.values())
+        wanted, seen = total * p / 100, 0
+        for value in sorted(self.histogram):
+            seen += self.histogram[value]
+            if seen >= wanted:
+                return value / 1000
+        raise ValueError("no latencies")
+
+
+def wrk(url: str, seconds: int, env: dict[str, str] | None = None) -> Latencies:
+    """One wrk run (one thread, 64 connections) with ``rpc.lua`` (a resource call on the next
+    device when ``env`` names the devices, else GET ``url``)."""
+    command = ["taskset", "-c", LOAD_CORE, "wrk", "-t1", "-c64", f"-d{seconds}s"]
     output = subprocess.run(
-        [*command, url],
+        [*command, "-s", str(ROOT / "rpc.lua"), url],
         capture_output=True,
         text=True,
         check=True,
@@ -238,7 +356,13 @@ def wrk(
     ).stdout
     if "Non-2xx" in output or "Socket errors" in output:
         raise RuntimeError(f"wrk saw errors:\n{output}")
-    per_s = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-    latency = {p: float(v) * scale[u] for p, v, u in WRK_LATENCY.findall(output)}
-    return {"per_s": per_s, "p50_ms": latency["50"], "p99_ms": latency["99"]}
+    found = WRK_SUMMARY.search(output)
+    lines = [line for line in output.splitlines() if line.startswith("latency-us")]
+    if found is None or not lines:
+        raise RuntimeError(f"unexpected wrk output:\n{output}")
+    histogram: Counter[int] = Counter()
+    for pair in lines[0].split()[1:]:
+        value, count = pair.split(":")
+        histogram[int(value)] += int(count)
+    seconds_taken = float(found.group(2)) * UNITS[found.group(3)]
+    return Latencies(int(found.group(1)), seconds_taken, histogram)

@@ -1,15 +1,30 @@
-"""The benchmark suite: one server process pinned to core 0, load generators on core 1.
+"""The benchmark suite: servers pinned to core 0, load generators on core 1.
 
     python -m bench.run [--quick | --smoke] [--rpc-only] [--write BENCHMARKS.md]
 
-Scenarios, in one run against one server:
-- hello: wrk on ``GET /v1/server/healthcheck`` (no auth, no device): the HTTP stack's baseline;
+Scenarios, in one run:
 - rpc: wrk on ``GET /v2/users/bench/devices/d{i}/temperature`` spread over many simulated devices
   (load generator -> Roost -> device -> back), 64 requests in flight, with a session token; the
   same again with IOTMP devices (``rpc_iotmp_*``) and with a user access token (``rpc_token_*``);
-- devices: a connection storm of N devices from several simulator processes spread over
-  127.0.0.x source addresses; the time until all are authenticated, and the server's RSS growth
-  per connected device.
+- floor: the same requests to ``bench.floor``, a ``roost serve`` whose bus answers every request
+  at once without a device: the same HTTP path and stack with no device round trip.
+  ``rpc_ratio`` is rpc's throughput over the floor's (``rpc_token_ratio``: both with the user
+  access token);
+- hello: wrk on ``GET /v1/server/healthcheck`` (Starlette's middleware and router, no auth): the
+  uvicorn + Starlette hello-world, its own figure (``rpc_per_hello`` is the old ratio);
+- devices: devices connect (several simulator processes, each from its own 127.0.0.x source
+  address) until the first refused one, against a server allowed ``device_limit`` descriptors,
+  or until the plan's time cap; ``devices`` is how many were still connected at the end,
+  ``device_bytes`` the server's RSS growth per device; TLS devices are a fixed storm;
+- MQTT peer: Mosquitto holding as many idle MQTT connections: its RSS growth per connection
+  (``mqtt_bytes``) and ``device_bytes / mqtt_bytes``;
+- flood (the full plan): ``bench.flood``, the healthcheck while one device floods.
+
+The scenarios of a round alternate (hello, floor, rpc, rpc IOTMP, floor with the user token, rpc
+with it), each wrk run ``seconds`` long, ``rounds`` times. Throughputs and latencies pool every
+request of every round: req/s is all requests over all seconds, p50/p99 are percentiles of all
+requests' latencies (wrk's histograms added up). ``rounds`` and ``rpc_p99_rounds`` keep each
+round's ratio and p99 to show the spread.
 
 Prints a human summary, then as its LAST line one JSON object with every figure.
 """
@@ -30,11 +45,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from bench import flood
 from bench.harness import (
     LOAD_CORE,
-    ROOT,
     SERVER_CORE,
     Devices,
+    Latencies,
+    Mosquitto,
     Server,
     children_cpu,
     cpu_seconds,
@@ -49,39 +68,22 @@ from bench.harness import (
 class Plan:
     name: str
     seconds: int  # per wrk run
-    rounds: int  # hello/rpc pairs
+    rounds: int
     rpc_devices: int
-    storm_devices: int
-    storm_processes: int
+    device_limit: int  # descriptors the servers (Roost, the floor, Mosquitto) may hold
+    device_processes: int  # simulators connecting devices until refused (each its own source)
+    connect_cap_s: float  # the devices stop connecting after this long, refused or not
     tls_devices: int
+    flood_seconds: float  # 0: no flood scenario
 
 
 PLANS = {
-    "full": Plan("full", 2, 15, 1000, 19000, 4, 4000),
-    "quick": Plan("quick", 2, 4, 256, 4000, 2, 1000),
-    "smoke": Plan("smoke", 1, 1, 16, 200, 2, 50),
+    "full": Plan("full", 2, 15, 1000, 65536, 6, 120, 4000, 10),
+    "quick": Plan("quick", 2, 3, 256, 4096, 2, 30, 1000, 0),
+    "smoke": Plan("smoke", 1, 1, 16, 1024, 2, 20, 50, 0),  # bench.flood has its own smoke test
 }
-
-
-# The figures of each hello/rpc round, reported as medians, with their decimals.
-ROUND_FIGURES = {
-    "hello_per_s": 0,
-    "hello_server_cpu": 2,
-    "hello_client_cpu": 2,
-    "rpc_per_s": 0,
-    "rpc_p50_ms": 2,
-    "rpc_p99_ms": 2,
-    "rpc_ratio": 3,
-    "rpc_server_cpu": 2,
-    "rpc_wrk_cpu": 2,
-    "rpc_devices_cpu": 2,
-    "rpc_iotmp_per_s": 0,
-    "rpc_iotmp_p99_ms": 2,
-    "rpc_iotmp_ratio": 3,
-    "rpc_token_per_s": 0,
-    "rpc_token_ratio": 3,
-    "server_core_stolen": 3,  # share of the server core's time the hypervisor took
-}
+SLACK = 1.1  # the simulators hold room for 10% more devices than the descriptor limit
+SCENARIOS = ("hello", "floor", "rpc", "rpc_iotmp", "floor_token", "rpc_token")
 
 
 def run(plan: Plan) -> dict[str, Any]:
@@ -89,108 +91,232 @@ def run(plan: Plan) -> dict[str, Any]:
         raise SystemExit(
             "wrk is not installed: run `make bench` (installs it) or apt-get install wrk"
         )
+    room = room_for_devices(plan)
     with tempfile.TemporaryDirectory(prefix="roost-bench-") as tmp:
-        data_dir = Path(tmp)
-        asyncio.run(seed(data_dir, 2 * plan.rpc_devices + plan.storm_devices + plan.tls_devices))
-        server = Server(data_dir)
+        data_dir, floor_dir = Path(tmp) / "roost", Path(tmp) / "floor"
+        asyncio.run(seed(data_dir, 2 * plan.rpc_devices + room + plan.tls_devices))
+        asyncio.run(seed(floor_dir, 2 * plan.rpc_devices))
+        server = Server(data_dir, nofile=plan.device_limit or None)
         try:
-            return measure(plan, server)
+            floor = Server(floor_dir, module="bench.floor", nofile=plan.device_limit or None)
+            try:
+                result = measure_rpc(plan, server, floor)
+            finally:
+                floor.stop()
+            if room:
+                result.update(devices_max(plan, server, 2 * plan.rpc_devices, Path(tmp)))
+                first = 2 * plan.rpc_devices + room
+                result.update(tls_storm(plan, server, first))
         finally:
             server.stop()
+    result["ingest_per_s"] = None  # buckets do not exist yet
+    result["ingest_ratio"] = None
+    if plan.flood_seconds:
+        result["flood"] = flood.run(plan.flood_seconds)
+    return result
 
 
-def measure(plan: Plan, server: Server) -> dict[str, Any]:
-    pid = server.process.pid
-    result: dict[str, Any] = {"plan": plan.name}
-    token = server.token()
+def room_for_devices(plan: Plan) -> int:
+    """Devices the simulators hold room for (0: no device scenarios)."""
+    if not plan.device_limit:
+        return 0
+    per = -(-int(plan.device_limit * SLACK) // plan.device_processes)
+    return per * plan.device_processes
 
+
+def check_floor(server: Server, floor: Server, token: str, floor_token: str) -> None:
+    """The floor answers a call the way Roost does with a device behind it, without one: the
+    same status and body (a floor that was not patched would answer 404)."""
+    path = "/v2/users/bench/devices/d0/temperature"
+    real = httpx.get(server.url + path, headers={"Authorization": f"Bearer {token}"})
+    fake = httpx.get(floor.url + path, headers={"Authorization": f"Bearer {floor_token}"})
+    if (real.status_code, real.content) != (fake.status_code, fake.content) or fake.is_error:
+        raise RuntimeError(
+            f"the floor answers {fake.status_code} {fake.content!r}, "
+            f"Roost {real.status_code} {real.content!r}"
+        )
+
+
+def measure_rpc(plan: Plan, server: Server, floor: Server) -> dict[str, Any]:
+    pid, floor_pid = server.process.pid, floor.process.pid
+    token, floor_token = server.token(), floor.token()
     hello_url = f"{server.url}/v1/server/healthcheck"
     # the same resource on two sets of devices: d0.. speak legacy, the next ones IOTMP
-    devices = Devices(server, plan.rpc_devices, 1)
-    iotmp_devices = Devices(server, plan.rpc_devices, 1, first=plan.rpc_devices, iotmp=True)
+    devices = Devices(server.device_port, plan.rpc_devices, 1)
+    iotmp_devices = Devices(
+        server.iotmp_port, plan.rpc_devices, 1, first=plan.rpc_devices, options=("iotmp",)
+    )
     try:
+        check_floor(server, floor, token, floor_token)
         env = {"ROOST_BENCH_TOKEN": token, "ROOST_BENCH_DEVICES": str(plan.rpc_devices)}
-        iotmp_env = {**env, "ROOST_BENCH_FIRST": str(plan.rpc_devices)}
-        token_env = {**env, "ROOST_BENCH_TOKEN": server.user_token(token)}
-        wrk(hello_url, 1)  # warm-up
-        wrk(server.url, 1, ROOT / "rpc.lua", env)
-        wrk(server.url, 1, ROOT / "rpc.lua", iotmp_env)
-        # This machine is noisy: hello and rpc alternate in short runs, each ratio is taken
-        # within its round, and every figure reported is the median over the rounds.
-        rounds = []
+        floor_env = {**env, "ROOST_BENCH_TOKEN": floor_token}
+        runs: dict[str, tuple[str, dict[str, str]]] = {
+            "hello": (hello_url, {}),
+            "floor": (floor.url, floor_env),
+            "rpc": (server.url, env),
+            "rpc_iotmp": (server.url, {**env, "ROOST_BENCH_FIRST": str(plan.rpc_devices)}),
+            "floor_token": (floor.url, {**env, "ROOST_BENCH_TOKEN": floor.user_token(floor_token)}),
+            "rpc_token": (server.url, {**env, "ROOST_BENCH_TOKEN": server.user_token(token)}),
+        }
+        # warm-up: every scenario in the full plan; the floor and rpc in the quick one
+        warm = {"full": SCENARIOS, "quick": ("floor", "rpc")}.get(plan.name, ())
+        for name in warm:
+            wrk(runs[name][0], 1, runs[name][1])
+        pooled = {name: Latencies() for name in SCENARIOS}
+        rounds: list[dict[str, float]] = []
         for _ in range(plan.rounds):
             stolen0 = stolen_seconds(SERVER_CORE)
-            cpu0, client0 = cpu_seconds(pid), children_cpu()
-            hello = wrk(hello_url, plan.seconds)
-            hello_cpu = (cpu_seconds(pid) - cpu0, children_cpu() - client0)
-            cpu0, client0, sim0 = cpu_seconds(pid), children_cpu(), devices.cpu_seconds()
-            rpc = wrk(server.url, plan.seconds, ROOT / "rpc.lua", env)
-            rpc_cpu = (
-                cpu_seconds(pid) - cpu0,
-                children_cpu() - client0,
-                devices.cpu_seconds() - sim0,
-            )
-            rpc_iotmp = wrk(server.url, plan.seconds, ROOT / "rpc.lua", iotmp_env)
-            rpc_token = wrk(server.url, plan.seconds, ROOT / "rpc.lua", token_env)
-            stolen = (stolen_seconds(SERVER_CORE) - stolen0) / (4 * plan.seconds)
+            this: dict[str, Latencies] = {}
+            cpu: dict[str, tuple[float, float, float]] = {}
+            for name, (url, scenario_env) in runs.items():
+                target = floor_pid if name.startswith("floor") else pid
+                before = (cpu_seconds(target), children_cpu(), devices.cpu_seconds())
+                this[name] = wrk(url, plan.seconds, scenario_env)
+                after = (cpu_seconds(target), children_cpu(), devices.cpu_seconds())
+                used = [(b - a) / plan.seconds for a, b in zip(before, after, strict=True)]
+                cpu[name] = (used[0], used[1], used[2])
+                pooled[name].add(this[name])
+            stolen = stolen_seconds(SERVER_CORE) - stolen0
             rounds.append(
                 {
-                    "rpc_ratio": rpc["per_s"] / hello["per_s"],
-                    "hello_per_s": hello["per_s"],
-                    "hello_server_cpu": hello_cpu[0] / plan.seconds,
-                    "hello_client_cpu": hello_cpu[1] / plan.seconds,
-                    "rpc_per_s": rpc["per_s"],
-                    "rpc_p50_ms": rpc["p50_ms"],
-                    "rpc_p99_ms": rpc["p99_ms"],
-                    "rpc_server_cpu": rpc_cpu[0] / plan.seconds,
-                    "rpc_wrk_cpu": rpc_cpu[1] / plan.seconds,
-                    "rpc_devices_cpu": rpc_cpu[2] / plan.seconds,
-                    "rpc_iotmp_per_s": rpc_iotmp["per_s"],
-                    "rpc_iotmp_p99_ms": rpc_iotmp["p99_ms"],
-                    "rpc_iotmp_ratio": rpc_iotmp["per_s"] / hello["per_s"],
-                    "rpc_token_per_s": rpc_token["per_s"],
-                    "rpc_token_ratio": rpc_token["per_s"] / hello["per_s"],
-                    "server_core_stolen": stolen,
+                    "ratio": this["rpc"].per_s / this["floor"].per_s,
+                    "rpc_p99_ms": this["rpc"].percentile_ms(99),
+                    "stolen": stolen / (len(SCENARIOS) * plan.seconds),
+                    "hello_server_cpu": cpu["hello"][0],
+                    "floor_server_cpu": cpu["floor"][0],
+                    "rpc_server_cpu": cpu["rpc"][0],
+                    "rpc_wrk_cpu": cpu["rpc"][1],
+                    "rpc_devices_cpu": cpu["rpc"][2],
                 }
             )
     finally:
         devices.stop()
         iotmp_devices.stop()
-    result["rounds"] = [round(r["rpc_ratio"], 3) for r in rounds]
-    result["rpc_p99_rounds"] = [round(r["rpc_p99_ms"], 2) for r in rounds]
-    result["stolen_rounds"] = [round(r["server_core_stolen"], 3) for r in rounds]
-    for key, digits in ROUND_FIGURES.items():
-        result[key] = round(statistics.median(r[key] for r in rounds), digits)
-        if digits == 0:
-            result[key] = int(result[key])
-
-    first = 2 * plan.rpc_devices  # after the legacy and IOTMP rpc devices
-    plain = storm(server, plan.storm_devices, plan.storm_processes, first, tls=False)
-    result["devices"], result["connect_s"], result["device_bytes"] = plain
-    first += plan.storm_devices
-    secure = storm(server, plan.tls_devices, plan.storm_processes, first, tls=True)
-    result["tls_devices"], result["tls_connect_s"], result["device_tls_bytes"] = secure
-    result["ingest_per_s"] = None  # buckets do not exist yet
-    result["ingest_ratio"] = None
+    rpc, floor_run = pooled["rpc"], pooled["floor"]
+    result: dict[str, Any] = {
+        "plan": plan.name,
+        "rounds": [round(r["ratio"], 3) for r in rounds],
+        "rpc_p99_rounds": [round(r["rpc_p99_ms"], 2) for r in rounds],
+        "stolen_rounds": [round(r["stolen"], 3) for r in rounds],
+        "hello_per_s": round(pooled["hello"].per_s),
+        "floor_per_s": round(floor_run.per_s),
+        "floor_p99_ms": round(floor_run.percentile_ms(99), 2),
+        "rpc_per_s": round(rpc.per_s),
+        "rpc_requests": rpc.requests,
+        "rpc_p50_ms": round(rpc.percentile_ms(50), 2),
+        "rpc_p99_ms": round(rpc.percentile_ms(99), 2),
+        "rpc_ratio": round(rpc.per_s / floor_run.per_s, 3),
+        "rpc_per_hello": round(rpc.per_s / pooled["hello"].per_s, 3),
+        "rpc_iotmp_per_s": round(pooled["rpc_iotmp"].per_s),
+        "rpc_iotmp_p99_ms": round(pooled["rpc_iotmp"].percentile_ms(99), 2),
+        "rpc_iotmp_ratio": round(pooled["rpc_iotmp"].per_s / floor_run.per_s, 3),
+        "floor_token_per_s": round(pooled["floor_token"].per_s),
+        "rpc_token_per_s": round(pooled["rpc_token"].per_s),
+        "rpc_token_ratio": round(pooled["rpc_token"].per_s / pooled["floor_token"].per_s, 3),
+    }
+    for key in (
+        "hello_server_cpu",
+        "floor_server_cpu",
+        "rpc_server_cpu",
+        "rpc_wrk_cpu",
+        "rpc_devices_cpu",
+    ):
+        result[key] = round(statistics.median(r[key] for r in rounds), 2)
+    result["server_core_stolen"] = round(statistics.median(r["stolen"] for r in rounds), 3)
     return result
 
 
-def storm(
-    server: Server, count: int, processes: int, first: int, tls: bool
-) -> tuple[int | None, float | None, int | None]:
-    """``count`` devices connecting from cold, all at once: (count, seconds until all are
-    authenticated, the server's RSS growth per device); Nones when ``count`` is 0."""
-    if not count:
-        return None, None, None
-    time.sleep(1)
+def devices_max(plan: Plan, server: Server, first: int, workdir: Path) -> dict[str, Any]:
+    """Devices connect until the first refused one (or the time cap); then Mosquitto holds as
+    many idle MQTT connections. Bytes are RSS growth over the count still held at the end."""
+    time.sleep(0.5)
     rss0 = rss_bytes(server.process.pid)
-    devices = Devices(server, count, processes, first=first, tls=tls)
+    room = room_for_devices(plan)
+    devices = Devices(
+        server.device_port,
+        room,
+        plan.device_processes,
+        first=first,
+        until_refused=True,
+        deadline=plan.connect_cap_s,
+        source=10,
+    )
     try:
         time.sleep(1)
         grown = rss_bytes(server.process.pid) - rss0
-        return count, round(devices.seconds, 2), round(grown / count)
+    finally:
+        held = devices.stop()
+    if not held:
+        raise RuntimeError("no device got in")
+    if devices.count >= room:
+        stopped_by = f"the simulators' room ({room})"
+    elif devices.seconds >= plan.connect_cap_s:
+        stopped_by = f"the time cap ({plan.connect_cap_s:g} s)"
+    else:
+        stopped_by = "the first refusal"
+    httpx.get(f"{server.url}/v1/server/healthcheck").raise_for_status()  # still serving
+    result: dict[str, Any] = {
+        "devices": held,
+        "devices_reached": devices.count,
+        "devices_fd_limit": server.nofile,
+        "devices_stopped_by": stopped_by,
+        "connect_s": round(devices.seconds, 2),
+        "connect_per_s": round(devices.count / devices.seconds),
+        "device_bytes": round(grown / held),
+    }
+    result.update(mqtt_peer(plan, held, workdir, server.nofile))
+    result["device_mqtt_ratio"] = round(result["device_bytes"] / result["mqtt_bytes"], 2)
+    return result
+
+
+def mqtt_peer(plan: Plan, count: int, workdir: Path, nofile: int) -> dict[str, Any]:
+    """Mosquitto, with Roost's descriptor limit, holding ``count`` idle MQTT connections."""
+    broker = Mosquitto(workdir, nofile)
+    try:
+        time.sleep(0.5)
+        rss0 = rss_bytes(broker.process.pid)
+        clients = Devices(broker.port, count, plan.device_processes, options=("mqtt",), source=20)
+        try:
+            time.sleep(1)
+            grown = rss_bytes(broker.process.pid) - rss0
+        finally:
+            held = clients.stop()
+    finally:
+        broker.stop()
+    if held != count:
+        raise RuntimeError(f"Mosquitto held {held} of {count} connections")
+    return {
+        "mqtt_connections": count,
+        "mqtt_connect_s": round(clients.seconds, 2),
+        "mqtt_bytes": round(grown / count),
+    }
+
+
+def tls_storm(plan: Plan, server: Server, first: int) -> dict[str, Any]:
+    """``tls_devices`` TLS devices connecting from cold, all at once: the seconds until all are
+    authenticated, and the server's RSS growth per device."""
+    if not plan.tls_devices:
+        return {}
+    time.sleep(0.5)
+    rss0 = rss_bytes(server.process.pid)
+    devices = Devices(
+        server.tls_port,
+        plan.tls_devices,
+        plan.device_processes,
+        first=first,
+        options=("tls",),
+        source=40,
+    )
+    try:
+        time.sleep(1)
+        grown = rss_bytes(server.process.pid) - rss0
     finally:
         devices.stop()
+    return {
+        "tls_devices": plan.tls_devices,
+        "tls_connect_s": round(devices.seconds, 2),
+        "device_tls_bytes": round(grown / plan.tls_devices),
+    }
 
 
 def machine() -> str:
@@ -203,27 +329,39 @@ def machine() -> str:
 
 
 def summary(result: dict[str, Any]) -> str:
+    rounds = len(result["rounds"])
     lines = [
-        f"hello      {result['hello_per_s']:>8} req/s  (server CPU {result['hello_server_cpu']})",
-        f"rpc        {result['rpc_per_s']:>8} req/s  p50 {result['rpc_p50_ms']} ms  "
-        f"p99 {result['rpc_p99_ms']} ms  ratio {result['rpc_ratio']}  "
-        f"(server CPU {result['rpc_server_cpu']}; medians of {len(result['rounds'])} rounds; "
-        f"hypervisor steal on the server core {result['server_core_stolen']})",
-        f"rpc IOTMP  {result['rpc_iotmp_per_s']:>8} req/s  p99 {result['rpc_iotmp_p99_ms']} ms  "
+        f"hello        {result['hello_per_s']:>8} req/s  (the Starlette healthcheck on the same "
+        f"server; server CPU {result['hello_server_cpu']})",
+        f"floor        {result['floor_per_s']:>8} req/s  p99 {result['floor_p99_ms']} ms  (the "
+        "same calls answered at once, no device: bench.floor)",
+        f"rpc          {result['rpc_per_s']:>8} req/s  p50 {result['rpc_p50_ms']} ms  "
+        f"p99 {result['rpc_p99_ms']} ms  ratio {result['rpc_ratio']}  (to the floor; "
+        f"{result['rpc_requests']} requests pooled over {rounds} rounds; to hello "
+        f"{result['rpc_per_hello']}; server CPU {result['rpc_server_cpu']}; hypervisor steal "
+        f"on the server core {result['server_core_stolen']})",
+        f"rpc IOTMP    {result['rpc_iotmp_per_s']:>8} req/s  p99 {result['rpc_iotmp_p99_ms']} ms  "
         f"ratio {result['rpc_iotmp_ratio']}",
-        f"rpc token  {result['rpc_token_per_s']:>8} req/s  ratio {result['rpc_token_ratio']}  "
-        "(a user access token instead of a session)",
+        f"rpc token    {result['rpc_token_per_s']:>8} req/s  ratio {result['rpc_token_ratio']}  "
+        f"(a user access token instead of a session; floor {result['floor_token_per_s']} req/s "
+        "with it)",
     ]
-    if result["devices"] is not None:
+    if "devices" in result:
+        lines += [
+            f"devices      {result['devices']:>8} held, {result['device_bytes']} bytes each "
+            f"(connected until {result['devices_stopped_by']}, {result['devices_reached']} in "
+            f"{result['connect_s']} s; server descriptor limit {result['devices_fd_limit']})",
+            f"MQTT peer    {result['mqtt_connections']:>8} idle connections to Mosquitto, "
+            f"{result['mqtt_bytes']} bytes each; device_bytes / mqtt_bytes "
+            f"{result['device_mqtt_ratio']}",
+        ]
+    if "tls_devices" in result:
         lines.append(
-            f"devices    {result['devices']:>8} connected in {result['connect_s']} s, "
-            f"{result['device_bytes']} bytes each"
-        )
-    if result["tls_devices"] is not None:
-        lines.append(
-            f"TLS        {result['tls_devices']:>8} connected in {result['tls_connect_s']} s, "
+            f"TLS          {result['tls_devices']:>8} connected in {result['tls_connect_s']} s, "
             f"{result['device_tls_bytes']} bytes each"
         )
+    if "flood" in result:
+        lines.append(flood.summary(result["flood"]))
     return "\n".join(lines)
 
 
@@ -248,7 +386,7 @@ def main() -> None:
     args = parser.parse_args()
     plan = PLANS["quick" if args.quick else "smoke" if args.smoke else "full"]
     if args.rpc_only:
-        plan = replace(plan, storm_devices=0, tls_devices=0)
+        plan = replace(plan, device_limit=0, tls_devices=0, flood_seconds=0)
     result = run(plan)
     print(summary(result))
     if args.write:
