@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+import uvicorn.server
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from roost.app import Roost
@@ -66,3 +67,11 @@ async def test_an_untested_release_stops_the_start(
 ) -> None:
     monkeypatch.setattr(uvicorn, "__version__", "0.99.0")
     assert "version 0.99.0" in await _start_fails(settings)
+
+
+def test_a_changed_convention_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    def shutdown(self: Any) -> None:  # a release whose shutdown no longer tells connections
+        return None
+
+    monkeypatch.setattr(uvicorn.server.Server, "shutdown", shutdown)
+    assert uvicorn_compat.problems() == ["Server.shutdown calling connection.shutdown()"]

@@ -6,7 +6,9 @@ Two modules go below uvicorn's public surface, each for a measured reason:
   bound heads and pending connections, and ``_start_asgi_task`` (private) so that resource calls,
   the API's hot path, are answered without the ASGI machinery (BENCHMARKS.md, "direct path");
 - :mod:`roost.net.iotmp_websocket` is the WebSocket protocol class uvicorn is given as ``ws=``
-  and hands upgrades to, with every other path passed on to ``AutoWebSocketsProtocol``.
+  and hands upgrades to, with every other path passed on to ``AutoWebSocketsProtocol``;
+- both it and :mod:`roost.net.tls_handshake` join uvicorn's set of open connections, whose
+  ``shutdown()`` uvicorn calls when the server stops.
 
 A uvicorn release may rename or drop any of these. Were that to happen silently, the override
 would simply never be called: the direct path bypassed, heads unbounded. So pyproject allows only
@@ -23,6 +25,7 @@ from types import MappingProxyType
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.protocols.websockets import auto
+from uvicorn.server import Server
 
 from roost.errors import ConfigError
 
@@ -56,6 +59,23 @@ CYCLE_ATTRIBUTES = (
     "on_response",
     "transport",
 )
+# Source fragments of uvicorn's own code that the modules above take as given: the WebSocket
+# handoff (the ws class built with these keywords), the connection set, and its shutdown call.
+CONVENTIONS: Mapping[str, tuple[type, str, str]] = MappingProxyType(
+    {
+        "the ws= class built with config, server_state and app_state": (
+            HttpToolsProtocol,
+            "handle_websocket_upgrade",
+            "config=self.config,",
+        ),
+        "HttpToolsProtocol.connections": (HttpToolsProtocol, "__init__", "self.connections ="),
+        "Server.shutdown calling connection.shutdown()": (
+            Server,
+            "shutdown",
+            "connection.shutdown()",
+        ),
+    }
+)
 
 
 def problems() -> list[str]:
@@ -72,11 +92,16 @@ def problems() -> list[str]:
             found.append(
                 f"HttpToolsProtocol.{name}({', '.join(parameters)}), not ({', '.join(given)})"
             )
-    assigned = inspect.getsource(RequestResponseCycle.__init__)
+    assigned = _source(RequestResponseCycle.__init__)
     found += [
         f"RequestResponseCycle.{name}"
         for name in CYCLE_ATTRIBUTES
         if not hasattr(RequestResponseCycle, name) and f"self.{name} =" not in assigned
+    ]
+    found += [
+        name
+        for name, (owner, member, fragment) in CONVENTIONS.items()
+        if fragment not in _source(getattr(owner, member, None))
     ]
     if auto.AutoWebSocketsProtocol is None:
         found.append("a WebSocket implementation (install uvicorn[standard])")
@@ -91,6 +116,13 @@ def check_uvicorn() -> None:
             f"uvicorn {uvicorn.__version__} lacks what Roost relies on: {', '.join(missing)};"
             f" install a tested release ({_tested()})"
         )
+
+
+def _source(code: object) -> str:
+    try:
+        return inspect.getsource(code)  # type: ignore[arg-type]
+    except (OSError, TypeError):  # no source shipped: cannot tell, so not as tested
+        return ""
 
 
 def _tested() -> str:
