@@ -82,6 +82,7 @@ PLANS = {
     "quick": Plan("quick", 2, 3, 256, 4096, 2, 30, 1000, 0),
     "smoke": Plan("smoke", 1, 1, 16, 1024, 2, 20, 50, 0),  # bench.flood has its own smoke test
 }
+UNSATURATED = 0.9  # server CPU under which a scenario did not measure the server alone
 SLACK = 1.1  # the simulators hold room for 10% more devices than the descriptor limit
 SCENARIOS = ("hello", "floor", "rpc", "rpc_iotmp", "floor_token", "rpc_token")
 
@@ -183,7 +184,9 @@ def measure_rpc(plan: Plan, server: Server, floor: Server) -> dict[str, Any]:
                     "rpc_p99_ms": this["rpc"].percentile_ms(99),
                     "stolen": stolen / (len(SCENARIOS) * plan.seconds),
                     "hello_server_cpu": cpu["hello"][0],
+                    "hello_wrk_cpu": cpu["hello"][1],
                     "floor_server_cpu": cpu["floor"][0],
+                    "floor_wrk_cpu": cpu["floor"][1],
                     "rpc_server_cpu": cpu["rpc"][0],
                     "rpc_wrk_cpu": cpu["rpc"][1],
                     "rpc_devices_cpu": cpu["rpc"][2],
@@ -216,7 +219,9 @@ def measure_rpc(plan: Plan, server: Server, floor: Server) -> dict[str, Any]:
     }
     for key in (
         "hello_server_cpu",
+        "hello_wrk_cpu",
         "floor_server_cpu",
+        "floor_wrk_cpu",
         "rpc_server_cpu",
         "rpc_wrk_cpu",
         "rpc_devices_cpu",
@@ -334,7 +339,8 @@ def summary(result: dict[str, Any]) -> str:
         f"hello        {result['hello_per_s']:>8} req/s  (the Starlette healthcheck on the same "
         f"server; server CPU {result['hello_server_cpu']})",
         f"floor        {result['floor_per_s']:>8} req/s  p99 {result['floor_p99_ms']} ms  (the "
-        "same calls answered at once, no device: bench.floor)",
+        f"same calls answered at once, no device: bench.floor; server CPU "
+        f"{result['floor_server_cpu']}, wrk CPU {result['floor_wrk_cpu']})",
         f"rpc          {result['rpc_per_s']:>8} req/s  p50 {result['rpc_p50_ms']} ms  "
         f"p99 {result['rpc_p99_ms']} ms  ratio {result['rpc_ratio']}  (to the floor; "
         f"{result['rpc_requests']} requests pooled over {rounds} rounds; to hello "
@@ -346,6 +352,11 @@ def summary(result: dict[str, Any]) -> str:
         f"(a user access token instead of a session; floor {result['floor_token_per_s']} req/s "
         "with it)",
     ]
+    if result["floor_server_cpu"] < UNSATURATED:
+        lines.append(
+            "  (the floor's server did not run all the time: another process on its core, or a "
+            "load core that could not send faster; the floor is then low, the ratios to it high)"
+        )
     if "devices" in result:
         lines += [
             f"devices      {result['devices']:>8} held, {result['device_bytes']} bytes each "
