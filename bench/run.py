@@ -379,8 +379,8 @@ def summary(result: dict[str, Any]) -> str:
 def write_markdown(path: Path, command: str, result: dict[str, Any]) -> None:
     section = (
         f"\n## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — `{command}`\n\n"
-        f"Machine: {machine()}. Server pinned to core {SERVER_CORE}; wrk and the device "
-        f"simulators pinned to core {LOAD_CORE}.\n\n```\n{summary(result)}\n```\n\n"
+        f"Machine: {machine()}. Roost, the floor and Mosquitto pinned to core {SERVER_CORE}; wrk "
+        f"and the device simulators pinned to core {LOAD_CORE}.\n\n```\n{summary(result)}\n```\n\n"
         f"```json\n{json.dumps(result)}\n```\n"
     )
     with path.open("a") as fh:
