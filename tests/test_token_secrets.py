@@ -56,7 +56,7 @@ EXPECTED: dict[str, dict[str, tuple[int, bool]]] = {
         "create_token": FORBIDDEN,
         "update_token": FORBIDDEN,
         "list_device_tokens": HIDDEN,
-        "create_device_token": SHOWN,  # it holds AccessDeviceResources on dev1
+        "create_device_token": FORBIDDEN,  # tokens are minted by login sessions only
     },
     "read_only_token": {
         "read_token": HIDDEN,

@@ -53,7 +53,6 @@ class Principal:
     resources: tuple[str, ...] | None = None  # a device token's resources, None: all
     token: str | None = None  # id of the user or device token
     device: str | None = None  # the device a device token is bound to; None: not a device token
-    expires: int | None = None  # when the token stops working, ms since the epoch; None: never
 
     @property
     def is_session(self) -> bool:
@@ -61,12 +60,12 @@ class Principal:
         :func:`authorize` it is the tree's owner or an admin, who may mint tokens there anyway."""
         return self.permissions is None
 
-    def holds(self, action: str, resource_type: str, resource_id: str | None) -> bool:
-        """Whether this caller's own permissions grant ``action`` (deny beats allow); a session
-        holds every action (its tree was checked by :func:`authorize`)."""
-        return self.permissions is None or self.permissions.permits(
-            action, resource_type, resource_id
-        )
+    def require_session(self, what: str) -> None:
+        """Tokens are minted and changed by login sessions only: a token allowed to create or
+        change tokens could otherwise hand out more than it holds, or outlive its own revocation
+        in what it made."""
+        if not self.is_session:
+            raise Forbidden(f"{what} from a login session, not with a token")
 
     def may_use(self, resource: str) -> bool:
         """Whether a device token's resource list covers ``resource`` (a path, ``"a/b"``): a
@@ -151,7 +150,7 @@ async def _access_token(services: Services, user: str, token_id: str, nonce: obj
     if record.expire is not None and record.expire <= services.now_ms():
         raise InvalidToken("token expired")
     permissions = services.permissions.of((user, token_id), record, record.allow, record.deny)
-    return Principal(user, permissions, token=token_id, expires=record.expire)
+    return Principal(user, permissions, token=token_id)
 
 
 async def _device_token(services: Services, user: str, device: object, token_id: str) -> Principal:
@@ -161,7 +160,7 @@ async def _device_token(services: Services, user: str, device: object, token_id:
     if record.expires is not None and record.expires <= services.now_ms():
         raise InvalidToken("token expired")
     permissions = device_token_permissions(record.device)
-    return Principal(user, permissions, record.resources, token_id, record.device, record.expires)
+    return Principal(user, permissions, record.resources, token_id, record.device)
 
 
 async def authorize(

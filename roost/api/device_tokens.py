@@ -4,14 +4,9 @@ A device token is a JWT bound to one device, optionally to a list of its resourc
 Only its claims are stored; listing re-signs them, which gives back the same JWT (``token``) to a
 login session; any other caller allowed ``ListDeviceTokens`` gets the settings without it.
 
-Who may create one (never more than the creator holds):
-
-- a login session (of the owner, or of an admin);
-- an access token allowed ``CreateDeviceToken`` *and* ``AccessDeviceResources`` on that device
-  (deny beats allow). In the permission grammar a device grant covers all of its resources, so such
-  a token already reaches every resource the new one could list. A creator that expires passes its
-  expiry on: the new token expires no later (absent ``token_expiration``: when the creator does);
-- never a device token.
+A device token is created by a login session only (of the owner, or of an admin), as access
+tokens are: a token allowed ``CreateDeviceToken`` could otherwise mint one reaching resources it
+is itself denied, or one that outlives its own revocation.
 """
 
 from __future__ import annotations
@@ -23,14 +18,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from roost import ids
-from roost.api.access import Principal, authorize
+from roost.api.access import authorize
 from roost.api.devices import find_device
 from roost.api.json import json_response, read_json_object
 from roost.api.validate import optional_str
-from roost.auth.permissions import DEVICE
 from roost.auth.tokens import new_token_id
 from roost.bus.base import Revocation, Revoked
-from roost.errors import Forbidden, InvalidInput, NotFound
+from roost.errors import InvalidInput, NotFound
 from roost.services import Services
 from roost.store.base import DeviceToken
 
@@ -60,7 +54,7 @@ async def list_tokens(request: Request) -> Response:
 async def create_token(request: Request) -> Response:
     owner, device_id = request.path_params["user"], request.path_params["device"]
     creator = await authorize(request, "CreateDeviceToken", owner, device_id)
-    _may_delegate(creator, device_id)
+    creator.require_session("device tokens are created")
     services: Services = request.app.state.services
     body = await read_json_object(request, services.settings.max_body_bytes)
     await find_device(services, owner, device_id)
@@ -74,7 +68,7 @@ async def create_token(request: Request) -> Response:
         device=device_id,
         name=name,
         resources=_resources(body.get("token_resources")),
-        expires=_expiration(body.get("token_expiration"), now, creator.expires),
+        expires=_expiration(body.get("token_expiration"), now),
         created=now,
     )
     await services.store.create_device_token(token)
@@ -104,22 +98,11 @@ def _resources(value: Any) -> tuple[str, ...] | None:
     return tuple(value)
 
 
-def _may_delegate(creator: Principal, device_id: str) -> None:
-    """Refuse a creator that would hand out more than it holds (see the module docstring)."""
-    if creator.device is not None:
-        raise Forbidden("a device token cannot create device tokens")
-    if not creator.holds("AccessDeviceResources", DEVICE, device_id):
-        raise Forbidden("creating a device token needs AccessDeviceResources on the device")
-
-
-def _expiration(value: Any, now: int, limit: int | None) -> int | None:
-    """The new token's expiry: ``value`` (None or 0: never), no later than ``limit``."""
+def _expiration(value: Any, now: int) -> int | None:
     if value is None or value == 0:
-        return limit
+        return None
     if isinstance(value, bool) or not isinstance(value, int) or value <= now:
         raise InvalidInput("token_expiration must be a future time in ms since the epoch")
-    if limit is not None and value > limit:
-        raise InvalidInput("token_expiration must not be later than the creating token's expire")
     return value
 
 

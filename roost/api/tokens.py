@@ -21,13 +21,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from roost import ids
-from roost.api.access import Principal, authorize
+from roost.api.access import authorize
 from roost.api.json import json_response, read_json_object
 from roost.api.validate import optional_bool, optional_str
 from roost.auth.permissions import Permissions
 from roost.bus.base import Revocation, Revoked
 from roost.config import public_host
-from roost.errors import Conflict, Forbidden, InvalidInput, NotFound
+from roost.errors import Conflict, InvalidInput, NotFound
 from roost.services import Services
 from roost.store.base import AccessToken
 
@@ -71,7 +71,7 @@ async def list_tokens(request: Request) -> Response:
 
 async def create_token(request: Request) -> Response:
     owner = request.path_params["user"]
-    _from_a_session(await authorize(request, "CreateToken", owner))
+    (await authorize(request, "CreateToken", owner)).require_session("access tokens are created")
     services: Services = request.app.state.services
     body = await read_json_object(request, services.settings.max_body_bytes)
     token_id = body.get("token")
@@ -109,7 +109,8 @@ async def read_token(request: Request) -> Response:
 
 async def update_token(request: Request) -> Response:
     owner, token_id = request.path_params["user"], request.path_params["token"]
-    _from_a_session(await authorize(request, "UpdateToken", owner, token_id))
+    principal = await authorize(request, "UpdateToken", owner, token_id)
+    principal.require_session("access tokens are changed")
     services: Services = request.app.state.services
     body = await read_json_object(request, services.settings.max_body_bytes)
     if body.get("token") not in (None, token_id):
@@ -178,10 +179,3 @@ routes = [
     Route("/v1/users/{user}/tokens/{token}", update_token, methods=["PUT"]),
     Route("/v1/users/{user}/tokens/{token}", delete_token, methods=["DELETE"]),
 ]
-
-
-def _from_a_session(principal: Principal) -> None:
-    """Only a login session sets permissions: a token allowed CreateToken or UpdateToken could
-    otherwise give a new token (or itself) more than it holds."""
-    if principal.permissions is not None:
-        raise Forbidden("access tokens are created and changed from a login session, not a token")
