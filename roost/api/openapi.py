@@ -78,9 +78,8 @@ OPERATIONS: Mapping[str, tuple[str, str]] = {
     ),
     "createDeviceToken": (
         "CreateDeviceToken",
-        "A JWT that may only call this device. Created by a login session, or by an access token"
-        " that is itself allowed AccessDeviceResources on the device (deny beats allow), never by"
-        " a device token; an access token's `expire` bounds the new token's expiration.",
+        "A JWT that may only call this device. Created by a login session only (403 to any"
+        " token, whatever it is allowed).",
     ),
     "deleteDeviceToken": ("DeleteDeviceToken", "Revokes a device token at once."),
     "callDeviceResource": (
