@@ -57,6 +57,7 @@ from bench.harness import (
     Server,
     children_cpu,
     cpu_seconds,
+    descriptor_limit,
     rss_bytes,
     seed,
     stolen_seconds,
@@ -92,6 +93,8 @@ def run(plan: Plan) -> dict[str, Any]:
         raise SystemExit(
             "wrk is not installed: run `make bench` (installs it) or apt-get install wrk"
         )
+    if plan.device_limit:  # the limit the servers will get (no room held for more)
+        plan = replace(plan, device_limit=descriptor_limit(plan.device_limit))
     room = room_for_devices(plan)
     with tempfile.TemporaryDirectory(prefix="roost-bench-") as tmp:
         data_dir, floor_dir = Path(tmp) / "roost", Path(tmp) / "floor"
