@@ -14,6 +14,7 @@ from roost.auth.permissions import (
     DASHBOARD,
     DEVICE,
     ENDPOINT,
+    ID_KINDS,
     MAX_ENTRIES,
     MAX_NAME,
     TOKEN,
@@ -318,7 +319,8 @@ def test_every_table_action_parses_as_an_action() -> None:
 # -- properties -------------------------------------------------------------------------------
 
 _TYPES = st.sampled_from(["*", DEVICE, BUCKET, TOKEN, USER, "Plugin"])
-_IDS = st.sampled_from(["*", "dev1", "b1", "alice@farm", "prometheus-exporter"])
+_ID_LIST = ["*", "dev1", "b1", "alice@farm", "prometheus-exporter"]
+_IDS = st.sampled_from(_ID_LIST)
 _PATTERNS = st.one_of(
     st.sampled_from(sorted(ACTIONS)),
     st.sampled_from(["*", "Read*", "List*", "Delete*", "R*", "Unknown", "GetDeviceStats"]),
@@ -334,7 +336,10 @@ def _deny_rules(resource_type: str) -> st.SearchStrategy[tuple[str, dict[str, ob
     """Deny rules Roost can enforce: the type's own actions and prefixes that match some."""
     own = sorted(a for a, t in ACTIONS.items() if resource_type in ("*", t))
     patterns = st.sampled_from([*own, "*", "Read*", "List*", "Delete*", "R*"])
-    ids = st.dictionaries(_IDS, st.one_of(patterns, st.lists(patterns, max_size=6)), min_size=1)
+    kinds = ID_KINDS.values() if resource_type == "*" else [ID_KINDS[resource_type]]
+    deniable = [i for i in _ID_LIST if i == "*" or any(kind.matches(i) for kind in kinds)]
+    actions = st.one_of(patterns, st.lists(patterns, min_size=1, max_size=6))
+    ids = st.dictionaries(st.sampled_from(deniable), actions, min_size=1)
     return st.tuples(st.just(resource_type), ids)
 
 
@@ -424,6 +429,50 @@ def test_deny_accepts_every_action_roost_checks_and_their_prefixes() -> None:
             assert not perms.permits(action, resource_type, "x")
     perms = Permissions.parse(SWD_ADMIN, {"User": {"*": ["DeleteUserRefreshTokens"]}})
     assert not perms.permits("DeleteUserRefreshTokens", USER, "alice")
+
+
+@pytest.mark.parametrize(
+    ("deny", "message"),
+    [
+        (
+            {"Device": {"admin@dev1": ["AccessDeviceResources"]}},
+            'no Device can have the id "admin@',
+        ),
+        ({"Device": {"plugin:dev1": ["*"]}}, 'deny["Device"]["plugin:dev1"]: no Device can have'),
+        ({"Device": {"d" * 33: ["*"]}}, "device ids are 1 to 32 characters"),
+        ({"Bucket": {"b-1": ["ReadBucket"]}}, 'no Bucket can have the id "b-1"'),  # no '-'
+        ({"Token": {"t" * 51: ["*"]}}, "access token ids are 1 to 50 characters"),
+        ({"*": {"alice@farm": ["*"]}}, 'deny["*"]["alice@farm"]: no resource can have the id'),
+        ({"Device": {"dev1": []}}, 'deny["Device"]["dev1"]: must name at least one action'),
+        ({"*": {"*": []}}, 'deny["*"]["*"]: must name at least one action'),
+    ],
+)
+def test_deny_rules_no_request_can_match_are_refused(deny: object, message: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        Permissions.parse(SWD_ADMIN, deny)
+    assert message in info.value.message
+    # in allow they grant nothing and are kept (empty lists included), as tokens written for the
+    # Thinger cloud may hold them
+    assert allow(deny).to_json()[0] == deny
+    assert not any(allow(deny).permits(a, t, "dev1") for a, t in ACTIONS.items())
+
+
+def test_deny_takes_every_id_a_resource_of_its_type_can_have() -> None:
+    longest = {DEVICE: "d" * 32, BUCKET: "b" * 32, TOKEN: "t" * 50, USER: "u-" * 16}
+    for resource_type, resource_id in longest.items():
+        assert ID_KINDS[resource_type].matches(resource_id)
+        for deny_type in (resource_type, "*"):
+            perms = Permissions.parse(SWD_ADMIN, {deny_type: {resource_id: "*"}})
+            assert not perms.permits("ListDevices", resource_type, resource_id)
+            assert perms.permits("ListDevices", resource_type, "other")
+
+
+def test_a_stored_deny_no_request_can_match_refuses_the_token() -> None:
+    parsed = ParsedPermissions()
+    denies: list[object] = [{"Device": {"admin@dev1": ["*"]}}, {"Device": {"dev1": []}}]
+    for deny in denies:
+        with pytest.raises(InvalidToken, match="token refused until its deny rules are fixed"):
+            parsed.of(("alice", "t1"), object(), SWD_ADMIN, deny)
 
 
 def test_a_stored_deny_roost_cannot_enforce_refuses_the_token() -> None:

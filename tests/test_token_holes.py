@@ -26,7 +26,15 @@ from roost.config import Settings
 from roost.store.base import AccessToken
 from roost.store.migrate import apply_migrations, load_migrations
 
-from conftest import ADMIN, ADMIN_PASSWORD, bearer, create_device, login, make_settings
+from conftest import (
+    ADMIN,
+    ADMIN_PASSWORD,
+    DeviceFactory,
+    bearer,
+    create_device,
+    login,
+    make_settings,
+)
 
 DEVICES = f"/v1/users/{ADMIN}/devices"
 TOKENS = f"/v1/users/{ADMIN}/tokens"
@@ -173,6 +181,11 @@ async def test_tokens_stored_before_nonces_keep_their_jwt_until_created_again(
         ({"Device": {"dev1": ["AccesDeviceResources"]}}, "AccesDeviceResources"),  # a typo
         ({"Devices": {"*": ["*"]}}, "Devices"),
         ({"Device": {"*": ["Acess*"]}}, "Acess*"),  # a prefix of nothing
+        # ids no device can have, and no action at all (the red team's F4)
+        ({"Device": {"admin@dev1": ["AccessDeviceResources"]}}, '"admin@dev1"'),
+        ({"Device": {"plugin:dev1": ["AccessDeviceResources"]}}, '"plugin:dev1"'),
+        ({"Device": {"dev1" + "x" * 29: ["AccessDeviceResources"]}}, "dev1" + "x" * 29),
+        ({"Device": {"dev1": []}}, 'deny["Device"]["dev1"]: must name at least one action'),
     ],
 )
 async def test_a_deny_rule_that_would_deny_nothing_is_refused(
@@ -194,6 +207,59 @@ async def test_a_deny_rule_that_would_deny_nothing_is_refused(
         f"{TOKENS}/panel", json={"allow": {**allow, **deny}}, headers=bearer(admin_token)
     )
     assert response.status_code == 200, response.text
+
+
+async def test_a_deny_on_a_device_is_kept_only_when_it_can_match_the_device(
+    http: httpx.AsyncClient, admin_token: str, connect_device: DeviceFactory
+) -> None:
+    # the red team's F4: each of these left dev1 readable by a token meant to be kept out of it
+    await create_device(http, admin_token, "dev1")
+    await create_device(http, admin_token, "dev2", "secret2")
+    for name, secret in (("dev1", "secret1"), ("dev2", "secret2")):
+        device = await connect_device(name=name, credentials=secret, wait=False)
+        device.output("temperature", lambda: 21)
+        await device.wait_connected(5)
+    allow = {"Device": {"*": ["*"]}}
+    for dev1 in ("admin@dev1", "own:dev1", "dev1" + "_" * 29):
+        deny = {"Device": {dev1: ["AccessDeviceResources"]}}
+        response = await http.post(
+            TOKENS, json={"allow": allow, "deny": deny}, headers=bearer(admin_token)
+        )
+        assert_error(response, 400)
+        assert dev1 in response.json()["error"]["message"]
+    response = await http.post(
+        TOKENS, json={"allow": allow, "deny": {"Device": {"dev1": []}}}, headers=bearer(admin_token)
+    )
+    assert_error(response, 400)
+    assert (await http.get(TOKENS, headers=bearer(admin_token))).json() == []  # none was made
+    # the deny that names dev1 as a device id is taken and holds
+    token = await make_token(
+        http, admin_token, allow=allow, deny={"Device": {"dev1": ["AccessDeviceResources"]}}
+    )
+    base = f"/v2/users/{ADMIN}/devices"
+    assert_error(await http.get(f"{base}/dev1/temperature", headers=bearer(token)), 403)
+    read = await http.get(f"{base}/dev2/temperature", headers=bearer(token))
+    assert read.status_code == 200 and read.json() == {"out": 21}
+
+
+@pytest.mark.parametrize(
+    "deny", [{"Device": {"admin@dev1": ["AccessDeviceResources"]}}, {"Device": {"dev1": []}}]
+)
+async def test_a_stored_deny_rule_that_can_match_nothing_refuses_the_token(
+    http: httpx.AsyncClient, admin_token: str, server: Roost, deny: dict[str, Any]
+) -> None:
+    # as a database written before such deny rules were refused may hold
+    record = AccessToken(ADMIN, "old", "old", "", True, {"*": {"*": ["*"]}}, deny, None, 0, 0)
+    assert server.services is not None
+    await server.services.store.create_access_token(record)
+    token = (await http.get(f"{TOKENS}/old", headers=bearer(admin_token))).json()["access_token"]
+    response = await http.get(DEVICES, headers=bearer(token))
+    assert_error(response, 401)
+    assert "token refused until its deny rules are fixed" in response.json()["error"]["message"]
+    # setting its deny again brings it back
+    fixed = {"deny": {"Device": {"dev1": ["AccessDeviceResources"]}}}
+    assert (await http.put(f"{TOKENS}/old", json=fixed, headers=bearer(admin_token))).is_success
+    assert (await http.get(DEVICES, headers=bearer(token))).status_code == 200
 
 
 async def test_a_stored_deny_rule_roost_cannot_enforce_refuses_the_token(

@@ -25,8 +25,11 @@ objects, resource type -> resource id -> actions::
 - Deny beats allow: a request is permitted iff some allow entry matches and no deny entry does.
 - ``deny`` holds only what Roost can enforce, since a rule that matches nothing fails open (a typo
   such as ``AccesDeviceResources`` would deny nothing): its types are known ones or ``*``, each
-  action (or ``Read*``-style prefix) names at least one action of its type that Roost checks
-  (:data:`ACTIONS`), and it holds no object items. Anything else is refused, naming the part.
+  id is ``*`` or one that a resource of its type can have (:data:`ID_KINDS`; for type ``*``, any
+  known type), each id names at least one action, each action (or ``Read*``-style prefix) names
+  at least one action of its type that Roost checks (:data:`ACTIONS`), and it holds no object
+  items. Anything else is refused, naming the part. ``allow`` keeps such ids and empty action
+  lists: they grant nothing, and tokens written for the Thinger cloud keep working.
 """
 
 from __future__ import annotations
@@ -235,6 +238,8 @@ def _parse_side(side: str, value: object, budget: _Budget) -> tuple[Entry, ...]:
         for id_key, items_value in ids.items():
             id_path = _at(type_path, id_key)
             resource_id = _name(id_path, id_key, grammar.PERMISSION_ID)
+            if deny_type is not None:
+                _check_deniable_id(id_path, resource_id, deny_type)
             budget.spend(id_path)
             items = _items(id_path, items_value, budget, deny_type)
             entries.append(Entry(resource_type, resource_id, items))
@@ -255,6 +260,8 @@ def _items(
         value = [value]
     if not isinstance(value, list | tuple):
         raise InvalidInput(f"{where}: actions must be a string or an array, not {_kind(value)}")
+    if deny_type is not None and not value:
+        raise InvalidInput(f"{where}: must name at least one action: an empty deny denies nothing")
     items: dict[str | OpaqueItem, None] = {}  # ordered, without duplicates
     for index, item in enumerate(value):
         item_path = f"{where}[{index}]"
@@ -271,6 +278,20 @@ def _items(
                 _check_deniable(item_path, action, deny_type)
             items[action] = None
     return tuple(items)
+
+
+def _check_deniable_id(where: str, resource_id: str, resource_type: str) -> None:
+    """A deny id must be ``*`` or an id that a resource of its type can have (roost.ids): the API
+    refuses any other id before permissions are asked, so a rule on it would match nothing."""
+    kinds = tuple(ID_KINDS.values()) if resource_type == ANY else (ID_KINDS[resource_type],)
+    if resource_id == ANY or any(kind.matches(resource_id) for kind in kinds):
+        return
+    what = "no resource" if resource_type == ANY else f"no {resource_type}"
+    rule = "" if resource_type == ANY else f" ({kinds[0].name}s are {kinds[0].description})"
+    raise InvalidInput(
+        f"{where}: {what} can have the id {_quote(resource_id)}, so a deny rule on it would deny"
+        f" nothing{rule}"
+    )
 
 
 def _check_deniable(where: str, pattern: str, resource_type: str) -> None:
