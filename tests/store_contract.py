@@ -391,6 +391,18 @@ async def test_a_lost_answer_can_be_retried_within_the_grace(store: Store) -> No
     assert await store.use_refresh_token("r3", _T0 + _GRACE) is None
 
 
+async def test_a_used_token_is_retried_once_then_it_is_a_replay(store: Store) -> None:
+    await store.create_user(_user("alice"))
+    await store.add_refresh_token(_rotated("r1", None))
+    assert await store.use_refresh_token("r1", _T0, _GRACE) is not None
+    await store.add_refresh_token(_rotated("lost", "r1"))
+    assert await store.use_refresh_token("r1", _T0 + 1, _GRACE) is not None  # the retry
+    await store.add_refresh_token(_rotated("r2", "r1"))  # not used yet, and still in the grace
+    assert await store.use_refresh_token("r1", _T0 + 2, _GRACE) is None  # again: a replay
+    assert await store.use_refresh_token("r2", _T0 + 3, _GRACE) is None  # the family is revoked
+    assert await store.use_refresh_token("r1", _T0 + 4, _GRACE) is None
+
+
 async def test_a_retry_after_the_grace_revokes_the_family(store: Store) -> None:
     await store.create_user(_user("alice"))
     await store.add_refresh_token(_rotated("r1", None))

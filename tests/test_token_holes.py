@@ -382,6 +382,25 @@ async def test_the_successor_a_retry_replaced_is_dead_and_betrays_a_copy(
     assert_error(await refresh(http, retried), 401)  # the family is revoked
 
 
+async def test_a_used_refresh_token_is_retried_once_only(
+    clocked: tuple[httpx.AsyncClient, MovableClock],
+) -> None:
+    # the red team's F5: five retries within the window each minted a 2-hour access token
+    http, _ = clocked
+    held = await first_refresh_token(http)
+    lost = await refresh(http, held)
+    assert lost.status_code == 200
+    retried = await refresh(http, held)  # the one retry of a lost answer
+    assert retried.status_code == 200, retried.text
+    again = await refresh(http, held)  # within the window still: a replay
+    assert_error(again, 401)
+    assert again.json()["error"]["message"] == "invalid refresh token"
+    assert_error(await refresh(http, held), 401)
+    # the family is revoked: the successor the retry handed out is dead too
+    assert_error(await refresh(http, retried.json()["refresh_token"]), 401)
+    assert_error(await refresh(http, lost.json()["refresh_token"]), 401)
+
+
 async def test_a_retry_after_the_window_revokes_the_family(
     clocked: tuple[httpx.AsyncClient, MovableClock],
 ) -> None:

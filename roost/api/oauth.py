@@ -4,9 +4,10 @@ Refresh tokens rotate on every use; presenting one that was already used revokes
 issued from it as well (the whole family of that login). Except a retry: a client whose answer was
 lost (it crashed, the connection dropped) still holds the token it sent, now marked used. Within
 ``REFRESH_RETRY_S`` of that first use, and as long as no successor of it has been used, the token
-is taken again: the client gets a new successor, and the undelivered one is retired, so that
-presenting it later revokes the family like any reuse. Past the window, or once a successor was
-used, presenting it is a reuse.
+is taken again, once: the client gets a new successor, and the undelivered one is retired, so that
+presenting it later revokes the family like any reuse. A second retry, one past the window, or one
+after a successor was used is a reuse (each retry mints an access token that outlives a revoked
+family, so there is only the one).
 
 Wrong passwords are budgeted per user name and per source address (``login_failures_per_user``
 and ``login_failures_per_address`` per ``auth_failure_window`` seconds). Past either budget the

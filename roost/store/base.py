@@ -171,10 +171,12 @@ class Store(Protocol):
         revokes its whole family (reuse detection) and returns None; unknown or expired also
         return None.
 
-        Except a retry: a token first used less than ``grace_ms`` before ``now``, none of whose
-        successors (the tokens added with it as ``parent``) was used since, is returned again,
-        the answer carrying its successor having been lost. Those successors are retired then:
-        used, so that presenting one later revokes the family like any reuse."""
+        Except a retry, once: a token first used less than ``grace_ms`` before ``now``, none of
+        whose successors (the tokens added with it as ``parent``) was used since, and not retried
+        before, is returned again, the answer carrying its successor having been lost. Those
+        successors are retired then: used, so that presenting one later revokes the family like
+        any reuse; and the retried token is never retried again: presenting it a third time
+        revokes the family too."""
 
     async def revoke_refresh_tokens(self, user: str) -> int:
         """Revokes every refresh token of the user (their families stay revoked); returns how

@@ -252,7 +252,8 @@ def use_refresh_token(
     conn: sqlite3.Connection, jti: str, now: int, grace_ms: int
 ) -> RefreshToken | None:
     """``used_at`` is when the token was exchanged; a used token without one was used before
-    Roost kept it, or is a retired successor (see Store.use_refresh_token): never a retry."""
+    Roost kept it, is a retired successor, or was retried already (see Store.use_refresh_token):
+    never a retry. A retry clears the retried token's own ``used_at`` too, so it is taken once."""
     columns = (*_REFRESH_TOKEN, "used", "used_at", "revoked")
     sql = _select("refresh_tokens", columns) + " WHERE jti = ?"
     with _transaction(conn):
@@ -265,7 +266,8 @@ def use_refresh_token(
             return None
         if used and _is_retry(conn, token, used_at, now, grace_ms):
             conn.execute(
-                "UPDATE refresh_tokens SET used = 1, used_at = NULL WHERE parent = ?", (jti,)
+                "UPDATE refresh_tokens SET used = 1, used_at = NULL WHERE parent = ? OR jti = ?",
+                (jti, jti),
             )
             logger.info(
                 "refresh token of %s used again within %d ms: a retry", token.user, grace_ms
