@@ -1,7 +1,9 @@
 """THE table from domain error to HTTP status, and the Thinger error body.
 
 Every error response Roost sends is ``{"error": {"message": ...}}``. Anything not in the table is a
-bug: it is logged with its traceback and answered with a bare 500 that reveals nothing.
+bug: it is logged with its traceback and answered with a bare 500 that reveals nothing. A client
+that goes away while its body is read (starlette's ``ClientDisconnect``: it closed, or the server
+evicted it as a slow pending connection) is no error: a DEBUG line, and nothing is written.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import math
 from collections.abc import Mapping
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from roost.api.json import json_response
@@ -74,12 +76,26 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, message, exc.headers)
 
 
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """The client left mid-body: nothing to answer (uvicorn writes nothing to a closed connection,
+    nor does the direct path), and nothing worth more than a line, traceback-free: anyone can
+    cause it at will."""
+    log.debug("client disconnected during %s %s", request.method, request.url.path)
+    return Response(status_code=400)
+
+
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal server error")
 
 
-HANDLERS = {RoostError: roost_error, HTTPException: http_error, Exception: unexpected_error}
+# in order: error_for takes the first that matches (Exception last)
+HANDLERS = {
+    RoostError: roost_error,
+    HTTPException: http_error,
+    ClientDisconnect: client_gone,
+    Exception: unexpected_error,
+}
 
 
 async def error_for(request: Request, exc: Exception) -> Response:
