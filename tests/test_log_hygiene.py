@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ from websockets.exceptions import InvalidStatus
 from roost.app import Roost
 from roost.redact import redact
 
-from conftest import ADMIN, ADMIN_PASSWORD, create_device, login, wait_for
+from conftest import ADMIN, ADMIN_PASSWORD, create_device, login, make_settings, wait_for
 
 DEVICES = f"/v1/users/{ADMIN}/devices"
 # the clients' own loggers write what they send, the token included: not the server's logs
@@ -75,6 +76,37 @@ async def test_a_body_cut_off_by_its_client_is_no_error(
     assert not [line for line in lines if "Traceback" in line]
     # the server goes on answering, on the same routes
     assert await login(http, ADMIN, ADMIN_PASSWORD)
+
+
+async def test_slow_bodies_evicted_to_make_room_end_quietly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    roost = Roost(make_settings(tmp_path / "data", http_max_pending=4))
+    await roost.start()
+    try:
+        slow = []
+        for _ in range(12):  # each a pending connection, the oldest evicted for the newest
+            _, writer = await asyncio.open_connection("127.0.0.1", roost.http_port)
+            writer.write(b"POST /oauth/token HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\ng")
+            await writer.drain()
+            slow.append(writer)
+
+        async def evicted() -> bool:
+            gone = [r for r in caplog.records if r.name == "roost.api"]  # quietly or not
+            return len(gone) >= 8
+
+        await wait_for(evicted)
+        await asyncio.sleep(0.1)
+        lines = server_lines(caplog)  # a WARNING that the pending connections are full, at most
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR], lines
+        assert not [line for line in lines if "Traceback" in line]
+        for writer in slow:
+            writer.close()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{roost.http_port}") as http:
+            assert await login(http)
+    finally:
+        await roost.stop()
 
 
 # -- F6: a token in the query string, under any spelling --------------------------------------
