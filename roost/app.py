@@ -39,12 +39,12 @@ from roost.devices.registry import Registry
 from roost.errors import ConfigError
 from roost.net.batch import WriteBatch
 from roost.net.http import BoundedHttpProtocol
-from roost.net.http_admission import PendingConnections, pending_limit, raise_descriptor_limit
+from roost.net.http_admission import PendingConnections, descriptor_share, raise_descriptor_limit
 from roost.net.iotmp import IotmpConnection
 from roost.net.iotmp_websocket import IotmpWebSockets
 from roost.net.legacy import LegacyConnection
 from roost.net.tls import self_signed, server_context
-from roost.net.tls_handshake import tls_protocol
+from roost.net.tls_handshake import TlsHandshake, tls_connections, tls_protocol
 from roost.net.uvicorn_compat import check_uvicorn
 from roost.redact import redact_server_logs
 from roost.services import Services
@@ -156,6 +156,7 @@ class Roost:
         self._jobs: list[asyncio.Task[Any]] = []  # background work, cancelled at stop
         self._writes: WriteBatch | None = None  # the device connections' (roost.net.batch)
         self._pending: PendingConnections | None = None  # HTTP ones without a request yet
+        self._handshakes: set[TlsHandshake] = set()  # on the device TLS ports, in progress
 
     @property
     def http_port(self) -> int:
@@ -180,12 +181,24 @@ class Roost:
         check_uvicorn()  # before anything is bound or written: a missing hook stops the start
         redact_server_logs()
         settings = self.settings
+        # Connections that have proved nothing, HTTP ones without a request and device ones
+        # authenticating, take at most a quarter of the open files each: a flood of them leaves
+        # half to the devices that are in, the database and the requests being answered.
+        descriptors = raise_descriptor_limit()
         self._pending = PendingConnections(
-            pending_limit(settings.http_max_pending, raise_descriptor_limit()),
+            descriptor_share(settings.http_max_pending, descriptors),
             settings.http_max_pending_per_address,
             settings.trusted_proxies,
         )
         services = self.services = await build_services(settings, self.clock, self.bus)
+        authenticating = descriptor_share(settings.max_unauthenticated, descriptors)
+        if authenticating < settings.max_unauthenticated:
+            log.info(
+                "at most %d device connections authenticating (a quarter of %d open files)",
+                authenticating,
+                descriptors,
+            )
+        services.gateway.admission.limit = authenticating
         self._writes = WriteBatch(asyncio.get_running_loop())
         tls = self._tls_files()
         context = server_context(*tls) if tls is not None else None
@@ -238,16 +251,21 @@ class Roost:
         assert self.services is not None and self._writes is not None
         gateway, writes = self.services.gateway, self._writes
         host = self.settings.host
+
+        def device() -> Any:
+            return connection(gateway, writes)
+
+        protocol: Callable[[], asyncio.BaseProtocol] = device
+        if context is not None:
+            # not create_server(ssl=...), which makes the protocol once the handshake is done: a
+            # connection counts as authenticating from its TCP accept, and has auth_timeout for
+            # its handshake and authentication together (roost.net.tls_handshake)
+            protocol = tls_connections(
+                device, context, self.settings.auth_timeout, gateway.admission, self._handshakes
+            )
         try:
             server = await asyncio.get_running_loop().create_server(
-                lambda: connection(gateway, writes),
-                host,
-                port,
-                backlog=4096,
-                ssl=context,
-                # a device counts as authenticating once its TLS handshake is done: until then,
-                # the same deadline bounds it (asyncio's default is 60 s)
-                ssl_handshake_timeout=self.settings.auth_timeout if context else None,
+                protocol, host, port, backlog=4096
             )
         except OSError as exc:
             raise _listen_error(LISTENER_SETTINGS[name], host, port, exc) from None
@@ -308,6 +326,8 @@ class Roost:
         served = bool(self._http)  # else a start that failed: its error is all there is to say
         for listener in self._device_servers:
             listener.close()
+        for handshake in list(self._handshakes):
+            handshake.shutdown()
         for sock in self._http_sockets.values():  # bound, never served: the start failed
             sock.close()
         self._http_sockets.clear()

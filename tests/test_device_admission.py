@@ -11,13 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+import roost.app
 from roost.app import Roost
 from roost.config import Settings
+from roost.device import Device
 from roost.device.client import ProtocolName
 from roost.devices.admission import Admission
 
@@ -26,6 +30,7 @@ from conftest import (
     DeviceFactory,
     bearer,
     create_device,
+    login,
     make_settings,
     sdk_device,
     wait_for,
@@ -173,8 +178,7 @@ async def test_the_silent_go_before_those_that_started_to_authenticate(server: R
 
 
 async def test_an_idle_tls_connection_is_closed_at_the_auth_deadline(tmp_path: Path) -> None:
-    # before its handshake a TLS connection is not yet a device connection: the handshake has
-    # the same deadline as authentication (asyncio's default was 60 s)
+    # the handshake has the deadline of authentication (asyncio's default was 60 s)
     roost = Roost(make_settings(tmp_path / "tls", tls_self_signed=True, auth_timeout=1.0))
     await roost.start()
     try:
@@ -183,6 +187,140 @@ async def test_an_idle_tls_connection_is_closed_at_the_auth_deadline(tmp_path: P
         writer.close()
     finally:
         await roost.stop()
+
+
+@contextlib.asynccontextmanager
+async def tls_server(tmp_path: Path, **overrides: object) -> AsyncIterator[Roost]:
+    roost = Roost(make_settings(tmp_path / "tls", tls_self_signed=True, **overrides))
+    await roost.start()
+    try:
+        yield roost
+    finally:
+        await roost.stop()
+
+
+def trusting(server: Roost) -> ssl.SSLContext:
+    """A client context that trusts the server's self-signed certificate."""
+    return ssl.create_default_context(cafile=str(server.settings.data_dir / "tls/self-signed.crt"))
+
+
+@pytest.mark.parametrize("port", ["legacy_tls", "iotmp_tls"])
+async def test_a_tls_handshake_counts_among_the_connections_authenticating(
+    tmp_path: Path, port: str
+) -> None:
+    # from its TCP accept, not from the end of its handshake: an address's sixth is refused at
+    # once, and the five before it hold their places (the deadline is a minute away)
+    async with tls_server(tmp_path, max_unauthenticated_per_address=5, auth_timeout=60.0) as server:
+        conns = [await raw_connect(server.ports[port], ADDRESSES[0]) for _ in range(5)]
+        refused, _ = await raw_connect(server.ports[port], ADDRESSES[0])
+        assert await closed(refused, 5)
+        assert server.services is not None
+        assert server.services.gateway.admission.total == 5
+        for reader, _ in conns:
+            assert not await closed(reader, 0.01)
+        for _, writer in conns:
+            writer.close()
+        admission = server.services.gateway.admission
+
+        async def released() -> bool:
+            return admission.total == 0
+
+        await wait_for(released)
+
+
+async def test_a_device_on_the_tls_port_makes_room_among_silent_handshakes(
+    tmp_path: Path,
+) -> None:
+    # the budget is full of handshakes that never begin: a device from another address takes
+    # the place of one of the busiest address's, and gets in over TLS
+    async with tls_server(
+        tmp_path, max_unauthenticated=10, max_unauthenticated_per_address=5, auth_timeout=60.0
+    ) as server:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.http_port}") as plain:
+            token = await login(plain)
+            await create_device(plain, token, "dev1")
+        port = server.ports["legacy_tls"]
+        idle = [await raw_connect(port, source) for source in ADDRESSES[:2] for _ in range(5)]
+        assert server.services is not None
+        admission = server.services.gateway.admission
+
+        async def full() -> bool:
+            return admission.total == 10
+
+        await wait_for(full)
+        device = Device(
+            ADMIN,
+            "dev1",
+            "secret1",
+            host="localhost",
+            port=port,
+            ssl=trusting(server),
+            reconnect_delay=0.2,
+        )
+        await device.start()
+        try:
+            await device.wait_connected(5)
+        finally:
+            await device.stop()
+        assert sum([await closed(reader, 0.01) for reader, _ in idle]) == 1
+        for _, writer in idle:
+            writer.close()
+
+
+async def test_the_tls_handshake_and_the_authentication_share_the_auth_timeout(
+    tmp_path: Path,
+) -> None:
+    # one clock from the TCP accept: a slow handshake leaves authentication what is left
+    async with tls_server(tmp_path, auth_timeout=1.0) as server:
+        loop = asyncio.get_running_loop()
+        opened = loop.time()
+        reader, writer = await raw_connect(server.ports["legacy_tls"], "127.0.0.1")
+        await asyncio.sleep(0.7)
+        await writer.start_tls(trusting(server), server_hostname="localhost")
+        assert await closed(reader, 5)
+        assert 0.9 < loop.time() - opened < 1.5  # two clocks: 1.7
+        writer.close()
+
+
+async def test_stopping_the_server_closes_device_handshakes_in_progress(tmp_path: Path) -> None:
+    server = Roost(make_settings(tmp_path / "tls", tls_self_signed=True, auth_timeout=60.0))
+    await server.start()
+    try:
+        reader, writer = await raw_connect(server.ports["iotmp_tls"], "127.0.0.1")
+        await asyncio.sleep(0.2)  # accepted, handshake awaited
+    finally:
+        await server.stop()
+    assert await closed(reader, 2)
+    writer.close()
+
+
+async def test_an_iotmp_websocket_counts_as_authenticating_from_its_upgrade(server: Roost) -> None:
+    # not as a pending HTTP connection as well, and in neither once it is gone
+    assert server.services is not None and server._pending is not None
+    admission, pending = server.services.gateway.admission, server._pending
+    reader, writer = await raw_connect(server.http_port, "127.0.0.2")
+    writer.write(
+        b"GET /iotmp HTTP/1.1\r\nHost: roost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Protocol: iotmp\r\n\r\n"
+    )
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101 ")
+    assert admission.total == 1 and len(pending) == 0
+    writer.close()
+
+    async def released() -> bool:
+        return admission.total == 0 and len(pending) == 0
+
+    await wait_for(released)
+
+
+async def test_device_connections_authenticating_take_at_most_a_quarter_of_the_open_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(roost.app, "raise_descriptor_limit", lambda: 200)
+    async with tls_server(tmp_path) as server:
+        assert server.services is not None
+        assert server.services.gateway.admission.limit == 50  # not max_unauthenticated's 1000
 
 
 class Waiter:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import resource
 
-from roost.net.http_admission import PendingConnections, pending_limit, raise_descriptor_limit
+from roost.net.http_admission import PendingConnections, descriptor_share, raise_descriptor_limit
 
 
 class Connection:
@@ -54,10 +54,10 @@ def test_admitting_twice_counts_once() -> None:
 
 
 def test_pending_connections_take_at_most_a_quarter_of_the_descriptors() -> None:
-    assert pending_limit(1000, 256) == 64
-    assert pending_limit(10, 256) == 10
-    assert pending_limit(0, 20_000) == 5000
-    assert pending_limit(1000, 2) == 1
+    assert descriptor_share(1000, 256) == 64
+    assert descriptor_share(10, 256) == 10
+    assert descriptor_share(0, 20_000) == 5000
+    assert descriptor_share(1000, 2) == 1
 
 
 def test_the_descriptor_limit_is_raised_to_the_hard_one() -> None:

@@ -80,6 +80,7 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
         self._allowance: FrameAllowance | None = None  # once in, if device_frame_rate is set
         self._rx_before_auth = 0
         self._fields: dict[tuple[str, ...], bytes] | None = None  # see resource_field
+        self._opened: float | None = None  # loop time of the TCP accept, if before connection_made
 
     # for subclasses
 
@@ -113,9 +114,17 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
             log.warning("refused a device connection from %s: too many authenticating", self._ip)
             self._transport.abort()
             return
-        self._auth_timer = asyncio.get_running_loop().call_later(
-            self._gateway.settings.auth_timeout, self.close, "did not authenticate in time"
-        )
+        loop = asyncio.get_running_loop()
+        delay = self._gateway.settings.auth_timeout
+        if self._opened is not None:  # a TLS handshake came first: one deadline for both
+            delay -= loop.time() - self._opened
+        self._auth_timer = loop.call_later(delay, self.close, "did not authenticate in time")
+
+    def opened_at(self, when: float) -> None:
+        """The connection was accepted at loop time ``when``, before connection_made (a TLS
+        handshake came first, :mod:`roost.net.tls_handshake`): it must be in by
+        ``auth_timeout`` from then."""
+        self._opened = when
 
     def data_received(self, data: bytes) -> None:
         if self._closing:

@@ -14,8 +14,10 @@ file descriptor each and prove nothing, so their number is bounded two ways:
   hand the server to whoever filled it first.
 
 The total limit is also held to a quarter of the process's descriptor limit
-(:func:`pending_limit`): HTTP connections share the file table with the device ports, the
-database and the requests being answered, and an HTTP flood must leave them their share.
+(:func:`descriptor_share`), as is the device connections' budget of those still authenticating
+(:class:`roost.devices.admission.Admission`): connections that have proved nothing take at most
+half the file table, and a flood of them leaves the rest to the devices that are in, the
+database and the requests being answered.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from roost.auth.ratelimit import address_key
 
 log = logging.getLogger("roost.http")
 
-DESCRIPTOR_SHARE = 4  # pending HTTP connections take at most 1/4 of the descriptor limit
+# pending HTTP connections take at most 1/4 of the descriptor limit, and so do device
+# connections authenticating
+DESCRIPTOR_SHARE = 4
 UNLIMITED_DESCRIPTORS = 1 << 20  # what a limit of "unlimited" is taken for
 
 
@@ -107,8 +111,9 @@ class PendingConnections:
             )
 
 
-def pending_limit(configured: int, descriptors: int) -> int:
-    """The total limit: ``configured`` (0: none of its own), at most a share of the descriptors."""
+def descriptor_share(configured: int, descriptors: int) -> int:
+    """A budget of connections that have proved nothing (HTTP pending, device authenticating):
+    ``configured`` (0: none of its own), at most a quarter of the ``descriptors``."""
     share = max(1, descriptors // DESCRIPTOR_SHARE)
     return min(configured, share) if configured else share
 
