@@ -95,17 +95,18 @@ SETTING_HELP: dict[str, str] = {
     "admin_user": "name of the first admin, created on an empty store only",
     "admin_password": "password of the first admin, 6 to 72 characters",
     "log_level": "one of " + ", ".join(LOG_LEVELS),
-    "auth_timeout": "seconds a device connection has to authenticate (on the TLS ports, the "
-    "handshake has as long again before that)",
+    "auth_timeout": "seconds a device connection has to authenticate, from its TCP connect (on "
+    "the TLS ports, the handshake included)",
     "keepalive_timeout": "seconds of device silence before it is dropped "
     "(devices send a keep-alive every 60 s)",
     "max_frame_bytes": "largest device frame; larger ones close the connection",
     "max_pson_depth": "deepest nesting accepted in a device value",
     "outbox_limit_bytes": "unsent bytes to a device before it is dropped as not reading",
-    "max_unauthenticated": "device connections still authenticating (each may send at most "
-    "4 KiB before it is in); when all places are taken, a new connection takes the place of the "
-    "oldest (those that sent nothing first) of the address holding the most, if that is more "
-    "than its own address holds; otherwise it is closed at once",
+    "max_unauthenticated": "device connections still authenticating, from their TCP connect "
+    "(each may send at most 4 KiB before it is in; at most a quarter of the open-file limit; "
+    "0: that only); when all places are taken, a new connection takes the place of the oldest "
+    "(those that sent nothing first) of the address holding the most, if that is more than its "
+    "own address holds; otherwise it is closed at once",
     "max_unauthenticated_per_address": "device connections still authenticating from one "
     "address (IPv6: its /64)",
     "device_frame_rate": "frames per second a device may send unasked (stream data, keep-alives: "
