@@ -36,6 +36,7 @@ AUTH_FRAME_LIMIT = 4096
 # resource fields of the last few short paths it was asked for.
 KEPT_FIELDS = 8
 KEPT_FIELD_BYTES = 256
+_NOTHING = memoryview(b"")  # no bytes waiting (shared: slicing it makes new views)
 
 
 class FrameDecoder(Protocol[FrameT]):
@@ -54,6 +55,28 @@ def credentials_triple(value: PsonValue) -> tuple[str, str, str] | None:
 
 
 class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
+    # tens of thousands are open at once: slots, not a dict each (subclasses add none)
+    __slots__ = (
+        "_allowance",
+        "_auth_timer",
+        "_backlog",
+        "_checking",
+        "_closing",
+        "_decoder",
+        "_fields",
+        "_gateway",
+        "_inbox",
+        "_ip",
+        "_next_step",
+        "_opened",
+        "_paused",
+        "_rx_before_auth",
+        "_session",
+        "_transport",
+        "_unread",
+        "_writes",
+    )
+
     def __init__(
         self,
         gateway: DeviceGateway,
@@ -71,10 +94,11 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
         self._closing = False
         self._checking = False  # credentials being checked: frames wait
         # received, not handled yet (reading is paused while there is any): frames, then bytes,
-        # then bytes that came in while paused (a TLS or WebSocket layer may still hand some on)
-        self._backlog: deque[FrameT] = deque()
-        self._unread = memoryview(b"")
-        self._inbox = bytearray()
+        # then bytes that came in while paused (a TLS or WebSocket layer may still hand some on).
+        # Made when first needed: a connection that is never throttled never holds them.
+        self._backlog: deque[FrameT] | None = None
+        self._unread = _NOTHING
+        self._inbox: bytearray | None = None
         self._paused = False  # reading paused by us
         self._next_step: asyncio.Handle | None = None
         self._allowance: FrameAllowance | None = None  # once in, if device_frame_rate is set
@@ -137,6 +161,8 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
         else:
             session.count_traffic(len(data), 0)
         if self._paused:  # a step to come (or the end of the credentials check) takes it up
+            if self._inbox is None:
+                self._inbox = bytearray()
             self._inbox += data
             return
         if session is None or len(data) > STEP_BYTES:
@@ -150,7 +176,7 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
         session.heard()
         allowance = self._allowance
         if len(frames) > STEP_FRAMES or (allowance is not None and allowance.tokens < len(frames)):
-            self._backlog.extend(frames)
+            self._backlog = deque(frames)
             self._step()
             return
         for frame in frames:
@@ -172,8 +198,8 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
         if self._next_step is not None:
             self._next_step.cancel()
             self._next_step = None
-        self._backlog.clear()
-        self._inbox.clear()
+        self._backlog = self._inbox = None
+        self._unread = _NOTHING
         if self._session is not None:
             reason = "connection lost" if exc is None else f"connection lost: {exc}"
             self._gateway.end_session(self._session, reason)
@@ -251,12 +277,14 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
             self._next_step = None
         budget = STEP_FRAMES
         backlog = self._backlog
+        if backlog is None:
+            backlog = self._backlog = deque()
         while not self._closing and not self._checking:
             session = self._session
             if not backlog:
                 if not self._unread and self._inbox:
                     self._unread = memoryview(bytes(self._inbox))
-                    self._inbox.clear()
+                    self._inbox = None
                 if not self._unread or budget <= 0:
                     break
                 chunk, self._unread = self._unread[:STEP_BYTES], self._unread[STEP_BYTES:]
@@ -283,7 +311,9 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
             return
         if backlog or self._unread or self._inbox:
             self._pause_for(0.0)
-        elif self._paused and self._transport is not None:
+            return
+        self._backlog = None  # all handled: a quiet connection holds no buffers
+        if self._paused and self._transport is not None:
             self._paused = False
             self._transport.resume_reading()
 

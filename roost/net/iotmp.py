@@ -31,6 +31,8 @@ _REQUEST_TYPES = {
 
 
 class IotmpConnection(DeviceConnection[Message]):
+    __slots__ = ()
+
     def __init__(self, gateway: DeviceGateway, writes: WriteBatch | None = None) -> None:
         settings = gateway.settings
         decoder = iotmp.Decoder(

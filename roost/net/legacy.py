@@ -31,6 +31,8 @@ _STREAM_DATA = frozenset({Signal.STREAM_EVENT, Signal.STREAM_SAMPLE})
 
 
 class LegacyConnection(DeviceConnection[legacy.Frame]):
+    __slots__ = ()
+
     def __init__(self, gateway: DeviceGateway, writes: WriteBatch | None = None) -> None:
         settings = gateway.settings
         decoder = legacy.Decoder(
