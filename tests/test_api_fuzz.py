@@ -18,7 +18,6 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from live_server import LiveServer
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -30,6 +29,7 @@ from schemathesis.checks import (
 from roost.api.openapi import openapi_document
 
 from conftest import ADMIN, ADMIN_PASSWORD
+from live_server import LiveServer
 
 EXAMPLES = int(os.environ.get("ROOST_FUZZ_EXAMPLES", "25"))  # raise it for a longer hunt
 DEVICE = "dev1"

@@ -17,15 +17,7 @@ Meanwhile the plain-HTTP healthcheck is answered and a real device logs in.
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import resource
-import signal
-import socket
 import ssl
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,9 +26,9 @@ import pytest
 
 from roost.device import Device
 
-from conftest import ADMIN, ADMIN_PASSWORD, bearer, create_device, login
+from conftest import ADMIN, bearer, create_device, login
+from few_files import few_files_server, flood
 
-FD_LIMIT = 256
 PARTIAL_AUTH = b"\x01\x20"  # a legacy frame's header, its body never sent
 UPGRADE = (
     b"GET /iotmp HTTP/1.1\r\nHost: roost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -45,73 +37,13 @@ UPGRADE = (
 )
 
 
-def _low_descriptor_limit() -> None:
-    resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
-
-
-def listening_ports(log: Path, process: subprocess.Popen[bytes]) -> dict[str, int]:
-    """Every port the server chose, by listener name, from its "listening on" line."""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()
-        line = next((line for line in log.read_text().splitlines() if "listening on" in line), "")
-        if line:
-            return {name: int(port) for name, port in re.findall(r"(\w+) port (\d+)", line)}
-        time.sleep(0.05)
-    raise AssertionError("the server did not start: " + log.read_text())
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[Path, dict[str, int]]]:
-    """`roost serve` with TLS and at most 256 open files: its data dir and ports."""
-    data = tmp_path / "data"
-    env = {
-        **os.environ,
-        "ROOST_DATA_DIR": str(data),
-        "ROOST_TLS_SELF_SIGNED": "1",
-        **{f"ROOST_{port}_PORT": "0" for port in ("HTTP", "HTTPS", "DEVICE", "IOTMP")},
-        **{f"ROOST_{port}_TLS_PORT": "0" for port in ("DEVICE", "IOTMP")},
-        "ROOST_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        # the limits alone must keep the server answering
-        "ROOST_AUTH_TIMEOUT": "60",
-        "ROOST_HTTP_HEADER_TIMEOUT": "60",
-    }
-    log = tmp_path / "server.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "roost.cli", "serve"],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env=env,
-            preexec_fn=_low_descriptor_limit,
-        )
-    try:
-        yield data, listening_ports(log, process)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        print(log.read_text())  # shown when the test fails
-
-
-def flood(port: int, addresses: int, per_address: int, first: bytes = b"") -> list[socket.socket]:
-    """Connections from ``addresses`` attacking addresses in turn, each sending ``first``."""
-    opened: list[socket.socket] = []
-    for n in range(addresses * per_address):
-        sock = socket.socket()
-        sock.settimeout(0.2)
-        opened.append(sock)
-        try:
-            sock.bind((f"127.0.0.{2 + n % addresses}", 0))
-            sock.connect(("127.0.0.1", port))
-            if first:
-                sock.send(first)
-        except OSError:
-            pass  # refused, reset or queue full: the server is not keeping up, so much the better
-    return opened
+    """`roost serve` with TLS and few open files, its timeouts at a minute: data dir and ports."""
+    with few_files_server(
+        tmp_path, tls_self_signed="1", auth_timeout="60", http_header_timeout="60"
+    ) as running:
+        yield running
 
 
 async def served_meanwhile(data: Path, ports: dict[str, int], device: Device) -> None:
@@ -170,9 +102,9 @@ async def test_device_connections_authenticating_leave_the_descriptors_to_others
     data, ports = server
     await prepare(ports)
     if attack == "partial_auth":
-        attackers = flood(ports["legacy"], 3, 100, PARTIAL_AUTH)
+        attackers = flood(ports["legacy"], 3, 100, lambda n: PARTIAL_AUTH)
     else:
-        attackers = flood(ports["http"], 3, 100, UPGRADE)
+        attackers = flood(ports["http"], 3, 100, lambda n: UPGRADE)
     device = Device(ADMIN, "dev1", "secret1", port=ports["legacy"], reconnect_delay=0.2)
     try:
         await asyncio.sleep(0.5)

@@ -9,14 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import re
-import resource
-import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -32,13 +27,13 @@ from roost.wire.iotmp import KEEP_ALIVE_BYTES, Message, MessageType
 
 from conftest import (
     ADMIN,
-    ADMIN_PASSWORD,
     bearer,
     create_device,
     login,
     make_settings,
     sdk_device,
 )
+from few_files import few_files_server, flood
 
 HEALTH = b"GET /v1/server/healthcheck HTTP/1.1\r\nHost: roost\r\n"
 SLOW_HEAD = HEALTH + b"X-Slow: "
@@ -186,78 +181,22 @@ async def test_at_the_limit_the_oldest_waiting_connection_makes_room(tmp_path: P
 
 # A flood well past the descriptor limit, against a server in its own process -------------------
 
-FD_LIMIT = 256
 FLOOD_ADDRESSES = 40
 FLOOD_PER_ADDRESS = 15  # 600 connections a wave, half idle, half a never-ending header
 
 
-def _low_descriptor_limit() -> None:
-    resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
-
-
-def listening_ports(log: Path, process: subprocess.Popen[bytes]) -> tuple[int, int]:
-    """The HTTP and legacy device ports the server chose, from its "listening on" line."""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()
-        text = log.read_text()
-        http, legacy = re.search(r"http port (\d+)", text), re.search(r"legacy port (\d+)", text)
-        if http and legacy:
-            return int(http.group(1)), int(legacy.group(1))
-        time.sleep(0.05)
-    raise AssertionError("the server did not start: " + log.read_text())
-
-
 @pytest.fixture
 def low_fd_server(tmp_path: Path) -> Iterator[tuple[int, int]]:
-    """`roost serve` with at most 256 open files; yields its HTTP and legacy device ports."""
-    env = {
-        **os.environ,
-        "ROOST_DATA_DIR": str(tmp_path / "data"),
-        "ROOST_HTTP_PORT": "0",
-        "ROOST_DEVICE_PORT": "0",
-        "ROOST_IOTMP_PORT": "0",
-        "ROOST_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "ROOST_HTTP_HEADER_TIMEOUT": "60",  # the limits alone must keep the server answering
-    }
-    log = tmp_path / "server.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "roost.cli", "serve"],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env=env,
-            preexec_fn=_low_descriptor_limit,
-        )
-    try:
-        yield listening_ports(log, process)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        print(log.read_text())  # shown when the test fails
+    """`roost serve` with few open files; yields its HTTP and legacy device ports."""
+    with few_files_server(tmp_path, http_header_timeout="60") as (_, ports):
+        yield ports["http"], ports["legacy"]
 
 
-def flood(port: int) -> tuple[list[socket.socket], list[socket.socket]]:
+def flood_wave(port: int) -> tuple[list[socket.socket], list[socket.socket]]:
     """A wave of connections from the attacker's addresses in turn: half send nothing, half start
     a header that never ends (:func:`keep_flooding`). Returns both halves, idle and slow."""
-    idle: list[socket.socket] = []
-    slow: list[socket.socket] = []
-    for n in range(FLOOD_ADDRESSES * FLOOD_PER_ADDRESS):
-        sock = socket.socket()
-        sock.settimeout(0.2)
-        (slow if n % 2 else idle).append(sock)
-        try:
-            sock.bind((f"127.0.0.{2 + n % FLOOD_ADDRESSES}", 0))
-            sock.connect(("127.0.0.1", port))
-            if n % 2:
-                sock.send(SLOW_HEAD)
-        except OSError:
-            pass  # refused, reset or queue full: the server is not keeping up, so much the better
-    return idle, slow
+    opened = flood(port, FLOOD_ADDRESSES, FLOOD_PER_ADDRESS, lambda n: SLOW_HEAD if n % 2 else b"")
+    return opened[0::2], opened[1::2]
 
 
 async def keep_flooding(slow: list[socket.socket]) -> None:
@@ -277,12 +216,12 @@ async def test_a_flood_past_the_descriptor_limit_leaves_the_api_and_devices_serv
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
         token = await login(http)
         await create_device(http, token)
-    idle, slow = flood(http_port)
+    idle, slow = flood_wave(http_port)
     dribbling = asyncio.create_task(keep_flooding(slow))
     device = Device(ADMIN, "dev1", "secret1", port=device_port, reconnect_delay=0.2)
     try:
         await asyncio.sleep(0.5)  # the server meets the flood; a second wave comes
-        more_idle, more_slow = flood(http_port)
+        more_idle, more_slow = flood_wave(http_port)
         idle += more_idle
         slow += more_slow
         await asyncio.sleep(0.5)

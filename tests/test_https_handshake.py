@@ -11,16 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import re
-import resource
-import signal
-import socket
 import ssl
-import subprocess
-import sys
-import time
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +27,8 @@ from roost.app import Roost
 from roost.device import Device
 from roost.net.http import Answer
 
-from conftest import ADMIN, ADMIN_PASSWORD, bearer, create_device, login, make_settings
+from conftest import ADMIN, bearer, create_device, login, make_settings
+from few_files import few_files_server, flood
 
 HEALTH = b"GET /v1/server/healthcheck HTTP/1.1\r\nHost: localhost\r\n"
 
@@ -200,77 +193,20 @@ async def test_at_the_limit_the_oldest_handshake_makes_room(tmp_path: Path) -> N
 
 # A flood past the descriptor limit, against a server in its own process -------------------------
 
-FD_LIMIT = 256
 FLOOD_ADDRESSES = 40
 FLOOD_PER_ADDRESS = 15  # 600 connections a wave: half silent, half a ClientHello cut short
 
 
-def _low_descriptor_limit() -> None:
-    resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
-
-
-def listening_ports(log: Path, process: subprocess.Popen[bytes]) -> tuple[int, int]:
-    """The HTTPS and legacy device ports the server chose, from its "listening on" line."""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()
-        text = log.read_text()
-        found = re.search(r"https port (\d+)", text), re.search(r"legacy port (\d+)", text)
-        if found[0] and found[1]:
-            return int(found[0].group(1)), int(found[1].group(1))
-        time.sleep(0.05)
-    raise AssertionError("the server did not start: " + log.read_text())
-
-
 @pytest.fixture
 def low_fd_server(tmp_path: Path) -> Iterator[tuple[Path, int, int]]:
-    """`roost serve` with TLS and at most 256 open files: its data dir, HTTPS and device ports."""
-    data = tmp_path / "data"
-    env = {
-        **os.environ,
-        "ROOST_DATA_DIR": str(data),
-        "ROOST_TLS_SELF_SIGNED": "1",
-        **{f"ROOST_{port}_PORT": "0" for port in ("HTTP", "HTTPS", "DEVICE", "IOTMP")},
-        **{f"ROOST_{port}_TLS_PORT": "0" for port in ("DEVICE", "IOTMP")},
-        "ROOST_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "ROOST_HTTP_HEADER_TIMEOUT": "60",  # the limits alone must keep the server answering
-    }
-    log = tmp_path / "server.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "roost.cli", "serve"],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env=env,
-            preexec_fn=_low_descriptor_limit,
-        )
-    try:
-        yield data, *listening_ports(log, process)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        print(log.read_text())  # shown when the test fails
+    """`roost serve` with TLS and few open files: its data dir, HTTPS and device ports."""
+    with few_files_server(tmp_path, tls_self_signed="1", http_header_timeout="60") as (data, ports):
+        yield data, ports["https"], ports["legacy"]
 
 
-def flood(port: int, hello: bytes) -> list[socket.socket]:
-    """A wave of connections from the attacker's addresses in turn, none finishing a handshake."""
-    opened: list[socket.socket] = []
-    for n in range(FLOOD_ADDRESSES * FLOOD_PER_ADDRESS):
-        sock = socket.socket()
-        sock.settimeout(0.2)
-        opened.append(sock)
-        try:
-            sock.bind((f"127.0.0.{2 + n % FLOOD_ADDRESSES}", 0))
-            sock.connect(("127.0.0.1", port))
-            if n % 2:
-                sock.send(hello[: len(hello) // 2])
-        except OSError:
-            pass  # refused, reset or queue full: the server is not keeping up, so much the better
-    return opened
+def half_hellos(hello: bytes) -> Callable[[int], bytes]:
+    """Every other connection sends half a ClientHello, the rest nothing."""
+    return lambda n: hello[: len(hello) // 2] if n % 2 else b""
 
 
 async def test_a_flood_of_handshakes_past_the_descriptor_limit_leaves_https_and_devices_served(
@@ -283,11 +219,11 @@ async def test_a_flood_of_handshakes_past_the_descriptor_limit_leaves_https_and_
         token = await login(client)
         await create_device(client, token)
     hello = client_hello()
-    attackers = flood(https_port, hello)
+    attackers = flood(https_port, FLOOD_ADDRESSES, FLOOD_PER_ADDRESS, half_hellos(hello))
     device = Device(ADMIN, "dev1", "secret1", port=device_port, reconnect_delay=0.2)
     try:
         await asyncio.sleep(0.5)  # the server meets the flood; a second wave comes
-        attackers += flood(https_port, hello)
+        attackers += flood(https_port, FLOOD_ADDRESSES, FLOOD_PER_ADDRESS, half_hellos(hello))
         await asyncio.sleep(0.5)
         for _ in range(5):  # fresh clients, one after another
             async with httpx.AsyncClient(base_url=base_url, verify=context, timeout=10) as fresh:

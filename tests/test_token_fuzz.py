@@ -46,7 +46,6 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, seed, settings
-from live_server import LiveServer
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -58,6 +57,7 @@ from schemathesis.checks import (
 from roost.api.openapi import openapi_document
 
 from conftest import ADMIN, ADMIN_PASSWORD
+from live_server import LiveServer
 
 EXAMPLES = int(os.environ.get("ROOST_TOKEN_FUZZ_EXAMPLES", "6"))  # per operation and kind
 SEED = os.environ.get("ROOST_FUZZ_SEED")  # set: a random run from this seed, not derandomised
