@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from typing import Any
 
 import pytest
 
@@ -585,7 +586,7 @@ async def test_access_token_nonce_is_kept_and_never_updated(store: Store) -> Non
 
 
 def test_each_new_access_token_record_draws_its_own_nonce() -> None:
-    fields = ("alice", "t1", "t1", "", True, {}, {}, None, _T0, _T0)
+    fields: tuple[Any, ...] = ("alice", "t1", "t1", "", True, {}, {}, None, _T0, _T0)
     first, second = AccessToken(*fields), AccessToken(*fields)
     assert first.nonce and second.nonce and first.nonce != second.nonce
     assert dataclasses.replace(first, name="renamed").nonce == first.nonce

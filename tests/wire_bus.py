@@ -233,7 +233,8 @@ class _FarSide:
             elif op == "disconnect":
                 value = await node.disconnect(key, message["reason"])
             elif op == "forget":
-                value = await node.forget(key)
+                await node.forget(key)
+                value = None
             else:
                 raise ValueError(f"no such request: {op}")
         except errors.RoostError as exc:
