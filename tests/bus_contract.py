@@ -18,9 +18,11 @@ from pathlib import Path
 import pytest
 
 from roost.app import BusFactory, build_services
+from roost.bus import events
 from roost.bus.base import (
     Bus,
     DeviceKey,
+    Event,
     Frame,
     Operation,
     ResourcePath,
@@ -382,3 +384,48 @@ async def test_revocations_reach_the_listeners_of_their_user(node: Services) -> 
     await _settle()
     assert len(heard) == 2 and others == []
     bus.unwatch_revocations("bob", others.append)
+
+
+# server events
+
+
+async def test_events_reach_the_subscribers_of_their_user_only(node: Services) -> None:
+    bus = _bus(node)
+    heard: list[Event] = []
+    others: list[Event] = []
+    bus.subscribe_events("alice", heard.append)
+    bus.subscribe_events("bob", others.append)
+    event = events.bucket_export_completed("alice", "temps", 1000, file="a.csv", min_ts=0)
+    bus.publish(event)
+    await _until(lambda: bool(heard))
+    assert heard == [event]  # it crossed whatever the bus carries it on, unchanged
+    assert heard[0].to_client() == {
+        "event": "bucket_export_completed",
+        "bucket": "temps",
+        "file": "a.csv",
+        "min_ts": 0,
+        "ts": 1000,
+        "user": "alice",
+    }
+    bus.unsubscribe_events("alice", heard.append)
+    bus.publish(events.endpoint_call_response("alice", "hook", 2000, status=200))
+    await _settle()
+    assert len(heard) == 1 and others == []
+    bus.unsubscribe_events("bob", others.append)
+
+
+async def test_a_device_connecting_and_leaving_is_published(node: Services) -> None:
+    bus = _bus(node)
+    heard: list[Event] = []
+    bus.subscribe_events("alice", heard.append)
+    device = _Device(node)
+    await _until(lambda: len(heard) == 1)
+    device.close("bye")
+    await _until(lambda: len(heard) == 2)
+    states = [(e.name, e.fields["device"], e.fields["state"]) for e in heard]
+    assert states == [
+        ("device_state_change", "dev1", "connected"),
+        ("device_state_change", "dev1", "disconnected"),
+    ]
+    assert all(isinstance(e.fields["ts"], int) for e in heard)
+    bus.unsubscribe_events("alice", heard.append)

@@ -23,6 +23,8 @@ from typing import Any
 from roost import errors
 from roost.bus.base import (
     DeviceKey,
+    Event,
+    EventListener,
     Frame,
     FrameSink,
     Operation,
@@ -31,6 +33,7 @@ from roost.bus.base import (
     RevocationListener,
     Stats,
 )
+from roost.bus.events import EventListeners
 from roost.bus.local import LocalBus
 from roost.bus.revocations import RevocationListeners
 from roost.wire.pson import PsonValue
@@ -73,6 +76,7 @@ class WireBus:
     def __init__(self, node: LocalBus) -> None:
         self._far = _FarSide(node, self._hear)
         self.revocations = RevocationListeners()  # this node's listeners, as on every bus
+        self.events = EventListeners()
         self.messages = 0  # how many crossed the wire, both ways
         self._ids = itertools.count(1)
         self._sinks: dict[int, FrameSink] = {}  # sink id -> sink
@@ -162,6 +166,17 @@ class WireBus:
     def unwatch_revocations(self, user: str, listener: RevocationListener) -> None:
         self.revocations.remove(user, listener)
 
+    # events: published to every node, heard from the wire, as revocations
+
+    def publish(self, event: Event) -> None:
+        self._tell({"op": "publish", "event": event.to_json()})
+
+    def subscribe_events(self, user: str, listener: EventListener) -> None:
+        self.events.add(user, listener)
+
+    def unsubscribe_events(self, user: str, listener: EventListener) -> None:
+        self.events.remove(user, listener)
+
     async def close(self) -> None:
         await self._far.close()
 
@@ -193,6 +208,8 @@ class WireBus:
                 event.set()
         elif "revocation" in message:
             self.revocations.deliver(Revocation.from_json(message["revocation"]))
+        elif "event" in message:
+            self.events.deliver(Event.from_json(message["event"]))
 
 
 class _Relay:
@@ -244,7 +261,7 @@ class _FarSide:
     def receive(self, data: bytes) -> None:
         message = decode(data)
         op = message["op"]
-        if op == "announce":  # published: every node hears it, this one included
+        if op in ("announce", "publish"):  # published: every node hears it, this one included
             self._send(message)
             return
         key = DeviceKey(*message["key"])

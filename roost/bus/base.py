@@ -6,7 +6,7 @@ import asyncio
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from roost.wire.pson import PsonValue
 
@@ -81,6 +81,34 @@ class Revocation:
 
 RevocationListener = Callable[[Revocation], None]
 
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happened in ``user``'s tree (a server event, thinger-api.md 2.19), for
+    every node's subscribers: ``name`` (``device_state_change``, ...) and its fields, JSON-ready.
+    Build them with the helpers of :mod:`roost.bus.events`."""
+
+    user: str
+    name: str
+    fields: dict[str, PsonValue]
+
+    def to_client(self) -> dict[str, PsonValue]:
+        """What an events socket sends: the fields, with ``event`` and ``user``."""
+        return {"event": self.name, **self.fields, "user": self.user}
+
+    def to_json(self) -> dict[str, object]:
+        return {"user": self.user, "name": self.name, "fields": self.fields}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Event:
+        user, name, fields = data["user"], data["name"], data["fields"]
+        if not isinstance(user, str) or not isinstance(name, str) or not isinstance(fields, dict):
+            raise ValueError("an event needs a user, a name and its fields")
+        return cls(user, name, fields)
+
+
+EventListener = Callable[[Event], None]
+
 ResourcePath = tuple[str, ...]  # a resource of a device: ("temperature",), ("a", "b") for a/b
 Frame = dict[str, PsonValue]  # what a resource stream sends its watchers (JSON-ready)
 
@@ -143,6 +171,16 @@ class Bus(Protocol):
         revocation announced in ``user``'s tree; release it with unwatch_revocations."""
 
     def unwatch_revocations(self, user: str, listener: RevocationListener) -> None: ...
+
+    def publish(self, event: Event) -> None:
+        """Tell every node's subscribers of ``event.user`` (this node's included, at once or a
+        loop step later); never blocks nor raises, so a device session may call it."""
+
+    def subscribe_events(self, user: str, listener: EventListener) -> None:
+        """Call ``listener`` (on the event loop; it must not raise nor block) with every event
+        published in ``user``'s tree; release it with unsubscribe_events."""
+
+    def unsubscribe_events(self, user: str, listener: EventListener) -> None: ...
 
     async def close(self) -> None:
         """Let go of what the bus holds (connections, tasks): once, at shutdown, after this

@@ -9,6 +9,8 @@ from typing import Any
 
 from roost.bus.base import (
     DeviceKey,
+    Event,
+    EventListener,
     FrameSink,
     Operation,
     ResourcePath,
@@ -18,6 +20,7 @@ from roost.bus.base import (
     Stats,
     StreamFanout,
 )
+from roost.bus.events import EventListeners
 from roost.bus.revocations import RevocationListeners
 from roost.errors import DeviceOffline
 from roost.wire.pson import PsonValue
@@ -28,6 +31,7 @@ class LocalBus:
         self._registry = registry
         self._streams = streams
         self.revocations = RevocationListeners()
+        self.events = EventListeners()
 
     def request(
         self,
@@ -74,6 +78,15 @@ class LocalBus:
 
     def unwatch_revocations(self, user: str, listener: RevocationListener) -> None:
         self.revocations.remove(user, listener)
+
+    def publish(self, event: Event) -> None:
+        self.events.deliver(event)
+
+    def subscribe_events(self, user: str, listener: EventListener) -> None:
+        self.events.add(user, listener)
+
+    def unsubscribe_events(self, user: str, listener: EventListener) -> None:
+        self.events.remove(user, listener)
 
     async def close(self) -> None:
         pass  # it holds nothing of its own

@@ -11,7 +11,8 @@ from typing import Any
 
 from roost.auth.passwords import DeviceCredentials
 from roost.auth.ratelimit import FailureWindow, address_key
-from roost.bus.base import DeviceKey
+from roost.bus import events
+from roost.bus.base import DeviceKey, Event
 from roost.config import Settings
 from roost.devices.admission import Admission
 from roost.devices.registry import Registry
@@ -41,6 +42,8 @@ class DeviceGateway:
         self.credentials = credentials
         self.settings = settings
         self.clock = clock
+        # where session starts and ends are announced (server events): the node's bus, once built
+        self.publish: Callable[[Event], None] = _unheard
         self._tasks: set[asyncio.Task[Any]] = set()
         # connections still authenticating, bounded in number (and each in frame size and time)
         self.admission = Admission(
@@ -91,6 +94,7 @@ class DeviceGateway:
         else:
             log.info("device %s connected from %s", key, ip)
         self.streams.session_opened(key)
+        self.publish(events.device_state_change(key, True, now_ms))
         self.spawn(self.store.set_last_connection(key.owner, key.device, now_ms))
         return session
 
@@ -100,6 +104,7 @@ class DeviceGateway:
             log.info("device %s disconnected: %s", session.key, reason)
             self.streams.session_closed(session.key)
             now_ms = int(self.clock() * 1000)
+            self.publish(events.device_state_change(session.key, False, now_ms))
             self.spawn(
                 self.store.set_last_connection(session.key.owner, session.key.device, now_ms)
             )
@@ -144,3 +149,7 @@ class DeviceGateway:
             _, late = await asyncio.wait(list(self._tasks), timeout=grace)
             for task in late:
                 task.cancel()
+
+
+def _unheard(event: Event) -> None:
+    """Where events go before the gateway is given a bus: nowhere."""

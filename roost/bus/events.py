@@ -1,0 +1,89 @@
+"""Server events (thinger-api.md 2.19): the names Roost emits, one helper per event to build it,
+and who in this process listens for them, by user (the delivery end of every bus).
+
+A feature that has something to announce publishes it on the bus in one line, e.g.
+``services.bus.publish(events.bucket_export_completed(user, bucket, ts, file=f, ...))``. The
+local bus delivers it here at once; a NATS bus will publish it on a subject
+(``roost.events.<user>``) and deliver what it receives here, on every node alike. The events
+WebSocket (:mod:`roost.api.events`) and ``GET /v1/server/events`` read the catalogue below.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from roost.bus.base import DeviceKey, Event, EventListener
+from roost.wire.pson import PsonValue
+
+log = logging.getLogger("roost.bus")
+
+DEVICE_STATE_CHANGE = "device_state_change"
+DEVICE_PROPERTY_UPDATE = "device_property_update"
+BUCKET_EXPORT_COMPLETED = "bucket_export_completed"
+ENDPOINT_CALL_RESPONSE = "endpoint_call_response"
+
+CONNECTED, DISCONNECTED = "connected", "disconnected"
+
+# every event Roost emits: its filters (fields a subscription may match), each with its hints
+CATALOGUE: Mapping[str, Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {
+        DEVICE_STATE_CHANGE: {"device": (), "state": (CONNECTED, DISCONNECTED)},
+        DEVICE_PROPERTY_UPDATE: {"device": (), "property": ()},
+        BUCKET_EXPORT_COMPLETED: {"bucket": ()},
+        ENDPOINT_CALL_RESPONSE: {"endpoint": ()},
+    }
+)
+
+
+def device_state_change(key: DeviceKey, connected: bool, ts: int) -> Event:
+    """A device connected or disconnected (``ts``: when, in ms)."""
+    state = CONNECTED if connected else DISCONNECTED
+    return Event(key.owner, DEVICE_STATE_CHANGE, {"device": key.device, "state": state, "ts": ts})
+
+
+def device_property_update(key: DeviceKey, prop: str, value: PsonValue, ts: int) -> Event:
+    """A device property was created or changed (by the API or by the device)."""
+    fields: dict[str, PsonValue] = {"device": key.device, "property": prop, "value": value}
+    return Event(key.owner, DEVICE_PROPERTY_UPDATE, {**fields, "ts": ts})
+
+
+def bucket_export_completed(user: str, bucket: str, ts: int, **fields: PsonValue) -> Event:
+    """An export is written; ``fields``: ``file``, ``data_type``, ``timestamp_format``,
+    ``min_ts``, ``max_ts``, ``url`` (thinger-api.md 2.10)."""
+    return Event(user, BUCKET_EXPORT_COMPLETED, {"bucket": bucket, **fields, "ts": ts})
+
+
+def endpoint_call_response(user: str, endpoint: str, ts: int, **fields: PsonValue) -> Event:
+    """An endpoint call was delivered or given up; ``fields``: its result (status, body, ...)."""
+    return Event(user, ENDPOINT_CALL_RESPONSE, {"endpoint": endpoint, **fields, "ts": ts})
+
+
+class EventListeners:
+    def __init__(self) -> None:
+        self._by_user: dict[str, dict[EventListener, None]] = {}  # ordered sets
+
+    def add(self, user: str, listener: EventListener) -> None:
+        self._by_user.setdefault(user, {})[listener] = None
+
+    def remove(self, user: str, listener: EventListener) -> None:
+        listeners = self._by_user.get(user)
+        if listeners is not None:
+            listeners.pop(listener, None)
+            if not listeners:
+                del self._by_user[user]
+
+    def listening(self, user: str) -> int:
+        """How many listeners hear ``user``'s events."""
+        return len(self._by_user.get(user, ()))
+
+    def deliver(self, event: Event) -> None:
+        listeners = self._by_user.get(event.user)
+        if not listeners:  # the usual case, on every connect and disconnect: nothing to do
+            return
+        for listener in list(listeners):
+            try:
+                listener(event)
+            except Exception:  # one broken listener must not keep the others from hearing
+                log.exception("event listener failed on %s", event.name)
