@@ -28,6 +28,7 @@ from roost import __version__, ids
 from roost.app import DATABASE_FILE, Roost, password_problem
 from roost.auth.keys import PRIVATE_DIR_MODE
 from roost.auth.passwords import hash_password
+from roost.backup import DataDirNotEmpty, backup, restore
 from roost.config import SETTING_HELP, Settings, default_text, env_name, load_settings
 from roost.errors import ConfigError, Conflict, InvalidInput, NotFound, RoostError
 from roost.store.base import User
@@ -54,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         _command(args, settings)
+    except DataDirNotEmpty as exc:  # restore refuses to mix a backup with another data dir
+        return _fail(exc.message, 2)
     except RoostError as exc:
         return _fail(exc.message, 1)
     except sqlite3.Error as exc:
@@ -76,6 +79,15 @@ def _command(args: argparse.Namespace, settings: Settings) -> None:
     if args.command == "serve":
         _ready_data_dir(settings.data_dir)
         _run(_serve(settings))
+        return
+    if args.command == "backup":
+        _existing_store(settings)
+        version = backup(settings.data_dir, args.file)
+        print(f"backed up {str(settings.data_dir)!r} to {str(args.file)!r} (schema {version})")
+        return
+    if args.command == "restore":
+        version = restore(args.file, settings.data_dir)
+        print(f"restored {str(args.file)!r} into {str(settings.data_dir)!r} (schema {version})")
         return
     ids.validate(ids.USER, args.name)  # the API's rule: a name it could never address is refused
     _existing_store(settings)
@@ -102,7 +114,7 @@ def _parser() -> argparse.ArgumentParser:
         parents=[_settings_flags(fields(Settings), hidden=True)],
     )
     parser.add_argument("--version", action="version", version=f"roost {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="{serve,user}")
+    commands = parser.add_subparsers(dest="command", metavar="{serve,user,backup,restore}")
     commands.add_parser(
         "serve", help="run the server", description="Run the Roost server.", parents=[server]
     )
@@ -116,6 +128,23 @@ def _parser() -> argparse.ArgumentParser:
         user_commands, "passwd", "set a user's password (also logs them out everywhere)", store
     )
     passwd.add_argument("--password", help=f"the new password ({_PASSWORD_WORDS})")
+    save = commands.add_parser(
+        "backup",
+        help="write a backup of the data dir, also while the server runs",
+        description="Write a consistent snapshot of the database and the key files of the data "
+        "dir to FILE (a gzipped tar, owner-only: it holds the server's secrets), also while the "
+        "server runs.",
+        parents=[store],
+    )
+    save.add_argument("file", type=Path, metavar="FILE", help="the backup file to write")
+    load = commands.add_parser(
+        "restore",
+        help="fill an empty data dir from a backup",
+        description="Fill an empty (or missing) data dir from a backup FILE written by `roost "
+        "backup`; the server started on it has the users, devices, tokens and keys of the backup.",
+        parents=[store],
+    )
+    load.add_argument("file", type=Path, metavar="FILE", help="the backup file to read")
     return parser
 
 
