@@ -10,6 +10,7 @@ from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
 
 from roost.api import (
+    assets,
     device_tokens,
     devices,
     oauth,
@@ -30,6 +31,7 @@ def all_routes() -> list[BaseRoute]:
     return [
         *resources.routes,
         *server.routes,
+        *assets.routes,
         *oauth.routes,
         *devices.routes,
         *stats.routes,

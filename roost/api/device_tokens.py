@@ -21,6 +21,7 @@ from roost import ids
 from roost.api.access import authorize
 from roost.api.devices import find_device
 from roost.api.json import json_response, read_json_object
+from roost.api.paging import page_of
 from roost.api.validate import optional_str
 from roost.auth.tokens import new_token_id
 from roost.bus.base import Revocation, Revoked
@@ -45,8 +46,9 @@ async def list_tokens(request: Request) -> Response:
     owner, device_id = request.path_params["user"], request.path_params["device"]
     principal = await authorize(request, "ListDeviceTokens", owner, device_id)
     services: Services = request.app.state.services
+    page = page_of(request)
     await find_device(services, owner, device_id)
-    tokens = await services.store.list_device_tokens(owner, device_id)
+    tokens = await services.store.list_device_tokens(owner, device_id, page)
     signer = services if principal.is_session else None  # the JWTs are a login session's only
     return json_response([token_json(t, signer) for t in tokens])
 

@@ -13,6 +13,7 @@ from starlette.routing import Route
 from roost import ids
 from roost.api.access import authorize
 from roost.api.json import json_response, read_json_object
+from roost.api.paging import named, page_of
 from roost.api.validate import optional_bool, optional_str
 from roost.bus.base import DeviceKey, Revocation, Revoked
 from roost.errors import Conflict, InvalidInput, NotFound
@@ -43,13 +44,15 @@ async def list_devices(request: Request) -> Response:
     owner = request.path_params["user"]
     await authorize(request, "ListDevices", owner)
     services: Services = request.app.state.services
+    page = page_of(request)
     wanted = request.query_params.get("id")
-    if wanted is not None:
-        ids.validate(ids.DEVICE, wanted)
-    devices = await services.store.list_devices(owner)
-    return json_response(
-        [await device_json(d, services) for d in devices if wanted is None or d.device == wanted]
-    )
+    if wanted is None:
+        devices = await services.store.list_devices(owner, page)
+    else:  # the legacy filter: that device alone, if it exists (and matches name), page 0
+        device = await services.store.get_device(owner, ids.validate(ids.DEVICE, wanted))
+        found = device is not None and named(page.name, device.device, device.name)
+        devices = [device] if found and device is not None and page.index == 0 else []
+    return json_response([await device_json(d, services) for d in devices])
 
 
 async def create_device(request: Request) -> Response:

@@ -59,6 +59,12 @@ OPERATIONS: Mapping[str, tuple[str, str]] = {
     "healthcheck": ("Health check", "Answers 200 while the server is up."),
     "serverVersion": ("Server version", "The version of the server."),
     "openapi": ("OpenAPI document", "This document."),
+    "serverAssets": (
+        "ReadServerAssets",
+        "The kinds of asset this server keeps, each with the path of its list"
+        " (`paths.list`, the user tree as the regex group `(?<user>...)`). Public, as"
+        " Thinger's: the same for every caller.",
+    ),
     "listDevices": ("ListDevices", "Every device of the user, or only the one named by `id`."),
     "createDevice": ("CreateDevice", "Registers a device; the 2017 field names still work."),
     "readDevice": ("ReadDeviceStatus", "One device, with its connection state."),
@@ -125,7 +131,7 @@ OPERATIONS: Mapping[str, tuple[str, str]] = {
         " keep working until they expire (at most 2 h).",
     ),
 }
-PUBLIC = frozenset({"oauthToken", "healthcheck", "serverVersion", "openapi"})
+PUBLIC = frozenset({"oauthToken", "healthcheck", "serverVersion", "openapi", "serverAssets"})
 
 
 # ---- builders -----------------------------------------------------------------------------------
@@ -214,7 +220,37 @@ AUTHORIZATION = _param(
     " Used only when the header is absent.",
     _t("string"),
 )
-ID_FILTER = _param("query", "id", "Only the device with this id", _id(ids.DEVICE))
+ID_FILTER = _param(
+    "query",
+    "id",
+    "Only the device with this id (legacy; then `index` above 0 gives an empty list)",
+    _id(ids.DEVICE),
+)
+# the list conventions (roost.api.paging), on every list
+PAGING = [
+    _param(
+        "query",
+        "count",
+        "At most this many items; absent, empty or 0: all of them",
+        _t("integer", minimum=0, maximum=1000),
+    ),
+    _param(
+        "query",
+        "index",
+        "Position of the first item, in items: 0 is the first. Each list has a stable order",
+        _t("integer", minimum=0, maximum=1_000_000_000, default=0),
+    ),
+    _param(
+        "query",
+        "name",
+        "Only the items whose id or name contains this text (ASCII letters in any case);"
+        " empty: every item",
+        _t("string", maxLength=128),
+    ),
+]
+BAD_PAGE: Mapping[int, str | None] = {
+    400: "Malformed id in the path, or invalid count, index or name"
+}
 TIMEOUT = _param(
     "query",
     "timeout",
@@ -377,6 +413,14 @@ def _schemas() -> dict[str, Schema]:
             " `{in?, out?}`, a sample input and the current output.",
         ),
         **access_schemas(),
+        "Asset": _record(
+            {
+                "asset": _t("string", description="The kind, and its items' id field"),
+                "category": _t("string"),
+                "paths": _record({"list": _t("string", description="Path of the list")}),
+                "role": {"enum": ["admin", "user"]},
+            }
+        ),
         "Health": _record({"status": {"const": "ok"}}),
         "Version": _record({"version": _t("string"), "server": {"const": "roost"}}),
     }
@@ -442,6 +486,7 @@ def _paths() -> dict[str, Schema]:
     sse = "Server-Sent Events; each `data:` line holds a DeviceStats JSON object"
     stats["content"] = _content("DeviceStats") | _content(_t("string", description=sse), SSE)
     device, token = _ok("The device", "Device"), _ok("The token", "DeviceToken")
+    devices = _ok("Devices", _array("Device"))
     deleted = _ok("Deleted (empty body)")
     result = _ok(
         'The output (`{"out": value}`), a description (`api`), or an empty body',
@@ -471,8 +516,9 @@ def _paths() -> dict[str, Schema]:
         "/v1/server/healthcheck": {"get": _op("healthcheck", _ok("Up", "Health"))},
         "/v1/server/version": {"get": _op("serverVersion", _ok("Version", "Version"))},
         "/openapi.json": {"get": _op("openapi", _ok("OpenAPI 3.1", _t("object")))},
+        "/v1/server/assets": {"get": _op("serverAssets", _ok("Assets", _array("Asset")))},
         "/v1/users/{user}/devices": {
-            "get": _op("listDevices", _ok("Devices", _array("Device")), [USER, ID_FILTER]),
+            "get": _op("listDevices", devices, [USER, ID_FILTER, *PAGING], BAD_PAGE),
             "post": _op("createDevice", device, [USER], create_errors, _body("DeviceCreate")),
         },
         "/v1/users/{user}/devices/{device}": {
@@ -489,7 +535,12 @@ def _paths() -> dict[str, Schema]:
             "get": _op("readDeviceStatisticsV3", stats, dev, NO_DEVICE)
         },
         "/v1/users/{user}/devices/{device}/tokens": {
-            "get": _op("listDeviceTokens", _ok("Tokens", _array("DeviceToken")), dev, NO_DEVICE),
+            "get": _op(
+                "listDeviceTokens",
+                _ok("Tokens", _array("DeviceToken")),
+                [*dev, *PAGING],
+                {**BAD_PAGE, **NO_DEVICE},
+            ),
             "post": _op("createDeviceToken", token, dev, body_errors, new_token),
         },
         "/v1/users/{user}/devices/{device}/tokens/{id}": {

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 
 from roost.api.openapi import (
     BAD_BODY,
+    BAD_PAGE,
+    PAGING,
     USER,
     Schema,
     _array,
@@ -121,7 +123,7 @@ def access_paths() -> dict[str, Schema]:
     }
     return {
         "/v1/users/{user}/tokens": {
-            "get": _op("listTokens", listed, user),
+            "get": _op("listTokens", listed, [*user, *PAGING], BAD_PAGE),
             "post": _op(
                 "createToken",
                 token,

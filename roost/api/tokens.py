@@ -23,6 +23,7 @@ from starlette.routing import Route
 from roost import ids
 from roost.api.access import authorize
 from roost.api.json import json_response, read_json_object
+from roost.api.paging import page_of
 from roost.api.validate import optional_bool, optional_str
 from roost.auth.permissions import Permissions
 from roost.bus.base import Revocation, Revoked
@@ -66,7 +67,8 @@ async def list_tokens(request: Request) -> Response:
     owner = request.path_params["user"]
     await authorize(request, "ListTokens", owner)
     services: Services = request.app.state.services
-    return json_response([summary_json(t) for t in await services.store.list_access_tokens(owner)])
+    tokens = await services.store.list_access_tokens(owner, page_of(request))
+    return json_response([summary_json(t) for t in tokens])
 
 
 async def create_token(request: Request) -> Response:

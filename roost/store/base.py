@@ -52,6 +52,20 @@ class DeviceToken:
     created: int  # ms; the JWT's iat is created // 1000
 
 
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Which part of a list to read (thinger-api.md 2.20, the list conventions): the items whose
+    id or name contains ``name`` (ASCII letters in any case; None: every item), in the list's
+    order, from the ``index``-th (0: the first) on, at most ``count`` of them (None: all)."""
+
+    count: int | None = None
+    index: int = 0
+    name: str | None = None
+
+
+EVERY = Page()
+
+
 def new_nonce() -> str:
     return secrets.token_urlsafe(16)
 
@@ -118,8 +132,8 @@ class Store(Protocol):
 
     async def get_device(self, owner: str, device: str) -> Device | None: ...
 
-    async def list_devices(self, owner: str) -> list[Device]:
-        """Ordered by device id."""
+    async def list_devices(self, owner: str, page: Page = EVERY) -> list[Device]:
+        """Ordered by device id; ``page`` of them."""
 
     async def update_device(self, device: Device, fields: Collection[str] | None = None) -> None:
         """Replaces the mutable fields of an existing device (name, description, type,
@@ -137,8 +151,10 @@ class Store(Protocol):
     async def create_device_token(self, token: DeviceToken) -> None:
         """Raises Conflict if the id exists, NotFound if the device does not."""
 
-    async def list_device_tokens(self, owner: str, device: str) -> list[DeviceToken]:
-        """Ordered by creation time."""
+    async def list_device_tokens(
+        self, owner: str, device: str, page: Page = EVERY
+    ) -> list[DeviceToken]:
+        """Ordered by creation time, then id; ``page`` of them."""
 
     async def get_device_token(self, token_id: str) -> DeviceToken | None: ...
 
@@ -150,8 +166,8 @@ class Store(Protocol):
 
     async def get_access_token(self, owner: str, token: str) -> AccessToken | None: ...
 
-    async def list_access_tokens(self, owner: str) -> list[AccessToken]:
-        """Ordered by token id."""
+    async def list_access_tokens(self, owner: str, page: Page = EVERY) -> list[AccessToken]:
+        """Ordered by token id; ``page`` of them."""
 
     async def update_access_token(self, token: AccessToken) -> None:
         """Replaces name, description, enabled, allow, deny, expire and modified of an existing

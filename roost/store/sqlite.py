@@ -25,7 +25,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 from roost.errors import InvalidInput
 from roost.store import sqlite_queries as q
-from roost.store.base import AccessToken, Device, DeviceToken, RefreshToken, User
+from roost.store.base import EVERY, AccessToken, Device, DeviceToken, Page, RefreshToken, User
 from roost.store.memo import Memo
 from roost.store.migrate import apply_migrations
 
@@ -97,8 +97,8 @@ class SQLiteStore:
     async def get_device(self, owner: str, device: str) -> Device | None:
         return await self._run(q.select_device, owner, device)
 
-    async def list_devices(self, owner: str) -> list[Device]:
-        return await self._run(q.select_devices, owner)
+    async def list_devices(self, owner: str, page: Page = EVERY) -> list[Device]:
+        return await self._run(q.select_devices, owner, page)
 
     async def update_device(self, device: Device, fields: Collection[str] | None = None) -> None:
         await self._run(q.update_device, device, fields)
@@ -115,8 +115,10 @@ class SQLiteStore:
     async def create_device_token(self, token: DeviceToken) -> None:
         await self._run(q.insert_device_token, token)
 
-    async def list_device_tokens(self, owner: str, device: str) -> list[DeviceToken]:
-        return await self._run(q.select_device_tokens, owner, device)
+    async def list_device_tokens(
+        self, owner: str, device: str, page: Page = EVERY
+    ) -> list[DeviceToken]:
+        return await self._run(q.select_device_tokens, owner, device, page)
 
     async def get_device_token(self, token_id: str) -> DeviceToken | None:
         return await self._kept(DeviceToken, ("device", token_id), q.select_device_token, token_id)
@@ -134,8 +136,8 @@ class SQLiteStore:
         key = ("access", owner, token)
         return await self._kept(AccessToken, key, q.select_access_token, owner, token)
 
-    async def list_access_tokens(self, owner: str) -> list[AccessToken]:
-        return await self._run(q.select_access_tokens, owner)
+    async def list_access_tokens(self, owner: str, page: Page = EVERY) -> list[AccessToken]:
+        return await self._run(q.select_access_tokens, owner, page)
 
     async def update_access_token(self, token: AccessToken) -> None:
         self._tokens.invalidate()

@@ -15,7 +15,7 @@ from dataclasses import asdict
 from typing import Any
 
 from roost.errors import Conflict, NotFound
-from roost.store.base import AccessToken, Device, DeviceToken, RefreshToken, User
+from roost.store.base import EVERY, AccessToken, Device, DeviceToken, Page, RefreshToken, User
 
 logger = logging.getLogger("roost.store.sqlite")
 
@@ -64,6 +64,24 @@ def _insert(table: str, columns: tuple[str, ...]) -> str:
 
 def _select(table: str, columns: tuple[str, ...]) -> str:
     return f"SELECT {', '.join(columns)} FROM {table}"
+
+
+def _paged(
+    sql: str, params: list[Any], page: Page, order: str, named: tuple[str, ...]
+) -> tuple[str, list[Any]]:
+    """``sql`` (a SELECT ending in its WHERE clause) narrowed to ``page``: the rows one of whose
+    ``named`` columns contains ``page.name`` (LIKE, so ASCII letters in any case), in ``order``,
+    then LIMIT and OFFSET. Column names are fixed by the callers, never from a request."""
+    params = list(params)
+    if page.name:
+        pattern = "%" + "".join("\\" + c if c in "\\%_" else c for c in page.name) + "%"
+        sql += " AND (" + " OR ".join(f"{c} LIKE ? ESCAPE '\\'" for c in named) + ")"
+        params += [pattern] * len(named)
+    sql += f" ORDER BY {order}"
+    if page.count is not None or page.index:
+        sql += " LIMIT ? OFFSET ?"
+        params += [-1 if page.count is None else page.count, page.index]  # -1: no limit
+    return sql, params
 
 
 # users
@@ -139,9 +157,10 @@ def select_device(conn: sqlite3.Connection, owner: str, device: str) -> Device |
     return None if row is None else _device_from(row)
 
 
-def select_devices(conn: sqlite3.Connection, owner: str) -> list[Device]:
-    sql = _select("devices", _DEVICE) + " WHERE owner = ? ORDER BY device"
-    return [_device_from(row) for row in conn.execute(sql, (owner,))]
+def select_devices(conn: sqlite3.Connection, owner: str, page: Page = EVERY) -> list[Device]:
+    base = _select("devices", _DEVICE) + " WHERE owner = ?"
+    sql, params = _paged(base, [owner], page, "device", ("device", "name"))
+    return [_device_from(row) for row in conn.execute(sql, params)]
 
 
 _DEVICE_EDITABLE = ("name", "description", "type", "credentials_hash", "enabled")
@@ -202,10 +221,12 @@ def insert_device_token(conn: sqlite3.Connection, token: DeviceToken) -> None:
         conn.execute(_insert("device_tokens", _DEVICE_TOKEN), _device_token_params(token))
 
 
-def select_device_tokens(conn: sqlite3.Connection, owner: str, device: str) -> list[DeviceToken]:
-    sql = _select("device_tokens", _DEVICE_TOKEN) + " WHERE owner = ? AND device = ?"
-    rows = conn.execute(sql + " ORDER BY created, id", (owner, device))
-    return [_device_token_from(row) for row in rows]
+def select_device_tokens(
+    conn: sqlite3.Connection, owner: str, device: str, page: Page = EVERY
+) -> list[DeviceToken]:
+    base = _select("device_tokens", _DEVICE_TOKEN) + " WHERE owner = ? AND device = ?"
+    sql, params = _paged(base, [owner, device], page, "created, id", ("id", "name"))
+    return [_device_token_from(row) for row in conn.execute(sql, params)]
 
 
 def select_device_token(conn: sqlite3.Connection, token_id: str) -> DeviceToken | None:
@@ -364,9 +385,12 @@ def select_access_token(conn: sqlite3.Connection, owner: str, token: str) -> Acc
     return None if row is None else _access_token_from(row)
 
 
-def select_access_tokens(conn: sqlite3.Connection, owner: str) -> list[AccessToken]:
-    sql = _select("access_tokens", _ACCESS_TOKEN) + " WHERE owner = ? ORDER BY token"
-    return [_access_token_from(row) for row in conn.execute(sql, (owner,))]
+def select_access_tokens(
+    conn: sqlite3.Connection, owner: str, page: Page = EVERY
+) -> list[AccessToken]:
+    base = _select("access_tokens", _ACCESS_TOKEN) + " WHERE owner = ?"
+    sql, params = _paged(base, [owner], page, "token", ("token", "name"))
+    return [_access_token_from(row) for row in conn.execute(sql, params)]
 
 
 def update_access_token(conn: sqlite3.Connection, token: AccessToken) -> None:
