@@ -59,7 +59,11 @@ def backup(data_dir: Path, target: Path) -> int:
     """Writes the backup of ``data_dir`` to ``target`` and returns its schema version."""
     database = data_dir / DATABASE_FILE
     keys = {name: _key_text(data_dir / name) for name in KEY_FILES}
-    folder = target.parent if str(target.parent) else Path(".")
+    folder = target.parent
+    if target.is_dir():
+        raise InvalidInput(f"{str(target)!r} is a directory: name the backup file to write")
+    if not folder.is_dir():
+        raise NotFound(f"directory {str(folder)!r} of the backup file does not exist")
     staging = Path(tempfile.mkdtemp(prefix=".roost-backup-", dir=folder))  # 0700
     try:
         snapshot = staging / DATABASE_FILE

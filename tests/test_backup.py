@@ -276,6 +276,16 @@ def test_backup_needs_a_roost_data_dir(tmp_path: Path) -> None:
     assert not (tmp_path / "b.tgz").exists()
 
 
+def test_backup_to_a_place_it_cannot_write_is_one_line(tmp_path: Path, backup_file: Path) -> None:
+    data_dir = tmp_path / "data"
+    assert roost("restore", "--data-dir", str(data_dir), str(backup_file)).returncode == 0
+    result = roost("backup", "--data-dir", str(data_dir), str(tmp_path / "no" / "b.tgz"))
+    assert "does not exist" in one_line(result)
+    result = roost("backup", "--data-dir", str(data_dir), str(tmp_path))
+    assert "is a directory" in one_line(result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no temporary file left
+
+
 def test_restore_of_a_missing_file_is_one_line(tmp_path: Path) -> None:
     result = roost("restore", "--data-dir", str(tmp_path / "data"), str(tmp_path / "none.tgz"))
     assert "does not exist" in one_line(result)
