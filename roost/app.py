@@ -77,6 +77,7 @@ async def build_services(
     credentials = DeviceCredentials(load_or_create_key(settings.data_dir, PEPPER_FILE))
     gateway = DeviceGateway(store, registry, credentials, settings, clock)
     node_bus = bus(LocalBus(registry, gateway.streams))
+    gateway.peers.bus = node_bus  # device-to-device calls go through the bus, as the API's do
     gateway.publish = node_bus.publish  # device_state_change, to every node's subscribers
     return Services(
         settings=settings,

@@ -233,6 +233,23 @@ class Device:
     ) -> bool:
         return await self._call(Service.CALL_DEVICE, [device, resource], data, confirm)
 
+    async def ask_device(self, device: str, resource: str, data: PsonValue = None) -> PsonValue:
+        """Call another device's resource (of the same user) through the server and return its
+        reply (None when it has none): what ``call_device(..., confirm=True)`` waits for.
+
+        Raises ConnectionError when offline or disconnected, DeviceTimeout without a reply,
+        NotFound when the server refuses (target offline or not ours, unknown resource...).
+        """
+        link = self._link
+        if link is None:
+            raise ConnectionError("device is not connected")
+        ok, payload = await link.call(Service.CALL_DEVICE, [device, resource], data, True)
+        if not ok:
+            reason = payload.get("error") if isinstance(payload, dict) else None
+            why = reason if isinstance(reason, str) else "no reason given"
+            raise NotFound(f"call of {device}/{resource} refused by the server: {why}")
+        return payload
+
     async def set_property(self, prop: str, data: PsonValue, *, confirm: bool = False) -> bool:
         return await self._call(Service.SET_DEVICE_PROPERTY, prop, data, confirm)
 

@@ -15,6 +15,7 @@ from roost.bus import events
 from roost.bus.base import DeviceKey, Event
 from roost.config import Settings
 from roost.devices.admission import Admission
+from roost.devices.peers import PeerCalls
 from roost.devices.registry import Registry
 from roost.devices.session import DeviceSession, Link
 from roost.devices.streams import StreamHub
@@ -39,6 +40,7 @@ class DeviceGateway:
         self.store = store
         self.registry = registry
         self.streams = StreamHub(registry, settings.call_timeout_ms / 1000, self.spawn)
+        self.peers = PeerCalls(settings.call_timeout_ms / 1000, self.spawn)  # device -> device
         self.credentials = credentials
         self.settings = settings
         self.clock = clock

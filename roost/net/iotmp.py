@@ -14,10 +14,11 @@ import logging
 from roost.bus.base import Operation
 from roost.devices.gateway import DeviceGateway
 from roost.devices.session import DeviceSession
+from roost.errors import InvalidInput
 from roost.net.batch import WriteBatch
 from roost.net.connection import DeviceConnection, credentials_triple
 from roost.wire import iotmp
-from roost.wire.iotmp import KEEP_ALIVE_BYTES, Message, MessageType
+from roost.wire.iotmp import KEEP_ALIVE_BYTES, Message, MessageType, Service
 from roost.wire.pson import PsonValue
 
 log = logging.getLogger("roost.net.iotmp")
@@ -63,6 +64,26 @@ class IotmpConnection(DeviceConnection[Message]):
         resource = self.resource_field(path, iotmp.resource_field)
         self.write(iotmp.encode_request(message, resource))
 
+    def answer_call(self, stream_id: int, ok: bool, payload: PsonValue, error: str) -> None:
+        """A device-to-device call's answer (roost.devices.peers): OK with the target's reply,
+        or ERROR with ``{"error": reason}``."""
+        if ok:
+            try:
+                self.write(iotmp.encode(Message(MessageType.OK, stream_id, payload=payload)))
+                return
+            except InvalidInput as exc:
+                log.warning("device call reply on stream %d not encodable: %s", stream_id, exc)
+                error = "the reply cannot be encoded"
+        self.write(iotmp.encode(Message(MessageType.ERROR, stream_id, payload={"error": error})))
+
+    def _call_device(self, session: DeviceSession, frame: Message) -> None:
+        # [device, resource] in the field that does not hold the service id
+        target = frame.parameters if type(frame.resource) is int else frame.resource
+        device, resource = target if isinstance(target, list) and len(target) == 2 else (None, None)
+        self._gateway.peers.call(
+            session.key, self, frame.stream_id, device, resource, frame.payload
+        )
+
     def on_frame(self, session: DeviceSession, frame: Message) -> bool:
         kind = frame.type
         if kind == MessageType.KEEP_ALIVE:
@@ -76,6 +97,8 @@ class IotmpConnection(DeviceConnection[Message]):
                 log.debug("device %s: data on unknown stream %d", session.key, frame.stream_id)
         elif kind == MessageType.DISCONNECT:
             self.close("device said goodbye")
+        elif kind == MessageType.RUN and _is_service(frame, Service.CALL_DEVICE):
+            self._call_device(session, frame)
         else:
             # RUN of a server service (buckets, properties, endpoints...), event subscriptions,
             # or requests we do not serve: refuse those that wait for an answer.
@@ -83,3 +106,12 @@ class IotmpConnection(DeviceConnection[Message]):
             if frame.stream_id:
                 self.write(iotmp.encode(Message(MessageType.ERROR, stream_id=frame.stream_id)))
         return False
+
+
+def _is_service(frame: Message, service: Service) -> bool:
+    """Whether a RUN calls the server's ``service``, whichever field holds the service id:
+    RESOURCE (IOTMP-Linux) or PARAMETERS (IOTMP-Embedded/Arduino)."""
+    resource, parameters = frame.resource, frame.parameters
+    return (type(resource) is int and resource == service) or (
+        type(parameters) is int and parameters == service
+    )

@@ -7,6 +7,7 @@ import logging
 from roost.bus.base import Operation
 from roost.devices.gateway import DeviceGateway
 from roost.devices.session import DeviceSession
+from roost.errors import InvalidInput
 from roost.net.batch import WriteBatch
 from roost.net.connection import DeviceConnection, credentials_triple
 from roost.wire import legacy
@@ -21,7 +22,6 @@ _AUTH_ERROR = legacy.encode(Message(signal=Signal.REQUEST_ERROR))
 _UNSUPPORTED = frozenset(
     {
         Signal.CALL_ENDPOINT,
-        Signal.CALL_DEVICE,
         Signal.BUCKET_DATA,
         Signal.GET_PROPERTY,
         Signal.SET_PROPERTY,
@@ -63,6 +63,17 @@ class LegacyConnection(DeviceConnection[legacy.Frame]):
         resource = self.resource_field(path, legacy.resource_field)
         self.write(legacy.encode_request(message, resource))
 
+    def answer_call(self, stream_id: int, ok: bool, payload: PsonValue, error: str) -> None:
+        """A device-to-device call's answer (roost.devices.peers): flag 1 with the target's
+        reply, or flag 2 (the legacy protocol carries no reason)."""
+        if ok:
+            try:
+                self.write(legacy.encode(Message(stream_id, Signal.REQUEST_OK, payload=payload)))
+                return
+            except InvalidInput as exc:
+                log.warning("device call reply on stream %d not encodable: %s", stream_id, exc)
+        self.write(legacy.encode(Message(stream_id, Signal.REQUEST_ERROR)))
+
     def on_frame(self, session: DeviceSession, frame: legacy.Frame) -> bool:
         if isinstance(frame, KeepAlive):
             self.write(KEEP_ALIVE_BYTES)
@@ -77,6 +88,10 @@ class LegacyConnection(DeviceConnection[legacy.Frame]):
             value: dict[str, PsonValue] = payload if isinstance(payload, dict) else {"out": payload}
             if not session.stream_data(frame.stream_id, value, signal == Signal.STREAM_EVENT):
                 log.debug("device %s: data on unknown stream %d", session.key, frame.stream_id)
+        elif signal == Signal.CALL_DEVICE:
+            self._gateway.peers.call(
+                session.key, self, frame.stream_id, frame.identifier, frame.resource, frame.payload
+            )
         elif signal in _UNSUPPORTED:
             log.debug("device %s: unsupported message with flag %d", session.key, signal)
             # The device waits for an answer when it set a stream id, and always for a property.
