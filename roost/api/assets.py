@@ -43,6 +43,7 @@ class Asset:
         }
 
 
+# in Thinger's order: the admin assets first, then the user assets, each by name
 ASSETS = (
     Asset("device", "devices"),
     Asset("token", "tokens"),
