@@ -104,6 +104,22 @@ class RefreshToken:
     parent: str | None = None  # the token this one was rotated from; None: a login's first
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceProperty:
+    """A property of a device (thinger-api.md 2.8): a JSON value kept by the server, which the
+    REST API and the device itself read and write."""
+
+    owner: str
+    device: str
+    property: str  # the id, unique per device
+    name: str
+    description: str
+    type: str  # "" or "configuration"
+    value: Any  # any JSON value
+    created: int
+    modified: int
+
+
 class Store(Protocol):
     """Async storage. Methods raise roost.errors.Conflict / NotFound as documented, and
     InvalidInput for a value the store cannot hold (an integer beyond 64 bits, text that is not
@@ -202,3 +218,29 @@ class Store(Protocol):
         """Forgets the refresh tokens that expired at ``now`` or before (used, revoked or not);
         returns how many. Every refresh leaves the used token behind, for reuse detection, which
         an expired token no longer needs: it is refused by its expiry first."""
+
+    # device properties
+    async def list_device_properties(self, owner: str, device: str) -> list[DeviceProperty]:
+        """Ordered by property id."""
+
+    async def get_device_property(
+        self, owner: str, device: str, prop: str
+    ) -> DeviceProperty | None: ...
+
+    async def create_device_property(self, prop: DeviceProperty, limit: int) -> None:
+        """Raises Conflict if the property exists or the device holds ``limit`` properties
+        already, NotFound if the device does not exist."""
+
+    async def update_device_property(self, prop: DeviceProperty) -> None:
+        """Replaces name, description, type, value and modified of an existing property (not
+        created); raises NotFound if absent."""
+
+    async def set_device_property_value(
+        self, owner: str, device: str, prop: str, value: Any, now: int, limit: int
+    ) -> None:
+        """Sets the value (``modified`` = ``now``), creating the property (empty name,
+        description and type) if absent: Conflict if the device holds ``limit`` properties
+        already, NotFound if the device does not exist."""
+
+    async def delete_device_property(self, owner: str, device: str, prop: str) -> bool:
+        """False if it did not exist."""

@@ -21,9 +21,11 @@ import sqlite3
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from roost.errors import InvalidInput
+from roost.store import base
+from roost.store import sqlite_properties as qp
 from roost.store import sqlite_queries as q
 from roost.store.base import EVERY, AccessToken, Device, DeviceToken, Page, RefreshToken, User
 from roost.store.memo import Memo
@@ -166,6 +168,30 @@ class SQLiteStore:
             purged += count
             if count < PURGE_CHUNK:
                 return purged
+
+    # device properties
+
+    async def list_device_properties(self, owner: str, device: str) -> list[base.DeviceProperty]:
+        return await self._run(qp.select_properties, owner, device)
+
+    async def get_device_property(
+        self, owner: str, device: str, prop: str
+    ) -> base.DeviceProperty | None:
+        return await self._run(qp.select_property, owner, device, prop)
+
+    async def create_device_property(self, prop: base.DeviceProperty, limit: int) -> None:
+        await self._run(qp.insert_property, prop, limit)
+
+    async def update_device_property(self, prop: base.DeviceProperty) -> None:
+        await self._run(qp.update_property, prop)
+
+    async def set_device_property_value(
+        self, owner: str, device: str, prop: str, value: Any, now: int, limit: int
+    ) -> None:
+        await self._run(qp.set_property_value, owner, device, prop, value, now, limit)
+
+    async def delete_device_property(self, owner: str, device: str, prop: str) -> bool:
+        return await self._run(qp.delete_property, owner, device, prop)
 
     async def _kept(
         self,
