@@ -118,15 +118,6 @@ class IotmpConnection(DeviceConnection[Message]):
                 self.write(iotmp.encode(Message(MessageType.ERROR, stream_id=frame.stream_id)))
         return False
 
-
-def _is_service(frame: Message, service: Service) -> bool:
-    """Whether a RUN calls the server's ``service``, whichever field holds the service id:
-    RESOURCE (IOTMP-Linux) or PARAMETERS (IOTMP-Embedded/Arduino)."""
-    resource, parameters = frame.resource, frame.parameters
-    return (type(resource) is int and resource == service) or (
-        type(parameters) is int and parameters == service
-    )
-
     async def _property(self, session: DeviceSession, frame: Message, read: bool) -> None:
         """READ_DEVICE_PROPERTY / SET_DEVICE_PROPERTY (services 1/2; roost.devices.properties),
         answered when the RUN carries a stream id: OK with the value read, or ERROR."""
@@ -145,6 +136,15 @@ def _is_service(frame: Message, service: Service) -> bool:
             self.write(iotmp.encode(reply))
 
 
+def _is_service(frame: Message, service: Service) -> bool:
+    """Whether a RUN calls the server's ``service``, whichever field holds the service id:
+    RESOURCE (IOTMP-Linux) or PARAMETERS (IOTMP-Embedded/Arduino)."""
+    resource, parameters = frame.resource, frame.parameters
+    return (type(resource) is int and resource == service) or (
+        type(parameters) is int and parameters == service
+    )
+
+
 def _property_service(frame: Message) -> bool | None:
     """True for a RUN of READ_DEVICE_PROPERTY, False for SET_DEVICE_PROPERTY, else None; the
     service id is in RESOURCE (IOTMP-Linux) or in PARAMETERS (IOTMP-Embedded/Arduino)."""
@@ -152,10 +152,3 @@ def _property_service(frame: Message) -> bool | None:
     if not isinstance(service, int) or isinstance(service, bool):
         return None
     return _PROPERTY_SERVICES.get(service)
-
-
-def _writes_bucket(frame: Message) -> bool:
-    """Whether a RUN is WRITE_BUCKET, its service id in RESOURCE (IOTMP-Linux) or in PARAMETERS
-    (IOTMP-Embedded/Arduino)."""
-    service = frame.resource if type(frame.resource) is int else frame.parameters
-    return type(service) is int and service == iotmp.Service.WRITE_BUCKET
