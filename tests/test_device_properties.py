@@ -11,6 +11,10 @@ import pytest
 from roost.app import Roost
 from roost.device.client import ProtocolName
 from roost.errors import NotFound
+from roost.wire import iotmp, legacy
+from roost.wire.iotmp import MessageType as T
+from roost.wire.iotmp import Service
+from roost.wire.legacy import Message, Signal
 
 from conftest import ADMIN, DeviceFactory, bearer, create_device, sdk_device
 
@@ -197,3 +201,64 @@ async def test_device_reading_a_missing_property_gets_an_error(
     assert device.is_connected  # and the connection goes on
     assert await device.set_property("now_here", 1, confirm=True)
     assert await device.get_property("now_here") == 1
+
+
+# -- on the wire, as the official clients send them ------------------------------------------
+
+
+async def test_legacy_get_property_is_answered_without_a_stream_id(
+    server: Roost, http: httpx.AsyncClient, admin_token: str
+) -> None:
+    """The official client sends GET_PROPERTY with stream id 0 and waits for flag 1 (the value)
+    with no stream id; a missing property is flag 2, also without one: ``01 02 10 02``."""
+    await create_device(http, admin_token)
+    await http.post(PROPERTIES, json={"property": "p", "value": 23.5}, headers=bearer(admin_token))
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.device_port)
+    try:
+        writer.write(
+            legacy.encode(Message(signal=Signal.AUTH, resource=[ADMIN, "dev1", "secret1"]))
+        )
+        assert await reader.readexactly(4) == bytes.fromhex("01 02 10 01")
+        writer.write(legacy.encode(Message(signal=Signal.GET_PROPERTY, identifier="missing")))
+        assert await reader.readexactly(4) == bytes.fromhex("01 02 10 02")
+        writer.write(legacy.encode(Message(signal=Signal.GET_PROPERTY, identifier="p")))
+        expected = legacy.encode(Message(signal=Signal.REQUEST_OK, payload=23.5))
+        assert await reader.readexactly(len(expected)) == expected
+        # an unconfirmed SET (stream id 0) is not answered: the next answer is the keep-alive's
+        writer.write(legacy.encode(Message(signal=Signal.SET_PROPERTY, identifier="p", payload=1)))
+        writer.write(legacy.KEEP_ALIVE_BYTES)
+        assert await reader.readexactly(2) == legacy.KEEP_ALIVE_BYTES
+    finally:
+        writer.close()
+    read = await http.get(f"{PROPERTIES}/p", headers=bearer(admin_token))
+    assert read.json()["value"] == 1
+
+
+async def test_iotmp_embedded_layout(
+    server: Roost, http: httpx.AsyncClient, admin_token: str
+) -> None:
+    """IOTMP-Embedded/Arduino put the service id in PARAMETERS and the property in RESOURCE."""
+    await create_device(http, admin_token)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.iotmp_port)
+    decoder = iotmp.Decoder()
+
+    async def call(message: iotmp.Message) -> iotmp.Message:
+        writer.write(iotmp.encode(message))
+        while True:
+            frames = decoder.feed(await reader.read(4096))
+            if frames:
+                [reply] = frames
+                return reply
+
+    try:
+        connect = iotmp.Message(T.CONNECT, 9, payload=[ADMIN, "dev1", "secret1"])
+        assert await call(connect) == iotmp.Message(T.OK, 9)
+        set_ = iotmp.Message(T.RUN, 7, Service.SET_DEVICE_PROPERTY, {"a": [1]}, "cfg")
+        assert await call(set_) == iotmp.Message(T.OK, 7)
+        get = iotmp.Message(T.RUN, 8, Service.READ_DEVICE_PROPERTY, resource="cfg")
+        assert await call(get) == iotmp.Message(T.OK, 8, payload={"a": [1]})
+        missing = await call(iotmp.Message(T.RUN, 10, Service.READ_DEVICE_PROPERTY, resource="x"))
+        assert (missing.type, missing.stream_id) == (T.ERROR, 10)
+        assert isinstance(missing.payload, dict) and "error" in missing.payload
+    finally:
+        writer.close()
