@@ -19,8 +19,16 @@ FORBIDDEN_MODULES = {
     "roost.bus.local",
 }
 FORBIDDEN_ATTRIBUTES = {"registry", "gateway", "streams"}  # services.registry, gateway.streams
-# the bus itself only for what is not a device's: revocations, announced to every node
-BUS_USES = {"announce", "watch_revocations", "unwatch_revocations"}
+# the bus itself only for what is not a device's: revocations and server events, which go to
+# every node
+BUS_USES = {
+    "announce",
+    "watch_revocations",
+    "unwatch_revocations",
+    "publish",
+    "subscribe_events",
+    "unsubscribe_events",
+}
 
 
 def _sources() -> dict[str, ast.Module]:

@@ -29,6 +29,7 @@ PUBLIC_PATHS = {
     "/v1/server/healthcheck",
     "/v1/server/version",
     "/openapi.json",
+    "/v1/server/events",
     "/v1/server/assets",
     "/iotmp",  # a device connection: it authenticates inside the stream
 }

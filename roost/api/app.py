@@ -13,8 +13,8 @@ from roost.api import (
     assets,
     device_tokens,
     devices,
+    events,
     oauth,
-    properties,
     resources,
     server,
     stats,
@@ -37,10 +37,10 @@ def all_routes() -> list[BaseRoute]:
         *devices.routes,
         *stats.routes,
         *device_tokens.routes,
-        *properties.routes,
         *tokens.routes,
         *users.routes,
         *streams.routes,
+        *events.routes,
         *resources.late_routes,
     ]
 

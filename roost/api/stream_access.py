@@ -1,9 +1,10 @@
 """An open stream keeps only the access it was opened with: it ends when that access goes.
 
-A stream (the stats SSE, a resource WebSocket) is opened by a token for one action on one device.
-:meth:`StreamAccess.open` checks it as every request is checked (:func:`authorize`), and that the
-device exists and is enabled. While the stream runs, :meth:`StreamAccess.lost` waits for the
-moment that stops holding and returns why; the stream then ends with that reason. It checks again:
+A stream (the stats SSE, a resource WebSocket) is opened by a token for one action on one device,
+or (the events WebSocket) on a user's tree. :meth:`StreamAccess.open` checks it as every request
+is checked (:func:`authorize`), and that the device, if any, exists and is enabled. While the
+stream runs, :meth:`StreamAccess.lost` waits for the moment that stops holding and returns why;
+the stream then ends with that reason. It checks again:
 
 - at once when the bus announces a :class:`~roost.bus.base.Revocation` in the tree of the stream's
   user or of the device's owner. The routes that delete, disable or change a token, change a
@@ -33,7 +34,7 @@ from starlette.requests import HTTPConnection
 
 from roost.api.access import Principal, authorize, bearer_token
 from roost.api.devices import find_device
-from roost.bus.base import DeviceKey, Revocation, Revoked
+from roost.bus.base import Revocation, Revoked
 from roost.errors import Forbidden, InvalidToken, RoostError
 from roost.services import Services
 
@@ -55,11 +56,16 @@ class Grant:
 
 
 class StreamAccess:
-    def __init__(self, connection: HTTPConnection, action: str, owner: str, device: str) -> None:
+    def __init__(
+        self, connection: HTTPConnection, action: str, owner: str, device: str | None
+    ) -> None:
+        """``device``: the device the stream is on; None, a stream on ``owner``'s tree, whose
+        action is on the user itself (SubscribeUserEvents)."""
         self._connection = connection
         self._services: Services = connection.app.state.services
         self._action = action
-        self._key = DeviceKey(owner, device)
+        self._owner = owner
+        self._device = device
         self._grant: Grant | None = None
         self._nudged = asyncio.Event()
         self._ended: str | None = None  # a revocation that ends the stream without a check
@@ -75,7 +81,7 @@ class StreamAccess:
             raise RuntimeError("StreamAccess.lost() before open()")
         opened = self._grant
         bus = self._services.bus
-        users = {opened.user, self._key.owner}
+        users = {opened.user, self._owner}
         for user in users:
             bus.watch_revocations(user, self._heard)
         try:
@@ -99,7 +105,7 @@ class StreamAccess:
         except RoostError as exc:
             return exc.message
         except Exception:
-            log.exception("checking the access of a stream on %s failed", self._key)
+            log.exception("checking the access of a stream of %s failed", self._owner)
             return "access could not be checked"
         if grant.password_hash != opened.password_hash:
             return "password changed"
@@ -115,7 +121,7 @@ class StreamAccess:
         return delay
 
     def _heard(self, revocation: Revocation) -> None:
-        if self._grant is None or not _concerns(revocation, self._grant, self._key):
+        if self._grant is None or not _concerns(revocation, self._grant, self._owner, self._device):
             return
         if revocation.what in ENDING:
             self._ended = revocation.reason
@@ -123,8 +129,9 @@ class StreamAccess:
 
     async def _check(self) -> tuple[Principal, Grant]:
         services = self._services
-        owner, device_id = self._key
-        principal = await authorize(self._connection, self._action, owner, device_id)
+        owner, device_id = self._owner, self._device
+        resource_id = owner if device_id is None else device_id
+        principal = await authorize(self._connection, self._action, owner, resource_id)
         claims = services.signer.verify(bearer_token(self._connection))  # remembered: cheap
         expires_ms = _ms(claims.get("exp"))
         password_hash = None
@@ -137,21 +144,23 @@ class StreamAccess:
             record = await services.store.get_access_token(principal.user, principal.token)
             if record is not None and record.expire is not None:
                 expires_ms = record.expire if expires_ms is None else min(expires_ms, record.expire)
-        device = await find_device(services, owner, device_id)
-        if not device.enabled:
-            raise Forbidden(f"device {device_id!r} is disabled")
+        if device_id is not None:
+            device = await find_device(services, owner, device_id)
+            if not device.enabled:
+                raise Forbidden(f"device {device_id!r} is disabled")
         return principal, Grant(principal.user, principal.token, expires_ms, password_hash)
 
 
-def _concerns(revocation: Revocation, grant: Grant, key: DeviceKey) -> bool:
-    """Whether ``revocation`` names something a stream with ``grant`` on ``key`` relies on."""
+def _concerns(revocation: Revocation, grant: Grant, owner: str, device: str | None) -> bool:
+    """Whether ``revocation`` names something a stream with ``grant`` on ``owner``'s
+    ``device`` (None: on the user's tree) relies on."""
     what, user = revocation.what, revocation.user
     if what is Revoked.SESSIONS:
         return grant.token is None and user == grant.user
     if what is Revoked.USER:
-        return user in (grant.user, key.owner)
+        return user in (grant.user, owner)
     if what is Revoked.DEVICE:
-        return (user, revocation.id) == key
+        return device is not None and (user, revocation.id) == (owner, device)
     return user == grant.user and revocation.id == grant.token  # an access or device token
 
 
