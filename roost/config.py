@@ -52,6 +52,7 @@ class Settings:
     call_timeout_ms: int = 10_000  # default deadline of a resource call
     max_call_timeout_ms: int = 120_000  # cap on ?timeout=
     binary_call_timeout_ms: int = 60_000  # default deadline of octet-stream calls (OTA chunks)
+    device_calls_in_flight: int = 64  # device-to-device calls one device may have waiting
     stream_outbox_frames: int = 256  # frames queued per web client before the oldest drop
     max_stream_subscriptions: int = 64  # resources one WebSocket may watch at once
     stream_recheck_interval: float = 2.0  # seconds between re-checks of an open stream's access
@@ -117,6 +118,8 @@ SETTING_HELP: dict[str, str] = {
     "call_timeout_ms": "default deadline of a resource call",
     "max_call_timeout_ms": "largest ?timeout= accepted",
     "binary_call_timeout_ms": "default deadline of application/octet-stream calls (OTA chunks)",
+    "device_calls_in_flight": "calls of other devices one device may have waiting at once (legacy "
+    "flag 9, IOTMP service 3); more are refused at once (0: none allowed)",
     "stream_outbox_frames": "frames queued for one WebSocket client before the oldest are dropped",
     "max_stream_subscriptions": "resources one WebSocket may watch at once; a message asking for "
     "one more gets an error frame",

@@ -6,8 +6,10 @@ with an error reply, never left unanswered."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
+import logging
 from typing import Any
 
 import httpx
@@ -17,7 +19,6 @@ from roost.app import Roost
 from roost.config import Settings
 from roost.device import Device
 from roost.device.client import ProtocolName
-from roost.devices.peers import MAX_CALLS_IN_FLIGHT
 from roost.errors import NotFound
 from roost.store.base import User
 from roost.wire import iotmp, legacy
@@ -28,12 +29,13 @@ from conftest import ADMIN, DeviceFactory, bearer, create_device, sdk_device, wa
 
 PROTOCOLS: list[ProtocolName] = ["legacy", "iotmp"]
 PAIRS = list(itertools.product(PROTOCOLS, PROTOCOLS))
+IN_FLIGHT = 8  # device_calls_in_flight
 
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     # short enough for the deadline test, long enough for a loaded box
-    return dataclasses.replace(settings, call_timeout_ms=1500)
+    return dataclasses.replace(settings, call_timeout_ms=1500, device_calls_in_flight=IN_FLIGHT)
 
 
 @pytest.fixture
@@ -232,14 +234,47 @@ async def test_calls_in_flight_are_bounded(
     frames = RawFrames(protocol)
     writer.write(frames.auth())
     await frames.read(reader)  # authenticated
-    for sid in range(1, MAX_CALLS_IN_FLIGHT + 2):
+    for sid in range(1, IN_FLIGHT + 2):
         writer.write(frames.call(sid, "dev2", "slow"))
     # the one past the bound is refused at once, the others wait for dev2
-    assert await frames.read(reader) == (MAX_CALLS_IN_FLIGHT + 1, False)
+    assert await frames.read(reader) == (IN_FLIGHT + 1, False)
     target.release.set()
-    answered = {await frames.read(reader) for _ in range(MAX_CALLS_IN_FLIGHT)}
-    assert answered == {(sid, True) for sid in range(1, MAX_CALLS_IN_FLIGHT + 1)}
+    answered = {await frames.read(reader) for _ in range(IN_FLIGHT)}
+    assert answered == {(sid, True) for sid in range(1, IN_FLIGHT + 1)}
     writer.close()
+
+
+class TestFlood:
+    @pytest.fixture
+    def settings(self, settings: Settings) -> Settings:
+        return dataclasses.replace(settings, device_frame_rate=20, device_flood_seconds=0.5)
+
+    @pytest.mark.parametrize("protocol", PROTOCOLS)
+    async def test_calls_count_against_the_unasked_frame_allowance(
+        self,
+        server: Roost,
+        registered: None,
+        protocol: ProtocolName,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        caplog.set_level(logging.INFO, logger="roost")
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", server.device_port if protocol == "legacy" else server.iotmp_port
+        )
+        frames = RawFrames(protocol)
+        writer.write(frames.auth())
+        await frames.read(reader)
+        block = frames.call(0, "nobody", "temperature") * 200  # unanswered calls, back to back
+        async with asyncio.timeout(20):  # until the server closes the connection
+            with contextlib.suppress(ConnectionError):
+                while not reader.at_eof():
+                    writer.write(block)
+                    await writer.drain()
+                    await asyncio.sleep(0)
+                while await reader.read(4096):
+                    pass
+        assert any("flooding" in r.getMessage() for r in caplog.records)
+        writer.close()
 
 
 class RawFrames:

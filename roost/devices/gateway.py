@@ -40,7 +40,9 @@ class DeviceGateway:
         self.store = store
         self.registry = registry
         self.streams = StreamHub(registry, settings.call_timeout_ms / 1000, self.spawn)
-        self.peers = PeerCalls(settings.call_timeout_ms / 1000, self.spawn)  # device -> device
+        self.peers = PeerCalls(  # device -> device calls
+            settings.call_timeout_ms / 1000, settings.device_calls_in_flight, self.spawn
+        )
         self.credentials = credentials
         self.settings = settings
         self.clock = clock

@@ -7,7 +7,8 @@ the target by its device id alone, so it is always looked for in the caller's ow
 user's device cannot be named, and anything that is not a device id is refused. Every call ends in
 an answer (the reply, or a refusal with a reason), so a calling device never hangs; one that asks
 for no answer (stream id 0) has its call run all the same. A device may have at most
-:data:`MAX_CALLS_IN_FLIGHT` calls waiting at once; past that, it is refused at once.
+``device_calls_in_flight`` calls waiting at once; past that, it is refused at once. Each call is a
+frame the device sent unasked, so it also counts against its ``device_frame_rate`` (net/flow.py).
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ from roost.errors import RoostError
 from roost.wire.pson import PsonValue
 
 log = logging.getLogger("roost.devices.peers")
-
-MAX_CALLS_IN_FLIGHT = 64  # per calling device: what it may keep the bus and the targets busy with
 
 
 class CallAnswers(Protocol):
@@ -44,13 +43,17 @@ def target_path(resource: PsonValue) -> ResourcePath | None:
 
 
 class PeerCalls:
-    __slots__ = ("_in_flight", "_spawn", "bus", "timeout")
+    __slots__ = ("_in_flight", "_spawn", "bus", "max_in_flight", "timeout")
 
     def __init__(
-        self, timeout: float, spawn: Callable[[Coroutine[Any, Any, None]], object]
+        self,
+        timeout: float,
+        max_in_flight: int,
+        spawn: Callable[[Coroutine[Any, Any, None]], object],
     ) -> None:
         self.bus: Bus | None = None  # set once the bus exists (roost.app.build_services)
         self.timeout = timeout  # seconds: call_timeout_ms
+        self.max_in_flight = max_in_flight  # per calling device: device_calls_in_flight
         self._spawn = spawn  # owns the calls' tasks (the gateway's: cancelled on shutdown)
         self._in_flight: dict[DeviceKey, int] = {}
 
@@ -72,8 +75,8 @@ class PeerCalls:
             error = "the target resource must be a resource name or path"
         elif self.bus is None:
             error = "device calls are not available"
-        elif self._in_flight.get(caller, 0) >= MAX_CALLS_IN_FLIGHT:
-            error = f"more than {MAX_CALLS_IN_FLIGHT} device calls in flight"
+        elif self._in_flight.get(caller, 0) >= self.max_in_flight:
+            error = f"more than {self.max_in_flight} device calls in flight"
         else:
             assert isinstance(target, str)  # ids.DEVICE.matches checked it
             self._in_flight[caller] = self._in_flight.get(caller, 0) + 1
