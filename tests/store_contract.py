@@ -15,7 +15,7 @@ import pytest
 
 from roost.errors import Conflict, InvalidInput, NotFound
 from roost.store import AccessToken, Device, DeviceToken, RefreshToken, Store, User
-from roost.store.base import Page
+from roost.store.base import DeviceProperty, Page
 
 _T0 = 1_700_000_000_000  # ms
 
@@ -702,3 +702,77 @@ async def test_partial_updates_of_different_fields_both_land(store: Store) -> No
     assert stored is not None
     assert (stored.name, stored.credentials_hash, stored.modified) == ("renamed", "new-hash", 3)
     assert stored.description == first.description
+
+
+# device properties
+
+
+def _property(prop: str = "cfg", device: str = "dev1", **changes: object) -> DeviceProperty:
+    base = DeviceProperty(
+        owner="alice",
+        device=device,
+        property=prop,
+        name=f"{prop} name",
+        description="",
+        type="",
+        value={"rate": 5, "tags": ["a", None], "big": 2**64 - 1, "f": 1.5},
+        created=_T0,
+        modified=_T0,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+async def test_device_property_round_trips(store: Store) -> None:
+    await _with_device(store)
+    await store.create_device_property(_property("b"), 10)
+    await store.create_device_property(_property("a", value=None, type="configuration"), 10)
+    assert await store.get_device_property("alice", "dev1", "b") == _property("b")
+    listed = await store.list_device_properties("alice", "dev1")
+    assert listed == [_property("a", value=None, type="configuration"), _property("b")]
+    assert await store.get_device_property("alice", "dev1", "c") is None
+    assert await store.get_device_property("alice", "dev2", "b") is None
+
+
+async def test_device_property_conflicts_limits_and_missing_device(store: Store) -> None:
+    await _with_device(store)
+    await store.create_device_property(_property("a"), 2)
+    with pytest.raises(Conflict):
+        await store.create_device_property(_property("a", value=1), 2)
+    await store.create_device_property(_property("b"), 2)
+    with pytest.raises(Conflict):
+        await store.create_device_property(_property("c"), 2)
+    with pytest.raises(Conflict):
+        await store.set_device_property_value("alice", "dev1", "c", 1, _T0, 2)
+    await store.set_device_property_value("alice", "dev1", "a", 3, _T0 + 1, 2)  # no new row
+    with pytest.raises(NotFound):
+        await store.create_device_property(_property("a", device="ghost"), 2)
+    with pytest.raises(NotFound):
+        await store.set_device_property_value("alice", "ghost", "a", 1, _T0, 2)
+    assert [p.property for p in await store.list_device_properties("alice", "dev1")] == ["a", "b"]
+
+
+async def test_update_and_set_device_property(store: Store) -> None:
+    await _with_device(store)
+    await store.create_device_property(_property("a"), 10)
+    changed = _property("a", name="n", value=[1], type="configuration", modified=_T0 + 5)
+    await store.update_device_property(dataclasses.replace(changed, created=0))
+    assert await store.get_device_property("alice", "dev1", "a") == changed  # created kept
+    with pytest.raises(NotFound):
+        await store.update_device_property(_property("missing"))
+    await store.set_device_property_value("alice", "dev1", "a", "v", _T0 + 6, 10)
+    got = await store.get_device_property("alice", "dev1", "a")
+    assert got == dataclasses.replace(changed, value="v", modified=_T0 + 6)
+    await store.set_device_property_value("alice", "dev1", "new", {"x": 1}, _T0 + 7, 10)
+    new = await store.get_device_property("alice", "dev1", "new")
+    assert new == DeviceProperty("alice", "dev1", "new", "", "", "", {"x": 1}, _T0 + 7, _T0 + 7)
+
+
+async def test_delete_device_property_and_device(store: Store) -> None:
+    await _with_device(store)
+    await store.create_device_property(_property("a"), 10)
+    await store.create_device_property(_property("b"), 10)
+    assert await store.delete_device_property("alice", "dev1", "a") is True
+    assert await store.delete_device_property("alice", "dev1", "a") is False
+    assert await store.delete_device("alice", "dev1")
+    await _with_device(store)
+    assert await store.list_device_properties("alice", "dev1") == []

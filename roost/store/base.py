@@ -8,7 +8,7 @@ arrive here already hashed; the store never sees a password or a device credenti
 from __future__ import annotations
 
 import secrets
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -102,6 +102,44 @@ class RefreshToken:
     issued: int
     expires: int
     parent: str | None = None  # the token this one was rotated from; None: a login's first
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceProperty:
+    """A property of a device (thinger-api.md 2.8): a JSON value kept by the server, which the
+    REST API and the device itself read and write."""
+
+    owner: str
+    device: str
+    property: str  # the id, unique per device
+    name: str
+    description: str
+    type: str  # "" or "configuration"
+    value: Any  # any JSON value
+    created: int
+    modified: int
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """A data bucket (thinger-api.md 2.10): a named time series of JSON values, and where its
+    points come from (``config``: ``{"source": "write"|"api"|"device", ...}``)."""
+
+    owner: str
+    bucket: str  # the id, unique per owner
+    name: str
+    description: str
+    enabled: bool  # a disabled bucket takes no writes
+    config: dict[str, Any]
+    retention: dict[str, Any] | None  # {"period": n, "unit": "hours"...}; None: keep every point
+    created: int
+    modified: int
+
+
+@dataclass(frozen=True, slots=True)
+class BucketPoint:
+    ts: int  # ms since the epoch, unique per bucket
+    value: Any  # any JSON value
 
 
 class Store(Protocol):
@@ -202,3 +240,68 @@ class Store(Protocol):
         """Forgets the refresh tokens that expired at ``now`` or before (used, revoked or not);
         returns how many. Every refresh leaves the used token behind, for reuse detection, which
         an expired token no longer needs: it is refused by its expiry first."""
+
+    # device properties
+    async def list_device_properties(self, owner: str, device: str) -> list[DeviceProperty]:
+        """Ordered by property id."""
+
+    async def get_device_property(
+        self, owner: str, device: str, prop: str
+    ) -> DeviceProperty | None: ...
+
+    async def create_device_property(self, prop: DeviceProperty, limit: int) -> None:
+        """Raises Conflict if the property exists or the device holds ``limit`` properties
+        already, NotFound if the device does not exist."""
+
+    async def update_device_property(self, prop: DeviceProperty) -> None:
+        """Replaces name, description, type, value and modified of an existing property (not
+        created); raises NotFound if absent."""
+
+    async def set_device_property_value(
+        self, owner: str, device: str, prop: str, value: Any, now: int, limit: int
+    ) -> None:
+        """Sets the value (``modified`` = ``now``), creating the property (empty name,
+        description and type) if absent: Conflict if the device holds ``limit`` properties
+        already, NotFound if the device does not exist."""
+
+    async def delete_device_property(self, owner: str, device: str, prop: str) -> bool:
+        """False if it did not exist."""
+
+    # data buckets
+    async def create_bucket(self, bucket: Bucket) -> None:
+        """Raises Conflict if the id exists for the owner, NotFound if the owner does not."""
+
+    async def get_bucket(self, owner: str, bucket: str) -> Bucket | None: ...
+
+    async def list_buckets(self, owner: str) -> list[Bucket]:
+        """Ordered by bucket id."""
+
+    async def update_bucket(self, bucket: Bucket) -> None:
+        """Replaces name, description, enabled, config, retention and modified of an existing
+        bucket (not created); raises NotFound if absent."""
+
+    async def delete_bucket(self, owner: str, bucket: str) -> bool:
+        """Deletes the bucket and every point of it; False if it did not exist."""
+
+    async def write_points(
+        self, owner: str, bucket: str, points: Sequence[tuple[int, Any]]
+    ) -> None:
+        """Stores ``(ts, value)`` points, all or none, committed when this returns; a point at a
+        ts the bucket holds replaces it. Raises NotFound if the bucket does not exist."""
+
+    async def read_points(
+        self,
+        owner: str,
+        bucket: str,
+        min_ts: int | None,
+        max_ts: int | None,
+        limit: int,
+        descending: bool = False,
+    ) -> list[BucketPoint]:
+        """At most ``limit`` points with ``min_ts <= ts <= max_ts`` (None: no bound), by ts,
+        oldest first unless ``descending``."""
+
+    async def delete_points(
+        self, owner: str, bucket: str, min_ts: int | None, max_ts: int | None
+    ) -> int:
+        """Deletes the points with ``min_ts <= ts <= max_ts`` (None: no bound); how many."""

@@ -18,12 +18,15 @@ import functools
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from roost.errors import InvalidInput
+from roost.store import base
+from roost.store import sqlite_buckets as qb
+from roost.store import sqlite_properties as qp
 from roost.store import sqlite_queries as q
 from roost.store.base import EVERY, AccessToken, Device, DeviceToken, Page, RefreshToken, User
 from roost.store.memo import Memo
@@ -166,6 +169,68 @@ class SQLiteStore:
             purged += count
             if count < PURGE_CHUNK:
                 return purged
+
+    # device properties
+
+    async def list_device_properties(self, owner: str, device: str) -> list[base.DeviceProperty]:
+        return await self._run(qp.select_properties, owner, device)
+
+    async def get_device_property(
+        self, owner: str, device: str, prop: str
+    ) -> base.DeviceProperty | None:
+        return await self._run(qp.select_property, owner, device, prop)
+
+    async def create_device_property(self, prop: base.DeviceProperty, limit: int) -> None:
+        await self._run(qp.insert_property, prop, limit)
+
+    async def update_device_property(self, prop: base.DeviceProperty) -> None:
+        await self._run(qp.update_property, prop)
+
+    async def set_device_property_value(
+        self, owner: str, device: str, prop: str, value: Any, now: int, limit: int
+    ) -> None:
+        await self._run(qp.set_property_value, owner, device, prop, value, now, limit)
+
+    async def delete_device_property(self, owner: str, device: str, prop: str) -> bool:
+        return await self._run(qp.delete_property, owner, device, prop)
+
+    # data buckets
+
+    async def create_bucket(self, bucket: base.Bucket) -> None:
+        await self._run(qb.insert_bucket, bucket)
+
+    async def get_bucket(self, owner: str, bucket: str) -> base.Bucket | None:
+        return await self._run(qb.select_bucket, owner, bucket)
+
+    async def list_buckets(self, owner: str) -> list[base.Bucket]:
+        return await self._run(qb.select_buckets, owner)
+
+    async def update_bucket(self, bucket: base.Bucket) -> None:
+        await self._run(qb.update_bucket, bucket)
+
+    async def delete_bucket(self, owner: str, bucket: str) -> bool:
+        return await self._run(qb.delete_bucket, owner, bucket)
+
+    async def write_points(
+        self, owner: str, bucket: str, points: Sequence[tuple[int, Any]]
+    ) -> None:
+        await self._run(qb.write_points, owner, bucket, points)
+
+    async def read_points(
+        self,
+        owner: str,
+        bucket: str,
+        min_ts: int | None,
+        max_ts: int | None,
+        limit: int,
+        descending: bool = False,
+    ) -> list[base.BucketPoint]:
+        return await self._run(qb.select_points, owner, bucket, min_ts, max_ts, limit, descending)
+
+    async def delete_points(
+        self, owner: str, bucket: str, min_ts: int | None, max_ts: int | None
+    ) -> int:
+        return await self._run(qb.delete_points, owner, bucket, min_ts, max_ts)
 
     async def _kept(
         self,

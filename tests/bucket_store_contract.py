@@ -1,0 +1,154 @@
+"""The Store contract for data buckets and their points, as plain async tests.
+
+A module per implementation provides an open, empty ``store`` fixture and imports these tests
+with ``import *`` (``test_store_sqlite_buckets.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+
+from roost.errors import Conflict, InvalidInput, NotFound
+from roost.store import Store, User
+from roost.store.base import Bucket, BucketPoint
+
+_T0 = 1_700_000_000_000  # ms
+
+
+def _bucket(bucket: str = "temp", owner: str = "alice", **changes: object) -> Bucket:
+    base = Bucket(
+        owner=owner,
+        bucket=bucket,
+        name=f"{bucket} name",
+        description="kitchen temperature",
+        enabled=True,
+        config={"source": "write"},
+        retention={"period": 3, "unit": "months"},
+        created=_T0,
+        modified=_T0,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+async def _with_bucket(store: Store, bucket: str = "temp", owner: str = "alice") -> Bucket:
+    if await store.get_user(owner) is None:
+        await store.create_user(User(owner, "$argon2id$h", "user", _T0))
+    record = _bucket(bucket, owner)
+    await store.create_bucket(record)
+    return record
+
+
+async def test_bucket_round_trips(store: Store) -> None:
+    made = await _with_bucket(store)
+    assert await store.get_bucket("alice", "temp") == made
+    assert await store.get_bucket("alice", "other") is None
+    assert await store.get_bucket("bob", "temp") is None
+
+
+async def test_bucket_of_unknown_user_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound):
+        await store.create_bucket(_bucket(owner="nobody"))
+
+
+async def test_duplicate_bucket_conflicts_and_keeps_the_first(store: Store) -> None:
+    first = await _with_bucket(store)
+    with pytest.raises(Conflict):
+        await store.create_bucket(_bucket(name="second"))
+    assert await store.get_bucket("alice", "temp") == first
+
+
+async def test_list_buckets_is_ordered_by_id_and_scoped(store: Store) -> None:
+    for bucket in ("b", "c", "a"):
+        await _with_bucket(store, bucket)
+    await _with_bucket(store, "z", owner="bob")
+    assert [b.bucket for b in await store.list_buckets("alice")] == ["a", "b", "c"]
+    assert [b.bucket for b in await store.list_buckets("bob")] == ["z"]
+
+
+async def test_update_bucket_replaces_mutable_fields_only(store: Store) -> None:
+    await _with_bucket(store)
+    changed = _bucket(
+        name="new",
+        description="",
+        enabled=False,
+        config={"source": "device", "device": "d1", "resource": "t", "update": "events"},
+        retention=None,
+        created=_T0 + 5,  # not changed by an update
+        modified=_T0 + 9,
+    )
+    await store.update_bucket(changed)
+    assert await store.get_bucket("alice", "temp") == dataclasses.replace(changed, created=_T0)
+    with pytest.raises(NotFound):
+        await store.update_bucket(_bucket("absent"))
+
+
+async def test_points_read_by_time_range_in_either_order(store: Store) -> None:
+    await _with_bucket(store)
+    await store.write_points("alice", "temp", [(_T0 + i, {"t": i}) for i in range(10)])
+    got = await store.read_points("alice", "temp", _T0 + 2, _T0 + 5, 100)
+    assert got == [BucketPoint(_T0 + i, {"t": i}) for i in (2, 3, 4, 5)]
+    latest = await store.read_points("alice", "temp", None, None, 3, descending=True)
+    assert [p.ts for p in latest] == [_T0 + 9, _T0 + 8, _T0 + 7]
+    assert len(await store.read_points("alice", "temp", None, None, 1000)) == 10
+
+
+async def test_a_point_at_the_same_ts_replaces_the_first(store: Store) -> None:
+    await _with_bucket(store)
+    await store.write_points("alice", "temp", [(_T0, 1), (_T0 + 1, 2)])
+    await store.write_points("alice", "temp", [(_T0, [1, "x", None])])
+    got = await store.read_points("alice", "temp", None, None, 10)
+    assert got == [BucketPoint(_T0, [1, "x", None]), BucketPoint(_T0 + 1, 2)]
+
+
+async def test_points_are_scoped_to_their_bucket_and_owner(store: Store) -> None:
+    await _with_bucket(store, "a")
+    await _with_bucket(store, "b")
+    await _with_bucket(store, "a", owner="bob")
+    await store.write_points("alice", "a", [(_T0, "alice a")])
+    await store.write_points("bob", "a", [(_T0, "bob a")])
+    assert await store.read_points("alice", "b", None, None, 10) == []
+    assert await store.read_points("bob", "a", None, None, 10) == [BucketPoint(_T0, "bob a")]
+
+
+async def test_writing_to_an_unknown_bucket_is_not_found_and_stores_nothing(store: Store) -> None:
+    await _with_bucket(store)
+    with pytest.raises(NotFound):
+        await store.write_points("alice", "absent", [(_T0, 1)])
+    assert await store.read_points("alice", "absent", None, None, 10) == []
+
+
+async def test_a_point_that_cannot_be_stored_leaves_the_whole_write_out(store: Store) -> None:
+    await _with_bucket(store)
+    with pytest.raises((InvalidInput, ValueError)):
+        await store.write_points("alice", "temp", [(_T0, 1), (_T0 + 1, float("nan"))])
+    with pytest.raises(InvalidInput):
+        await store.write_points("alice", "temp", [(_T0, 1), (2**70, 2)])
+    assert await store.read_points("alice", "temp", None, None, 10) == []
+
+
+async def test_deleting_a_bucket_deletes_its_points(store: Store) -> None:
+    await _with_bucket(store)
+    await store.write_points("alice", "temp", [(_T0, 1)])
+    assert await store.delete_bucket("alice", "temp")
+    assert not await store.delete_bucket("alice", "temp")
+    await _with_bucket(store)  # the same id again starts empty
+    assert await store.read_points("alice", "temp", None, None, 10) == []
+
+
+async def test_delete_points_clears_a_range_or_all(store: Store) -> None:
+    await _with_bucket(store)
+    await store.write_points("alice", "temp", [(_T0 + i, i) for i in range(10)])
+    assert await store.delete_points("alice", "temp", _T0 + 3, _T0 + 5) == 3
+    left = await store.read_points("alice", "temp", None, None, 100)
+    assert [p.value for p in left] == [0, 1, 2, 6, 7, 8, 9]
+    assert await store.delete_points("alice", "temp", None, None) == 7
+    assert await store.read_points("alice", "temp", None, None, 100) == []
+
+
+async def test_concurrent_point_writes_all_land(store: Store) -> None:
+    await _with_bucket(store)
+    await asyncio.gather(*(store.write_points("alice", "temp", [(_T0 + i, i)]) for i in range(50)))
+    assert len(await store.read_points("alice", "temp", None, None, 100)) == 50
