@@ -93,8 +93,9 @@ DEVICE_TOKEN = IdKind("device token id", "_-", 64)  # made by roost.auth.tokens.
 BUCKET = IdKind("bucket id", "_", 32)
 ENDPOINT = IdKind("endpoint id", "_", 32)
 DASHBOARD = IdKind("dashboard id", "_", 32)
+PROPERTY = IdKind("property id", "_", 32)  # "most other ids" of thinger-api.md 1
 
-API_KINDS = (USER, DEVICE, ACCESS_TOKEN, DEVICE_TOKEN, BUCKET, ENDPOINT, DASHBOARD)
+API_KINDS = (USER, DEVICE, ACCESS_TOKEN, DEVICE_TOKEN, BUCKET, ENDPOINT, DASHBOARD, PROPERTY)
 
 # -- the names of the permission grammar (roost.auth.permissions) ------------------------------
 

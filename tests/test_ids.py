@@ -66,7 +66,7 @@ CASES: list[tuple[IdKind, list[str], list[str]]] = [
     ),
     *(
         (kind, ["mqtt_bucket", "b" * 32], [*HOSTILE, "b" * 33, "a-b", "a@b", "*"])
-        for kind in (ids.BUCKET, ids.ENDPOINT, ids.DASHBOARD)
+        for kind in (ids.BUCKET, ids.ENDPOINT, ids.DASHBOARD, ids.PROPERTY)
     ),
     (
         ids.PERMISSION_TYPE,
@@ -139,6 +139,7 @@ PATH_PARAMETERS = {
     "device": ids.DEVICE,
     "token": ids.ACCESS_TOKEN,  # /v1/users/{user}/tokens/{token}
     "id": ids.DEVICE_TOKEN,  # /v1/users/{user}/devices/{device}/tokens/{id}
+    "property": ids.PROPERTY,  # /v3/users/{user}/devices/{device}/properties/{property}
 }
 RESOURCE_PATH = "^[^/]{1,128}(/[^/]{1,128}){0,15}$"  # a path of resource names, not an id
 
@@ -177,6 +178,7 @@ async def test_openapi_patterns_are_the_grammar(http: httpx.AsyncClient) -> None
         ("DeviceCreate", "device_id", ids.DEVICE),
         ("Device", "device", ids.DEVICE),
         ("AccessTokenCreate", "token", ids.ACCESS_TOKEN),
+        ("DeviceProperty", "property", ids.PROPERTY),
     ]:
         assert schemas[schema]["properties"][field]["pattern"] == kind.pattern, (schema, field)
     for side in ("allow", "deny"):

@@ -322,6 +322,7 @@ def _token_create() -> Schema:
 
 def _schemas() -> dict[str, Schema]:
     from roost.api.openapi_access import access_schemas  # it builds on this module
+    from roost.api.openapi_properties import property_schemas
 
     ms = "ms since the epoch"
     return {
@@ -413,6 +414,7 @@ def _schemas() -> dict[str, Schema]:
             " `{in?, out?}`, a sample input and the current output.",
         ),
         **access_schemas(),
+        **property_schemas(),
         "Asset": _record(
             {
                 "asset": _t("string", description="The kind, and its items' id field"),
@@ -479,6 +481,7 @@ BAD_BODY: Mapping[int, str | None] = {400: "Body not a JSON object, or invalid f
 def _paths() -> dict[str, Schema]:
     from roost.api.openapi_access import access_paths  # they build on this module
     from roost.api.openapi_events import event_paths
+    from roost.api.openapi_properties import property_paths
     from roost.api.openapi_resources import resource_paths
 
     dev = [USER, DEVICE]
@@ -555,6 +558,7 @@ def _paths() -> dict[str, Schema]:
     paths.update(access_paths())
     paths.update(resource_paths())
     paths.update(event_paths())
+    paths.update(property_paths())
     for path, item in paths.items():
         for operation in item.values():
             operation["tags"] = [_tag(path)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from roost.bus.base import Operation
+from roost.devices import properties
 from roost.devices.gateway import DeviceGateway
 from roost.devices.session import DeviceSession
 from roost.errors import InvalidInput
@@ -28,6 +29,14 @@ _REQUEST_TYPES = {
     Operation.DESCRIBE: MessageType.DESCRIBE,
     Operation.START_STREAM: MessageType.START_STREAM,
     Operation.STOP_STREAM: MessageType.STOP_STREAM,
+}
+_PROPERTY_SERVICES: dict[int, bool] = {
+    iotmp.Service.READ_DEVICE_PROPERTY: True,
+    iotmp.Service.SET_DEVICE_PROPERTY: False,
+}
+_REFUSED: dict[bool, PsonValue] = {
+    True: {"error": "no such property, or an invalid property id"},
+    False: {"error": "property refused: invalid id or value, or no room left"},
 }
 
 
@@ -95,6 +104,8 @@ class IotmpConnection(DeviceConnection[Message]):
         elif kind == MessageType.STREAM_DATA:
             if not session.stream_data(frame.stream_id, {"out": frame.payload}, False):
                 log.debug("device %s: data on unknown stream %d", session.key, frame.stream_id)
+        elif kind == MessageType.RUN and (read := _property_service(frame)) is not None:
+            self._gateway.spawn(self._property(session, frame, read))
         elif kind == MessageType.DISCONNECT:
             self.close("device said goodbye")
         elif kind == MessageType.RUN and _is_service(frame, Service.CALL_DEVICE):
@@ -107,6 +118,23 @@ class IotmpConnection(DeviceConnection[Message]):
                 self.write(iotmp.encode(Message(MessageType.ERROR, stream_id=frame.stream_id)))
         return False
 
+    async def _property(self, session: DeviceSession, frame: Message, read: bool) -> None:
+        """READ_DEVICE_PROPERTY / SET_DEVICE_PROPERTY (services 1/2; roost.devices.properties),
+        answered when the RUN carries a stream id: OK with the value read, or ERROR."""
+        gateway = self._gateway
+        prop = frame.parameters if type(frame.resource) is int else frame.resource
+        now = int(gateway.clock() * 1000)
+        max_bytes = gateway.settings.max_frame_bytes
+        ok, value = await properties.answer(
+            gateway.store, session.key, read, prop, frame.payload, now, max_bytes
+        )
+        if frame.stream_id:
+            if ok:
+                reply = Message(MessageType.OK, frame.stream_id, payload=value)
+            else:
+                reply = Message(MessageType.ERROR, frame.stream_id, payload=_REFUSED[read])
+            self.write(iotmp.encode(reply))
+
 
 def _is_service(frame: Message, service: Service) -> bool:
     """Whether a RUN calls the server's ``service``, whichever field holds the service id:
@@ -115,3 +143,12 @@ def _is_service(frame: Message, service: Service) -> bool:
     return (type(resource) is int and resource == service) or (
         type(parameters) is int and parameters == service
     )
+
+
+def _property_service(frame: Message) -> bool | None:
+    """True for a RUN of READ_DEVICE_PROPERTY, False for SET_DEVICE_PROPERTY, else None; the
+    service id is in RESOURCE (IOTMP-Linux) or in PARAMETERS (IOTMP-Embedded/Arduino)."""
+    service = frame.resource if type(frame.resource) is int else frame.parameters
+    if not isinstance(service, int) or isinstance(service, bool):
+        return None
+    return _PROPERTY_SERVICES.get(service)

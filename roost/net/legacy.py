@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from roost.bus.base import Operation
+from roost.devices import properties
 from roost.devices.gateway import DeviceGateway
 from roost.devices.session import DeviceSession
 from roost.errors import InvalidInput
@@ -23,8 +24,6 @@ _UNSUPPORTED = frozenset(
     {
         Signal.CALL_ENDPOINT,
         Signal.BUCKET_DATA,
-        Signal.GET_PROPERTY,
-        Signal.SET_PROPERTY,
     }
 )
 _STREAM_DATA = frozenset({Signal.STREAM_EVENT, Signal.STREAM_SAMPLE})
@@ -83,6 +82,8 @@ class LegacyConnection(DeviceConnection[legacy.Frame]):
             if session.resolve(frame.stream_id, signal == Signal.REQUEST_OK, frame.payload):
                 return True
             log.debug("device %s: reply to unknown stream %d", session.key, frame.stream_id)
+        elif signal == Signal.GET_PROPERTY or signal == Signal.SET_PROPERTY:
+            self._gateway.spawn(self._property(session, frame))
         elif signal in _STREAM_DATA:
             payload = frame.payload
             value: dict[str, PsonValue] = payload if isinstance(payload, dict) else {"out": payload}
@@ -101,3 +102,23 @@ class LegacyConnection(DeviceConnection[legacy.Frame]):
         else:
             log.debug("device %s: ignored message with flag %d", session.key, signal)
         return False
+
+    async def _property(self, session: DeviceSession, frame: Message) -> None:
+        """GET_PROPERTY / SET_PROPERTY (flags 11/12; roost.devices.properties). A GET is always
+        answered, with the stream id it came with (0 from the official client): flag 1 and the
+        value, or flag 2 (no such property). A SET is answered when it carries a stream id."""
+        gateway = self._gateway
+        read = frame.signal == Signal.GET_PROPERTY
+        now = int(gateway.clock() * 1000)
+        ok, value = await properties.answer(
+            gateway.store,
+            session.key,
+            read,
+            frame.identifier,
+            frame.payload,
+            now,
+            gateway.settings.max_frame_bytes,
+        )
+        if read or frame.stream_id:
+            signal = Signal.REQUEST_OK if ok else Signal.REQUEST_ERROR
+            self.write(legacy.encode(Message(frame.stream_id, signal, payload=value)))
