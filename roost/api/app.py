@@ -11,6 +11,7 @@ from starlette.types import Receive, Scope, Send
 
 from roost.api import (
     assets,
+    buckets,
     device_tokens,
     devices,
     events,
@@ -39,6 +40,7 @@ def all_routes() -> list[BaseRoute]:
         *stats.routes,
         *device_tokens.routes,
         *properties.routes,
+        *buckets.routes,
         *tokens.routes,
         *users.routes,
         *streams.routes,

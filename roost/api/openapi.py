@@ -322,6 +322,7 @@ def _token_create() -> Schema:
 
 def _schemas() -> dict[str, Schema]:
     from roost.api.openapi_access import access_schemas  # it builds on this module
+    from roost.api.openapi_buckets import bucket_schemas
     from roost.api.openapi_properties import property_schemas
 
     ms = "ms since the epoch"
@@ -414,6 +415,7 @@ def _schemas() -> dict[str, Schema]:
             " `{in?, out?}`, a sample input and the current output.",
         ),
         **access_schemas(),
+        **bucket_schemas(),
         **property_schemas(),
         "Asset": _record(
             {
@@ -432,6 +434,8 @@ def _schemas() -> dict[str, Schema]:
 
 
 def _tag(path: str) -> str:
+    if "/buckets" in path:
+        return "Data buckets"
     if path.startswith("/oauth/"):
         return "Auth"
     if path.startswith(("/v2/", "/v3/users/{user}/devices/{device}/resources")):
@@ -480,6 +484,7 @@ BAD_BODY: Mapping[int, str | None] = {400: "Body not a JSON object, or invalid f
 
 def _paths() -> dict[str, Schema]:
     from roost.api.openapi_access import access_paths  # they build on this module
+    from roost.api.openapi_buckets import bucket_paths
     from roost.api.openapi_events import event_paths
     from roost.api.openapi_properties import property_paths
     from roost.api.openapi_resources import resource_paths
@@ -556,6 +561,7 @@ def _paths() -> dict[str, Schema]:
         },
     }
     paths.update(access_paths())
+    paths.update(bucket_paths())
     paths.update(resource_paths())
     paths.update(event_paths())
     paths.update(property_paths())

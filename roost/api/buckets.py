@@ -1,0 +1,273 @@
+"""Data buckets: /v1/users/{user}/buckets[/{bucket}] and their data (thinger-api.md 2.10).
+
+A bucket has an id (``bucket``, :data:`roost.ids.BUCKET`), a ``name``, a ``description``,
+``enabled``, a ``config`` saying where its points come from (``source``: ``write`` for devices'
+bucket writes, ``api`` for ``POST .../data``, ``device`` for a resource the server samples, with
+``device``, ``resource`` and ``update`` = ``interval`` (and ``interval`` in seconds), ``events`` or
+``none``) and a ``retention`` (``{"period": n, "unit": "hours"|"days"|"weeks"|"months"|"years"}``,
+or null: keep every point).
+
+Points are JSON values at a ``ts`` in ms; a point written at a ts the bucket holds replaces it.
+``POST .../data`` takes one object or an array of them, each with an optional ``ts`` (taken out of
+the stored value; absent: the time of the request) and answers 200 once every point is committed.
+``GET /v1/.../data`` answers ``[{ts, val}]``, ``/v2/...`` ``[{ts, ...fields}]``; ``items`` (1 to
+1000, default 1000), ``min_ts`` and ``max_ts`` (inclusive, ms; 0 or absent: no bound) and ``sort``
+(``desc`` by default: the latest first) page through them as the Node-RED and n8n clients do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from roost import ids
+from roost.api.access import authorize
+from roost.api.json import json_response, read_json, read_json_object
+from roost.api.validate import optional_bool, optional_str
+from roost.errors import Conflict, InvalidInput, NotFound
+from roost.services import Services
+from roost.store.base import Bucket, BucketPoint
+
+TEXT_LIMIT = 255
+MAX_ITEMS = 1000  # a read answers at most this many points; clients page beyond
+MAX_TS = 253_402_300_799_999  # the last ms of year 9999
+MAX_POINTS = 10_000  # in one POST .../data
+SOURCES = ("write", "api", "device")
+UPDATES = ("interval", "events", "none")
+UNITS = ("hours", "days", "weeks", "months", "years")
+MAX_INTERVAL = 365 * 24 * 3600  # s
+MAX_PERIOD = 100_000
+UNSUPPORTED = ("agg", "agg_type", "transform", "group_by")
+
+
+def bucket_json(bucket: Bucket) -> dict[str, Any]:
+    return {
+        "bucket": bucket.bucket,
+        "name": bucket.name,
+        "description": bucket.description,
+        "enabled": bucket.enabled,
+        "config": bucket.config,
+        "retention": bucket.retention,
+        "created": bucket.created,
+        "modified": bucket.modified,
+    }
+
+
+async def list_buckets(request: Request) -> Response:
+    owner = request.path_params["user"]
+    await authorize(request, "ListBuckets", owner)
+    services: Services = request.app.state.services
+    return json_response([bucket_json(b) for b in await services.store.list_buckets(owner)])
+
+
+async def create_bucket(request: Request) -> Response:
+    owner = request.path_params["user"]
+    await authorize(request, "CreateBucket", owner)
+    services: Services = request.app.state.services
+    body = await read_json_object(request, services.settings.max_body_bytes)
+    bucket_id = ids.validate(ids.BUCKET, body.get("bucket"))
+    now = services.now_ms()
+    bucket = Bucket(
+        owner=owner,
+        bucket=bucket_id,
+        name=_text(body, "name", default=bucket_id),
+        description=_text(body, "description", default=""),
+        enabled=optional_bool(body, "enabled") is not False,
+        config=parse_config(body.get("config", {"source": "write"})),
+        retention=parse_retention(body.get("retention")),
+        created=now,
+        modified=now,
+    )
+    try:
+        await services.store.create_bucket(bucket)
+    except Conflict:
+        raise Conflict(f"bucket {bucket_id!r} already exists") from None
+    return json_response(bucket_json(bucket))
+
+
+async def read_bucket(request: Request) -> Response:
+    owner, bucket_id = request.path_params["user"], request.path_params["bucket"]
+    await authorize(request, "ReadBucketConfig", owner, bucket_id)
+    services: Services = request.app.state.services
+    return json_response(bucket_json(await _find(services, owner, bucket_id)))
+
+
+async def update_bucket(request: Request) -> Response:
+    owner, bucket_id = request.path_params["user"], request.path_params["bucket"]
+    await authorize(request, "UpdateBucket", owner, bucket_id)
+    services: Services = request.app.state.services
+    body = await read_json_object(request, services.settings.max_body_bytes)
+    if body.get("bucket") not in (None, bucket_id):
+        raise InvalidInput("the bucket id cannot be changed")
+    bucket = await _find(services, owner, bucket_id)
+    changes: dict[str, Any] = {"modified": services.now_ms()}
+    for field in ("name", "description"):
+        if body.get(field) is not None:
+            changes[field] = _text(body, field, default="")
+    enabled = optional_bool(body, "enabled")
+    if enabled is not None:
+        changes["enabled"] = enabled
+    if body.get("config") is not None:
+        changes["config"] = parse_config(body["config"])
+    if "retention" in body:
+        changes["retention"] = parse_retention(body["retention"])
+    updated = dataclasses.replace(bucket, **changes)
+    await services.store.update_bucket(updated)
+    return json_response(bucket_json(updated))
+
+
+async def delete_bucket(request: Request) -> Response:
+    owner, bucket_id = request.path_params["user"], request.path_params["bucket"]
+    await authorize(request, "DeleteBucket", owner, bucket_id)
+    services: Services = request.app.state.services
+    if not await services.store.delete_bucket(owner, bucket_id):
+        raise NotFound(f"bucket {bucket_id!r} not found")
+    return Response(status_code=200)
+
+
+async def write_data(request: Request) -> Response:
+    owner, bucket_id = request.path_params["user"], request.path_params["bucket"]
+    await authorize(request, "WriteBucket", owner, bucket_id)
+    services: Services = request.app.state.services
+    body = await read_json(request, services.settings.max_body_bytes)
+    items = body if isinstance(body, list) else [body]
+    if not items or len(items) > MAX_POINTS:
+        raise InvalidInput(f"write 1 to {MAX_POINTS} objects at a time")
+    now = services.now_ms()
+    points = [_point(item, now) for item in items]
+    bucket = await _find(services, owner, bucket_id)
+    if not bucket.enabled:
+        raise Conflict(f"bucket {bucket_id!r} is disabled")
+    if bucket.config.get("source") == "device":
+        raise Conflict(f"bucket {bucket_id!r} is filled from a device, not written")
+    try:
+        await services.store.write_points(owner, bucket_id, points)
+    except NotFound:  # deleted meanwhile
+        raise NotFound(f"bucket {bucket_id!r} not found") from None
+    return Response(status_code=200)
+
+
+async def read_data(request: Request) -> Response:
+    owner, bucket_id = request.path_params["user"], request.path_params["bucket"]
+    await authorize(request, "ReadBucket", owner, bucket_id)
+    services: Services = request.app.state.services
+    query = request.query_params
+    for name in UNSUPPORTED:
+        if query.get(name):
+            raise InvalidInput(f"{name} is not supported yet: read the points and aggregate them")
+    items = _query_int(query.get("items"), "items", 1, MAX_ITEMS, default=MAX_ITEMS)
+    min_ts = _query_int(query.get("min_ts"), "min_ts", 0, MAX_TS, default=0)
+    max_ts = _query_int(query.get("max_ts"), "max_ts", 0, MAX_TS, default=0)
+    sort = query.get("sort") or "desc"
+    if sort not in ("asc", "desc"):
+        raise InvalidInput("sort must be asc or desc")
+    await _find(services, owner, bucket_id)
+    points = await services.store.read_points(
+        owner, bucket_id, min_ts or None, max_ts or None, items, descending=sort == "desc"
+    )
+    shape = _v1 if request.url.path.startswith("/v1/") else _v2
+    return json_response([shape(point) for point in points])
+
+
+def _v1(point: BucketPoint) -> dict[str, Any]:
+    return {"ts": point.ts, "val": point.value}
+
+
+def _v2(point: BucketPoint) -> dict[str, Any]:
+    if isinstance(point.value, dict):
+        return {**point.value, "ts": point.ts}
+    return {"ts": point.ts, "val": point.value}
+
+
+def _point(item: object, now: int) -> tuple[int, Any]:
+    if not isinstance(item, dict):
+        raise InvalidInput("each point must be a JSON object")
+    if "ts" not in item:
+        return now, item
+    value = dict(item)
+    return check_ts(value.pop("ts")), value
+
+
+def check_ts(ts: object) -> int:
+    if isinstance(ts, bool) or not isinstance(ts, int | float) or not 0 <= ts <= MAX_TS:
+        raise InvalidInput(f"ts must be an integer from 0 to {MAX_TS}: ms since the epoch")
+    if ts != int(ts):
+        raise InvalidInput("ts must be a whole number of ms since the epoch")
+    return int(ts)
+
+
+def _query_int(text: str | None, name: str, low: int, high: int, default: int) -> int:
+    if text is None or text == "":
+        return default
+    if not (text.isascii() and text.isdigit() and len(text) <= 16 and low <= int(text) <= high):
+        raise InvalidInput(f"{name} must be an integer from {low} to {high}")
+    return int(text)
+
+
+async def _find(services: Services, owner: str, bucket_id: str) -> Bucket:
+    bucket = await services.store.get_bucket(owner, bucket_id)
+    if bucket is None:
+        raise NotFound(f"bucket {bucket_id!r} not found")
+    return bucket
+
+
+def _text(body: dict[str, Any], name: str, default: str) -> str:
+    value = optional_str(body, name, limit=TEXT_LIMIT)
+    return default if value is None else value
+
+
+def parse_config(config: object) -> dict[str, Any]:
+    """The bucket's config, with only the fields its source uses."""
+    if not isinstance(config, dict):
+        raise InvalidInput("config must be a JSON object")
+    source = config.get("source")
+    if source not in SOURCES:
+        raise InvalidInput(f"config.source must be one of {', '.join(SOURCES)}")
+    if source != "device":
+        return {"source": source}
+    device = ids.validate(ids.DEVICE, config.get("device"))
+    resource = optional_str(config, "resource", limit=TEXT_LIMIT)
+    if not resource:
+        raise InvalidInput("config.resource must name the device's resource")
+    update = config.get("update", "interval")
+    if update not in UPDATES:
+        raise InvalidInput(f"config.update must be one of {', '.join(UPDATES)}")
+    out = {"source": source, "device": device, "resource": resource, "update": update}
+    if update == "interval":
+        interval = config.get("interval")
+        if isinstance(interval, bool) or not isinstance(interval, int):
+            raise InvalidInput("config.interval must be a whole number of seconds")
+        if not 1 <= interval <= MAX_INTERVAL:
+            raise InvalidInput(f"config.interval must be from 1 to {MAX_INTERVAL} seconds")
+        out["interval"] = interval
+    return out
+
+
+def parse_retention(retention: object) -> dict[str, Any] | None:
+    """``{"period": n, "unit": ...}``, or None (null, absent, or a period of 0): keep all."""
+    if retention is None:
+        return None
+    if not isinstance(retention, dict):
+        raise InvalidInput("retention must be a JSON object {period, unit}, or null")
+    period, unit = retention.get("period"), retention.get("unit")
+    if isinstance(period, bool) or not isinstance(period, int) or not 0 <= period <= MAX_PERIOD:
+        raise InvalidInput(f"retention.period must be a whole number from 0 to {MAX_PERIOD}")
+    if unit not in UNITS:
+        raise InvalidInput(f"retention.unit must be one of {', '.join(UNITS)}")
+    return None if period == 0 else {"period": period, "unit": unit}
+
+
+routes = [
+    Route("/v1/users/{user}/buckets", list_buckets, methods=["GET"]),
+    Route("/v1/users/{user}/buckets", create_bucket, methods=["POST"]),
+    Route("/v1/users/{user}/buckets/{bucket}", read_bucket, methods=["GET"]),
+    Route("/v1/users/{user}/buckets/{bucket}", update_bucket, methods=["PUT"]),
+    Route("/v1/users/{user}/buckets/{bucket}", delete_bucket, methods=["DELETE"]),
+    Route("/v1/users/{user}/buckets/{bucket}/data", write_data, methods=["POST"]),
+    Route("/v1/users/{user}/buckets/{bucket}/data", read_data, methods=["GET"]),
+    Route("/v2/users/{user}/buckets/{bucket}/data", read_data, methods=["GET"]),
+]
