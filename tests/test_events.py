@@ -206,3 +206,26 @@ def test_patterns_are_names_and_wildcards_matched_in_linear_time() -> None:
         assert matches(compile_pattern(pattern), text) is expected, (pattern, text)
     # what makes a backtracking regex engine run away is one pass per star here
     assert not matches(compile_pattern("*a*a*a*a*a*a*a*a*a*a*b"), "a" * 20_000)
+
+
+async def test_property_changes_made_through_the_api_arrive(
+    server: Roost, http: httpx.AsyncClient, admin_token: str
+) -> None:
+    await create_device(http, admin_token)
+    properties = f"/v3/users/{ADMIN}/devices/dev1/properties"
+    async with connect(events_url(server, admin_token)) as ws:
+        await subscribe(ws, {"event": "device_property_update", "property": "cfg"})
+        for body in ({"property": "other", "value": 0}, {"property": "cfg", "value": {"a": 1}}):
+            response = await http.post(properties, json=body, headers=bearer(admin_token))
+            assert response.status_code == 200, response.text
+        created = await receive(ws)
+        assert (created["event"], created["device"], created["value"]) == (
+            "device_property_update",
+            "dev1",
+            {"a": 1},
+        )
+        response = await http.put(
+            f"{properties}/cfg", json={"value": 7}, headers=bearer(admin_token)
+        )
+        assert response.status_code == 200, response.text
+        assert (await receive(ws))["value"] == 7

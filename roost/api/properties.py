@@ -23,6 +23,8 @@ from roost import ids
 from roost.api.access import authorize
 from roost.api.json import json_response, read_json
 from roost.api.validate import optional_str
+from roost.bus import events
+from roost.bus.base import DeviceKey
 from roost.devices.properties import MAX_PROPERTIES, checked_value
 from roost.errors import InvalidInput, NotFound
 from roost.services import Services
@@ -109,8 +111,17 @@ async def create_properties(request: Request) -> Response:
     await _existing_device(services, owner, device)
     for prop in created:
         await services.store.create_device_property(prop, MAX_PROPERTIES)
+    for prop in created:
+        _announce(services, prop)
     answer = [property_json(p) for p in created]
     return json_response(answer if isinstance(body, list) else answer[0])
+
+
+def _announce(services: Services, prop: DeviceProperty) -> None:
+    """``device_property_update`` for the user's events sockets (roost.api.events)."""
+    key = DeviceKey(prop.owner, prop.device)
+    event = events.device_property_update(key, prop.property, prop.value, prop.modified)
+    services.bus.publish(event)
 
 
 async def _target(request: Request, action: str) -> tuple[Services, str, str, str]:
@@ -143,6 +154,7 @@ async def _update(request: Request, whole: bool) -> Response:
     prop = await _find(services, owner, device, prop_id)
     updated = dataclasses.replace(prop, modified=services.now_ms(), **fields)
     await services.store.update_device_property(updated)
+    _announce(services, updated)
     return json_response(property_json(updated))
 
 
