@@ -43,6 +43,7 @@ class Settings:
     max_frame_bytes: int = 65536  # largest device frame accepted
     max_pson_depth: int = 32
     outbox_limit_bytes: int = 1 << 20  # unsent bytes to one device before it is dropped
+    max_device_properties: int = 256  # properties one device may hold (roost.devices.properties)
     max_unauthenticated: int = 1000  # connections still authenticating (roost.devices.admission)
     max_unauthenticated_per_address: int = 100  # the same, from one address (IPv6: its /64)
     # what one device may take of the event loop (roost.net.flow)
@@ -103,6 +104,8 @@ SETTING_HELP: dict[str, str] = {
     "max_frame_bytes": "largest device frame; larger ones close the connection",
     "max_pson_depth": "deepest nesting accepted in a device value",
     "outbox_limit_bytes": "unsent bytes to a device before it is dropped as not reading",
+    "max_device_properties": "properties one device may hold, created through the API or by the "
+    "device; one more is refused (0: none)",
     "max_unauthenticated": "device connections still authenticating, from their TCP connect "
     "(each may send at most 4 KiB before it is in; at most a quarter of the open-file limit; "
     "0: that only); when all places are taken, a new connection takes the place of the oldest "

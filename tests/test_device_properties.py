@@ -4,11 +4,13 @@ token, and the SDK device reading and writing them over both protocols."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx
 import pytest
 
 from roost.app import Roost
+from roost.config import Settings
 from roost.device.client import ProtocolName
 from roost.errors import NotFound
 from roost.wire import iotmp, legacy
@@ -16,10 +18,16 @@ from roost.wire.iotmp import MessageType as T
 from roost.wire.iotmp import Service
 from roost.wire.legacy import Message, Signal
 
-from conftest import ADMIN, DeviceFactory, bearer, create_device, sdk_device
+from conftest import ADMIN, DeviceFactory, bearer, create_device, make_settings, sdk_device
 
 PROPERTIES = f"/v3/users/{ADMIN}/devices/dev1/properties"
 PROTOCOLS: list[ProtocolName] = ["legacy", "iotmp"]
+LIMIT = 3  # max_device_properties here: every test but the one on the limit stays within it
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "data", max_device_properties=LIMIT)
 
 
 async def _access_token(http: httpx.AsyncClient, admin: str, allow: object) -> str:
@@ -262,3 +270,24 @@ async def test_iotmp_embedded_layout(
         assert isinstance(missing.payload, dict) and "error" in missing.payload
     finally:
         writer.close()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_device_holds_at_most_max_device_properties(
+    server: Roost,
+    http: httpx.AsyncClient,
+    admin_token: str,
+    connect_device: DeviceFactory,
+    protocol: ProtocolName,
+) -> None:
+    auth = bearer(admin_token)
+    await create_device(http, admin_token)
+    full = [{"property": f"p{i}", "value": i} for i in range(LIMIT)]
+    assert (await http.post(PROPERTIES, json=full, headers=auth)).status_code == 200
+    one_more = await http.post(PROPERTIES, json={"property": "more", "value": 0}, headers=auth)
+    assert one_more.status_code == 400
+    device = await connect_device(sdk_device(server, protocol=protocol))
+    assert not await device.set_property("more", 1, confirm=True)  # refused, not stored
+    assert await device.set_property("p0", "new", confirm=True)  # an existing one still changes
+    listed = (await http.get(PROPERTIES, headers=auth)).json()
+    assert [(p["property"], p["value"]) for p in listed] == [("p0", "new"), ("p1", 1), ("p2", 2)]

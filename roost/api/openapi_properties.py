@@ -31,7 +31,8 @@ TEXT = _t("string", maxLength=1024)
 MS = "ms since the epoch"
 NOTES = (
     " The device reads and writes its properties over its connection too (legacy flags 11/12,"
-    " IOTMP services 1/2); a device token gets 403 here. A device holds at most 256 properties."
+    " IOTMP services 1/2); a device token gets 403 here. A device holds at most"
+    " `max_device_properties` (256) properties."
 )
 _TEXTS = {
     "listDeviceProperties": ("ListDeviceProperties", "Every property of the device, by id."),
@@ -68,7 +69,7 @@ def property_schemas() -> dict[str, Schema]:
     )
     return {
         "DevicePropertyCreate": {
-            "anyOf": [create, {"type": "array", "minItems": 1, "maxItems": 256, "items": create}]
+            "anyOf": [create, {"type": "array", "minItems": 1, "maxItems": 1000, "items": create}]
         },
         "DevicePropertyUpdate": _obj({**fields, **ignored}, ["value"]),
         "DevicePropertyPatch": _obj({**fields, **ignored}),

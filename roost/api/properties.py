@@ -25,13 +25,13 @@ from roost.api.json import json_response, read_json
 from roost.api.validate import optional_str
 from roost.bus import events
 from roost.bus.base import DeviceKey
-from roost.devices.properties import MAX_PROPERTIES, checked_value
+from roost.devices.properties import checked_value
 from roost.errors import InvalidInput, NotFound
 from roost.services import Services
 from roost.store.base import DeviceProperty
 
 PROPERTY_TYPES = ("", "configuration")
-MAX_BATCH = MAX_PROPERTIES  # items of one POST
+MAX_BATCH = 1000  # items of one POST
 
 
 def property_json(prop: DeviceProperty) -> dict[str, Any]:
@@ -110,7 +110,7 @@ async def create_properties(request: Request) -> Response:
         raise InvalidInput("a property id appears twice")
     await _existing_device(services, owner, device)
     for prop in created:
-        await services.store.create_device_property(prop, MAX_PROPERTIES)
+        await services.store.create_device_property(prop, services.settings.max_device_properties)
     for prop in created:
         _announce(services, prop)
     answer = [property_json(p) for p in created]

@@ -4,7 +4,8 @@ device reading or writing its own properties (legacy flags 11/12, IOTMP services
 A value is any JSON value that a device can be sent back in one frame: its JSON text is at most
 ``max_frame_bytes`` bytes, and it is one PSON can carry (integers within 64 bits, text that is
 valid Unicode, nested at most as deep as the encoder goes). Binary PSON values from a device are
-kept as base64 text, as the REST API shows them. A device holds at most :data:`MAX_PROPERTIES`.
+kept as base64 text, as the REST API shows them. A device holds at most
+``max_device_properties``.
 
 The net layer calls :func:`answer` for each such message and puts the reply on the wire; a
 device reading a missing property is answered with an error at once, never left waiting.
@@ -20,14 +21,13 @@ from typing import Any
 
 from roost import ids
 from roost.bus.base import DeviceKey
+from roost.config import Settings
 from roost.errors import PayloadTooLarge, RoostError
 from roost.store.base import Store
 from roost.wire import pson
 from roost.wire.pson import PsonValue
 
 log = logging.getLogger("roost.devices.properties")
-
-MAX_PROPERTIES = 256  # per device, however they are created (API or device)
 
 
 def json_value(value: Any) -> Any:
@@ -55,12 +55,12 @@ def checked_value(value: Any, max_bytes: int) -> Any:
 
 async def answer(
     store: Store,
+    settings: Settings,
     key: DeviceKey,
     read: bool,
     prop: PsonValue,
     value: PsonValue,
     now: int,
-    max_bytes: int,
 ) -> tuple[bool, PsonValue]:
     """The reply to a device reading (``read``) or setting its property ``prop``: (ok, value
     read). Refused (False) for a malformed id, a missing property, a value out of bounds or a
@@ -74,10 +74,9 @@ async def answer(
                 log.debug("device %s: no property %r to read", key, prop_id)
                 return False, None
             return True, record.value
-        stored = checked_value(value, max_bytes)
-        await store.set_device_property_value(
-            key.owner, key.device, prop_id, stored, now, MAX_PROPERTIES
-        )
+        stored = checked_value(value, settings.max_frame_bytes)
+        limit = settings.max_device_properties
+        await store.set_device_property_value(key.owner, key.device, prop_id, stored, now, limit)
         return True, None
     except RoostError as exc:  # InvalidInput, PayloadTooLarge, Conflict, NotFound
         log.debug("device %s: property %s refused: %s", key, what, exc.message)

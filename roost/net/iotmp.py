@@ -124,9 +124,8 @@ class IotmpConnection(DeviceConnection[Message]):
         gateway = self._gateway
         prop = frame.parameters if type(frame.resource) is int else frame.resource
         now = int(gateway.clock() * 1000)
-        max_bytes = gateway.settings.max_frame_bytes
         ok, value = await properties.answer(
-            gateway.store, session.key, read, prop, frame.payload, now, max_bytes
+            gateway.store, gateway.settings, session.key, read, prop, frame.payload, now
         )
         if frame.stream_id:
             if ok:

@@ -95,8 +95,8 @@ class LegacyConnection(DeviceConnection[legacy.Frame]):
             )
         elif signal in _UNSUPPORTED:
             log.debug("device %s: unsupported message with flag %d", session.key, signal)
-            # The device waits for an answer when it set a stream id, and always for a property.
-            if frame.stream_id or signal == Signal.GET_PROPERTY:
+            # The device waits for an answer when it set a stream id.
+            if frame.stream_id:
                 reply = Message(stream_id=frame.stream_id, signal=Signal.REQUEST_ERROR)
                 self.write(legacy.encode(reply))
         else:
@@ -111,13 +111,7 @@ class LegacyConnection(DeviceConnection[legacy.Frame]):
         read = frame.signal == Signal.GET_PROPERTY
         now = int(gateway.clock() * 1000)
         ok, value = await properties.answer(
-            gateway.store,
-            session.key,
-            read,
-            frame.identifier,
-            frame.payload,
-            now,
-            gateway.settings.max_frame_bytes,
+            gateway.store, gateway.settings, session.key, read, frame.identifier, frame.payload, now
         )
         if read or frame.stream_id:
             signal = Signal.REQUEST_OK if ok else Signal.REQUEST_ERROR

@@ -78,6 +78,11 @@ def insert_property(conn: sqlite3.Connection, prop: DeviceProperty, limit: int) 
     _begin(conn)
     ok = False
     try:
+        key = (prop.owner, prop.device, prop.property)
+        if conn.execute(
+            _SELECT + " WHERE owner = ? AND device = ? AND property = ?", key
+        ).fetchone():
+            raise Conflict(f"property {prop.property!r} exists already")
         _check_room(conn, prop.owner, prop.device, limit)
         names = ", ".join(_COLUMNS)
         values = ", ".join(":" + c for c in _COLUMNS)
