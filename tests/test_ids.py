@@ -139,7 +139,6 @@ PATH_PARAMETERS = {
     "device": ids.DEVICE,
     "token": ids.ACCESS_TOKEN,  # /v1/users/{user}/tokens/{token}
     "id": ids.DEVICE_TOKEN,  # /v1/users/{user}/devices/{device}/tokens/{id}
-    "property": ids.PROPERTY,  # /v3/users/{user}/devices/{device}/properties/{property}
     "bucket": ids.BUCKET,  # /v1/users/{user}/buckets/{bucket}
     "property": ids.PROPERTY,  # /v3/users/{user}/devices/{device}/properties/{property}
 }
