@@ -60,15 +60,16 @@ async def test_service_calls_are_refused_only_when_awaited(server: Roost, regist
     reader, writer = await open_device(server)
     writer.write(connect_frame())
     await reader.readexactly(6)
-    # IOTMP-Linux layout, no stream id: a bucket write nobody waits for
-    writer.write(bytes.fromhex("06 19 1a 40 00 00 bc 41 12 8f") + b"temperature_log" + b"\x20\x05")
+    # IOTMP-Linux layout, no stream id: an endpoint call nobody waits for (bucket writes, which
+    # Roost serves, are tested in test_device_buckets.py)
+    writer.write(bytes.fromhex("06 19 1a 40 00 00 bc 41 12 8f") + b"temperature_log" + b"\x20\x04")
     # IOTMP-Embedded layout, acknowledged: service id in PARAMETERS, id in RESOURCE
     writer.write(
         iotmp.encode(
             Message(
                 MessageType.RUN,
                 stream_id=42,
-                parameters=int(Service.WRITE_BUCKET),
+                parameters=int(Service.CALL_ENDPOINT),
                 resource="temperature_log",
                 payload=1,
             )

@@ -13,6 +13,7 @@ import logging
 
 from roost.bus.base import Operation
 from roost.devices import properties
+from roost.devices.buckets import write as write_bucket
 from roost.devices.gateway import DeviceGateway
 from roost.devices.session import DeviceSession
 from roost.errors import InvalidInput
@@ -93,6 +94,22 @@ class IotmpConnection(DeviceConnection[Message]):
             session.key, self, frame.stream_id, device, resource, frame.payload
         )
 
+    async def _bucket_write(self, session: DeviceSession, frame: Message) -> None:
+        """WRITE_BUCKET (service 5; roost.devices.buckets), confirmed when the RUN carries a
+        stream id: OK once the point is committed, else ERROR with ``{"error": reason}``."""
+        gateway = self._gateway
+        bucket = frame.parameters if type(frame.resource) is int else frame.resource
+        now = int(gateway.clock() * 1000)
+        refused = await write_bucket(gateway.store, session.key, bucket, frame.payload, now)
+        if refused is not None:
+            log.debug("device %s: bucket write refused: %s", session.key, refused)
+        if frame.stream_id:
+            if refused is None:
+                reply = Message(MessageType.OK, frame.stream_id)
+            else:
+                reply = Message(MessageType.ERROR, frame.stream_id, payload={"error": refused})
+            self.write(iotmp.encode(reply))
+
     def on_frame(self, session: DeviceSession, frame: Message) -> bool:
         kind = frame.type
         if kind == MessageType.KEEP_ALIVE:
@@ -106,6 +123,8 @@ class IotmpConnection(DeviceConnection[Message]):
                 log.debug("device %s: data on unknown stream %d", session.key, frame.stream_id)
         elif kind == MessageType.RUN and (read := _property_service(frame)) is not None:
             self._gateway.spawn(self._property(session, frame, read))
+        elif kind == MessageType.RUN and _writes_bucket(frame):
+            self._gateway.spawn(self._bucket_write(session, frame))
         elif kind == MessageType.DISCONNECT:
             self.close("device said goodbye")
         elif kind == MessageType.RUN and _is_service(frame, Service.CALL_DEVICE):
@@ -151,3 +170,10 @@ def _property_service(frame: Message) -> bool | None:
     if not isinstance(service, int) or isinstance(service, bool):
         return None
     return _PROPERTY_SERVICES.get(service)
+
+
+def _writes_bucket(frame: Message) -> bool:
+    """Whether a RUN is WRITE_BUCKET, its service id in RESOURCE (IOTMP-Linux) or in PARAMETERS
+    (IOTMP-Embedded/Arduino)."""
+    service = frame.resource if type(frame.resource) is int else frame.parameters
+    return type(service) is int and service == iotmp.Service.WRITE_BUCKET

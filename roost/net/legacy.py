@@ -6,6 +6,7 @@ import logging
 
 from roost.bus.base import Operation
 from roost.devices import properties
+from roost.devices.buckets import write as write_bucket
 from roost.devices.gateway import DeviceGateway
 from roost.devices.session import DeviceSession
 from roost.errors import InvalidInput
@@ -23,7 +24,6 @@ _AUTH_ERROR = legacy.encode(Message(signal=Signal.REQUEST_ERROR))
 _UNSUPPORTED = frozenset(
     {
         Signal.CALL_ENDPOINT,
-        Signal.BUCKET_DATA,
     }
 )
 _STREAM_DATA = frozenset({Signal.STREAM_EVENT, Signal.STREAM_SAMPLE})
@@ -73,6 +73,20 @@ class LegacyConnection(DeviceConnection[legacy.Frame]):
                 log.warning("device call reply on stream %d not encodable: %s", stream_id, exc)
         self.write(legacy.encode(Message(stream_id, Signal.REQUEST_ERROR)))
 
+    async def _bucket_write(self, session: DeviceSession, frame: Message) -> None:
+        """BUCKET_DATA (flag 10; roost.devices.buckets), confirmed when it carries a stream id:
+        flag 1 once the point is committed, else flag 2 (the legacy protocol carries no reason)."""
+        gateway = self._gateway
+        now = int(gateway.clock() * 1000)
+        refused = await write_bucket(
+            gateway.store, session.key, frame.identifier, frame.payload, now
+        )
+        if refused is not None:
+            log.debug("device %s: bucket write refused: %s", session.key, refused)
+        if frame.stream_id:
+            signal = Signal.REQUEST_OK if refused is None else Signal.REQUEST_ERROR
+            self.write(legacy.encode(Message(frame.stream_id, signal)))
+
     def on_frame(self, session: DeviceSession, frame: legacy.Frame) -> bool:
         if isinstance(frame, KeepAlive):
             self.write(KEEP_ALIVE_BYTES)
@@ -84,6 +98,8 @@ class LegacyConnection(DeviceConnection[legacy.Frame]):
             log.debug("device %s: reply to unknown stream %d", session.key, frame.stream_id)
         elif signal == Signal.GET_PROPERTY or signal == Signal.SET_PROPERTY:
             self._gateway.spawn(self._property(session, frame))
+        elif signal == Signal.BUCKET_DATA:
+            self._gateway.spawn(self._bucket_write(session, frame))
         elif signal in _STREAM_DATA:
             payload = frame.payload
             value: dict[str, PsonValue] = payload if isinstance(payload, dict) else {"out": payload}
