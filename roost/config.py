@@ -55,7 +55,7 @@ class Settings:
     binary_call_timeout_ms: int = 60_000  # default deadline of octet-stream calls (OTA chunks)
     device_calls_in_flight: int = 64  # device-to-device calls one device may have waiting
     stream_outbox_frames: int = 256  # frames queued per web client before the oldest drop
-    max_stream_subscriptions: int = 64  # resources one WebSocket may watch at once
+    max_stream_subscriptions: int = 64  # resources (or events) one WebSocket may watch at once
     stream_recheck_interval: float = 2.0  # seconds between re-checks of an open stream's access
     # HTTP
     public_host: str | None = None  # host[:port] put in token claims (svr); None: host:http_port
@@ -124,8 +124,8 @@ SETTING_HELP: dict[str, str] = {
     "device_calls_in_flight": "calls of other devices one device may have waiting at once (legacy "
     "flag 9, IOTMP service 3); more are refused at once (0: none allowed)",
     "stream_outbox_frames": "frames queued for one WebSocket client before the oldest are dropped",
-    "max_stream_subscriptions": "resources one WebSocket may watch at once; a message asking for "
-    "one more gets an error frame",
+    "max_stream_subscriptions": "resources one WebSocket may watch at once, or events it may "
+    "subscribe to; a message asking for one more gets an error frame",
     "stream_recheck_interval": "seconds between checks of an open stream's token, user and device "
     "in the store (changes made through the server end streams at once)",
     "public_host": "host (and port) clients use to reach the API; access tokens carry it as svr",
