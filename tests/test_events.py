@@ -229,3 +229,24 @@ async def test_property_changes_made_through_the_api_arrive(
         )
         assert response.status_code == 200, response.text
         assert (await receive(ws))["value"] == 7
+
+
+@pytest.mark.parametrize("protocol", ["legacy", "iotmp"])
+async def test_a_property_set_by_the_device_arrives(
+    protocol: ProtocolName,
+    server: Roost,
+    http: httpx.AsyncClient,
+    admin_token: str,
+    connect_device: DeviceFactory,
+) -> None:
+    await create_device(http, admin_token)
+    device = await connect_device(sdk_device(server, protocol=protocol))
+    async with connect(events_url(server, admin_token)) as ws:
+        await subscribe(ws, {"event": "device_property_update"})
+        assert await device.set_property("location", {"lat": 40.4}, confirm=True)
+        frame = await receive(ws)
+        assert (frame["device"], frame["property"], frame["value"]) == (
+            "dev1",
+            "location",
+            {"lat": 40.4},
+        )

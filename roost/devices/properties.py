@@ -17,10 +17,12 @@ import base64
 import json
 import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 from roost import ids
-from roost.bus.base import DeviceKey
+from roost.bus import events
+from roost.bus.base import DeviceKey, Event
 from roost.config import Settings
 from roost.errors import PayloadTooLarge, RoostError
 from roost.store.base import Store
@@ -61,10 +63,12 @@ async def answer(
     prop: PsonValue,
     value: PsonValue,
     now: int,
+    publish: Callable[[Event], None],
 ) -> tuple[bool, PsonValue]:
     """The reply to a device reading (``read``) or setting its property ``prop``: (ok, value
     read). Refused (False) for a malformed id, a missing property, a value out of bounds or a
-    device with no room left; never raises on the device's input."""
+    device with no room left; never raises on the device's input. A value set is published as
+    ``device_property_update`` with ``publish`` (the gateway's: the bus)."""
     what = "read" if read else "set"
     try:
         prop_id = ids.validate(ids.PROPERTY, prop)
@@ -77,6 +81,7 @@ async def answer(
         stored = checked_value(value, settings.max_frame_bytes)
         limit = settings.max_device_properties
         await store.set_device_property_value(key.owner, key.device, prop_id, stored, now, limit)
+        publish(events.device_property_update(key, prop_id, stored, now))
         return True, None
     except RoostError as exc:  # InvalidInput, PayloadTooLarge, Conflict, NotFound
         log.debug("device %s: property %s refused: %s", key, what, exc.message)

@@ -144,7 +144,14 @@ class IotmpConnection(DeviceConnection[Message]):
         prop = frame.parameters if type(frame.resource) is int else frame.resource
         now = int(gateway.clock() * 1000)
         ok, value = await properties.answer(
-            gateway.store, gateway.settings, session.key, read, prop, frame.payload, now
+            gateway.store,
+            gateway.settings,
+            session.key,
+            read,
+            prop,
+            frame.payload,
+            now,
+            gateway.publish,
         )
         if frame.stream_id:
             if ok:

@@ -127,7 +127,14 @@ class LegacyConnection(DeviceConnection[legacy.Frame]):
         read = frame.signal == Signal.GET_PROPERTY
         now = int(gateway.clock() * 1000)
         ok, value = await properties.answer(
-            gateway.store, gateway.settings, session.key, read, frame.identifier, frame.payload, now
+            gateway.store,
+            gateway.settings,
+            session.key,
+            read,
+            frame.identifier,
+            frame.payload,
+            now,
+            gateway.publish,
         )
         if read or frame.stream_id:
             signal = Signal.REQUEST_OK if ok else Signal.REQUEST_ERROR
