@@ -158,3 +158,34 @@ async def test_a_token_reaches_only_the_buckets_and_actions_it_grants(
     assert (await http.delete(f"{BUCKETS}/mine", headers=reader)).status_code == 403
     assert (await http.get(BUCKETS, headers=reader)).status_code == 403
     assert len((await http.get(f"{BUCKETS}/mine/data", headers=auth)).json()) == 1
+
+
+async def test_clearing_a_bucket_whole_or_a_time_range(
+    http: httpx.AsyncClient, admin_token: str
+) -> None:
+    auth = bearer(admin_token)
+    await _create(http, admin_token)
+    data = f"{BUCKETS}/temp/data"
+    points = [{"ts": T0 + i, "i": i} for i in range(10)]
+    assert (await http.post(data, json=points, headers=auth)).status_code == 200
+    allow = {"Bucket": {"temp": ["ReadBucket", "ClearBucket"]}}
+    made = await http.post(
+        f"/v1/users/{ADMIN}/tokens", json={"token": "clearer", "allow": allow}, headers=auth
+    )
+    clearer = bearer(made.json()["access_token"])
+    reader = await http.post(
+        f"/v1/users/{ADMIN}/tokens",
+        json={"token": "reader", "allow": {"Bucket": {"temp": ["ReadBucket"]}}},
+        headers=auth,
+    )
+    refused = await http.delete(data, headers=bearer(reader.json()["access_token"]))
+    assert refused.status_code == 403
+    ranged = await http.delete(data, params={"min_ts": T0 + 2, "max_ts": T0 + 4}, headers=clearer)
+    assert ranged.json() == {"deleted": 3}
+    left = (await http.get(data, params={"sort": "asc"}, headers=clearer)).json()
+    assert [p["val"]["i"] for p in left] == [0, 1, 5, 6, 7, 8, 9]
+    assert (await http.delete(data, params={"min_ts": "x"}, headers=clearer)).status_code == 400
+    assert (await http.delete(data, headers=clearer)).json() == {"deleted": 7}
+    assert (await http.get(data, headers=auth)).json() == []
+    assert (await http.get(f"{BUCKETS}/temp", headers=auth)).status_code == 200  # still there
+    assert (await http.delete(f"{BUCKETS}/absent/data", headers=auth)).status_code == 404

@@ -88,7 +88,7 @@ def test_star_type_with_specific_id() -> None:
 
 def test_unknown_actions_are_accepted_and_match_nothing_real() -> None:
     # Legacy and console names from the docs and plugins, plus a made-up one.
-    names = ["GetDeviceStats", "SetDeviceProperty", "ClearBucket", "FrobnicateDevice"]
+    names = ["GetDeviceStats", "SetDeviceProperty", "ExportBucket", "FrobnicateDevice"]
     perms = allow({"*": {"*": names}})
     assert perms.to_json()[0] == {"*": {"*": names}}
     for action, resource_type in ACTIONS.items():

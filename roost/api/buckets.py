@@ -13,6 +13,8 @@ the stored value; absent: the time of the request) and answers 200 once every po
 ``GET /v1/.../data`` answers ``[{ts, val}]``, ``/v2/...`` ``[{ts, ...fields}]``; ``items`` (1 to
 1000, default 1000), ``min_ts`` and ``max_ts`` (inclusive, ms; 0 or absent: no bound) and ``sort``
 (``desc`` by default: the latest first) page through them as the Node-RED and n8n clients do.
+``DELETE .../data`` clears the bucket, whole or between ``min_ts`` and ``max_ts`` (Thinger has
+no such route in its specs; its console clears with the ``ClearBucket`` action, as here).
 """
 
 from __future__ import annotations
@@ -173,6 +175,20 @@ async def read_data(request: Request) -> Response:
     return json_response([shape(point) for point in points])
 
 
+async def clear_data(request: Request) -> Response:
+    """Deletes the bucket's points with min_ts <= ts <= max_ts (each 0 or absent: no bound);
+    Thinger's console clears a bucket, whole or a time range, with the ClearBucket action."""
+    owner, bucket_id = request.path_params["user"], request.path_params["bucket"]
+    await authorize(request, "ClearBucket", owner, bucket_id)
+    services: Services = request.app.state.services
+    query = request.query_params
+    min_ts = _query_int(query.get("min_ts"), "min_ts", 0, MAX_TS, default=0)
+    max_ts = _query_int(query.get("max_ts"), "max_ts", 0, MAX_TS, default=0)
+    await _find(services, owner, bucket_id)
+    deleted = await services.store.delete_points(owner, bucket_id, min_ts or None, max_ts or None)
+    return json_response({"deleted": deleted})
+
+
 def _v1(point: BucketPoint) -> dict[str, Any]:
     return {"ts": point.ts, "val": point.value}
 
@@ -269,5 +285,6 @@ routes = [
     Route("/v1/users/{user}/buckets/{bucket}", delete_bucket, methods=["DELETE"]),
     Route("/v1/users/{user}/buckets/{bucket}/data", write_data, methods=["POST"]),
     Route("/v1/users/{user}/buckets/{bucket}/data", read_data, methods=["GET"]),
+    Route("/v1/users/{user}/buckets/{bucket}/data", clear_data, methods=["DELETE"]),
     Route("/v2/users/{user}/buckets/{bucket}/data", read_data, methods=["GET"]),
 ]

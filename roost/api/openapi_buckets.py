@@ -96,6 +96,7 @@ def bucket_schemas() -> dict[str, Schema]:
             "description": "One point or an array of them; a point at a `ts` the bucket holds"
             " replaces it; without `ts`, the time of the request.",
         },
+        "BucketCleared": _record({"deleted": _t("integer", minimum=0)}),
         "BucketPointV1": _record({"ts": _t("integer", description=MS), "val": {}}),
         "BucketPointV2": _obj(
             {"ts": _t("integer", description=MS)},
@@ -190,6 +191,17 @@ def bucket_paths() -> dict[str, Schema]:
                 write_errors,
                 _body("BucketWrite"),
                 ("WriteBucket", "Stores points; answers once they are committed."),
+            ),
+            "delete": _op(
+                "clearBucketData",
+                _ok("How many points were deleted", "BucketCleared"),
+                [*one, *_read_params()[1:3]],
+                {400: "Invalid min_ts or max_ts", **missing},
+                text=(
+                    "ClearBucket",
+                    "Deletes the bucket's points, all of them or those from `min_ts` to"
+                    " `max_ts`. Not in Thinger's specs; its console and permissions have it.",
+                ),
             ),
         },
         "/v2/users/{user}/buckets/{bucket}/data": {

@@ -76,7 +76,8 @@ ACTIONS: Mapping[str, str] = MappingProxyType(
         BUCKET,
         """ListBuckets CreateBucket ReadBucketConfig UpdateBucket DeleteBucket
         UpdateBucketProjects WriteBucket ReadBucket ListBucketExports CreateBucketExport
-        ReadBucketExport DeleteBucketExport CreateBucketImport ListBucketTags ReadBucketTag""",
+        ReadBucketExport DeleteBucketExport CreateBucketImport ListBucketTags ReadBucketTag
+        ClearBucket""",
     )
     | _actions_of(
         ENDPOINT,
