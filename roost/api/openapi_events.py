@@ -36,7 +36,9 @@ def event_paths() -> dict[str, Schema]:
     catalogue.pop("parameters", None)
     catalogue["security"] = []
     catalogue["responses"] = {"200": listed}
-    socket = _upgradable(_op("subscribeUserEvents", _ok("Unused"), [USER], text=SOCKET), only=True)
+    not_upgraded = {404: "Not a WebSocket handshake"}
+    socket = _op("subscribeUserEvents", _ok("Unused"), [USER], not_upgraded, text=SOCKET)
+    socket = _upgradable(socket, only=True)
     return {
         "/v1/server/events": {"get": catalogue},
         "/v1/users/{user}/events": {"get": socket},
