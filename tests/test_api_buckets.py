@@ -95,7 +95,18 @@ async def test_bad_writes_and_reads_are_refused(http: httpx.AsyncClient, admin_t
     auth = bearer(admin_token)
     await _create(http, admin_token)
     data = f"{BUCKETS}/temp/data"
-    for body in ([], [1], {"ts": "soon"}, {"ts": -1}, {"ts": 1.5}, [{"ts": 1}, "x"]):
+    bodies = (
+        [],
+        [1],
+        {},
+        [{}],
+        {"ts": 1},
+        {"ts": "soon"},
+        {"ts": -1},
+        {"ts": 1.5},
+        [{"v": 1}, "x"],
+    )
+    for body in bodies:
         assert (await http.post(data, json=body, headers=auth)).status_code == 400, body
     for params in ({"items": 1001}, {"items": 0}, {"sort": "up"}, {"agg": "1h"}, {"min_ts": "x"}):
         assert (await http.get(data, params=params, headers=auth)).status_code == 400, params

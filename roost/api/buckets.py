@@ -202,10 +202,11 @@ def _v2(point: BucketPoint) -> dict[str, Any]:
 def _point(item: object, now: int) -> tuple[int, Any]:
     if not isinstance(item, dict):
         raise InvalidInput("each point must be a JSON object")
-    if "ts" not in item:
-        return now, item
     value = dict(item)
-    return check_ts(value.pop("ts")), value
+    ts = check_ts(value.pop("ts")) if "ts" in value else now
+    if not value:
+        raise InvalidInput("each point needs a field besides ts")
+    return ts, value
 
 
 def check_ts(ts: object) -> int:
