@@ -13,7 +13,7 @@ import pytest
 
 from roost.errors import Conflict, InvalidInput, NotFound
 from roost.store import Store, User
-from roost.store.base import Bucket, BucketPoint
+from roost.store.base import Bucket, BucketPoint, Page
 
 _T0 = 1_700_000_000_000  # ms
 
@@ -152,3 +152,13 @@ async def test_concurrent_point_writes_all_land(store: Store) -> None:
     await _with_bucket(store)
     await asyncio.gather(*(store.write_points("alice", "temp", [(_T0 + i, i)]) for i in range(50)))
     assert len(await store.read_points("alice", "temp", None, None, 100)) == 50
+
+
+async def test_list_buckets_pages_and_filters_by_id_or_name(store: Store) -> None:
+    for bucket in ("a1", "b2", "c3", "d4"):
+        await _with_bucket(store, bucket)
+    await store.update_bucket(_bucket("d4", name="Kitchen", modified=_T0 + 1))
+    two = await store.list_buckets("alice", Page(count=2, index=1))
+    assert [b.bucket for b in two] == ["b2", "c3"]
+    assert [b.bucket for b in await store.list_buckets("alice", Page(name="KITCH"))] == ["d4"]
+    assert [b.bucket for b in await store.list_buckets("alice", Page(name="b"))] == ["b2"]

@@ -200,3 +200,16 @@ async def test_clearing_a_bucket_whole_or_a_time_range(
     assert (await http.get(data, headers=auth)).json() == []
     assert (await http.get(f"{BUCKETS}/temp", headers=auth)).status_code == 200  # still there
     assert (await http.delete(f"{BUCKETS}/absent/data", headers=auth)).status_code == 404
+
+
+async def test_the_bucket_list_pages_as_the_clients_do(
+    http: httpx.AsyncClient, admin_token: str
+) -> None:
+    for n in range(5):
+        await _create(http, admin_token, f"b{n}")
+    auth = bearer(admin_token)
+    page = await http.get(BUCKETS, params={"count": 2, "index": 2}, headers=auth)
+    assert [b["bucket"] for b in page.json()] == ["b2", "b3"]
+    named = await http.get(BUCKETS, params={"name": "B4"}, headers=auth)
+    assert [b["bucket"] for b in named.json()] == ["b4"]
+    assert (await http.get(BUCKETS, params={"count": -1}, headers=auth)).status_code == 400

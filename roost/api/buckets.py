@@ -29,6 +29,7 @@ from starlette.routing import Route
 from roost import ids
 from roost.api.access import authorize
 from roost.api.json import json_response, read_json, read_json_object
+from roost.api.paging import page_of
 from roost.api.validate import optional_bool, optional_str
 from roost.errors import Conflict, InvalidInput, NotFound
 from roost.services import Services
@@ -63,7 +64,8 @@ async def list_buckets(request: Request) -> Response:
     owner = request.path_params["user"]
     await authorize(request, "ListBuckets", owner)
     services: Services = request.app.state.services
-    return json_response([bucket_json(b) for b in await services.store.list_buckets(owner)])
+    listed = await services.store.list_buckets(owner, page_of(request))
+    return json_response([bucket_json(b) for b in listed])
 
 
 async def create_bucket(request: Request) -> Response:

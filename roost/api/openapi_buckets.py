@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from roost.api import buckets as b
 from roost.api.openapi import (
     BAD_BODY,
+    BAD_PAGE,
+    PAGING,
     USER,
     Schema,
     _array,
@@ -145,8 +147,8 @@ def bucket_paths() -> dict[str, Schema]:
             "get": _op(
                 "listBuckets",
                 _ok("Buckets", _array("Bucket")),
-                user,
-                {},
+                [*user, *PAGING],
+                BAD_PAGE,
                 text=("ListBuckets", "The user's buckets, by id."),
             ),
             "post": _op(

@@ -273,8 +273,8 @@ class Store(Protocol):
 
     async def get_bucket(self, owner: str, bucket: str) -> Bucket | None: ...
 
-    async def list_buckets(self, owner: str) -> list[Bucket]:
-        """Ordered by bucket id."""
+    async def list_buckets(self, owner: str, page: Page = EVERY) -> list[Bucket]:
+        """Ordered by bucket id; ``page`` of them."""
 
     async def update_bucket(self, bucket: Bucket) -> None:
         """Replaces name, description, enabled, config, retention and modified of an existing

@@ -202,8 +202,8 @@ class SQLiteStore:
     async def get_bucket(self, owner: str, bucket: str) -> base.Bucket | None:
         return await self._run(qb.select_bucket, owner, bucket)
 
-    async def list_buckets(self, owner: str) -> list[base.Bucket]:
-        return await self._run(qb.select_buckets, owner)
+    async def list_buckets(self, owner: str, page: Page = EVERY) -> list[base.Bucket]:
+        return await self._run(qb.select_buckets, owner, page)
 
     async def update_bucket(self, bucket: base.Bucket) -> None:
         await self._run(qb.update_bucket, bucket)

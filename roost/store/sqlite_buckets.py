@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from roost.errors import Conflict, NotFound
-from roost.store.base import Bucket, BucketPoint
+from roost.store.base import EVERY, Bucket, BucketPoint, Page
+from roost.store.sqlite_queries import _paged
 
 _COLUMNS = (
     *("owner", "bucket", "name", "description", "enabled", "config", "retention"),
@@ -66,9 +67,9 @@ def select_bucket(conn: sqlite3.Connection, owner: str, bucket: str) -> Bucket |
     return None if row is None else _from(row)
 
 
-def select_buckets(conn: sqlite3.Connection, owner: str) -> list[Bucket]:
-    rows = conn.execute(_SELECT + " WHERE owner = ? ORDER BY bucket", (owner,))
-    return [_from(row) for row in rows]
+def select_buckets(conn: sqlite3.Connection, owner: str, page: Page = EVERY) -> list[Bucket]:
+    sql, params = _paged(_SELECT + " WHERE owner = ?", [owner], page, "bucket", ("bucket", "name"))
+    return [_from(row) for row in conn.execute(sql, params)]
 
 
 def update_bucket(conn: sqlite3.Connection, bucket: Bucket) -> None:
