@@ -162,3 +162,16 @@ async def test_list_buckets_pages_and_filters_by_id_or_name(store: Store) -> Non
     assert [b.bucket for b in two] == ["b2", "c3"]
     assert [b.bucket for b in await store.list_buckets("alice", Page(name="KITCH"))] == ["d4"]
     assert [b.bucket for b in await store.list_buckets("alice", Page(name="b"))] == ["b2"]
+
+
+async def test_a_point_that_must_not_replace_takes_the_next_free_ts(store: Store) -> None:
+    await _with_bucket(store)
+    await store.write_points("alice", "temp", [(_T0, "first"), (_T0 + 2, "third")])
+    await store.write_points("alice", "temp", [(_T0, "a"), (_T0, "b")], replace=False)
+    got = await store.read_points("alice", "temp", None, None, 10)
+    assert got == [
+        BucketPoint(_T0, "first"),
+        BucketPoint(_T0 + 1, "a"),
+        BucketPoint(_T0 + 2, "third"),
+        BucketPoint(_T0 + 3, "b"),
+    ]

@@ -213,3 +213,14 @@ async def test_the_bucket_list_pages_as_the_clients_do(
     named = await http.get(BUCKETS, params={"name": "B4"}, headers=auth)
     assert [b["bucket"] for b in named.json()] == ["b4"]
     assert (await http.get(BUCKETS, params={"count": -1}, headers=auth)).status_code == 400
+
+
+async def test_untimed_points_of_one_request_are_all_kept(
+    http: httpx.AsyncClient, admin_token: str
+) -> None:
+    await _create(http, admin_token)
+    data = f"{BUCKETS}/temp/data"
+    many = [{"n": n} for n in range(5)]
+    assert (await http.post(data, json=many, headers=bearer(admin_token))).status_code == 200
+    got = await http.get(data, params={"sort": "asc"}, headers=bearer(admin_token))
+    assert [p["val"] for p in got.json()] == many

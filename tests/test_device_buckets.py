@@ -50,6 +50,13 @@ async def test_a_confirmed_write_is_stored_before_its_confirmation(
         assert (await _points(http, admin_token, "temperature_log"))[-1] == {"t": 20 + n, "n": n}
     assert await device.write_bucket("temperature_log", 23.5, confirm=True)  # a bare value
     assert (await _points(http, admin_token, "temperature_log"))[-1] == 23.5
+    # writes made faster than one per ms keep every point
+    for n in range(20):
+        await device.write_bucket("temperature_log", {"burst": n})
+    assert await device.write_bucket("temperature_log", {"burst": 20}, confirm=True)
+    points = await _points(http, admin_token, "temperature_log")
+    burst = [p for p in points if isinstance(p, dict) and "burst" in p]
+    assert burst == [{"burst": n} for n in range(21)]
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

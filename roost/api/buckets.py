@@ -9,7 +9,9 @@ or null: keep every point).
 
 Points are JSON values at a ``ts`` in ms; a point written at a ts the bucket holds replaces it.
 ``POST .../data`` takes one object or an array of them, each with an optional ``ts`` (taken out of
-the stored value; absent: the time of the request) and answers 200 once every point is committed.
+the stored value; absent: the time of the request, and when no point of the request has one, each
+takes the first free ms from then, so that none replaces another) and answers 200 once every point
+is committed.
 ``GET /v1/.../data`` answers ``[{ts, val}]``, ``/v2/...`` ``[{ts, ...fields}]``; ``items`` (1 to
 1000, default 1000), ``min_ts`` and ``max_ts`` (inclusive, ms; 0 or absent: no bound) and ``sort``
 (``desc`` by default: the latest first) page through them as the Node-RED and n8n clients do.
@@ -149,7 +151,9 @@ async def write_data(request: Request) -> Response:
     if bucket.config.get("source") == "device":
         raise Conflict(f"bucket {bucket_id!r} is filled from a device, not written")
     try:
-        await services.store.write_points(owner, bucket_id, points)
+        # untimed points (no ts anywhere in the request) keep each other: one free ms each
+        timed = any(isinstance(item, dict) and "ts" in item for item in items)
+        await services.store.write_points(owner, bucket_id, points, replace=timed)
     except NotFound:  # deleted meanwhile
         raise NotFound(f"bucket {bucket_id!r} not found") from None
     return Response(status_code=200)

@@ -15,7 +15,7 @@ import logging
 
 from roost import ids
 from roost.bus.base import DeviceKey
-from roost.errors import InvalidInput, NotFound
+from roost.errors import Conflict, InvalidInput, NotFound
 from roost.store import Store
 from roost.wire.pson import PsonValue
 
@@ -40,9 +40,12 @@ async def write(
     if record.config.get("source") != "write":
         return f"bucket {bucket!r} does not take device writes (its source is not write)"
     try:
-        await store.write_points(device.owner, bucket, [(now, value)])
+        # at the first free ms from now: two writes in one ms keep both points
+        await store.write_points(device.owner, bucket, [(now, value)], replace=False)
     except NotFound:  # deleted meanwhile
         return f"no bucket {bucket!r}"
+    except Conflict as exc:
+        return exc.message
     except (InvalidInput, TypeError, ValueError) as exc:  # bytes, NaN, a number beyond 64 bits
         log.debug("device %s: bucket %s write not storable: %s", device, bucket, exc)
         return "the data cannot be stored as JSON"

@@ -284,10 +284,12 @@ class Store(Protocol):
         """Deletes the bucket and every point of it; False if it did not exist."""
 
     async def write_points(
-        self, owner: str, bucket: str, points: Sequence[tuple[int, Any]]
+        self, owner: str, bucket: str, points: Sequence[tuple[int, Any]], replace: bool = True
     ) -> None:
-        """Stores ``(ts, value)`` points, all or none, committed when this returns; a point at a
-        ts the bucket holds replaces it. Raises NotFound if the bucket does not exist."""
+        """Stores ``(ts, value)`` points, all or none, committed when this returns. A point at a
+        ts the bucket holds replaces it; with ``replace`` False it takes the first free ts after
+        it instead (Conflict when 1000 in a row are taken). Raises NotFound if the bucket does
+        not exist."""
 
     async def read_points(
         self,

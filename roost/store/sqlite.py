@@ -212,9 +212,9 @@ class SQLiteStore:
         return await self._run(qb.delete_bucket, owner, bucket)
 
     async def write_points(
-        self, owner: str, bucket: str, points: Sequence[tuple[int, Any]]
+        self, owner: str, bucket: str, points: Sequence[tuple[int, Any]], replace: bool = True
     ) -> None:
-        await self._run(qb.write_points, owner, bucket, points)
+        await self._run(qb.write_points, owner, bucket, points, replace)
 
     async def read_points(
         self,

@@ -87,22 +87,43 @@ def delete_bucket(conn: sqlite3.Connection, owner: str, bucket: str) -> bool:
 
 
 def write_points(
-    conn: sqlite3.Connection, owner: str, bucket: str, points: Sequence[tuple[int, Any]]
+    conn: sqlite3.Connection,
+    owner: str,
+    bucket: str,
+    points: Sequence[tuple[int, Any]],
+    replace: bool = True,
 ) -> None:
-    """Every point or none, in one transaction; a point at an existing ts replaces it."""
+    """Every point or none, in one transaction; a point at an existing ts replaces it, or with
+    ``replace`` False takes the first free ts after it."""
     rows = [(owner, bucket, ts, _text(value)) for ts, value in points]
     conn.execute("BEGIN IMMEDIATE")
     ok = False
     try:
-        conn.executemany(
-            "INSERT OR REPLACE INTO bucket_points (owner, bucket, ts, value) VALUES (?, ?, ?, ?)",
-            rows,
-        )
+        if replace:
+            conn.executemany(_INSERT.replace("INSERT", "INSERT OR REPLACE", 1), rows)
+        else:
+            for row in rows:
+                _insert_at_free_ts(conn, *row)
         ok = True
     except sqlite3.IntegrityError:
         raise NotFound(f"bucket {bucket!r} of {owner!r} does not exist") from None
     finally:
         conn.execute("COMMIT" if ok else "ROLLBACK")
+
+
+_INSERT = "INSERT INTO bucket_points (owner, bucket, ts, value) VALUES (?, ?, ?, ?)"
+FREE_TS_STEPS = 1000  # taken ts skipped before a point that must not replace one is refused
+
+
+def _insert_at_free_ts(
+    conn: sqlite3.Connection, owner: str, bucket: str, ts: int, value: str
+) -> None:
+    for step in range(FREE_TS_STEPS):
+        if conn.execute(
+            _INSERT + " ON CONFLICT DO NOTHING", (owner, bucket, ts + step, value)
+        ).rowcount:
+            return
+    raise Conflict(f"bucket {bucket!r} holds points at {FREE_TS_STEPS} ms in a row from {ts}")
 
 
 def _range(min_ts: int | None, max_ts: int | None) -> tuple[str, list[Any]]:
