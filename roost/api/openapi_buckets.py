@@ -96,7 +96,8 @@ def bucket_schemas() -> dict[str, Schema]:
         "BucketWrite": {
             "anyOf": [point, _t("array", items=point, minItems=1, maxItems=b.MAX_POINTS)],
             "description": "One point or an array of them; a point at a `ts` the bucket holds"
-            " replaces it; without `ts`, the time of the request.",
+            " replaces it; without `ts`, the time of the request (when no point of the request"
+            " has a `ts`, each takes the first free ms from then: none replaces another).",
         },
         "BucketCleared": _record({"deleted": _t("integer", minimum=0)}),
         "BucketPointV1": _record({"ts": _t("integer", description=MS), "val": {}}),
