@@ -155,7 +155,7 @@ async def test_assets_list_paths_that_work(http: httpx.AsyncClient, admin_token:
     response = await http.get("/v1/server/assets")  # public, as Thinger's
     assert response.status_code == 200
     assets = response.json()
-    assert {a["asset"] for a in assets} >= {"device", "token"}
+    assert [a["asset"] for a in assets] == ["bucket", "device", "token"]
     await create_device(http, admin_token)
     for asset in assets:
         assert set(asset) == {"asset", "category", "paths", "role"}
@@ -198,6 +198,9 @@ async def test_assets_are_the_same_for_every_caller(
     expected = {
         ("access token", "device"): 200,
         ("access token", "token"): 403,
+        ("access token", "bucket"): 403,
+        ("session", "bucket"): 200,
+        ("device token", "bucket"): 403,
         ("device token", "device"): 403,
         ("device token", "token"): 403,
         ("expired", "device"): 401,

@@ -45,6 +45,7 @@ class Asset:
 
 # in Thinger's order: the admin assets first, then the user assets, each by name
 ASSETS = (
+    Asset("bucket", "buckets"),
     Asset("device", "devices"),
     Asset("token", "tokens"),
 )
