@@ -33,9 +33,8 @@ from roost.bus.base import (
     RevocationListener,
     Stats,
 )
-from roost.bus.events import EventListeners
+from roost.bus.listeners import ListenersByUser
 from roost.bus.local import LocalBus
-from roost.bus.revocations import RevocationListeners
 from roost.wire.pson import PsonValue
 
 BYTES = "\x00bytes"  # how a bytes value (an OTA chunk, say) crosses the JSON wire
@@ -75,8 +74,10 @@ class WireBus:
 
     def __init__(self, node: LocalBus) -> None:
         self._far = _FarSide(node, self._hear)
-        self.revocations = RevocationListeners()  # this node's listeners, as on every bus
-        self.events = EventListeners()
+        self.revocations: ListenersByUser[Revocation] = ListenersByUser(
+            "revocation"
+        )  # this node's listeners, as on every bus
+        self.events: ListenersByUser[Event] = ListenersByUser("event")
         self.messages = 0  # how many crossed the wire, both ways
         self._ids = itertools.count(1)
         self._sinks: dict[int, FrameSink] = {}  # sink id -> sink

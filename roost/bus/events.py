@@ -1,5 +1,5 @@
 """Server events (thinger-api.md 2.19): the names Roost emits, one helper per event to build it,
-and who in this process listens for them, by user (the delivery end of every bus).
+their filters (:data:`CATALOGUE`); who listens for them is :mod:`roost.bus.listeners`.
 
 A feature that has something to announce publishes it on the bus in one line, e.g.
 ``services.bus.publish(events.bucket_export_completed(user, bucket, ts, file=f, ...))``. The
@@ -14,7 +14,7 @@ import logging
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from roost.bus.base import DeviceKey, Event, EventListener
+from roost.bus.base import DeviceKey, Event
 from roost.wire.pson import PsonValue
 
 log = logging.getLogger("roost.bus")
@@ -58,32 +58,3 @@ def bucket_export_completed(user: str, bucket: str, ts: int, **fields: PsonValue
 def endpoint_call_response(user: str, endpoint: str, ts: int, **fields: PsonValue) -> Event:
     """An endpoint call was delivered or given up; ``fields``: its result (status, body, ...)."""
     return Event(user, ENDPOINT_CALL_RESPONSE, {"endpoint": endpoint, **fields, "ts": ts})
-
-
-class EventListeners:
-    def __init__(self) -> None:
-        self._by_user: dict[str, dict[EventListener, None]] = {}  # ordered sets
-
-    def add(self, user: str, listener: EventListener) -> None:
-        self._by_user.setdefault(user, {})[listener] = None
-
-    def remove(self, user: str, listener: EventListener) -> None:
-        listeners = self._by_user.get(user)
-        if listeners is not None:
-            listeners.pop(listener, None)
-            if not listeners:
-                del self._by_user[user]
-
-    def listening(self, user: str) -> int:
-        """How many listeners hear ``user``'s events."""
-        return len(self._by_user.get(user, ()))
-
-    def deliver(self, event: Event) -> None:
-        listeners = self._by_user.get(event.user)
-        if not listeners:  # the usual case, on every connect and disconnect: nothing to do
-            return
-        for listener in list(listeners):
-            try:
-                listener(event)
-            except Exception:  # one broken listener must not keep the others from hearing
-                log.exception("event listener failed on %s", event.name)

@@ -20,8 +20,7 @@ from roost.bus.base import (
     Stats,
     StreamFanout,
 )
-from roost.bus.events import EventListeners
-from roost.bus.revocations import RevocationListeners
+from roost.bus.listeners import ListenersByUser
 from roost.errors import DeviceOffline
 from roost.wire.pson import PsonValue
 
@@ -30,8 +29,8 @@ class LocalBus:
     def __init__(self, registry: SessionLookup, streams: StreamFanout) -> None:
         self._registry = registry
         self._streams = streams
-        self.revocations = RevocationListeners()
-        self.events = EventListeners()
+        self.revocations: ListenersByUser[Revocation] = ListenersByUser("revocation")
+        self.events: ListenersByUser[Event] = ListenersByUser("event")
 
     def request(
         self,
