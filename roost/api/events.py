@@ -22,27 +22,21 @@ opened with ends (:mod:`roost.api.stream_access`) the server closes it with code
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
-from roost.api.json import dumps, json_response, parse_json
+from roost.api.json import json_response, parse_json
+from roost.api.socket_client import MAX_MESSAGE, SocketClient, accept
 from roost.api.stream_access import StreamAccess
-from roost.api.streams import MAX_MESSAGE, POLICY_VIOLATION, _close_reason, _deny
 from roost.bus.base import Event
 from roost.bus.events import CATALOGUE
-from roost.devices.outbox import Outbox
 from roost.errors import InvalidInput, RoostError
 from roost.services import Services
 from roost.wire.pson import PsonValue
-
-log = logging.getLogger("roost.api")
 
 ACTION = "SubscribeUserEvents"
 MAX_PATTERN = 64  # characters of an event name or filter pattern
@@ -132,71 +126,32 @@ async def events_socket(websocket: WebSocket) -> None:
     owner = websocket.path_params["user"]
     services: Services = websocket.app.state.services
     access = StreamAccess(websocket, ACTION, owner, None)
-    try:
-        await access.open()
-    except RoostError as exc:
-        await _deny(websocket, exc)
-        return
-    await websocket.accept()
-    await _EventsClient(websocket, services, owner).run(access)
+    if await accept(websocket, access):
+        client = _EventsClient(websocket, services, owner)
+        services.bus.subscribe_events(owner, client.heard)
+        await client.run(access)
 
 
-class _EventsClient:
+class _EventsClient(SocketClient):
     def __init__(self, websocket: WebSocket, services: Services, owner: str) -> None:
-        self.websocket = websocket
-        self.services = services
+        super().__init__(websocket, services, f"events socket of {owner}")
         self.owner = owner
-        self.outbox = Outbox(services.settings.stream_outbox_frames)
         self.subscriptions: dict[Subscription, None] = {}  # an ordered set
 
-    async def run(self, access: StreamAccess) -> None:
-        """Serve the socket until the client leaves or its access ends (then close it, 1008)."""
-        bus = self.services.bus
-        bus.subscribe_events(self.owner, self._heard)
-        sender = asyncio.create_task(self._send_frames())
-        reader = asyncio.create_task(self._read_messages())
-        guard = asyncio.create_task(access.lost())
-        reason: str | None = None
-        try:
-            done, _ = await asyncio.wait((reader, guard), return_when=asyncio.FIRST_COMPLETED)
-            if reader in done:
-                reader.result()  # what broke it, if anything did
-            else:
-                reason = guard.result()
-        finally:
-            bus.unsubscribe_events(self.owner, self._heard)
-            for task in (reader, guard, sender):
-                task.cancel()
-            await asyncio.gather(reader, guard, sender, return_exceptions=True)
-        if reason is not None:
-            log.info("events socket of %s closed: %s", self.owner, reason)
-            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-                await self.websocket.close(POLICY_VIOLATION, _close_reason(reason))
+    def release(self) -> None:
+        self.services.bus.unsubscribe_events(self.owner, self.heard)
 
-    def _heard(self, event: Event) -> None:
+    def heard(self, event: Event) -> None:
         if any(subscription.wants(event) for subscription in self.subscriptions):
             self.outbox.put(event.to_client())
 
-    async def _read_messages(self) -> None:
-        with contextlib.suppress(WebSocketDisconnect):
-            while True:
-                message = await self.websocket.receive()
-                if message["type"] == "websocket.disconnect":
-                    return
-                text = message.get("text")
-                data = text.encode() if text is not None else message.get("bytes") or b""
-                try:
-                    self._handle(data)
-                except RoostError as exc:
-                    self.outbox.put({"error": {"message": exc.message}})
+    async def handle(self, data: bytes) -> None:
+        try:
+            self._subscribe(data)
+        except RoostError as exc:
+            self.outbox.put({"error": {"message": exc.message}})
 
-    async def _send_frames(self) -> None:
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-            while True:
-                for frame in await self.outbox.take():
-                    await self.websocket.send_text(dumps(frame).decode())
-
-    def _handle(self, data: bytes) -> None:
+    def _subscribe(self, data: bytes) -> None:
         if len(data) > MAX_MESSAGE:
             raise InvalidInput(f"message larger than {MAX_MESSAGE} bytes")
         message = parse_json(data)

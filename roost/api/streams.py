@@ -20,106 +20,47 @@ reason as the close reason. Every watch is released when the socket closes, howe
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from typing import Any
 
 from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from roost.api.access import authorize
-from roost.api.errors import error_response, status_of
-from roost.api.json import dumps, parse_json
+from roost.api.json import parse_json
 from roost.api.resources import split_path
+from roost.api.socket_client import MAX_MESSAGE, SocketClient, accept
 from roost.api.stream_access import StreamAccess
 from roost.bus.base import DeviceKey
-from roost.devices.outbox import Outbox
 from roost.errors import InvalidInput, RoostError
 from roost.services import Services
 
-log = logging.getLogger("roost.api")
-
-MAX_MESSAGE = 64 * 1024
 MAX_INTERVAL_S = 86_400
-POLICY_VIOLATION = 1008  # the WebSocket close code of a socket whose access ended
-MAX_CLOSE_REASON = 123  # bytes a close frame can carry
 
 
 async def device_socket(websocket: WebSocket) -> None:
     owner, device_id = websocket.path_params["user"], websocket.path_params["device"]
     services: Services = websocket.app.state.services
     access = StreamAccess(websocket, "AccessDeviceResources", owner, device_id)
-    try:
-        await access.open()
-    except RoostError as exc:
-        await _deny(websocket, exc)
-        return
-    await websocket.accept()
-    writes = websocket.url.path.startswith("/v2/")
-    await _StreamClient(websocket, services, DeviceKey(owner, device_id), writes).run(access)
+    if await accept(websocket, access):
+        writes = websocket.url.path.startswith("/v2/")
+        await _StreamClient(websocket, services, DeviceKey(owner, device_id), writes).run(access)
 
 
-async def _deny(websocket: WebSocket, exc: RoostError) -> None:
-    try:
-        await websocket.send_denial_response(error_response(status_of(exc), exc.message))
-    except RuntimeError:  # the server cannot answer a handshake with HTTP: close instead
-        await websocket.close(code=1008, reason=exc.message[:120])
-
-
-class _StreamClient:
+class _StreamClient(SocketClient):
     def __init__(
         self, websocket: WebSocket, services: Services, key: DeviceKey, writes: bool
     ) -> None:
-        self.websocket = websocket
-        self.services = services
+        super().__init__(websocket, services, f"stream socket on {key}")
         self.key = key
         self.writes = writes
-        self.outbox = Outbox(services.settings.stream_outbox_frames)  # the sink of every watch
-        self.watched: set[tuple[str, ...]] = set()
+        self.watched: set[tuple[str, ...]] = set()  # the outbox is the sink of every watch
 
-    async def run(self, access: StreamAccess) -> None:
-        """Serve the socket until the client leaves or its access ends (then close it, 1008)."""
-        devices = self.services.devices
-        sender = asyncio.create_task(self._send_frames())
-        reader = asyncio.create_task(self._read_messages())
-        guard = asyncio.create_task(access.lost())
-        reason: str | None = None
-        try:
-            done, _ = await asyncio.wait((reader, guard), return_when=asyncio.FIRST_COMPLETED)
-            if reader in done:
-                reader.result()  # what broke it, if anything did
-            else:
-                reason = guard.result()
-        finally:
-            for task in (reader, guard, sender):
-                task.cancel()
-            for path in self.watched:
-                devices.unwatch(self.key, path, self.outbox)
-            self.watched.clear()
-            await asyncio.gather(reader, guard, sender, return_exceptions=True)
-        if reason is not None:
-            log.info("stream socket on %s closed: %s", self.key, reason)
-            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-                await self.websocket.close(POLICY_VIOLATION, _close_reason(reason))
+    def release(self) -> None:
+        for path in self.watched:
+            self.services.devices.unwatch(self.key, path, self.outbox)
+        self.watched.clear()
 
-    async def _read_messages(self) -> None:
-        with contextlib.suppress(WebSocketDisconnect):
-            while True:
-                message = await self.websocket.receive()
-                if message["type"] == "websocket.disconnect":
-                    return
-                text = message.get("text")
-                data = text.encode() if text is not None else message.get("bytes") or b""
-                await self._handle(data)
-
-    async def _send_frames(self) -> None:
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-            while True:
-                for frame in await self.outbox.take():
-                    await self.websocket.send_text(dumps(frame).decode())
-
-    async def _handle(self, data: bytes) -> None:
+    async def handle(self, data: bytes) -> None:
         resource: str | None = None
         try:
             if len(data) > MAX_MESSAGE:
@@ -166,11 +107,6 @@ class _StreamClient:
         elif path in self.watched:
             self.watched.discard(path)
             devices.unwatch(self.key, path, self.outbox)
-
-
-def _close_reason(reason: str) -> str:
-    """``reason`` cut to what a close frame holds, on a character boundary."""
-    return reason.encode()[:MAX_CLOSE_REASON].decode(errors="ignore")
 
 
 routes = [
