@@ -32,12 +32,11 @@ from roost import ids
 from roost.api.access import authorize
 from roost.api.json import json_response, read_json, read_json_object
 from roost.api.paging import page_of
-from roost.api.validate import optional_bool, optional_str
+from roost.api.validate import TEXT_LIMIT, described_changes, optional_bool, optional_str, text
 from roost.errors import Conflict, InvalidInput, NotFound
 from roost.services import Services
 from roost.store.base import Bucket, BucketPoint
 
-TEXT_LIMIT = 255
 MAX_ITEMS = 1000  # a read answers at most this many points; clients page beyond
 MAX_TS = 253_402_300_799_999  # the last ms of year 9999
 MAX_POINTS = 10_000  # in one POST .../data
@@ -80,8 +79,8 @@ async def create_bucket(request: Request) -> Response:
     bucket = Bucket(
         owner=owner,
         bucket=bucket_id,
-        name=_text(body, "name", default=bucket_id),
-        description=_text(body, "description", default=""),
+        name=text(body, "name", default=bucket_id),
+        description=text(body, "description", default=""),
         enabled=optional_bool(body, "enabled") is not False,
         config=parse_config(body.get("config", {"source": "write"})),
         retention=parse_retention(body.get("retention")),
@@ -110,13 +109,7 @@ async def update_bucket(request: Request) -> Response:
     if body.get("bucket") not in (None, bucket_id):
         raise InvalidInput("the bucket id cannot be changed")
     bucket = await _find(services, owner, bucket_id)
-    changes: dict[str, Any] = {"modified": services.now_ms()}
-    for field in ("name", "description"):
-        if body.get(field) is not None:
-            changes[field] = _text(body, field, default="")
-    enabled = optional_bool(body, "enabled")
-    if enabled is not None:
-        changes["enabled"] = enabled
+    changes = described_changes(body, services.now_ms())
     if body.get("config") is not None:
         changes["config"] = parse_config(body["config"])
     if "retention" in body:
@@ -236,11 +229,6 @@ async def _find(services: Services, owner: str, bucket_id: str) -> Bucket:
     if bucket is None:
         raise NotFound(f"bucket {bucket_id!r} not found")
     return bucket
-
-
-def _text(body: dict[str, Any], name: str, default: str) -> str:
-    value = optional_str(body, name, limit=TEXT_LIMIT)
-    return default if value is None else value
 
 
 def parse_config(config: object) -> dict[str, Any]:

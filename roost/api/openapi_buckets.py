@@ -23,6 +23,7 @@ from roost.api.openapi import (
     _record,
     _t,
 )
+from roost.api.validate import TEXT_LIMIT
 from roost.ids import BUCKET, DEVICE
 
 BUCKET_ID = _path_param("bucket", "Bucket id", _id(BUCKET))
@@ -34,7 +35,7 @@ def _config() -> Schema:
         {
             "source": {"enum": list(b.SOURCES)},
             "device": _id(DEVICE),
-            "resource": _t("string", maxLength=b.TEXT_LIMIT),
+            "resource": _t("string", maxLength=TEXT_LIMIT),
             "update": {"enum": list(b.UPDATES), "default": "interval"},
             "interval": _t("integer", minimum=1, maximum=b.MAX_INTERVAL, description="seconds"),
         },
@@ -58,7 +59,7 @@ def _retention(nullable: bool = True) -> Schema:
 
 
 def bucket_schemas() -> dict[str, Schema]:
-    text = _t("string", True, maxLength=b.TEXT_LIMIT)
+    text = _t("string", True, maxLength=TEXT_LIMIT)
     settings = {
         "name": text,
         "description": text,

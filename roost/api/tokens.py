@@ -24,7 +24,7 @@ from roost import ids
 from roost.api.access import authorize
 from roost.api.json import json_response, read_json_object
 from roost.api.paging import page_of
-from roost.api.validate import optional_bool, optional_str
+from roost.api.validate import described_changes, optional_bool, text
 from roost.auth.permissions import Permissions
 from roost.bus.base import Revocation, Revoked
 from roost.config import public_host
@@ -32,7 +32,6 @@ from roost.errors import Conflict, InvalidInput, NotFound
 from roost.services import Services
 from roost.store.base import AccessToken
 
-TEXT_LIMIT = 255  # name and description, as Thinger's resource_name / resource_description
 MAX_EXPIRE_MS = 253_402_300_799_999  # the last ms of year 9999
 
 
@@ -84,8 +83,8 @@ async def create_token(request: Request) -> Response:
     token = AccessToken(
         owner=owner,
         token=token_id,
-        name=_text(body, "name", default=token_id),
-        description=_text(body, "description", default=""),
+        name=text(body, "name", default=token_id),
+        description=text(body, "description", default=""),
         enabled=optional_bool(body, "enabled") is not False,
         allow=allow,
         deny=deny,
@@ -118,13 +117,7 @@ async def update_token(request: Request) -> Response:
     if body.get("token") not in (None, token_id):
         raise InvalidInput("the token id cannot be changed")
     token = await _find(services, owner, token_id)
-    changes: dict[str, Any] = {"modified": services.now_ms()}
-    for field in ("name", "description"):
-        if body.get(field) is not None:
-            changes[field] = _text(body, field, default="")
-    enabled = optional_bool(body, "enabled")
-    if enabled is not None:
-        changes["enabled"] = enabled
+    changes = described_changes(body, services.now_ms())
     if "allow" in body or "deny" in body:
         changes["allow"], changes["deny"] = _permissions(
             body.get("allow", token.allow), body.get("deny", token.deny)
@@ -152,11 +145,6 @@ async def _find(services: Services, owner: str, token_id: str) -> AccessToken:
     if token is None:
         raise NotFound(f"token {token_id!r} not found")
     return token
-
-
-def _text(body: dict[str, Any], name: str, default: str) -> str:
-    value = optional_str(body, name, limit=TEXT_LIMIT)
-    return default if value is None else value
 
 
 def _permissions(allow: object, deny: object) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -24,3 +24,25 @@ def optional_bool(body: dict[str, Any], name: str) -> bool | None:
     if value is not None and not isinstance(value, bool):
         raise InvalidInput(f"{name} must be true or false")
     return value
+
+
+TEXT_LIMIT = 255  # a name or description, as Thinger's resource_name / resource_description
+
+
+def text(body: dict[str, Any], name: str, default: str) -> str:
+    """A name or description: a string of at most ``TEXT_LIMIT``, or ``default`` when absent."""
+    value = optional_str(body, name, limit=TEXT_LIMIT)
+    return default if value is None else value
+
+
+def described_changes(body: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    """What a PUT changes of the settings every asset has (``name``, ``description``,
+    ``enabled``), and its ``modified`` time: the fields given, checked."""
+    changes: dict[str, Any] = {"modified": now_ms}
+    for field in ("name", "description"):
+        if body.get(field) is not None:
+            changes[field] = text(body, field, default="")
+    enabled = optional_bool(body, "enabled")
+    if enabled is not None:
+        changes["enabled"] = enabled
+    return changes
