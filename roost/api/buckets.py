@@ -32,7 +32,7 @@ from roost import ids
 from roost.api.access import authorize
 from roost.api.json import json_response, read_json, read_json_object
 from roost.api.paging import page_of
-from roost.api.validate import TEXT_LIMIT, described_changes, optional_bool, optional_str, text
+from roost.api.validate import TEXT_LIMIT, described, described_changes, optional_str
 from roost.errors import Conflict, InvalidInput, NotFound
 from roost.services import Services
 from roost.store.base import Bucket, BucketPoint
@@ -79,9 +79,7 @@ async def create_bucket(request: Request) -> Response:
     bucket = Bucket(
         owner=owner,
         bucket=bucket_id,
-        name=text(body, "name", default=bucket_id),
-        description=text(body, "description", default=""),
-        enabled=optional_bool(body, "enabled") is not False,
+        **described(body, bucket_id),
         config=parse_config(body.get("config", {"source": "write"})),
         retention=parse_retention(body.get("retention")),
         created=now,

@@ -24,7 +24,7 @@ from roost import ids
 from roost.api.access import authorize
 from roost.api.json import json_response, read_json_object
 from roost.api.paging import page_of
-from roost.api.validate import described_changes, optional_bool, text
+from roost.api.validate import described, described_changes
 from roost.auth.permissions import Permissions
 from roost.bus.base import Revocation, Revoked
 from roost.config import public_host
@@ -83,9 +83,7 @@ async def create_token(request: Request) -> Response:
     token = AccessToken(
         owner=owner,
         token=token_id,
-        name=text(body, "name", default=token_id),
-        description=text(body, "description", default=""),
-        enabled=optional_bool(body, "enabled") is not False,
+        **described(body, token_id),
         allow=allow,
         deny=deny,
         expire=_expire(body.get("expire"), now),

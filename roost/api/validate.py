@@ -35,6 +35,16 @@ def text(body: dict[str, Any], name: str, default: str) -> str:
     return default if value is None else value
 
 
+def described(body: dict[str, Any], default_name: str) -> dict[str, Any]:
+    """The settings every asset has, for a new one: ``name`` (absent: ``default_name``),
+    ``description`` (absent: empty) and ``enabled`` (absent: true), checked."""
+    return {
+        "name": text(body, "name", default=default_name),
+        "description": text(body, "description", default=""),
+        "enabled": optional_bool(body, "enabled") is not False,
+    }
+
+
 def described_changes(body: dict[str, Any], now_ms: int) -> dict[str, Any]:
     """What a PUT changes of the settings every asset has (``name``, ``description``,
     ``enabled``), and its ``modified`` time: the fields given, checked."""
