@@ -14,6 +14,7 @@ from roost.auth.ratelimit import FailureWindow, address_key
 from roost.bus import events
 from roost.bus.base import DeviceKey, Event
 from roost.config import Settings
+from roost.devices import properties
 from roost.devices.admission import Admission
 from roost.devices.peers import PeerCalls
 from roost.devices.registry import Registry
@@ -114,6 +115,16 @@ class DeviceGateway:
             )
 
     # SessionListener
+
+    async def answer_property(
+        self, key: DeviceKey, read: bool, prop: PsonValue, value: PsonValue
+    ) -> tuple[bool, PsonValue]:
+        """A device reads (``read``) or sets its property ``prop``: (ok, value read), as
+        :func:`roost.devices.properties.answer` gives it, with this node's store and bus."""
+        now_ms = int(self.clock() * 1000)
+        return await properties.answer(
+            self.store, self.settings, key, read, prop, value, now_ms, self.publish
+        )
 
     def stats_changed(self, key: DeviceKey) -> None:
         self.registry.stats_changed(key)

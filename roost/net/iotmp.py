@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 
 from roost.bus.base import Operation
-from roost.devices import properties
 from roost.devices.buckets import write as write_bucket
 from roost.devices.gateway import DeviceGateway
 from roost.devices.session import DeviceSession
@@ -140,19 +139,8 @@ class IotmpConnection(DeviceConnection[Message]):
     async def _property(self, session: DeviceSession, frame: Message, read: bool) -> None:
         """READ_DEVICE_PROPERTY / SET_DEVICE_PROPERTY (services 1/2; roost.devices.properties),
         answered when the RUN carries a stream id: OK with the value read, or ERROR."""
-        gateway = self._gateway
         prop = frame.parameters if type(frame.resource) is int else frame.resource
-        now = int(gateway.clock() * 1000)
-        ok, value = await properties.answer(
-            gateway.store,
-            gateway.settings,
-            session.key,
-            read,
-            prop,
-            frame.payload,
-            now,
-            gateway.publish,
-        )
+        ok, value = await self._gateway.answer_property(session.key, read, prop, frame.payload)
         if frame.stream_id:
             if ok:
                 reply = Message(MessageType.OK, frame.stream_id, payload=value)

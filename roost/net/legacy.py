@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from roost.bus.base import Operation
-from roost.devices import properties
 from roost.devices.buckets import write as write_bucket
 from roost.devices.gateway import DeviceGateway
 from roost.devices.session import DeviceSession
@@ -123,18 +122,9 @@ class LegacyConnection(DeviceConnection[legacy.Frame]):
         """GET_PROPERTY / SET_PROPERTY (flags 11/12; roost.devices.properties). A GET is always
         answered, with the stream id it came with (0 from the official client): flag 1 and the
         value, or flag 2 (no such property). A SET is answered when it carries a stream id."""
-        gateway = self._gateway
         read = frame.signal == Signal.GET_PROPERTY
-        now = int(gateway.clock() * 1000)
-        ok, value = await properties.answer(
-            gateway.store,
-            gateway.settings,
-            session.key,
-            read,
-            frame.identifier,
-            frame.payload,
-            now,
-            gateway.publish,
+        ok, value = await self._gateway.answer_property(
+            session.key, read, frame.identifier, frame.payload
         )
         if read or frame.stream_id:
             signal = Signal.REQUEST_OK if ok else Signal.REQUEST_ERROR
