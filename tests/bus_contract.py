@@ -212,24 +212,32 @@ async def test_stats_live_then_remembered(node: Services) -> None:
     assert not last.connected and (last.rx_bytes, last.tx_bytes) == (10, 20)
 
 
-async def test_watch_stats_is_set_on_every_change_until_released(node: Services) -> None:
+async def test_watched_stats_are_published_as_events_until_released(node: Services) -> None:
     bus = _bus(node)
-    changed = bus.watch_stats(_KEY)
+    heard: list[dict[str, object]] = []
+
+    def listener(event: Event) -> None:
+        if event.name == events.DEVICE_STATS:
+            heard.append(dict(event.fields))
+
+    bus.subscribe_events(_KEY.owner, listener)
+    bus.watch_stats(_KEY)
+    bus.watch_stats(_OTHER)
     await bus.stats(_KEY)  # what a watcher does next: once it has its answer, it is watching
     device = _Device(node)
-    await _until(changed.is_set)
-    changed.clear()
-    device.count_traffic(1, 1)
-    await _until(changed.is_set)
-    other = bus.watch_stats(_OTHER)
-    bus.unwatch_stats(_KEY, changed)
+    await _until(lambda: any(e["connected"] for e in heard))
+    device.count_traffic(7, 9)
+    await _until(lambda: any(e["rx_bytes"] == 7 and e["tx_bytes"] == 9 for e in heard))
+    assert {e["device"] for e in heard} == {_KEY.device}  # the other device did nothing
+    bus.unwatch_stats(_KEY)
     await bus.stats(_KEY)
-    changed.clear()
+    heard.clear()
     device.count_traffic(1, 1)
     device.close("gone")
     await _settle()
-    assert not changed.is_set() and not other.is_set()  # released; another device's unaffected
-    bus.unwatch_stats(_OTHER, other)
+    assert heard == []  # released: its changes are no longer published
+    bus.unwatch_stats(_OTHER)
+    bus.unsubscribe_events(_KEY.owner, listener)
 
 
 # resource streams

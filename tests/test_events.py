@@ -250,3 +250,32 @@ async def test_a_property_set_by_the_device_arrives(
             "location",
             {"lat": 40.4},
         )
+
+
+async def test_stats_streams_share_the_event_source_but_clients_hear_only_server_events(
+    server: Roost, http: httpx.AsyncClient, admin_token: str, connect_device: DeviceFactory
+) -> None:
+    """The stats SSE hears a device's stats as ``device_stats`` events on the bus, the source
+    the events socket hears; that internal event never reaches an events socket, even on ``*``."""
+    await create_device(http, admin_token)
+    url = f"/v1/users/{ADMIN}/devices/dev1/stats"
+    headers = {**bearer(admin_token), "Accept": "text/event-stream"}
+    async with (
+        connect(events_url(server, admin_token)) as ws,
+        http.stream("GET", url, headers=headers) as stats,
+    ):
+        await subscribe(ws, {"event": "*"})
+        lines = stats.aiter_lines()
+        first = await asyncio.wait_for(anext(lines), 5)
+        assert json.loads(first.removeprefix("data: "))["connected"] is False
+        device = await connect_device()
+        data = ""
+        while not data.startswith("data: ") or not json.loads(data[6:])["connected"]:
+            data = await asyncio.wait_for(anext(lines), 5)  # heard through the bus's events
+        await device.stop()
+        seen = [await receive(ws), await receive(ws)]
+        assert [state(frame) for frame in seen] == [
+            ("device_state_change", "dev1", "connected"),
+            ("device_state_change", "dev1", "disconnected"),
+        ]
+        await subscribe(ws)  # and nothing else was queued before this answer

@@ -18,6 +18,7 @@ import asyncio
 import base64
 import itertools
 import json
+from collections import Counter
 from typing import Any
 
 from roost import errors
@@ -33,6 +34,7 @@ from roost.bus.base import (
     RevocationListener,
     Stats,
 )
+from roost.bus.events import DEVICE_STATS
 from roost.bus.listeners import ListenersByUser
 from roost.bus.local import LocalBus
 from roost.wire.pson import PsonValue
@@ -83,8 +85,6 @@ class WireBus:
         self._sinks: dict[int, FrameSink] = {}  # sink id -> sink
         self._sink_ids: dict[FrameSink, int] = {}
         self._watched: dict[int, set[tuple[DeviceKey, ResourcePath]]] = {}  # by sink id
-        self._stats_events: dict[int, asyncio.Event] = {}
-        self._stats_ids: dict[asyncio.Event, int] = {}
 
     # requests: a message to the node holding the device, its answer a message back
 
@@ -121,19 +121,11 @@ class WireBus:
 
     # subscriptions: carried to the node holding the device; what they see comes back
 
-    def watch_stats(self, key: DeviceKey) -> asyncio.Event:
-        event = asyncio.Event()
-        watch = next(self._ids)
-        self._stats_events[watch] = event
-        self._stats_ids[event] = watch
-        self._tell({"op": "watch_stats", "key": list(key), "watch": watch})
-        return event
+    def watch_stats(self, key: DeviceKey) -> None:
+        self._tell({"op": "watch_stats", "key": list(key)})
 
-    def unwatch_stats(self, key: DeviceKey, event: asyncio.Event) -> None:
-        watch = self._stats_ids.pop(event, None)
-        if watch is not None:
-            del self._stats_events[watch]
-            self._tell({"op": "unwatch_stats", "key": list(key), "watch": watch})
+    def unwatch_stats(self, key: DeviceKey) -> None:
+        self._tell({"op": "unwatch_stats", "key": list(key)})
 
     def watch_stream(
         self, key: DeviceKey, path: ResourcePath, interval: float, sink: FrameSink
@@ -196,17 +188,13 @@ class WireBus:
         asyncio.get_running_loop().call_soon(self._far.receive, encode(message))
 
     def _hear(self, data: bytes) -> None:
-        """A message from the wire: a frame for a sink, a stats change, a revocation."""
+        """A message from the wire: a frame for a sink, a revocation, an event."""
         self.messages += 1
         message = decode(data)
         if "frame" in message:
             sink = self._sinks.get(message["sink"])
             if sink is not None:
                 sink.put(message["frame"])
-        elif "stats_changed" in message:
-            event = self._stats_events.get(message["stats_changed"])
-            if event is not None:
-                event.set()
         elif "revocation" in message:
             self.revocations.deliver(Revocation.from_json(message["revocation"]))
         elif "event" in message:
@@ -235,7 +223,7 @@ class _FarSide:
         self._node = node
         self._reply = reply  # bytes back to the watcher's node
         self._relays: dict[int, _Relay] = {}
-        self._stats: dict[int, tuple[DeviceKey, asyncio.Event, asyncio.Task[None]]] = {}
+        self._stats_watched: Counter[DeviceKey] = Counter()  # what the watcher's node watches
 
     async def answer(self, data: bytes) -> bytes:
         message = decode(data)
@@ -278,30 +266,31 @@ class _FarSide:
             self._node.unwatch_stream(key, path, relay)
             if not relay.watched:
                 del self._relays[message["sink"]]
-        elif op == "watch_stats":
-            event = self._node.watch_stats(key)
-            task = asyncio.get_running_loop().create_task(
-                self._relay_stats(message["watch"], event)
-            )
-            self._stats[message["watch"]] = (key, event, task)
-        elif op == "unwatch_stats":
-            key, event, task = self._stats.pop(message["watch"])
-            task.cancel()
-            self._node.unwatch_stats(key, event)
+        elif op == "watch_stats":  # the node publishes the changes: they cross as events
+            if not self._stats_watched[key]:
+                self._node.subscribe_events(key.owner, self._forward_stats)
+            self._stats_watched[key] += 1
+            self._node.watch_stats(key)
+        elif op == "unwatch_stats" and self._stats_watched[key]:
+            self._node.unwatch_stats(key)
+            self._stats_watched[key] -= 1
+            if not self._stats_watched[key]:
+                del self._stats_watched[key]
+                self._node.unsubscribe_events(key.owner, self._forward_stats)
 
-    async def _relay_stats(self, watch: int, event: asyncio.Event) -> None:
-        while True:
-            await event.wait()
-            event.clear()
-            self._send({"stats_changed": watch})
+    def _forward_stats(self, event: Event) -> None:
+        if (
+            event.name == DEVICE_STATS
+            and (event.user, event.fields["device"]) in self._stats_watched
+        ):
+            self._send({"event": event.to_json()})
 
     def _send(self, message: dict[str, Any]) -> None:
         asyncio.get_running_loop().call_soon(self._reply, encode(message))
 
     async def close(self) -> None:
-        for key, event, task in self._stats.values():
-            task.cancel()
-            self._node.unwatch_stats(key, event)
-        tasks = [task for _, _, task in self._stats.values()]
-        self._stats.clear()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for key, count in self._stats_watched.items():
+            for _ in range(count):
+                self._node.unwatch_stats(key)
+            self._node.unsubscribe_events(key.owner, self._forward_stats)
+        self._stats_watched.clear()

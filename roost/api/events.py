@@ -142,6 +142,8 @@ class _EventsClient(SocketClient):
         self.services.bus.unsubscribe_events(self.owner, self.heard)
 
     def heard(self, event: Event) -> None:
+        if event.name not in CATALOGUE:  # carried on the same source, not for clients
+            return
         if any(subscription.wants(event) for subscription in self.subscriptions):
             self.outbox.put(event.to_client())
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ class Stats:
     rx_bytes: int
     tx_bytes: int
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, PsonValue]:
         return {
             "connected": self.connected,
             "connected_ts": self.connected_ts,
@@ -137,10 +136,13 @@ class Bus(Protocol):
     async def stats(self, key: DeviceKey) -> Stats:
         """The device's stats: live on the node holding it, else the last ones remembered."""
 
-    def watch_stats(self, key: DeviceKey) -> asyncio.Event:
-        """An event set whenever the device's stats change; release it with unwatch_stats."""
+    def watch_stats(self, key: DeviceKey) -> None:
+        """Ask that the device's stats changes be published, while watched, as
+        ``device_stats`` events of its user (:func:`roost.bus.events.device_stats`): the node
+        holding the device publishes them, so a stats stream on any node hears them with
+        ``subscribe_events``, like every other event. Release it with unwatch_stats."""
 
-    def unwatch_stats(self, key: DeviceKey, event: asyncio.Event) -> None: ...
+    def unwatch_stats(self, key: DeviceKey) -> None: ...
 
     def watch_stream(
         self, key: DeviceKey, path: ResourcePath, interval: float, sink: FrameSink
@@ -202,9 +204,9 @@ class SessionLookup(Protocol):
 
     def stats(self, key: DeviceKey) -> Stats: ...
 
-    def watch(self, key: DeviceKey) -> asyncio.Event: ...
+    def watch(self, key: DeviceKey, listener: Callable[[DeviceKey], None]) -> None: ...
 
-    def unwatch(self, key: DeviceKey, event: asyncio.Event) -> None: ...
+    def unwatch(self, key: DeviceKey, listener: Callable[[DeviceKey], None]) -> None: ...
 
     def disconnect(self, key: DeviceKey, reason: str) -> bool: ...
 

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from roost.bus.base import DeviceKey, Event
+from roost.bus.base import DeviceKey, Event, Stats
 from roost.wire.pson import PsonValue
 
 log = logging.getLogger("roost.bus")
@@ -25,6 +25,10 @@ BUCKET_EXPORT_COMPLETED = "bucket_export_completed"
 ENDPOINT_CALL_RESPONSE = "endpoint_call_response"
 
 CONNECTED, DISCONNECTED = "connected", "disconnected"
+
+# carried like the others, but not a server event of the catalogue: a device's stats changed
+# (connect, disconnect, traffic), published only while a stats stream watches it (Bus.watch_stats)
+DEVICE_STATS = "device_stats"
 
 # every event Roost emits: its filters (fields a subscription may match), each with its hints
 CATALOGUE: Mapping[str, Mapping[str, tuple[str, ...]]] = MappingProxyType(
@@ -41,6 +45,11 @@ def device_state_change(key: DeviceKey, connected: bool, ts: int) -> Event:
     """A device connected or disconnected (``ts``: when, in ms)."""
     state = CONNECTED if connected else DISCONNECTED
     return Event(key.owner, DEVICE_STATE_CHANGE, {"device": key.device, "state": state, "ts": ts})
+
+
+def device_stats(key: DeviceKey, stats: Stats) -> Event:
+    """The device's stats now: what its stats streams send (not in :data:`CATALOGUE`)."""
+    return Event(key.owner, DEVICE_STATS, {"device": key.device, **stats.to_json()})
 
 
 def device_property_update(key: DeviceKey, prop: str, value: PsonValue, ts: int) -> Event:

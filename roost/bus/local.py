@@ -3,10 +3,10 @@ stream in its StreamHub; the bus only hands requests and watches to them."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
+from roost.bus import events
 from roost.bus.base import (
     DeviceKey,
     Event,
@@ -49,11 +49,14 @@ class LocalBus:
     async def stats(self, key: DeviceKey) -> Stats:
         return self._registry.stats(key)
 
-    def watch_stats(self, key: DeviceKey) -> asyncio.Event:
-        return self._registry.watch(key)
+    def watch_stats(self, key: DeviceKey) -> None:
+        self._registry.watch(key, self._stats_changed)
 
-    def unwatch_stats(self, key: DeviceKey, event: asyncio.Event) -> None:
-        self._registry.unwatch(key, event)
+    def unwatch_stats(self, key: DeviceKey) -> None:
+        self._registry.unwatch(key, self._stats_changed)
+
+    def _stats_changed(self, key: DeviceKey) -> None:
+        self.publish(events.device_stats(key, self._registry.stats(key)))
 
     def watch_stream(
         self, key: DeviceKey, path: ResourcePath, interval: float, sink: FrameSink

@@ -10,7 +10,6 @@ when it is awaited.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
 from roost.bus.base import Bus, DeviceKey, FrameSink, Operation, ResourcePath, Stats
@@ -42,12 +41,13 @@ class DeviceCalls:
     def stats(self, key: DeviceKey) -> Awaitable[Stats]:
         return self._bus.stats(key)
 
-    def watch_stats(self, key: DeviceKey) -> asyncio.Event:
-        """An event set whenever the device's stats change; release it with unwatch_stats."""
-        return self._bus.watch_stats(key)
+    def watch_stats(self, key: DeviceKey) -> None:
+        """Have the device's stats changes published as ``device_stats`` events of its user
+        (heard with ``bus.subscribe_events``); release it with unwatch_stats."""
+        self._bus.watch_stats(key)
 
-    def unwatch_stats(self, key: DeviceKey, event: asyncio.Event) -> None:
-        self._bus.unwatch_stats(key, event)
+    def unwatch_stats(self, key: DeviceKey) -> None:
+        self._bus.unwatch_stats(key)
 
     def watch(self, key: DeviceKey, path: ResourcePath, interval: float, sink: FrameSink) -> None:
         """Stream the resource into ``sink`` (see :meth:`roost.bus.base.Bus.watch_stream`);

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections import Counter
+from collections.abc import Callable
 
 from roost.bus.base import DeviceKey, Stats
 from roost.devices.session import DeviceSession
 
 log = logging.getLogger(__name__)
+
+StatsListener = Callable[[DeviceKey], None]  # told the device's stats changed; must not raise
 
 OFFLINE = Stats(connected=False, connected_ts=None, ip_address=None, rx_bytes=0, tx_bytes=0)
 
@@ -19,7 +22,7 @@ class Registry:
     def __init__(self) -> None:
         self._sessions: dict[DeviceKey, DeviceSession] = {}
         self._last_stats: dict[DeviceKey, Stats] = {}
-        self._watchers: dict[DeviceKey, set[asyncio.Event]] = {}
+        self._watchers: dict[DeviceKey, Counter[StatsListener]] = {}
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -73,26 +76,28 @@ class Registry:
         """Sessions that received nothing since loop time ``cutoff``."""
         return [s for s in self._sessions.values() if s.last_rx < cutoff]
 
-    # stats watchers (SSE)
+    # stats watchers (the bus, for the stats streams)
 
-    def watch(self, key: DeviceKey) -> asyncio.Event:
-        event = asyncio.Event()
-        self._watchers.setdefault(key, set()).add(event)
-        return event
+    def watch(self, key: DeviceKey, listener: StatsListener) -> None:
+        """Call ``listener`` whenever the device's stats change, until as many unwatch calls."""
+        self._watchers.setdefault(key, Counter())[listener] += 1
 
-    def unwatch(self, key: DeviceKey, event: asyncio.Event) -> None:
-        events = self._watchers.get(key)
-        if events is not None:
-            events.discard(event)
-            if not events:
+    def unwatch(self, key: DeviceKey, listener: StatsListener) -> None:
+        listeners = self._watchers.get(key)
+        if listeners is None or not listeners[listener]:
+            return
+        listeners[listener] -= 1
+        if not listeners[listener]:
+            del listeners[listener]
+            if not listeners:
                 del self._watchers[key]
 
     def watching(self, key: DeviceKey) -> int:
-        """How many stats streams watch this device."""
-        return len(self._watchers.get(key, ()))
+        """How many watches of this device's stats are held."""
+        return self._watchers[key].total() if key in self._watchers else 0
 
     def stats_changed(self, key: DeviceKey) -> None:
-        events = self._watchers.get(key)
-        if events:
-            for event in events:
-                event.set()
+        listeners = self._watchers.get(key)
+        if listeners:
+            for listener in list(listeners):
+                listener(key)
