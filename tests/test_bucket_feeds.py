@@ -18,7 +18,16 @@ from roost.config import Settings
 from roost.device import Device
 from roost.device.client import ProtocolName
 
-from conftest import ADMIN, DeviceFactory, bearer, create_device, login, sdk_device, wait_for
+from conftest import (
+    ADMIN,
+    DeviceFactory,
+    bearer,
+    bus_of,
+    create_device,
+    login,
+    sdk_device,
+    wait_for,
+)
 
 BUCKETS = f"/v1/users/{ADMIN}/buckets"
 PROTOCOLS: list[ProtocolName] = ["legacy", "iotmp"]
@@ -247,9 +256,12 @@ async def running(settings: Settings) -> AsyncIterator[list[Roost]]:
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_a_restarted_server_feeds_the_bucket_again(
-    settings: Settings, running: list[Roost], protocol: ProtocolName
+    settings: Settings,
+    running: list[Roost],
+    protocol: ProtocolName,
+    request: pytest.FixtureRequest,
 ) -> None:
-    first = Roost(settings)
+    first = Roost(settings, bus=bus_of(request.config))
     running.append(first)
     await first.start()
     base = f"http://127.0.0.1:{first.http_port}"
@@ -266,7 +278,7 @@ async def test_a_restarted_server_feeds_the_bucket_again(
             await device.stop()
     running.remove(first)
     await first.stop()
-    second = Roost(settings)
+    second = Roost(settings, bus=bus_of(request.config))
     running.append(second)
     await second.start()
     base = f"http://127.0.0.1:{second.http_port}"
