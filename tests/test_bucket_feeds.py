@@ -293,3 +293,57 @@ async def test_a_restarted_server_feeds_the_bucket_again(
             await device.stop()
     assert found[: len(before)] == before  # kept across the restart
     assert [p["val"] for p in found[len(before) :]][:2] == [1, 2]  # the new connection's samples
+
+
+async def test_a_failed_write_is_logged_and_the_feed_goes_on(
+    server: Roost,
+    http: httpx.AsyncClient,
+    admin_token: str,
+    connect_device: DeviceFactory,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert server.services is not None
+    store = server.services.store
+    write_points = store.write_points
+    failures = 0
+
+    async def failing_once(*args: Any, **kwargs: Any) -> None:
+        nonlocal failures
+        if failures == 0:
+            failures += 1
+            raise OSError("disk full")
+        await write_points(*args, **kwargs)
+
+    monkeypatch.setattr(store, "write_points", failing_once)
+    await create_device(http, admin_token)
+    await connect_device(Sensor().attach(sdk_device(server)))
+    await create_bucket(http, admin_token, "temps", feed_config("temperature", interval=1))
+    found = await wait_points(http, admin_token, "temps", 1)
+    assert failures == 1 and found[0]["val"] >= 2  # the first sample was lost, not the feed
+    assert any("samples not stored" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_bucket_deleted_behind_the_feeds_back_stops_being_fed(
+    server: Roost,
+    http: httpx.AsyncClient,
+    admin_token: str,
+    connect_device: DeviceFactory,
+) -> None:
+    """Deleted without the API telling the feeds (with its user, or by another node): the next
+    write finds it gone and the feed stops; the other feeds go on."""
+    await create_device(http, admin_token)
+    device = await connect_device(Sensor().attach(sdk_device(server)))
+    await create_bucket(http, admin_token, "temps", feed_config("temperature", interval=1))
+    await create_bucket(http, admin_token, "climate", feed_config("climate", interval=1))
+    await wait_points(http, admin_token, "temps", 1)
+    assert server.services is not None
+    assert await server.services.store.delete_bucket(ADMIN, "temps")
+
+    async def stopped() -> bool:
+        return not device.resource("temperature").streams
+
+    await wait_for(stopped)
+    assert server.services.feeds.fed() == [(ADMIN, "climate")]
+    held = len(await points(http, admin_token, "climate"))
+    await wait_points(http, admin_token, "climate", held + 1)

@@ -88,11 +88,18 @@ class Feed:
 def feeds_from(bucket: Bucket) -> bool:
     """Whether the server fills ``bucket`` from its device."""
     config = bucket.config
+    update = config.get("update")
     return (
         bucket.enabled
         and config.get("source") == "device"
-        and config.get("update") in ("interval", "events")
+        and isinstance(config.get("device"), str)
+        and isinstance(config.get("resource"), str)
+        and (update == "events" or (update == "interval" and _seconds(config.get("interval"))))
     )
+
+
+def _seconds(interval: object) -> bool:
+    return isinstance(interval, int | float) and not isinstance(interval, bool) and interval > 0
 
 
 class BucketFeeds:
@@ -108,6 +115,7 @@ class BucketFeeds:
         self._wake = asyncio.Event()
         self._reloading = asyncio.Lock()  # one reload at a time: the last one read the store last
         self._writer: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def fed(self) -> list[BucketKey]:
         """The buckets being fed, in order."""
@@ -119,6 +127,7 @@ class BucketFeeds:
             if feeds_from(bucket):
                 self._follow(bucket)
         self._writer = asyncio.get_running_loop().create_task(self._write_forever())
+        self._writer.add_done_callback(_writer_done)
         if self._feeds:
             log.info("feeding %d device-source buckets", len(self._feeds))
 
@@ -126,10 +135,11 @@ class BucketFeeds:
         """Stop every feed, write what has arrived, stop the writer."""
         for key in list(self._feeds):
             self._drop(key)
-        if self._writer is not None:
-            self._writer.cancel()
-            await asyncio.gather(self._writer, return_exceptions=True)
-            self._writer = None
+        writer, self._writer = self._writer, None
+        if writer is not None:  # let it finish the write under way (a cancel would lose it)
+            self._stopping = True
+            self._wake.set()
+            await asyncio.gather(writer, return_exceptions=True)  # a failure: logged when done
         await self._flush()
 
     async def reload(self, owner: str, bucket: str) -> None:
@@ -176,7 +186,7 @@ class BucketFeeds:
         self._wake.set()
 
     async def _write_forever(self) -> None:
-        while True:
+        while not self._stopping:
             await self._wake.wait()
             self._wake.clear()
             await self._flush()
@@ -206,3 +216,8 @@ class BucketFeeds:
                 log.warning("bucket %s of %s: a sample cannot be stored: %s", bucket, owner, exc)
         except Exception:  # the store failed: these samples are lost, the feed goes on
             log.exception("bucket %s of %s: %d samples not stored", bucket, owner, len(points))
+
+
+def _writer_done(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the bucket feeds' writer stopped", exc_info=task.exception())
