@@ -347,3 +347,15 @@ async def test_a_bucket_deleted_behind_the_feeds_back_stops_being_fed(
     assert server.services.feeds.fed() == [(ADMIN, "climate")]
     held = len(await points(http, admin_token, "climate"))
     await wait_points(http, admin_token, "climate", held + 1)
+
+
+async def test_a_bucket_with_update_none_is_not_fed(
+    server: Roost, http: httpx.AsyncClient, admin_token: str, connect_device: DeviceFactory
+) -> None:
+    await create_device(http, admin_token)
+    device = await connect_device(Sensor().attach(sdk_device(server)))
+    await create_bucket(http, admin_token, "quiet", feed_config("temperature", "none"))
+    await create_bucket(http, admin_token, "climate", feed_config("climate", interval=1))
+    await wait_points(http, admin_token, "climate", 1)  # the one created after it is fed
+    assert not device.resource("temperature").streams
+    assert await points(http, admin_token, "quiet") == []
