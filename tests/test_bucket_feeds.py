@@ -276,7 +276,7 @@ async def test_a_restarted_server_feeds_the_bucket_again(
         await device.start()
         await device.wait_connected(5)
         try:
-            before = await wait_points(http, token, "temps", 1)
+            await wait_points(http, token, "temps", 1)
         finally:
             await device.stop()
     running.remove(first)
@@ -287,6 +287,8 @@ async def test_a_restarted_server_feeds_the_bucket_again(
     base = f"http://127.0.0.1:{second.http_port}"
     async with httpx.AsyncClient(base_url=base, timeout=10) as http:
         token = await login(http)
+        before = await points(http, token, "temps")  # every sample of the first run, stored
+        assert before
         device = Sensor().attach(sdk_device(second, protocol=protocol))
         await device.start()
         await device.wait_connected(5)
