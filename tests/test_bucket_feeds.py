@@ -206,6 +206,7 @@ async def test_disabling_or_deleting_the_bucket_stops_the_feed(
     held = await points(http, admin_token, "temps")
     response = await http.put(url, json={"enabled": True}, headers=auth)
     assert response.status_code == 200, response.text
+    await device_streams(1)
     await wait_points(http, admin_token, "temps", len(held) + 1)
     # a new config retunes the feed: events only, from the interval
     response = await http.put(
