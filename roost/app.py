@@ -30,6 +30,7 @@ from roost.auth.passwords import DeviceCredentials, hash_password
 from roost.auth.permissions import ParsedPermissions
 from roost.auth.ratelimit import LoginLimiter
 from roost.auth.tokens import TokenSigner
+from roost.buckets.feeds import BucketFeeds
 from roost.bus.base import Bus
 from roost.bus.local import LocalBus
 from roost.config import Settings
@@ -79,18 +80,20 @@ async def build_services(
     node_bus = bus(LocalBus(registry, gateway.streams))
     gateway.peers.bus = node_bus  # device-to-device calls go through the bus, as the API's do
     gateway.publish = node_bus.publish  # device_state_change, to every node's subscribers
+    devices = DeviceCalls(node_bus)
     return Services(
         settings=settings,
         store=store,
         registry=registry,
         bus=node_bus,
         gateway=gateway,
-        devices=DeviceCalls(node_bus),
+        devices=devices,
         signer=TokenSigner(load_or_create_key(settings.data_dir, JWT_KEY_FILE)),
         credentials=credentials,
         clock=clock,
         login_limiter=LoginLimiter.from_settings(settings, time.monotonic),
         permissions=ParsedPermissions(),
+        feeds=BucketFeeds(store, devices, clock),
     )
 
 
@@ -218,6 +221,7 @@ class Roost:
                 "iotmp_tls", IotmpConnection, settings.iotmp_tls_port, context
             )
         await ensure_admin(services)
+        await services.feeds.start()
         loop = asyncio.get_running_loop()
         self._jobs = [
             loop.create_task(services.gateway.drop_silent_devices()),
@@ -336,6 +340,7 @@ class Roost:
         for server, _ in self._http:
             server.should_exit = True
         if self.services is not None:
+            await self.services.feeds.stop()  # before the sessions close: their streams stop
             await self.services.gateway.shutdown()
         for job in self._jobs:
             job.cancel()

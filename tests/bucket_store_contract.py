@@ -175,3 +175,16 @@ async def test_a_point_that_must_not_replace_takes_the_next_free_ts(store: Store
         BucketPoint(_T0 + 2, "third"),
         BucketPoint(_T0 + 3, "b"),
     ]
+
+
+async def test_device_source_buckets_are_listed_across_users_when_enabled(store: Store) -> None:
+    device = {"source": "device", "device": "d1", "resource": "t", "update": "interval"}
+    for owner, bucket in (("bob", "b"), ("alice", "z"), ("alice", "a"), ("alice", "off")):
+        await _with_bucket(store, bucket, owner)
+        await store.update_bucket(
+            _bucket(bucket, owner, config={**device, "interval": 5}, enabled=bucket != "off")
+        )
+    await _with_bucket(store, "written")  # source write: not listed
+    listed = await store.list_device_source_buckets()
+    assert [(b.owner, b.bucket) for b in listed] == [("alice", "a"), ("alice", "z"), ("bob", "b")]
+    assert listed[0].config == {**device, "interval": 5}

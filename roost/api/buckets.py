@@ -89,6 +89,7 @@ async def create_bucket(request: Request) -> Response:
         await services.store.create_bucket(bucket)
     except Conflict:
         raise Conflict(f"bucket {bucket_id!r} already exists") from None
+    await services.feeds.reload(owner, bucket_id)  # a device-source bucket is fed at once
     return json_response(bucket_json(bucket))
 
 
@@ -114,6 +115,7 @@ async def update_bucket(request: Request) -> Response:
         changes["retention"] = parse_retention(body["retention"])
     updated = dataclasses.replace(bucket, **changes)
     await services.store.update_bucket(updated)
+    await services.feeds.reload(owner, bucket_id)  # fed, retuned or stopped as it now says
     return json_response(bucket_json(updated))
 
 
@@ -123,6 +125,7 @@ async def delete_bucket(request: Request) -> Response:
     services: Services = request.app.state.services
     if not await services.store.delete_bucket(owner, bucket_id):
         raise NotFound(f"bucket {bucket_id!r} not found")
+    await services.feeds.reload(owner, bucket_id)  # no longer fed
     return Response(status_code=200)
 
 

@@ -276,6 +276,10 @@ class Store(Protocol):
     async def list_buckets(self, owner: str, page: Page = EVERY) -> list[Bucket]:
         """Ordered by bucket id; ``page`` of them."""
 
+    async def list_device_source_buckets(self) -> list[Bucket]:
+        """Every enabled bucket of every user whose ``config.source`` is ``device`` (the ones the
+        server fills itself, roost.buckets.feeds), ordered by owner then bucket id."""
+
     async def update_bucket(self, bucket: Bucket) -> None:
         """Replaces name, description, enabled, config, retention and modified of an existing
         bucket (not created); raises NotFound if absent."""

@@ -205,6 +205,9 @@ class SQLiteStore:
     async def list_buckets(self, owner: str, page: Page = EVERY) -> list[base.Bucket]:
         return await self._run(qb.select_buckets, owner, page)
 
+    async def list_device_source_buckets(self) -> list[base.Bucket]:
+        return await self._run(qb.select_device_source_buckets)
+
     async def update_bucket(self, bucket: base.Bucket) -> None:
         await self._run(qb.update_bucket, bucket)
 

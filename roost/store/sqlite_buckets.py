@@ -72,6 +72,11 @@ def select_buckets(conn: sqlite3.Connection, owner: str, page: Page = EVERY) -> 
     return [_from(row) for row in conn.execute(sql, params)]
 
 
+def select_device_source_buckets(conn: sqlite3.Connection) -> list[Bucket]:
+    where = " WHERE enabled = 1 AND json_extract(config, '$.source') = 'device'"
+    return [_from(row) for row in conn.execute(_SELECT + where + " ORDER BY owner, bucket")]
+
+
 def update_bucket(conn: sqlite3.Connection, bucket: Bucket) -> None:
     editable = ("name", "description", "enabled", "config", "retention", "modified")
     sets = ", ".join(f"{c} = :{c}" for c in editable)
