@@ -30,6 +30,7 @@ from roost.auth.passwords import DeviceCredentials, hash_password
 from roost.auth.permissions import ParsedPermissions
 from roost.auth.ratelimit import LoginLimiter
 from roost.auth.tokens import TokenSigner
+from roost.buckets.exports import BucketExports
 from roost.bus.base import Bus
 from roost.bus.local import LocalBus
 from roost.config import Settings
@@ -91,6 +92,7 @@ async def build_services(
         clock=clock,
         login_limiter=LoginLimiter.from_settings(settings, time.monotonic),
         permissions=ParsedPermissions(),
+        exports=BucketExports(store, node_bus, settings, clock),
     )
 
 
@@ -218,6 +220,7 @@ class Roost:
                 "iotmp_tls", IotmpConnection, settings.iotmp_tls_port, context
             )
         await ensure_admin(services)
+        await services.exports.recover()  # exports a previous run left unfinished: failed
         loop = asyncio.get_running_loop()
         self._jobs = [
             loop.create_task(services.gateway.drop_silent_devices()),
@@ -337,6 +340,7 @@ class Roost:
             server.should_exit = True
         if self.services is not None:
             await self.services.gateway.shutdown()
+            await self.services.exports.close()
         for job in self._jobs:
             job.cancel()
         jobs = [*self._jobs, *(task for _, task in self._http)]

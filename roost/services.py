@@ -13,6 +13,7 @@ from roost.auth.passwords import DeviceCredentials
 from roost.auth.permissions import ParsedPermissions
 from roost.auth.ratelimit import LoginLimiter
 from roost.auth.tokens import TokenSigner
+from roost.buckets.exports import BucketExports
 from roost.bus.base import Bus
 from roost.config import Settings
 from roost.devices.calls import DeviceCalls
@@ -34,6 +35,7 @@ class Services:
     clock: Callable[[], float]  # wall clock, seconds since the epoch
     login_limiter: LoginLimiter  # wrong passwords per user name and address, for every listener
     permissions: ParsedPermissions  # of user access tokens, parsed once per stored record
+    exports: BucketExports  # bucket exports and the tasks writing them (roost.buckets.exports)
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

@@ -123,6 +123,7 @@ async def delete_bucket(request: Request) -> Response:
     services: Services = request.app.state.services
     if not await services.store.delete_bucket(owner, bucket_id):
         raise NotFound(f"bucket {bucket_id!r} not found")
+    await services.exports.forget_bucket(owner, bucket_id)  # its export files go with it
     return Response(status_code=200)
 
 
