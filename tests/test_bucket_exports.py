@@ -25,7 +25,7 @@ from roost.buckets import exports as exports_module
 from roost.config import Settings
 from roost.store.base import Bucket, User
 
-from conftest import ADMIN, bearer, create_device, login, make_settings
+from conftest import ADMIN, bearer, create_device, login, make_settings, wait_for
 
 BUCKETS = f"/v1/users/{ADMIN}/buckets"
 EXPORTS = f"{BUCKETS}/b1/exports"
@@ -426,3 +426,46 @@ async def test_an_export_cut_short_by_a_stop_is_failed_at_the_next_start(
         await server.stop()
     assert listed.status == "failed" and listed.error and "interrupted" in listed.error
     assert not (folder / f".{name}.part").exists()
+
+
+async def test_an_export_that_cannot_be_written_is_listed_as_failed(
+    server: Roost, http: httpx.AsyncClient, admin_token: str
+) -> None:
+    """A CSV header holds at most MAX_COLUMNS fields: past that the export fails, says why in
+    the list, leaves no file behind and announces nothing; JSON has no header and works."""
+    auth = bearer(admin_token)
+    await fill(http, admin_token, 0)
+    wide = {f"f{i}": i for i in range(exports_module.MAX_COLUMNS + 1)}
+    assert (await http.post(f"{BUCKETS}/b1/data", json=wide, headers=auth)).status_code == 200
+    started = await http.post(EXPORTS, json={"data_type": "csv"}, headers=auth)
+    file = started.json()["file"]
+
+    async def ended() -> bool:
+        listed = (await http.get(EXPORTS, headers=auth)).json()
+        return bool(listed[0]["status"] != "running")
+
+    await wait_for(ended)
+    [failed] = (await http.get(EXPORTS, headers=auth)).json()
+    assert failed["status"] == "failed" and "more than 1000 fields" in failed["error"]
+    assert (await http.get(f"{EXPORTS}/{file}", headers=auth)).status_code == 404
+    folder = server.settings.data_dir / "exports" / ADMIN / "b1"
+    assert sorted(p.name for p in folder.iterdir()) == [f".{file}.meta"]
+    async with connect(events_url(server, admin_token)) as ws:
+        await subscribe(ws)
+        _, content, _ = await export(http, ws, admin_token, {"data_type": "json"})
+    assert json.loads(content)[0]["f1000"] == 1000
+    assert (await http.delete(f"{EXPORTS}/{file}", headers=auth)).status_code == 200
+
+
+async def test_a_user_has_a_bounded_number_of_exports_running(tmp_path: Path) -> None:
+    server = Roost(make_settings(tmp_path / "data", max_exports_per_user=0))
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.http_port}") as http:
+            token = await login(http)
+            await fill(http, token, 1)
+            refused = await http.post(EXPORTS, json={}, headers=bearer(token))
+    finally:
+        await server.stop()
+    assert refused.status_code == 400
+    assert "exports of user 'admin' are running (at most 0)" in refused.json()["error"]["message"]

@@ -22,7 +22,9 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
+
+from roost.errors import InvalidInput
 
 DATA_TYPES = ("csv", "json", "arff")
 TIMESTAMP_FORMATS = ("iso", "seconds", "milliseconds")
@@ -34,6 +36,16 @@ MEDIA_TYPES = {
 TS = "ts"
 VALUE = "val"  # the one field of a point whose value is not a JSON object
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+class Format(Protocol):
+    """What an export writes: :meth:`start`, :meth:`page` per page of points, :meth:`end`."""
+
+    def start(self) -> str: ...
+
+    def page(self, points: Iterable[tuple[int, Any]]) -> str: ...
+
+    def end(self) -> str: ...
 
 
 def point_fields(value: Any) -> Mapping[str, Any]:
@@ -58,7 +70,7 @@ def _json(value: Any) -> str:
 
 
 class JsonFormat:
-    """One JSON array: :meth:`start`, :meth:`page` per page of points, :meth:`end`."""
+    """One JSON array, written as the points come."""
 
     def __init__(self, timestamp_format: str) -> None:
         self.timestamp_format = timestamp_format
@@ -85,7 +97,7 @@ class JsonFormat:
 
 class Columns:
     """The fields seen in the points of an export, each with whether every value it has is a
-    number; at most ``limit`` of them (:meth:`see` raises ValueError past it)."""
+    number; at most ``limit`` of them (:meth:`see` raises InvalidInput past it)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -100,7 +112,9 @@ class Columns:
             known = numeric.get(name)
             if known is None:
                 if len(numeric) >= self.limit:
-                    raise ValueError(f"the points have more than {self.limit} fields")
+                    raise InvalidInput(
+                        f"the points have more than {self.limit} fields: export them as JSON"
+                    )
                 numeric[name] = is_number
             elif known and not is_number:
                 numeric[name] = False

@@ -25,20 +25,20 @@ marked failed at the next start, its partial files removed (:meth:`BucketExports
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import json
 import logging
-import os
 import secrets
 import shutil
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from roost import ids
+from roost.buckets import export_files as files
+from roost.buckets.export_files import COMPLETED, PAGE, ExportRecord
 from roost.buckets.export_formats import ArffFormat, Columns, CsvFormat, JsonFormat
 from roost.bus import events
 from roost.bus.base import Bus
@@ -48,10 +48,7 @@ from roost.store.base import Store
 
 log = logging.getLogger("roost.exports")
 
-PAGE = 1000  # points read from the store at a time
 MAX_COLUMNS = 1000  # fields of a CSV or ARFF export
-DIR_MODE, FILE_MODE = 0o700, 0o600
-RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 EXPORTS_DIR = "exports"
 
 
@@ -61,25 +58,6 @@ class ExportRequest:
     timestamp_format: str  # TIMESTAMP_FORMATS
     min_ts: int  # ms, inclusive; 0: no bound
     max_ts: int
-
-
-@dataclass(frozen=True, slots=True)
-class ExportRecord:
-    file: str
-    bucket: str
-    data_type: str
-    timestamp_format: str
-    min_ts: int
-    max_ts: int
-    created: int  # ms
-    status: str = RUNNING
-    completed: int | None = None  # ms
-    points: int = 0
-    size: int = 0  # bytes
-    error: str | None = None
-
-    def json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def export_name(owner: str, bucket: str, data_type: str, now_s: float) -> str:
@@ -104,6 +82,7 @@ class BucketExports:
         self._per_bucket = settings.max_exports_per_bucket
         self._slots = asyncio.Semaphore(max(settings.max_exports_running, 1))
         self._jobs: dict[tuple[str, str, str], asyncio.Task[None]] = {}
+        self._active: Counter[str] = Counter()  # exports running or waiting, by user
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -118,14 +97,39 @@ class BucketExports:
         bucket, Conflict over the limits."""
         if await self._store.get_bucket(owner, bucket) is None:
             raise NotFound(f"bucket {bucket!r} not found")
-        mine = sum(1 for user, _, _ in self._jobs if user == owner)
+        mine = self._active[owner]  # counted before any await: concurrent requests see it
         if mine >= self._per_user:
             raise Conflict(
                 f"{mine} exports of user {owner!r} are running (at most {self._per_user}):"
                 " wait for one to complete"
             )
-        folder = self._dir(owner, bucket)
-        kept = await asyncio.to_thread(_records, folder)
+        self._active[owner] += 1
+        try:
+            folder = self._dir(owner, bucket)
+            record = await self._new_record(owner, bucket, folder, request)
+        except BaseException:
+            self._release(owner)
+            raise
+        key = (owner, bucket, record.file)
+        task = asyncio.get_running_loop().create_task(self._run(owner, folder, record))
+        self._jobs[key] = task
+
+        def ended(_: asyncio.Task[None]) -> None:
+            self._jobs.pop(key, None)
+            self._release(owner)
+
+        task.add_done_callback(ended)
+        return record
+
+    def _release(self, owner: str) -> None:
+        self._active[owner] -= 1
+        if self._active[owner] <= 0:
+            del self._active[owner]
+
+    async def _new_record(
+        self, owner: str, bucket: str, folder: Path, request: ExportRequest
+    ) -> ExportRecord:
+        kept = await asyncio.to_thread(files.records, folder)
         if len(kept) >= self._per_bucket:
             raise Conflict(
                 f"bucket {bucket!r} holds {len(kept)} exports (at most {self._per_bucket}):"
@@ -141,23 +145,21 @@ class BucketExports:
             max_ts=request.max_ts,
             created=int(now * 1000),
         )
-        await asyncio.to_thread(_prepare, self._root, folder, record)
-        key = (owner, bucket, record.file)
-        task = asyncio.get_running_loop().create_task(self._run(owner, folder, record))
-        self._jobs[key] = task
-        task.add_done_callback(lambda _: self._jobs.pop(key, None))
+        await asyncio.to_thread(files.prepare, self._root, folder, record)
         return record
 
     async def list_exports(self, owner: str, bucket: str) -> list[ExportRecord]:
         """The bucket's exports (running, completed or failed), oldest first."""
         if await self._store.get_bucket(owner, bucket) is None:
             raise NotFound(f"bucket {bucket!r} not found")
-        return await asyncio.to_thread(_records, self._dir(owner, bucket))
+        return await asyncio.to_thread(files.records, self._dir(owner, bucket))
 
     async def open(self, owner: str, bucket: str, file: str) -> tuple[ExportRecord, IO[bytes]]:
         """A completed export and its file, open for reading; NotFound otherwise."""
         folder = self._dir(owner, bucket)
-        record = await asyncio.to_thread(_read_record, folder, ids.validate(ids.EXPORT_FILE, file))
+        record = await asyncio.to_thread(
+            files.read_record, folder, ids.validate(ids.EXPORT_FILE, file)
+        )
         if record is None:
             raise NotFound(f"export {file!r} not found")
         if record.status != COMPLETED:
@@ -172,7 +174,7 @@ class BucketExports:
         folder = self._dir(owner, bucket)
         file = ids.validate(ids.EXPORT_FILE, file)
         await self._stop_jobs(lambda key: key == (owner, bucket, file))
-        if not await asyncio.to_thread(_remove, folder, file):
+        if not await asyncio.to_thread(files.remove, folder, file):
             raise NotFound(f"export {file!r} not found")
 
     async def forget_bucket(self, owner: str, bucket: str) -> None:
@@ -185,7 +187,7 @@ class BucketExports:
     async def recover(self) -> None:
         """At start: exports a previous run left running are marked failed, their partial files
         removed."""
-        await asyncio.to_thread(_recover, self._root, self._now_ms())
+        await asyncio.to_thread(files.recover, self._root, self._now_ms())
 
     async def close(self) -> None:
         """At stop: running exports are cancelled (and marked failed)."""
@@ -204,21 +206,21 @@ class BucketExports:
             async with self._slots:
                 points = await self._write(owner, folder, record)
         except asyncio.CancelledError:
-            await asyncio.to_thread(_fail, folder, record, "cancelled", self._now_ms())
+            await asyncio.to_thread(files.fail, folder, record, "cancelled", self._now_ms())
             raise
-        except (RoostError, ValueError) as exc:
+        except RoostError as exc:  # more fields than a CSV holds, say
             log.warning("export %s of %s failed: %s", record.file, owner, exc)
-            await asyncio.to_thread(_fail, folder, record, str(exc), self._now_ms())
+            await asyncio.to_thread(files.fail, folder, record, str(exc), self._now_ms())
             return
         except Exception:
             log.exception("export %s of %s failed", record.file, owner)
-            await asyncio.to_thread(_fail, folder, record, "internal error", self._now_ms())
+            await asyncio.to_thread(files.fail, folder, record, "internal error", self._now_ms())
             return
         size = (folder / record.file).stat().st_size
         done = dataclasses.replace(
             record, status=COMPLETED, completed=self._now_ms(), points=points, size=size
         )
-        await asyncio.to_thread(_write_record, folder, done)
+        await asyncio.to_thread(files.write_record, folder, done)
         self._bus.publish(
             events.bucket_export_completed(
                 owner,
@@ -250,17 +252,17 @@ class BucketExports:
         """Writes the export's file; how many points it holds."""
         part = folder / f".{record.file}.part"
         count = 0
-        with _create(part) as out:
+        with files.create(part) as out:
             if record.data_type == "json":
                 writer = JsonFormat(record.timestamp_format)
                 out.write(writer.start())
                 async for page in self._pages(owner, record):
-                    await asyncio.to_thread(out.write, writer.page(page))
+                    await asyncio.to_thread(files.write_page, out, writer, page)
                     count += len(page)
                 out.write(writer.end())
             else:
                 count = await self._write_tabular(owner, folder, record, out)
-            await asyncio.to_thread(_sync, out)
+            await asyncio.to_thread(files.sync, out)
         part.rename(folder / record.file)
         return count
 
@@ -271,9 +273,9 @@ class BucketExports:
         columns = Columns(MAX_COLUMNS)
         count = 0
         try:
-            with _create(spool) as spooled:
+            with files.create(spool) as spooled:
                 async for page in self._pages(owner, record):
-                    await asyncio.to_thread(_spool, spooled, page, columns)
+                    await asyncio.to_thread(files.spool, spooled, page, columns)
                     count += len(page)
             if record.data_type == "csv":
                 writer: CsvFormat | ArffFormat = CsvFormat(record.timestamp_format, columns)
@@ -281,118 +283,9 @@ class BucketExports:
                 writer = ArffFormat(record.timestamp_format, columns, record.bucket)
             out.write(writer.start())
             with spool.open(encoding="utf-8") as spooled:
-                while page := await asyncio.to_thread(_unspool, spooled):
-                    await asyncio.to_thread(out.write, writer.page(page))
+                while page := await asyncio.to_thread(files.unspool, spooled):
+                    await asyncio.to_thread(files.write_page, out, writer, page)
             out.write(writer.end())
         finally:
             spool.unlink(missing_ok=True)
         return count
-
-
-# ---- files (run in worker threads) ----------------------------------------------------------
-
-
-def _private_dirs(root: Path, folder: Path) -> None:
-    """``root`` and every dir below it to ``folder``, each created owner-only (a parent made by
-    ``mkdir(parents=True)`` would take the umask's mode)."""
-    path = root
-    path.mkdir(mode=DIR_MODE, exist_ok=True)
-    for name in folder.relative_to(root).parts:
-        path = path / name
-        path.mkdir(mode=DIR_MODE, exist_ok=True)
-
-
-def _create(path: Path) -> IO[str]:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-    return os.fdopen(fd, "w", encoding="utf-8", newline="")
-
-
-def _sync(out: IO[str]) -> None:
-    out.flush()
-    os.fsync(out.fileno())
-
-
-def _spool(out: IO[str], page: list[tuple[int, Any]], columns: Columns) -> None:
-    for _, value in page:
-        columns.see(value)
-    out.write("".join(json.dumps(point, separators=(",", ":")) + "\n" for point in page))
-
-
-def _unspool(spooled: IO[str]) -> list[tuple[int, Any]]:
-    page = []
-    for line in spooled:
-        ts, value = json.loads(line)
-        page.append((ts, value))
-        if len(page) == PAGE:
-            break
-    return page
-
-
-def _meta(folder: Path, file: str) -> Path:
-    return folder / f".{file}.meta"
-
-
-def _write_record(folder: Path, record: ExportRecord) -> None:
-    """The sidecar, replaced whole (written aside, then renamed)."""
-    target = _meta(folder, record.file)
-    aside = target.with_name(target.name + ".new")
-    with _create(aside) as out:
-        out.write(json.dumps(record.json()))
-    aside.replace(target)
-
-
-def _prepare(root: Path, folder: Path, record: ExportRecord) -> None:
-    _private_dirs(root, folder)
-    _write_record(folder, record)
-
-
-def _read_record(folder: Path, file: str) -> ExportRecord | None:
-    try:
-        text = _meta(folder, file).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    return ExportRecord(**json.loads(text))
-
-
-def _records(folder: Path) -> list[ExportRecord]:
-    try:
-        names = os.listdir(folder)
-    except FileNotFoundError:
-        return []
-    found = []
-    for name in names:
-        if name.startswith(".") and name.endswith(".meta"):
-            record = _read_record(folder, name[1 : -len(".meta")])
-            if record is not None:
-                found.append(record)
-    return sorted(found, key=lambda r: (r.created, r.file))
-
-
-def _fail(folder: Path, record: ExportRecord, error: str, now: int) -> None:
-    for leftover in (f".{record.file}.part", f".{record.file}.spool"):
-        (folder / leftover).unlink(missing_ok=True)
-    if _meta(folder, record.file).exists():  # not deleted meanwhile
-        failed = dataclasses.replace(record, status=FAILED, completed=now, error=error)
-        _write_record(folder, failed)
-
-
-def _remove(folder: Path, file: str) -> bool:
-    meta = _meta(folder, file)
-    existed = meta.exists()
-    for path in (folder / file, folder / f".{file}.part", folder / f".{file}.spool"):
-        path.unlink(missing_ok=True)
-    meta.unlink(missing_ok=True)
-    return existed
-
-
-def _recover(root: Path, now: int) -> None:
-    if not root.is_dir():
-        return
-    for folder in root.glob("*/*"):
-        for record in _records(folder):
-            if record.status == RUNNING:
-                _fail(folder, record, "interrupted: the server stopped", now)
-        for name in os.listdir(folder):
-            if name.startswith(".") and name.endswith((".part", ".spool", ".new")):
-                with contextlib.suppress(FileNotFoundError):
-                    (folder / name).unlink()
