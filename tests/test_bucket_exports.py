@@ -469,3 +469,24 @@ async def test_a_user_has_a_bounded_number_of_exports_running(tmp_path: Path) ->
         await server.stop()
     assert refused.status_code == 400
     assert "exports of user 'admin' are running (at most 0)" in refused.json()["error"]["message"]
+
+
+async def test_deleting_an_export_or_its_bucket_while_it_runs_leaves_nothing(
+    server: Roost, http: httpx.AsyncClient, admin_token: str
+) -> None:
+    """Deleted at once after it starts (running, or done if it was quick): no file, no record,
+    no partial file is left, and the other exports are untouched."""
+    assert server.services is not None
+    auth = bearer(admin_token)
+    await fill(http, admin_token, 0)
+    points = [(T0 + i, {"n": i, "pad": "x" * 100}) for i in range(20_000)]
+    await server.services.store.write_points(ADMIN, "b1", points)
+    folder = server.settings.data_dir / "exports" / ADMIN / "b1"
+    for data_type in ("csv", "json"):
+        started = await http.post(EXPORTS, json={"data_type": data_type}, headers=auth)
+        deleted = await http.delete(f"{EXPORTS}/{started.json()['file']}", headers=auth)
+        assert deleted.status_code == 200
+        assert list(folder.iterdir()) == []
+    await http.post(EXPORTS, json={}, headers=auth)
+    assert (await http.delete(f"{BUCKETS}/b1", headers=auth)).status_code == 200
+    assert not folder.exists()
