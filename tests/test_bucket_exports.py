@@ -209,6 +209,11 @@ async def test_list_download_and_delete(
     assert one["status"] == "completed" and one["points"] == 20 and one["size"] == len(content)
     assert one["created"] >= before and one["completed"] >= one["created"]
     assert (one["data_type"], one["timestamp_format"], one["error"]) == ("csv", "iso", None)
+    # the download URL Node-RED makes of the event's url: "exports" before the file name
+    pieces = first["url"].removeprefix("file://").split("/")
+    node_red = "/v1/" + "/".join([*pieces[:-1], "exports", pieces[-1]])
+    assert node_red == f"{EXPORTS}/{first['file']}"
+    assert (await http.get(node_red, headers=auth)).content == content
     paged = await http.get(EXPORTS, params={"count": 1, "index": 1}, headers=auth)
     assert [e["file"] for e in paged.json()] == [second["file"]]
     searched = await http.get(EXPORTS, params={"name": ".JSON"}, headers=auth)

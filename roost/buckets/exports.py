@@ -83,6 +83,7 @@ class BucketExports:
         self._slots = asyncio.Semaphore(max(settings.max_exports_running, 1))
         self._jobs: dict[tuple[str, str, str], asyncio.Task[None]] = {}
         self._active: Counter[str] = Counter()  # exports running or waiting, by user
+        self._closed = False  # the server is stopping: no new export
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -97,6 +98,8 @@ class BucketExports:
         bucket, Conflict over the limits."""
         if await self._store.get_bucket(owner, bucket) is None:
             raise NotFound(f"bucket {bucket!r} not found")
+        if self._closed:
+            raise Conflict("the server is stopping: export later")
         mine = self._active[owner]  # counted before any await: concurrent requests see it
         if mine >= self._per_user:
             raise Conflict(
@@ -107,6 +110,9 @@ class BucketExports:
         try:
             folder = self._dir(owner, bucket)
             record = await self._new_record(owner, bucket, folder, request)
+            if await self._store.get_bucket(owner, bucket) is None:  # deleted meanwhile
+                await asyncio.to_thread(files.remove, folder, record.file)
+                raise NotFound(f"bucket {bucket!r} not found")
         except BaseException:
             self._release(owner)
             raise
@@ -190,7 +196,8 @@ class BucketExports:
         await asyncio.to_thread(files.recover, self._root, self._now_ms())
 
     async def close(self) -> None:
-        """At stop: running exports are cancelled (and marked failed)."""
+        """At stop: running exports are cancelled (and marked failed), new ones refused."""
+        self._closed = True
         await self._stop_jobs(lambda key: True)
 
     async def _stop_jobs(self, which: Callable[[tuple[str, str, str]], bool]) -> None:
