@@ -214,6 +214,8 @@ async def test_list_download_and_delete(
     node_red = "/v1/" + "/".join([*pieces[:-1], "exports", pieces[-1]])
     assert node_red == f"{EXPORTS}/{first['file']}"
     assert (await http.get(node_red, headers=auth)).content == content
+    head = await http.head(node_red, headers=auth)
+    assert head.status_code == 200 and head.headers["content-length"] == str(len(content))
     paged = await http.get(EXPORTS, params={"count": 1, "index": 1}, headers=auth)
     assert [e["file"] for e in paged.json()] == [second["file"]]
     searched = await http.get(EXPORTS, params={"name": ".JSON"}, headers=auth)

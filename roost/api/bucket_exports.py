@@ -111,9 +111,11 @@ async def read_export(request: Request) -> Response:
         "Content-Length": str(size),
         "Content-Disposition": f'attachment; filename="{record.file}"',
     }
-    return StreamingResponse(
-        _chunks(opened), headers=headers, media_type=MEDIA_TYPES[record.data_type]
-    )
+    media_type = MEDIA_TYPES[record.data_type]
+    if request.method == "HEAD":  # the headers alone: the file is not read
+        opened.close()
+        return Response(headers=headers, media_type=media_type)
+    return StreamingResponse(_chunks(opened), headers=headers, media_type=media_type)
 
 
 async def _chunks(opened: IO[bytes]) -> AsyncIterator[bytes]:
