@@ -30,6 +30,7 @@ from roost.auth.passwords import DeviceCredentials, hash_password
 from roost.auth.permissions import ParsedPermissions
 from roost.auth.ratelimit import LoginLimiter
 from roost.auth.tokens import TokenSigner
+from roost.buckets.exports import BucketExports
 from roost.buckets.feeds import BucketFeeds
 from roost.bus.base import Bus
 from roost.bus.local import LocalBus
@@ -94,6 +95,7 @@ async def build_services(
         login_limiter=LoginLimiter.from_settings(settings, time.monotonic),
         permissions=ParsedPermissions(),
         feeds=BucketFeeds(store, devices, clock),
+        exports=BucketExports(store, node_bus, settings, clock),
     )
 
 
@@ -222,6 +224,7 @@ class Roost:
             )
         await ensure_admin(services)
         await services.feeds.start()
+        await services.exports.recover()  # exports a previous run left unfinished: failed
         loop = asyncio.get_running_loop()
         self._jobs = [
             loop.create_task(services.gateway.drop_silent_devices()),
@@ -342,6 +345,7 @@ class Roost:
         if self.services is not None:
             await self.services.feeds.stop()  # before the sessions close: their streams stop
             await self.services.gateway.shutdown()
+            await self.services.exports.close()
         for job in self._jobs:
             job.cancel()
         jobs = [*self._jobs, *(task for _, task in self._http)]

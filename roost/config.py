@@ -44,6 +44,10 @@ class Settings:
     max_pson_depth: int = 32
     outbox_limit_bytes: int = 1 << 20  # unsent bytes to one device before it is dropped
     max_device_properties: int = 256  # properties one device may hold (roost.devices.properties)
+    # bucket exports (roost.buckets.exports)
+    max_exports_running: int = 2  # exports written at once; more wait their turn
+    max_exports_per_user: int = 4  # exports one user may have running or waiting
+    max_exports_per_bucket: int = 50  # export files one bucket may keep
     max_unauthenticated: int = 1000  # connections still authenticating (roost.devices.admission)
     max_unauthenticated_per_address: int = 100  # the same, from one address (IPv6: its /64)
     # what one device may take of the event loop (roost.net.flow)
@@ -106,6 +110,11 @@ SETTING_HELP: dict[str, str] = {
     "outbox_limit_bytes": "unsent bytes to a device before it is dropped as not reading",
     "max_device_properties": "properties one device may hold, created through the API or by the "
     "device; one more is refused (0: none)",
+    "max_exports_running": "bucket exports written at once; more wait their turn (0 counts as 1)",
+    "max_exports_per_user": "bucket exports one user may have running or waiting; one more is "
+    "refused (0: no exports)",
+    "max_exports_per_bucket": "export files one bucket may keep; one more export is refused "
+    "until some are deleted (0: no exports)",
     "max_unauthenticated": "device connections still authenticating, from their TCP connect "
     "(each may send at most 4 KiB before it is in; at most a quarter of the open-file limit; "
     "0: that only); when all places are taken, a new connection takes the place of the oldest "

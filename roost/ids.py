@@ -21,14 +21,16 @@ from roost.errors import InvalidInput
 
 ANY = "*"
 _ALNUM = "a-zA-Z0-9"
-_NAMES = {"_": "'_'", "-": "'-'", ":": "':'", "@": "'@'"}
+_NAMES = {"_": "'_'", "-": "'-'", ":": "':'", "@": "'@'", ".": "'.'"}
 
 
 @dataclass(frozen=True, slots=True)
 class IdKind:
     """One kind of id: ASCII letters, digits and ``punctuation``, ``min_length`` to ``max_length``
     characters. ``wildcard``: ``*`` alone is also accepted (the permission grammar);
-    ``prefix_wildcard``: so is an id followed by ``*`` (``Read*``), still at most ``max_length``."""
+    ``prefix_wildcard``: so is an id followed by ``*`` (``Read*``), still at most ``max_length``;
+    ``alnum_first``: the first character is a letter or a digit (so ``.`` and ``..`` are not
+    ids even where ``.`` is allowed)."""
 
     name: str  # as a message says it: "user name", "device id"
     punctuation: str
@@ -36,6 +38,7 @@ class IdKind:
     min_length: int = 1
     wildcard: bool = False
     prefix_wildcard: bool = False
+    alnum_first: bool = False
     regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -45,6 +48,8 @@ class IdKind:
         # "-" last, so that it is a literal in the class
         chars = f"[{_ALNUM}{''.join(sorted(self.punctuation, key=lambda c: c == '-'))}]"
         exact = f"{chars}{{{self.min_length},{self.max_length}}}"
+        if self.alnum_first:
+            exact = f"[{_ALNUM}]{chars}{{{max(self.min_length - 1, 0)},{self.max_length - 1}}}"
         if not self.wildcard:
             return exact
         choices = [exact]
@@ -65,6 +70,8 @@ class IdKind:
         allowed = f"{allowed} or {extra[-1]}" if extra else allowed
         size = f"{self.min_length} to {self.max_length}"
         text = f"{size} characters, each {allowed}"
+        if self.alnum_first:
+            text += ", the first a letter or a digit"
         if self.prefix_wildcard:
             text += ", optionally ending in '*' (a prefix)"
         return text + (", or '*' alone" if self.wildcard else "")
@@ -94,6 +101,10 @@ BUCKET = IdKind("bucket id", "_", 32)
 ENDPOINT = IdKind("endpoint id", "_", 32)
 DASHBOARD = IdKind("dashboard id", "_", 32)
 PROPERTY = IdKind("property id", "_", 32)  # "most other ids" of thinger-api.md 1
+
+# a bucket export's file (roost.buckets.exports): <time>.<user>.<bucket>.<nonce>.<type>, as
+# Thinger names them (20240725T115334Z.thinger.test.ea-eDvNc.csv); never "." nor ".."
+EXPORT_FILE = IdKind("export file name", "_.-", 128, alnum_first=True)
 
 API_KINDS = (USER, DEVICE, ACCESS_TOKEN, DEVICE_TOKEN, BUCKET, ENDPOINT, DASHBOARD, PROPERTY)
 

@@ -13,6 +13,7 @@ from roost.auth.passwords import DeviceCredentials
 from roost.auth.permissions import ParsedPermissions
 from roost.auth.ratelimit import LoginLimiter
 from roost.auth.tokens import TokenSigner
+from roost.buckets.exports import BucketExports
 from roost.buckets.feeds import BucketFeeds
 from roost.bus.base import Bus
 from roost.config import Settings
@@ -36,6 +37,7 @@ class Services:
     login_limiter: LoginLimiter  # wrong passwords per user name and address, for every listener
     permissions: ParsedPermissions  # of user access tokens, parsed once per stored record
     feeds: BucketFeeds  # device-source buckets the server fills: reload one after changing it
+    exports: BucketExports  # bucket exports and the tasks writing them (roost.buckets.exports)
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

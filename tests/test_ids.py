@@ -69,6 +69,11 @@ CASES: list[tuple[IdKind, list[str], list[str]]] = [
         for kind in (ids.BUCKET, ids.ENDPOINT, ids.DASHBOARD, ids.PROPERTY)
     ),
     (
+        ids.EXPORT_FILE,
+        ["20240725T115334Z.thinger.test.ea-eDvNc.csv", "a", "a..b", "A-_.", "f" * 128],
+        [*HOSTILE, "f" * 129, ".a", "-a", "_a", ".a.csv.meta", "a/../b", "a:b", "*"],
+    ),
+    (
         ids.PERMISSION_TYPE,
         ["Device", "Plugin", "my-type", "*", "T" * 128],
         [*HOSTILE, "T" * 129, "Dev*", "**", "a:b", "a@b"],
@@ -141,6 +146,7 @@ PATH_PARAMETERS = {
     "id": ids.DEVICE_TOKEN,  # /v1/users/{user}/devices/{device}/tokens/{id}
     "bucket": ids.BUCKET,  # /v1/users/{user}/buckets/{bucket}
     "property": ids.PROPERTY,  # /v3/users/{user}/devices/{device}/properties/{property}
+    "file": ids.EXPORT_FILE,  # /v1/users/{user}/buckets/{bucket}/exports/{file}
 }
 RESOURCE_PATH = "^[^/]{1,128}(/[^/]{1,128}){0,15}$"  # a path of resource names, not an id
 

@@ -11,6 +11,7 @@ from starlette.types import Receive, Scope, Send
 
 from roost.api import (
     assets,
+    bucket_exports,
     buckets,
     device_tokens,
     devices,
@@ -41,6 +42,7 @@ def all_routes() -> list[BaseRoute]:
         *device_tokens.routes,
         *properties.routes,
         *buckets.routes,
+        *bucket_exports.routes,
         *tokens.routes,
         *users.routes,
         *streams.routes,

@@ -126,6 +126,7 @@ async def delete_bucket(request: Request) -> Response:
     if not await services.store.delete_bucket(owner, bucket_id):
         raise NotFound(f"bucket {bucket_id!r} not found")
     await services.feeds.reload(owner, bucket_id)  # no longer fed
+    await services.exports.forget_bucket(owner, bucket_id)  # its export files go with it
     return Response(status_code=200)
 
 

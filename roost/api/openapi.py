@@ -322,6 +322,7 @@ def _token_create() -> Schema:
 
 def _schemas() -> dict[str, Schema]:
     from roost.api.openapi_access import access_schemas  # it builds on this module
+    from roost.api.openapi_bucket_exports import bucket_export_schemas
     from roost.api.openapi_buckets import bucket_schemas
     from roost.api.openapi_properties import property_schemas
 
@@ -416,6 +417,7 @@ def _schemas() -> dict[str, Schema]:
         ),
         **access_schemas(),
         **bucket_schemas(),
+        **bucket_export_schemas(),
         **property_schemas(),
         "Asset": _record(
             {
@@ -484,6 +486,7 @@ BAD_BODY: Mapping[int, str | None] = {400: "Body not a JSON object, or invalid f
 
 def _paths() -> dict[str, Schema]:
     from roost.api.openapi_access import access_paths  # they build on this module
+    from roost.api.openapi_bucket_exports import bucket_export_paths
     from roost.api.openapi_buckets import bucket_paths
     from roost.api.openapi_events import event_paths
     from roost.api.openapi_properties import property_paths
@@ -562,6 +565,7 @@ def _paths() -> dict[str, Schema]:
     }
     paths.update(access_paths())
     paths.update(bucket_paths())
+    paths.update(bucket_export_paths())
     paths.update(resource_paths())
     paths.update(event_paths())
     paths.update(property_paths())

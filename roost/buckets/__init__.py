@@ -1,1 +1,2 @@
-"""Data buckets beyond their API: what the server does with them on its own."""
+"""Data buckets beyond the store and the API: the work the server does with them in the
+background (device-source feeds, exports)."""
