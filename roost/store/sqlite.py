@@ -25,9 +25,11 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from roost.errors import InvalidInput
 from roost.store import base
+from roost.store import sqlite_aggregate as qa
 from roost.store import sqlite_buckets as qb
 from roost.store import sqlite_properties as qp
 from roost.store import sqlite_queries as q
+from roost.store.aggregate import AggregateQuery, AggregateRow
 from roost.store.base import EVERY, AccessToken, Device, DeviceToken, Page, RefreshToken, User
 from roost.store.memo import Memo
 from roost.store.migrate import apply_migrations
@@ -231,6 +233,17 @@ class SQLiteStore:
         self, owner: str, bucket: str, min_ts: int | None, max_ts: int | None
     ) -> int:
         return await self._run(qb.delete_points, owner, bucket, min_ts, max_ts)
+
+    async def aggregate_points(
+        self, owner: str, bucket: str, query: AggregateQuery
+    ) -> list[AggregateRow]:
+        return await self._run(qa.aggregate_points, owner, bucket, query)
+
+    async def list_retained_buckets(self) -> list[base.Bucket]:
+        return await self._run(qb.select_retained_buckets)
+
+    async def expire_points(self, owner: str, bucket: str, before: int, limit: int) -> int:
+        return await self._run(qb.expire_points, owner, bucket, before, limit)
 
     async def _kept(
         self,
