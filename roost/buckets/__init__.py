@@ -1,0 +1,1 @@
+"""Data buckets' background work: retention, exports and device feeds."""
