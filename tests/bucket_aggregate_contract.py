@@ -173,7 +173,7 @@ async def test_months_quarters_years_and_weeks_start_on_their_calendar_days(
 
 async def test_aggregated_rows_page_by_their_start_each_bucket_once(store: Store) -> None:
     t0 = _ms(datetime(2026, 1, 1, tzinfo=UTC))
-    points = [(t0 + i * 7 * MINUTE, {"v": i}) for i in range(3000)]  # 350 hours
+    points = [(t0 + i * 7 * MINUTE, {"v": i}) for i in range(3100)]  # 362 hours
     await _bucket_with(store, points)
     want = _expected(points, list(range(t0, t0 + 400 * HOUR, HOUR)), "sum")
     for descending in (False, True):

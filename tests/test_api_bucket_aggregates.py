@@ -102,3 +102,28 @@ async def test_bad_aggregations_are_refused_clearly(
         f"{BUCKETS}/agg/data", params={"agg": "", "agg_type": "mean"}, headers=auth
     )
     assert plain.json() == [{"ts": T0, "val": {"v": 1}}]
+
+
+async def test_aggregated_rows_page_as_the_clients_page_points(
+    http: httpx.AsyncClient, admin_token: str
+) -> None:
+    """3,200 points, one a minute, in 5-minute counts, 100 rows a call: moving max_ts (desc) to
+    the last row's ts - 1, as the Node-RED and n8n nodes do, or min_ts (asc) past it, every
+    bucket comes once and the counts add up to every point."""
+    await _fill(http, admin_token, [{"ts": T0 + m * 60_000, "v": m} for m in range(3200)])
+    url = f"/v2/users/{ADMIN}/buckets/agg/data"
+    for sort in ("desc", "asc"):
+        params: dict[str, Any] = {"agg": "5min", "agg_type": "count", "items": 100, "sort": sort}
+        rows: list[dict[str, Any]] = []
+        while True:
+            page = (await http.get(url, params=params, headers=bearer(admin_token))).json()
+            rows += page
+            if len(page) < 100:
+                break
+            if sort == "desc":
+                params["max_ts"] = page[-1]["ts"] - 1
+            else:
+                params["min_ts"] = page[-1]["ts"] + 1
+        starts = [T0 + b * 300_000 for b in range(640)]
+        assert [row["ts"] for row in rows] == (starts[::-1] if sort == "desc" else starts)
+        assert all(row["v"] == 5 for row in rows)

@@ -19,16 +19,17 @@ points give no row; only the buckets that start within [min_ts, max_ts] are rows
 points within those bounds, so a client paging by moving min_ts or max_ts past the last row's
 ``ts`` gets every bucket once.
 
-The store groups each slice of constant UTC offset (zones change offset at their transitions) by
-a key finer than or equal to the bucket (:class:`Grouping`) and returns, per group and field,
-count, sum, sum of squares, min, max and the group's first ts; the walk maps each group to its
-bucket by that ts and adds the groups of one bucket up.
+The walk reads the points in windows, each one statement, so that a store with one writer runs
+other work between them. The store groups each slice of constant UTC offset (zones change offset
+at their transitions) by a key finer than or equal to the bucket (:class:`Grouping`) and returns,
+per group and field, count, sum, sum of squares, min, max and the group's first ts; the walk maps
+each group to its bucket by that ts and adds the groups of one bucket up.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -42,6 +43,7 @@ WEEK_SHIFT = 4 * DAY  # 1970-01-01 was a Thursday: Mondays are 4 days after the 
 FUNCTIONS = ("count", "max", "mean", "min", "spread", "stddev", "sum")
 REFUSED_FUNCTIONS = ("median", "mode")  # in Thinger's list, not computed here
 STEP = DAY  # how finely offset changes are looked for: zones change at most about twice a year
+WINDOW_VALUES = 50_000  # numeric values one statement of the walk should aggregate, about
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,9 +155,9 @@ class Partial:
 
 
 # group(lo, hi, grouping) -> partials of the points with lo <= ts < hi
-GroupFn = Callable[[int, int, Grouping], Sequence[Partial]]
+GroupFn = Callable[[int, int, Grouping], Awaitable[Sequence[Partial]]]
 # seek(ts, descending) -> the first point's ts >= ts (descending: the last <= ts), or None
-SeekFn = Callable[[int, bool], int | None]
+SeekFn = Callable[[int, bool], Awaitable[int | None]]
 
 
 def offset_ms(tz: ZoneInfo, ts: int) -> int:
@@ -215,34 +217,42 @@ def bucket_start(p: Period, tz: ZoneInfo, ts: int) -> int:
     return round(start.timestamp() * 1000)
 
 
-def walk(query: AggregateQuery, group: GroupFn, seek: SeekFn) -> list[AggregateRow]:
+async def walk(query: AggregateQuery, group: GroupFn, seek: SeekFn) -> list[AggregateRow]:
     """The rows of ``query``, asking ``group`` for windows of points in the query's order until
-    ``limit`` whole buckets are known (or the points run out); ``seek`` skips empty stretches."""
+    ``limit`` whole buckets are known (or the points run out); ``seek`` skips empty stretches.
+
+    Each window is one short statement of its own (a store may run other work between them):
+    the first spans at most a day, the next ones as long as about :data:`WINDOW_VALUES` values
+    took so far, and never more than the buckets still wanted."""
     tz = zone(query.tz)
     lo = query.min_ts if query.min_ts is not None else 0
     hi = query.max_ts if query.max_ts is not None else 2**62
     buckets: dict[int, dict[str, Partial]] = {}
-    cursor = seek(hi if query.descending else lo, query.descending)
+    cap = DAY
+    cursor = await seek(hi if query.descending else lo, query.descending)
     while cursor is not None and lo <= cursor <= hi:
         wanted = query.limit + 1 - sum(1 for start in buckets if start >= lo)
         if wanted <= 0:
             break
-        span = wanted * query.period.nominal
+        span = max(1, min(wanted * query.period.nominal, cap))
         if query.descending:
-            start, end = max(lo, bucket_start(query.period, tz, cursor) - span), cursor + 1
+            start, end = max(lo, cursor + 1 - span), cursor + 1
         else:
-            start, end = cursor, min(hi + 1, bucket_start(query.period, tz, cursor) + span)
+            start, end = cursor, min(hi + 1, cursor + span)
+        values = 0
         for part_lo, part_hi, offset in slices(tz, start, end):
-            for partial in group(part_lo, part_hi, Grouping(offset, query.period)):
+            for partial in await group(part_lo, part_hi, Grouping(offset, query.period)):
+                values += partial.count
                 fields = buckets.setdefault(bucket_start(query.period, tz, partial.first), {})
                 kept = fields.get(partial.name)
                 if kept is None:
                     fields[partial.name] = partial
                 else:
                     kept.add(partial)
+        cap = (end - start) * WINDOW_VALUES // values if values else (end - start) * 4
         if query.descending and start <= lo:
             break
-        cursor = seek(start - 1, True) if query.descending else seek(end, False)
+        cursor = await seek(start - 1, True) if query.descending else await seek(end, False)
     starts = sorted((s for s in buckets if s >= lo), reverse=query.descending)[: query.limit]
     return [AggregateRow(s, _values(buckets[s], query.function)) for s in starts]
 

@@ -29,7 +29,7 @@ from roost.store import sqlite_aggregate as qa
 from roost.store import sqlite_buckets as qb
 from roost.store import sqlite_properties as qp
 from roost.store import sqlite_queries as q
-from roost.store.aggregate import AggregateQuery, AggregateRow
+from roost.store.aggregate import AggregateQuery, AggregateRow, Grouping, Partial, walk
 from roost.store.base import EVERY, AccessToken, Device, DeviceToken, Page, RefreshToken, User
 from roost.store.memo import Memo
 from roost.store.migrate import apply_migrations
@@ -237,7 +237,14 @@ class SQLiteStore:
     async def aggregate_points(
         self, owner: str, bucket: str, query: AggregateQuery
     ) -> list[AggregateRow]:
-        return await self._run(qa.aggregate_points, owner, bucket, query)
+        async def group(lo: int, hi: int, grouping: Grouping) -> list[Partial]:
+            return await self._run(qa.group, owner, bucket, lo, hi, grouping)
+
+        async def seek(ts: int, descending: bool) -> int | None:
+            return await self._run(qa.seek, owner, bucket, ts, descending)
+
+        # one job per window: the writes queued meanwhile run between them
+        return await walk(query, group, seek)
 
     async def list_retained_buckets(self) -> list[base.Bucket]:
         return await self._run(qb.select_retained_buckets)

@@ -1,18 +1,17 @@
-"""Aggregated bucket reads in SQLite, on the store's worker thread: the walk of
-:mod:`roost.store.aggregate` with its two statements here.
+"""Aggregated bucket reads in SQLite: the two statements the walk of
+:mod:`roost.store.aggregate` asks for, each run as its own job on the store's worker thread.
 
 ``group`` reads one slice [lo, hi) of constant UTC offset through the primary key (owner, bucket,
 ts), splits each point's top-level object into fields with ``json_each``, keeps the numbers, and
 groups by the bucket key computed in SQL from ts + offset (a multiple of the period's length, or
 the local calendar month); ``seek`` finds the next point, so that empty stretches cost nothing.
-The whole walk runs in one read transaction: one snapshot, however many windows it takes.
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-from roost.store.aggregate import AggregateQuery, AggregateRow, Grouping, Partial, walk
+from roost.store.aggregate import Grouping, Partial
 
 _FROM = (
     "FROM bucket_points AS p, json_each(p.value) AS j"
@@ -40,26 +39,22 @@ _PREVIOUS = (
 )
 
 
-def aggregate_points(
-    conn: sqlite3.Connection, owner: str, bucket: str, query: AggregateQuery
-) -> list[AggregateRow]:
-    def group(lo: int, hi: int, grouping: Grouping) -> list[Partial]:
-        p = grouping.period
-        params = {"owner": owner, "bucket": bucket, "lo": lo, "hi": hi, "offset": grouping.offset}
-        if p.months:
-            rows = conn.execute(_BY_MONTH, params | {"months": p.months})
-        else:
-            rows = conn.execute(_BY_FIXED, params | {"size": p.size, "shift": p.shift})
-        return [Partial(*row) for row in rows]
+def group(
+    conn: sqlite3.Connection, owner: str, bucket: str, lo: int, hi: int, grouping: Grouping
+) -> list[Partial]:
+    p = grouping.period
+    params = {"owner": owner, "bucket": bucket, "lo": lo, "hi": hi, "offset": grouping.offset}
+    if p.months:
+        rows = conn.execute(_BY_MONTH, params | {"months": p.months})
+    else:
+        rows = conn.execute(_BY_FIXED, params | {"size": p.size, "shift": p.shift})
+    return [Partial(*row) for row in rows]
 
-    def seek(ts: int, descending: bool) -> int | None:
-        if ts < 0:
-            return None
-        row = conn.execute(_PREVIOUS if descending else _NEXT, (owner, bucket, ts)).fetchone()
-        return None if row is None else int(row[0])
 
-    conn.execute("BEGIN")
-    try:
-        return walk(query, group, seek)
-    finally:
-        conn.execute("COMMIT")
+def seek(
+    conn: sqlite3.Connection, owner: str, bucket: str, ts: int, descending: bool
+) -> int | None:
+    if ts < 0:
+        return None
+    row = conn.execute(_PREVIOUS if descending else _NEXT, (owner, bucket, ts)).fetchone()
+    return None if row is None else int(row[0])
