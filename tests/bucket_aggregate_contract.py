@@ -229,3 +229,17 @@ async def test_retained_buckets_are_listed_across_owners(store: Store) -> None:
         ("alice", "z", {"period": 1, "unit": "days"}),
         ("bob", "a", {"period": 1, "unit": "days"}),
     ]
+
+
+async def test_sums_of_integers_are_integers_and_never_overflow(store: Store) -> None:
+    big = 2**62
+    await _bucket_with(store, [(1, {"n": 2, "big": big, "x": 0.5}), (2, {"n": 3, "big": big})])
+    [row] = await store.aggregate_points("alice", "b", _query("1d", "sum"))
+    assert row.values == {"big": 2.0**63, "n": 5, "x": 0.5}
+    assert isinstance(row.values["n"], int) and isinstance(row.values["big"], float)
+    [spread] = await store.aggregate_points("alice", "b", _query("1d", "spread"))
+    assert spread.values == {"big": 0, "n": 1, "x": 0}
+    huge = [(ts, {"f": 1e308, "n": 1}) for ts in (10, 11)]
+    await _bucket_with(store, huge, bucket="huge")
+    [row] = await store.aggregate_points("alice", "huge", _query("1d", "sum"))
+    assert row.values == {"n": 2}  # 2e308 is no JSON number: the field is left out

@@ -134,13 +134,14 @@ class Grouping:
 
 @dataclass(slots=True)
 class Partial:
-    """What a store returns per group and field: the group's first ts, and count, sum, sum of
-    squares, min and max of the field's numeric values."""
+    """What a store returns per group and field: the group's first ts, and count, how many are
+    not integers, sum, sum of squares, min and max of the field's numeric values."""
 
     first: int
     name: str
     count: int
-    total: float | int
+    reals: int  # how many of the values are not integers
+    total: float
     squares: float
     low: float | int
     high: float | int
@@ -148,6 +149,7 @@ class Partial:
     def add(self, other: Partial) -> None:
         self.first = min(self.first, other.first)
         self.count += other.count
+        self.reals += other.reals
         self.total += other.total
         self.squares += other.squares
         self.low = min(self.low, other.low)
@@ -261,7 +263,7 @@ def _values(fields: dict[str, Partial], fn: str) -> dict[str, float | int]:
     out: dict[str, float | int] = {}
     for name in sorted(fields):
         value = _value(fields[name], fn)
-        if value is not None:
+        if value is not None and math.isfinite(value):  # a sum past 1e308 is no number
             out[name] = value
     return out
 
@@ -269,8 +271,9 @@ def _values(fields: dict[str, Partial], fn: str) -> dict[str, float | int]:
 def _value(p: Partial, fn: str) -> float | int | None:
     if fn == "count":
         return p.count
-    if fn == "sum":
-        return p.total
+    if fn == "sum":  # a sum of integers is one, while a float holds it exactly
+        exact = p.reals == 0 and p.total.is_integer() and abs(p.total) < 2**53
+        return int(p.total) if exact else p.total
     if fn == "mean":
         return p.total / p.count
     if fn == "min":

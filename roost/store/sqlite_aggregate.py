@@ -18,8 +18,10 @@ _FROM = (
     " WHERE p.owner = :owner AND p.bucket = :bucket AND p.ts >= :lo AND p.ts < :hi"
     " AND j.type IN ('integer', 'real') AND typeof(j.key) = 'text'"
 )
+# TOTAL, not SUM: a sum of integers past 64 bits is a float, not an error
 _COLUMNS = (
-    "MIN(p.ts), j.key, COUNT(*), SUM(j.value), SUM(j.value * j.value), MIN(j.value), MAX(j.value)"
+    "MIN(p.ts), j.key, COUNT(*), SUM(j.type = 'real'), TOTAL(j.value), TOTAL(j.value * j.value),"
+    " MIN(j.value), MAX(j.value)"
 )
 # the local time (ms) shifted so that buckets are its multiples of :size
 _FIXED = "((p.ts + :offset - :shift) % :size + :size) % :size"
