@@ -125,8 +125,9 @@ class AggregateRow:
 @dataclass(frozen=True, slots=True)
 class Grouping:
     """How a store groups the points of one slice [lo, hi) of constant UTC offset ``offset``
-    (ms, local = ts + offset): ``fixed``: by (local - ((local - shift) mod size)); else by local
-    calendar month index (year * 12 + month - 1) integer-divided by ``months``."""
+    (ms, local = ts + offset): for a fixed period, by local - ((local - shift) mod size); for a
+    calendar one, by the local month's index (year * 12 + month - 1) integer-divided by
+    ``months``. Every group lies within one bucket; the walk adds up those of the same bucket."""
 
     offset: int
     period: Period
