@@ -18,7 +18,9 @@ Scenarios, in one run:
   ``device_bytes`` the server's RSS growth per device; TLS devices are a fixed storm;
 - MQTT peer: Mosquitto holding as many idle MQTT connections: its RSS growth per connection
   (``mqtt_bytes``) and ``device_bytes / mqtt_bytes``;
-- flood (the full plan): ``bench.flood``, the healthcheck while one device floods.
+- flood (the full plan): ``bench.flood``, the healthcheck while one device floods;
+- bucket reads: ``bench.bucket_reads``, the latest 1,000 points and an hourly mean over one day
+  of a bucket of 1,000,000 points (the smoke plan: 20,000) over HTTP (``bucket_*_ms``, medians).
 
 The scenarios of a round alternate (hello, floor, rpc, rpc IOTMP, floor with the user token, rpc
 with it), each wrk run ``seconds`` long, ``rounds`` times. Throughputs and latencies pool every
@@ -47,7 +49,7 @@ from typing import Any
 
 import httpx
 
-from bench import flood
+from bench import bucket_reads, flood
 from bench.harness import (
     LOAD_CORE,
     SERVER_CORE,
@@ -117,6 +119,8 @@ def run(plan: Plan) -> dict[str, Any]:
     result["ingest_ratio"] = None
     if plan.flood_seconds:
         result["flood"] = flood.run(plan.flood_seconds)
+    smoke = plan.name == "smoke"
+    result.update(bucket_reads.run(*(bucket_reads.SMOKE if smoke else bucket_reads.FULL)))
     return result
 
 
@@ -376,6 +380,8 @@ def summary(result: dict[str, Any]) -> str:
         )
     if "flood" in result:
         lines.append(flood.summary(result["flood"]))
+    if "bucket_latest_ms" in result:
+        lines.append(bucket_reads.summary(result))
     return "\n".join(lines)
 
 

@@ -32,6 +32,7 @@ from roost.auth.ratelimit import LoginLimiter
 from roost.auth.tokens import TokenSigner
 from roost.buckets.exports import BucketExports
 from roost.buckets.feeds import BucketFeeds
+from roost.buckets.retention import Retention
 from roost.bus.base import Bus
 from roost.bus.local import LocalBus
 from roost.config import Settings
@@ -164,6 +165,7 @@ class Roost:
         self._writes: WriteBatch | None = None  # the device connections' (roost.net.batch)
         self._pending: PendingConnections | None = None  # HTTP ones without a request yet
         self._handshakes: set[TlsHandshake] = set()  # on the device TLS ports, in progress
+        self.retention: Retention | None = None  # deletes expired bucket points, among _jobs
 
     @property
     def http_port(self) -> int:
@@ -226,9 +228,13 @@ class Roost:
         await services.feeds.start()
         await services.exports.recover()  # exports a previous run left unfinished: failed
         loop = asyncio.get_running_loop()
+        self.retention = Retention(
+            services.store, services.clock, settings.bucket_retention_interval
+        )
         self._jobs = [
             loop.create_task(services.gateway.drop_silent_devices()),
             loop.create_task(purge_expired_refresh_tokens(services, PURGE_EVERY_S)),
+            loop.create_task(self.retention.run()),
         ]
         await self._serve_http("http")
         if tls is not None:

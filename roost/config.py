@@ -77,6 +77,8 @@ class Settings:
     login_failures_per_user: int = 10  # wrong passwords for one user name
     login_failures_per_address: int = 30  # wrong passwords from one address (IPv6: its /64)
     device_auth_failures_per_address: int = 60  # failed device authentications from one address
+    # data buckets
+    bucket_retention_interval: float = 600.0  # seconds between passes deleting expired points
 
 
 SECRET_SETTINGS = frozenset({"admin_password"})
@@ -157,6 +159,8 @@ SETTING_HELP: dict[str, str] = {
     "(0: no limit)",
     "device_auth_failures_per_address": "failed device authentications from one address before "
     "it is refused without a check (0: no limit)",
+    "bucket_retention_interval": "seconds between two passes deleting the points older than "
+    "their bucket's retention (the first pass at start-up)",
 }
 # Defaults that are not a plain value
 _DEFAULT_WORDS = {"admin_password": "random, printed once", "public_host": "<host>:<http-port>"}

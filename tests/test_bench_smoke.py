@@ -74,6 +74,13 @@ def test_bench_smoke_run_reports_every_figure() -> None:
     assert figures["mqtt_connections"] == figures["devices"]
 
 
+def test_bucket_reads_smoke_reports_its_figures() -> None:
+    figures = run_smoke("bench.bucket_reads", timeout=300)
+    for key in ("bucket_latest_ms", "bucket_hourly_mean_ms", "bucket_latest_p90_ms"):
+        assert isinstance(figures[key], float) and figures[key] > 0, key
+    assert figures["bucket_points"] == 20_000
+
+
 def test_latencies_pool_every_request_of_the_rounds() -> None:
     """p99 of the pool, not the median of each round's p99: one slow round of three shows."""
     fast = Latencies(99, 1.0, Counter({1000: 99}))

@@ -14,6 +14,7 @@ from roost.store.sqlite import SQLiteStore
 if str(Path(__file__).parent) not in sys.path:  # the contract module sits next to this one
     sys.path.insert(0, str(Path(__file__).parent))
 
+from bucket_aggregate_contract import *  # noqa: F403
 from bucket_store_contract import *  # noqa: F403
 from bucket_store_contract import _with_bucket
 

@@ -15,6 +15,10 @@ is committed.
 ``GET /v1/.../data`` answers ``[{ts, val}]``, ``/v2/...`` ``[{ts, ...fields}]``; ``items`` (1 to
 1000, default 1000), ``min_ts`` and ``max_ts`` (inclusive, ms; 0 or absent: no bound) and ``sort``
 (``desc`` by default: the latest first) page through them as the Node-RED and n8n clients do.
+With ``agg`` (``5min`` ... ``1y``), ``agg_type`` (``count``, ``max``, ``mean`` (the default),
+``min``, ``spread``, ``stddev``, ``sum``) and ``tz`` (an IANA zone, UTC by default) a read answers
+one row per bucket of time instead, ``{ts, field: value, ...}`` (v1: ``{ts, <agg_type>: {...}}``)
+over the numeric fields, paged the same way (roost/store/aggregate.py: the boundaries and rows).
 ``DELETE .../data`` clears the bucket, whole or between ``min_ts`` and ``max_ts`` (Thinger has
 no such route in its specs; its console clears with the ``ClearBucket`` action, as here).
 """
@@ -35,6 +39,8 @@ from roost.api.paging import page_of
 from roost.api.validate import TEXT_LIMIT, described, described_changes, optional_str
 from roost.errors import Conflict, InvalidInput, NotFound
 from roost.services import Services
+from roost.store import aggregate
+from roost.store.aggregate import AggregateQuery, AggregateRow
 from roost.store.base import Bucket, BucketPoint
 
 MAX_ITEMS = 1000  # a read answers at most this many points; clients page beyond
@@ -45,7 +51,7 @@ UPDATES = ("interval", "events", "none")
 UNITS = ("hours", "days", "weeks", "months", "years")
 MAX_INTERVAL = 365 * 24 * 3600  # s
 MAX_PERIOD = 100_000
-UNSUPPORTED = ("agg", "agg_type", "transform", "group_by")
+UNSUPPORTED = ("transform", "group_by")
 
 
 def bucket_json(bucket: Bucket) -> dict[str, Any]:
@@ -168,11 +174,25 @@ async def read_data(request: Request) -> Response:
     sort = query.get("sort") or "desc"
     if sort not in ("asc", "desc"):
         raise InvalidInput("sort must be asc or desc")
+    v1 = request.url.path.startswith("/v1/")
+    if query.get("agg"):
+        agg = AggregateQuery(
+            period=aggregate.period(query["agg"]),
+            function=aggregate.function(query.get("agg_type") or "mean"),
+            tz=aggregate.zone(query.get("tz") or "UTC").key,
+            min_ts=min_ts or None,
+            max_ts=max_ts or None,
+            limit=items,
+            descending=sort == "desc",
+        )
+        await _find(services, owner, bucket_id)
+        rows = await services.store.aggregate_points(owner, bucket_id, agg)
+        return json_response([_aggregated(row, agg.function if v1 else None) for row in rows])
     await _find(services, owner, bucket_id)
     points = await services.store.read_points(
         owner, bucket_id, min_ts or None, max_ts or None, items, descending=sort == "desc"
     )
-    shape = _v1 if request.url.path.startswith("/v1/") else _v2
+    shape = _v1 if v1 else _v2
     return json_response([shape(point) for point in points])
 
 
@@ -188,6 +208,14 @@ async def clear_data(request: Request) -> Response:
     await _find(services, owner, bucket_id)
     deleted = await services.store.delete_points(owner, bucket_id, min_ts or None, max_ts or None)
     return json_response({"deleted": deleted})
+
+
+def _aggregated(row: AggregateRow, wrapper: str | None) -> dict[str, Any]:
+    """v2: ``{ts, field: value, ...}``; v1: the values under the aggregation's name, as Thinger
+    answers v1 (``{ts, mean: {...}}`` where a plain read has ``val``)."""
+    if wrapper is None:
+        return {**row.values, "ts": row.ts}
+    return {"ts": row.ts, wrapper: row.values}
 
 
 def _v1(point: BucketPoint) -> dict[str, Any]:

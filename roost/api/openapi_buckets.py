@@ -25,6 +25,7 @@ from roost.api.openapi import (
 )
 from roost.api.validate import TEXT_LIMIT
 from roost.ids import BUCKET, DEVICE
+from roost.store import aggregate
 
 BUCKET_ID = _path_param("bucket", "Bucket id", _id(BUCKET))
 MS = "ms since the epoch"
@@ -101,7 +102,12 @@ def bucket_schemas() -> dict[str, Schema]:
             " has a `ts`, each takes the first free ms from then: none replaces another).",
         },
         "BucketCleared": _record({"deleted": _t("integer", minimum=0)}),
-        "BucketPointV1": _record({"ts": _t("integer", description=MS), "val": {}}),
+        "BucketPointV1": _obj(
+            {"ts": _t("integer", description=MS), "val": {}},
+            ["ts"],
+            description="A point `{ts, val}`; aggregated (`agg`), a bucket's start `ts` and its"
+            " values under the aggregation's name instead of `val` (`{ts, mean: {...}}`)",
+        ),
         "BucketPointV2": _obj(
             {"ts": _t("integer", description=MS)},
             ["ts"],
@@ -122,6 +128,37 @@ def _read_params() -> list[Schema]:
         bound("min_ts", "Lowest"),
         bound("max_ts", "Highest"),
         _param("query", "sort", "`desc`: the latest first; `asc`: the oldest first", sort),
+        *_aggregate_params(),
+    ]
+
+
+def _aggregate_params() -> list[Schema]:
+    periods = [*aggregate.PERIODS, *aggregate.ALIASES]
+    functions = {"enum": list(aggregate.FUNCTIONS), "default": "mean"}
+    return [
+        _param(
+            "query",
+            "agg",
+            "One row per bucket of this period instead of points (`5m`, `15m`, `30m`: the"
+            " Node-RED node's names of `5min`...): fixed periods are slices of the local wall"
+            " clock (in UTC, multiples since the epoch), `1d` starts at local midnight, `1w` on"
+            " Monday, `1mo`/`3mo`/`6mo` on the 1st of the month (of Jan/Apr/Jul/Oct, Jan/Jul),"
+            " `1y` on January 1st. Rows are the buckets that start within `min_ts`..`max_ts`",
+            {"enum": ["", *periods]},
+        ),
+        _param(
+            "query",
+            "agg_type",
+            "How each numeric field is aggregated (`count`: points carrying it; `spread`:"
+            " max - min; `stddev`: sample standard deviation); `median` and `mode` are refused",
+            functions,
+        ),
+        _param(
+            "query",
+            "tz",
+            "IANA time zone of the buckets' boundaries (daylight saving followed)",
+            _t("string", maxLength=64, default="UTC"),
+        ),
     ]
 
 
@@ -130,7 +167,10 @@ def bucket_paths() -> dict[str, Schema]:
     bucket, deleted = _ok("The bucket", "Bucket"), _ok("Deleted (empty body)")
     missing: Mapping[int, str | None] = {404: "Bucket not found"}
     invalid = "Invalid body, bucket id, config or retention"
-    read_errors = {400: "Invalid items, min_ts, max_ts or sort, or agg asked for", **missing}
+    read_errors = {
+        400: "Invalid items, min_ts, max_ts, sort, agg, agg_type or tz, or transform asked for",
+        **missing,
+    }
     write_errors = {
         **BAD_BODY,
         400: "Invalid body or ts, bucket disabled or filled from a device",
@@ -139,10 +179,11 @@ def bucket_paths() -> dict[str, Schema]:
     text = (
         "ReadBucket",
         "The bucket's points in a time range, the latest first unless `sort=asc`; page by"
-        " moving `max_ts` (desc) or `min_ts` (asc) past the last `ts`. Aggregation (`agg`)"
-        " is not supported yet (400).",
+        " moving `max_ts` (desc) or `min_ts` (asc) past the last `ts`. With `agg`, one row per"
+        " bucket of time: v2 `{ts, field: value}`, v1 `{ts, <agg_type>: {field: value}}`, over"
+        " the numeric fields; `transform` and `group_by` are refused (400).",
     )
-    v1 = _ok("Points as `{ts, val}`", _array("BucketPointV1"))
+    v1 = _ok("Points as `{ts, val}` (aggregated: `{ts, <agg_type>}`)", _array("BucketPointV1"))
     v2 = _ok("Points as `{ts, ...fields}`", _array("BucketPointV2"))
     return {
         "/v1/users/{user}/buckets": {

@@ -12,6 +12,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from roost.store.aggregate import AggregateQuery, AggregateRow
+
 
 @dataclass(frozen=True, slots=True)
 class User:
@@ -311,3 +313,15 @@ class Store(Protocol):
         self, owner: str, bucket: str, min_ts: int | None, max_ts: int | None
     ) -> int:
         """Deletes the points with ``min_ts <= ts <= max_ts`` (None: no bound); how many."""
+
+    async def aggregate_points(
+        self, owner: str, bucket: str, query: AggregateQuery
+    ) -> list[AggregateRow]:
+        """The bucket's points aggregated by ``query`` (roost.store.aggregate says how: periods,
+        zones, which rows); computed in the database, not by reading every point out."""
+
+    async def list_retained_buckets(self) -> list[Bucket]:
+        """Every bucket of every owner that has a retention, by owner then id."""
+
+    async def expire_points(self, owner: str, bucket: str, before: int, limit: int) -> int:
+        """Deletes at most ``limit`` of the oldest points with ``ts < before``; how many."""

@@ -25,9 +25,11 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from roost.errors import InvalidInput
 from roost.store import base
+from roost.store import sqlite_aggregate as qa
 from roost.store import sqlite_buckets as qb
 from roost.store import sqlite_properties as qp
 from roost.store import sqlite_queries as q
+from roost.store.aggregate import AggregateQuery, AggregateRow, Grouping, Partial, walk
 from roost.store.base import EVERY, AccessToken, Device, DeviceToken, Page, RefreshToken, User
 from roost.store.memo import Memo
 from roost.store.migrate import apply_migrations
@@ -234,6 +236,24 @@ class SQLiteStore:
         self, owner: str, bucket: str, min_ts: int | None, max_ts: int | None
     ) -> int:
         return await self._run(qb.delete_points, owner, bucket, min_ts, max_ts)
+
+    async def aggregate_points(
+        self, owner: str, bucket: str, query: AggregateQuery
+    ) -> list[AggregateRow]:
+        async def group(lo: int, hi: int, grouping: Grouping) -> list[Partial]:
+            return await self._run(qa.group, owner, bucket, lo, hi, grouping)
+
+        async def seek(ts: int, descending: bool) -> int | None:
+            return await self._run(qa.seek, owner, bucket, ts, descending)
+
+        # one job per window: the writes queued meanwhile run between them
+        return await walk(query, group, seek)
+
+    async def list_retained_buckets(self) -> list[base.Bucket]:
+        return await self._run(qb.select_retained_buckets)
+
+    async def expire_points(self, owner: str, bucket: str, before: int, limit: int) -> int:
+        return await self._run(qb.expire_points, owner, bucket, before, limit)
 
     async def _kept(
         self,

@@ -165,3 +165,21 @@ def delete_points(
     where, params = _range(min_ts, max_ts)
     sql = f"DELETE FROM bucket_points WHERE owner = ? AND bucket = ?{where}"
     return conn.execute(sql, (owner, bucket, *params)).rowcount
+
+
+def select_retained_buckets(conn: sqlite3.Connection) -> list[Bucket]:
+    sql = _SELECT + " WHERE retention IS NOT NULL ORDER BY owner, bucket"
+    return [_from(row) for row in conn.execute(sql)]
+
+
+def expire_points(
+    conn: sqlite3.Connection, owner: str, bucket: str, before: int, limit: int
+) -> int:
+    """At most ``limit`` of the oldest points before ``before``, found and deleted through the
+    primary key in one short statement."""
+    sql = (
+        "DELETE FROM bucket_points WHERE owner = ? AND bucket = ? AND ts IN"
+        " (SELECT ts FROM bucket_points WHERE owner = ? AND bucket = ? AND ts < ?"
+        " ORDER BY ts LIMIT ?)"
+    )
+    return conn.execute(sql, (owner, bucket, owner, bucket, before, limit)).rowcount
