@@ -12,6 +12,7 @@ from starlette.types import Receive, Scope, Send
 from roost.api import (
     assets,
     buckets,
+    console,
     device_tokens,
     devices,
     events,
@@ -61,7 +62,10 @@ class RestApi:
     """
 
     def __init__(self, services: Services) -> None:
-        self.starlette = Starlette(routes=all_routes(), exception_handlers=dict(HANDLERS))
+        # the console's files come last: every API route keeps its path
+        self.starlette = Starlette(
+            routes=[*all_routes(), *console.routes], exception_handlers=dict(HANDLERS)
+        )
         self.starlette.router.redirect_slashes = False  # a wrong path is 404, not a redirect
         self.starlette.state.services = services
         self._direct_routes = tuple(

@@ -1,0 +1,381 @@
+"""The console in a real browser: Debian's chromium driven by Playwright, against a real Roost
+with an SDK device (issue 12).
+
+One server, one browser and one logged-in page serve the whole module; the tests run in file
+order and build on each other as a person would (the device registered in one is used in the
+next). Every browser console error or uncaught page error fails the test it happened in.
+Screenshots of each page at 1280 and 360 px wide go to test-artifacts/console/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
+
+from roost.app import Roost
+from roost.device import Device
+
+from conftest import ADMIN, ADMIN_PASSWORD
+from live_server import LiveServer
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "console"
+WIDTHS = (1280, 360)
+TIMEOUT_MS = 10_000
+T = TypeVar("T")
+
+
+class ConsoleServer(LiveServer):
+    """The live server, keeping its Roost so the test can reach its device ports and loop."""
+
+    roost: Roost
+
+    async def _serve(self) -> None:
+        original = Roost.start
+
+        async def start(roost: Roost) -> None:
+            self.roost = roost
+            await original(roost)
+
+        Roost.start = start  # type: ignore[method-assign]
+        try:
+            await super()._serve()
+        finally:
+            Roost.start = original  # type: ignore[method-assign]
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
+
+
+class Errors:
+    """Browser console errors and page errors, with the few a test expects (a 401 it caused)."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.expected: list[str] = []
+
+    def console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.seen.append(message.text)
+
+    def page_error(self, error: Exception) -> None:
+        self.seen.append(f"uncaught: {error}")
+
+    def take(self) -> list[str]:
+        found = [e for e in self.seen if not any(x in e for x in self.expected)]
+        self.seen, self.expected = [], []
+        return found
+
+
+class Relay:
+    """The device side of the relay input: what the server wrote, seen from another thread."""
+
+    def __init__(self) -> None:
+        self.value = False
+        self.written = threading.Event()
+
+    def set(self, value: Any) -> None:
+        self.value = bool(value)
+        self.written.set()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleServer]:
+    server = ConsoleServer(tmp_path_factory.mktemp("console") / "data")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture(scope="module")
+def errors() -> Errors:
+    return Errors()
+
+
+@pytest.fixture(scope="module")
+def page(browser: Browser, live: ConsoleServer, errors: Errors) -> Iterator[Page]:
+    context = browser.new_context(base_url=live.url, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.on("console", errors.console)
+    page.on("pageerror", errors.page_error)
+    yield page
+    context.close()
+
+
+@pytest.fixture(autouse=True)
+def no_browser_errors(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "errors" in request.fixturenames:
+        errors: Errors = request.getfixturevalue("errors")
+        assert errors.take() == [], "errors in the browser console"
+
+
+@pytest.fixture(scope="module")
+def relay() -> Relay:
+    return Relay()
+
+
+@pytest.fixture(scope="module")
+def device(live: ConsoleServer, relay: Relay) -> Iterator[Device]:
+    """The SDK device (not started: the test that sees it come online starts it)."""
+    sdk = Device(ADMIN, "dev1", "secret-one", port=live.roost.device_port, reconnect_delay=0.2)
+    sdk.output("temperature", lambda: 21.5)
+    sdk.input("relay", relay.set, lambda: relay.value)
+    yield sdk
+    live.run(sdk.stop())
+
+
+def api_token(live: ConsoleServer) -> str:
+    answer = httpx.post(
+        f"{live.url}/oauth/token",
+        data={"grant_type": "password", "username": ADMIN, "password": ADMIN_PASSWORD},
+    )
+    assert answer.status_code == 200, answer.text
+    token: str = answer.json()["access_token"]
+    return token
+
+
+def shoot(page: Page, name: str) -> None:
+    """Screenshots of the page at each width, for review."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        page.screenshot(path=ARTIFACTS / f"{name}-{width}.png", full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def check_labels(page: Page) -> None:
+    """Every visible form control has an accessible name from a label (or aria-label)."""
+    unlabelled = page.evaluate(
+        """() => [...document.querySelectorAll('input, select, textarea')]
+            .filter((el) => el.type !== 'hidden')
+            .filter((el) => !el.labels.length && !el.getAttribute('aria-label'))
+            .map((el) => el.outerHTML)"""
+    )
+    assert unlabelled == []
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met"
+        time.sleep(0.02)
+
+
+def test_wrong_password_shows_the_servers_message(page: Page, errors: Errors) -> None:
+    page.goto("/")
+    expect(page.get_by_role("heading", name="Log in to Roost")).to_be_visible()
+    check_labels(page)
+    shoot(page, "login")
+    page.get_by_label("User name", exact=True).fill(ADMIN)
+    page.get_by_label("Password", exact=True).fill("not-the-password")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("alert")).to_have_text("invalid username or password")
+    errors.expected.append("401")  # Chromium logs the refused request itself
+
+
+def test_focus_is_visible(page: Page) -> None:
+    page.get_by_label("User name", exact=True).focus()
+    page.keyboard.press("Tab")
+    style = page.evaluate(
+        "() => { const s = getComputedStyle(document.activeElement);"
+        " return [document.activeElement.name, s.outlineStyle, s.outlineWidth]; }"
+    )
+    assert style[0] == "password"
+    assert style[1] != "none" and style[2] != "0px"
+
+
+def test_log_in_and_register_a_device(page: Page) -> None:
+    page.get_by_label("User name", exact=True).fill(ADMIN)
+    page.get_by_label("Password", exact=True).fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Devices")).to_be_visible()
+    expect(page.get_by_text("No devices yet.")).to_be_visible()
+    page.get_by_label("Device id").fill("dev1")
+    page.get_by_label("Credentials").fill("secret-one")
+    page.get_by_label("Name", exact=True).fill("Kitchen")
+    page.get_by_role("button", name="Create device").click()
+    # the credentials are shown once, with a copy button
+    expect(page.get_by_label("credentials of dev1", exact=True)).to_have_text("secret-one")
+    expect(page.get_by_role("button", name="Copy credentials of dev1")).to_be_visible()
+    row = page.locator("tr[data-device=dev1]")
+    expect(row).to_contain_text("Kitchen")
+    expect(row).to_contain_text("offline")
+    check_labels(page)
+    shoot(page, "devices")
+
+
+def test_the_device_comes_online_without_reloading(
+    page: Page, live: ConsoleServer, device: Device
+) -> None:
+    page.evaluate("window.notReloaded = true")
+    live.run(device.start())
+    live.run(device.wait_connected(5))
+    expect(page.locator("tr[data-device=dev1] .state")).to_have_text("online")
+    assert page.evaluate("window.notReloaded") is True
+
+
+def test_device_stats_are_live(page: Page, live: ConsoleServer, device: Device) -> None:
+    page.get_by_role("link", name="dev1").click()
+    stats = page.locator("#device-stats")
+    expect(stats).to_contain_text("online")
+    expect(stats).to_contain_text("127.0.0.1")
+    check_labels(page)
+    shoot(page, "device")
+    live.run(device.stop())
+    expect(stats).to_contain_text("offline")  # pushed by the stats stream
+    live.run(device.start())
+    live.run(device.wait_connected(5))
+    expect(stats).to_contain_text("online")
+
+
+def test_read_an_output_and_flip_an_input(page: Page, relay: Relay) -> None:
+    page.get_by_role("link", name="Resource explorer").click()
+    expect(page.get_by_role("status").filter(has_text="resources")).to_have_text("2 resources")
+    temperature = page.locator("div.resource[data-resource=temperature]")
+    temperature.get_by_role("button", name="Read temperature").click()
+    expect(temperature.locator("output")).to_have_text("21.5")
+    curl = temperature.get_by_label("curl command for temperature", exact=True)
+    expect(curl).to_contain_text("/v2/users/admin/devices/dev1/temperature")
+    # live over the resource stream
+    temperature.get_by_label("Stream temperature").check()
+    relay_card = page.locator("div.resource[data-resource=relay]")
+    switch = relay_card.get_by_role("switch")
+    assert not switch.is_checked()
+    switch.check()
+    relay_card.get_by_role("button", name="Write relay").click()
+    assert relay.written.wait(5), "the device did not receive the write"
+    assert relay.value is True
+    relay_curl = relay_card.get_by_label("curl command for relay", exact=True)
+    expect(relay_curl).to_contain_text('{"in":true}')
+    check_labels(page)
+    shoot(page, "explorer")
+    temperature.get_by_label("Stream temperature").uncheck()
+
+
+def test_create_an_access_token_and_use_it(page: Page, live: ConsoleServer) -> None:
+    page.get_by_role("link", name="Access tokens").click()
+    page.get_by_label("Token id").fill("reader")
+    page.get_by_label("Name", exact=True).fill("Reads the thermometer")
+    page.get_by_label("Permission preset").select_option("Use every device's resources")
+    page.get_by_role("button", name="Create access token").click()
+    jwt = page.get_by_label("access token reader", exact=True).inner_text()
+    expect(page.locator("tr[data-token=reader]")).to_be_visible()
+    check_labels(page)
+    shoot(page, "tokens")
+    answer = httpx.get(
+        f"{live.url}/v2/users/{ADMIN}/devices/dev1/temperature",
+        headers={"Authorization": f"Bearer {jwt}"},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"out": 21.5}
+    refused = httpx.delete(
+        f"{live.url}/v1/users/{ADMIN}/devices/dev1", headers={"Authorization": f"Bearer {jwt}"}
+    )
+    assert refused.status_code == 403
+
+
+def test_written_points_are_charted(page: Page, live: ConsoleServer) -> None:
+    page.get_by_role("link", name="Buckets").click()
+    page.get_by_label("Bucket id").fill("weather")
+    page.get_by_role("button", name="Create bucket").click()
+    expect(page.get_by_role("link", name="weather")).to_be_visible()
+    check_labels(page)
+    shoot(page, "buckets")
+    now = int(time.time() * 1000)
+    points = [{"ts": now - 60_000 * i, "temperature": 20 + i % 5} for i in range(50)]
+    written = httpx.post(
+        f"{live.url}/v1/users/{ADMIN}/buckets/weather/data",
+        json=points,
+        headers={"Authorization": f"Bearer {api_token(live)}"},
+    )
+    assert written.status_code == 200, written.text
+    page.get_by_role("link", name="weather").click()
+    chart = page.locator("#bucket-chart")
+    expect(chart).to_have_attribute("data-points", "50")
+    expect(chart).to_have_attribute("data-series", "1")
+    expect(chart.locator("canvas")).to_be_visible()
+    expect(page.locator("table").last).to_contain_text("temperature")
+    page.get_by_role("button", name="Zoom in").click()
+    check_labels(page)
+    shoot(page, "bucket")
+
+
+def test_properties_and_endpoints_pages(page: Page, errors: Errors) -> None:
+    page.goto("/#/devices/dev1")
+    page.get_by_label("Property id").fill("location")
+    page.get_by_label("Value (JSON or text)").fill('{"lat": 1.5, "lng": 2}')
+    page.get_by_role("button", name="Create property").click()
+    expect(page.get_by_label("Value of location")).to_have_value('{\n  "lat": 1.5,\n  "lng": 2\n}')
+    page.goto("/#/endpoints")
+    expect(page.get_by_role("heading", name="Endpoints")).to_be_visible()
+    page.wait_for_selector("main p.muted, main p.error, main table")
+    errors.expected.append("404")  # until the endpoints routes land, the server says 404
+    check_labels(page)
+    shoot(page, "endpoints")
+
+
+def test_admin_manages_users(page: Page, live: ConsoleServer) -> None:
+    page.goto("/#/users")
+    expect(page.get_by_role("heading", name="Users")).to_be_visible()
+    page.get_by_label("User name", exact=True).fill("bob")
+    page.get_by_label("Password", exact=True).fill("bob-password")
+    page.get_by_role("button", name="Create user").click()
+    row = page.locator("tr[data-user=bob]")
+    expect(row).to_contain_text("yes")
+    row.get_by_role("button", name="Disable bob").click()
+    expect(row).to_contain_text("no")
+    check_labels(page)
+    shoot(page, "users")
+    refused = httpx.post(
+        f"{live.url}/oauth/token",
+        data={"grant_type": "password", "username": "bob", "password": "bob-password"},
+    )
+    assert refused.status_code == 403
+    assert refused.json() == {"error": {"message": "user 'bob' is disabled"}}
+
+
+def test_log_out_and_be_refused(page: Page, live: ConsoleServer, errors: Errors) -> None:
+    refresh = page.evaluate("JSON.parse(sessionStorage.getItem('roost.session')).refresh")
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("heading", name="Log in to Roost")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('roost.session')") is None
+    answer = httpx.post(
+        f"{live.url}/oauth/token", data={"grant_type": "refresh_token", "refresh_token": refresh}
+    )
+    assert answer.status_code == 401
+    page.goto("/#/devices")
+    expect(page.get_by_role("heading", name="Log in to Roost")).to_be_visible()
