@@ -10,16 +10,28 @@ Screenshots of each page at 1280 and 360 px wide go to test-artifacts/console/ (
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    Request,
+    expect,
+    sync_playwright,
+)
 
+from roost.api.openapi import openapi_document
 from roost.app import Roost
 from roost.device import Device
 
@@ -86,6 +98,16 @@ class Errors:
         return found
 
 
+class Requests:
+    """The path of every request the console made, to hold them to the public API."""
+
+    def __init__(self) -> None:
+        self.paths: set[str] = set()
+
+    def seen(self, request: Request) -> None:
+        self.paths.add(urlsplit(request.url).path)
+
+
 class Relay:
     """The device side of the relay input: what the server wrote, seen from another thread."""
 
@@ -125,14 +147,27 @@ def errors() -> Errors:
 
 
 @pytest.fixture(scope="module")
-def page(browser: Browser, live: ConsoleServer, errors: Errors) -> Iterator[Page]:
+def requests() -> Requests:
+    return Requests()
+
+
+def open_page(browser: Browser, live: ConsoleServer, errors: Errors, requests: Requests) -> Page:
     context = browser.new_context(base_url=live.url, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     page.on("console", errors.console)
     page.on("pageerror", errors.page_error)
+    page.on("request", requests.seen)
+    return page
+
+
+@pytest.fixture(scope="module")
+def page(
+    browser: Browser, live: ConsoleServer, errors: Errors, requests: Requests
+) -> Iterator[Page]:
+    page = open_page(browser, live, errors, requests)
     yield page
-    context.close()
+    page.context.close()
 
 
 @pytest.fixture(autouse=True)
@@ -205,6 +240,21 @@ def test_wrong_password_shows_the_servers_message(page: Page, errors: Errors) ->
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("alert")).to_have_text("invalid username or password")
     errors.expected.append("401")  # Chromium logs the refused request itself
+
+
+def test_too_many_failures_say_when_to_retry(
+    page: Page, live: ConsoleServer, errors: Errors
+) -> None:
+    for _ in range(10):  # login_failures_per_user
+        wrong = {"grant_type": "password", "username": "mallory", "password": "guess-guess"}
+        assert httpx.post(f"{live.url}/oauth/token", data=wrong).status_code == 401
+    page.get_by_label("User name", exact=True).fill("mallory")
+    page.get_by_label("Password", exact=True).fill("guess-again")
+    page.get_by_role("button", name="Log in").click()
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("too many failed attempts: retry in")
+    expect(alert).to_contain_text("you may retry at")
+    errors.expected.append("429")
 
 
 def test_focus_is_visible(page: Page) -> None:
@@ -366,6 +416,34 @@ def test_admin_manages_users(page: Page, live: ConsoleServer) -> None:
     )
     assert refused.status_code == 403
     assert refused.json() == {"error": {"message": "user 'bob' is disabled"}}
+
+
+def test_a_chart_without_its_library_leaves_a_notice(
+    browser: Browser, live: ConsoleServer, page: Page, requests: Requests
+) -> None:
+    """The console without the vendor files (npm never ran): the bucket page still works."""
+    errors = Errors()
+    other = open_page(browser, live, errors, requests)
+    other.route("**/console/vendor/**", lambda route: route.fulfill(status=404, body=""))
+    session = page.evaluate("sessionStorage.getItem('roost.session')")
+    other.add_init_script(f"sessionStorage.setItem('roost.session', {json.dumps(session)})")
+    other.goto("/#/buckets/weather")
+    expect(other.get_by_role("status").filter(has_text="chart library")).to_be_visible()
+    expect(other.locator("table").last).to_contain_text("temperature")
+    other.context.close()
+    assert all("404" in e for e in errors.take())  # the missing file, and nothing else
+
+
+def test_the_console_called_only_public_api_paths(requests: Requests) -> None:
+    templates = []
+    for path in openapi_document()["paths"]:
+        pattern = re.escape(path).replace(r"\{resource\}", ".+")  # a path parameter: a/b
+        templates.append(re.compile(re.sub(r"\\\{\w+\\\}", "[^/]+", pattern) + "$"))
+    pending = re.compile(r"/v1/users/[^/]+/endpoints$")  # on another branch (issue 12)
+    called = {p for p in requests.paths if p != "/" and not p.startswith("/console/")}
+    assert len(called) > 15
+    outside = [p for p in called if not any(t.match(p) for t in templates)]
+    assert [p for p in outside if not pending.match(p)] == []
 
 
 def test_log_out_and_be_refused(page: Page, live: ConsoleServer, errors: Errors) -> None:
