@@ -418,6 +418,24 @@ def test_admin_manages_users(page: Page, live: ConsoleServer) -> None:
     assert refused.json() == {"error": {"message": "user 'bob' is disabled"}}
 
 
+def test_the_session_is_refreshed_before_it_expires(page: Page) -> None:
+    """A login about to expire is refreshed at once (from the page's own timer), silently."""
+    before = page.evaluate("JSON.parse(sessionStorage.getItem('roost.session'))")
+    soon = {**before, "expires": int(time.time() * 1000) + 30_000}  # within the minute's margin
+    page.evaluate("(s) => sessionStorage.setItem('roost.session', JSON.stringify(s))", soon)
+    page.reload()
+    wait_until(
+        lambda: (
+            page.evaluate("JSON.parse(sessionStorage.getItem('roost.session')).refresh")
+            != before["refresh"]
+        )
+    )
+    after = page.evaluate("JSON.parse(sessionStorage.getItem('roost.session'))")
+    assert after["expires"] > soon["expires"] + 3_600_000
+    page.goto("/#/buckets/weather")  # the API answers with the new token
+    expect(page.locator("#bucket-chart")).to_have_attribute("data-points", "50")
+
+
 def test_a_chart_without_its_library_leaves_a_notice(
     browser: Browser, live: ConsoleServer, page: Page, requests: Requests
 ) -> None:
@@ -444,6 +462,21 @@ def test_the_console_called_only_public_api_paths(requests: Requests) -> None:
     assert len(called) > 15
     outside = [p for p in called if not any(t.match(p) for t in templates)]
     assert [p for p in outside if not pending.match(p)] == []
+
+
+def test_disable_and_delete_a_device(page: Page, live: ConsoleServer, device: Device) -> None:
+    page.goto("/#/devices/dev1")
+    stats = page.locator("#device-stats")
+    expect(stats).to_contain_text("online")
+    page.get_by_label("Enabled").uncheck()
+    page.get_by_role("button", name="Save device").click()
+    expect(stats).to_contain_text("Disabled")
+    wait_until(lambda: not device.is_connected)  # a disabled device is disconnected
+    live.run(device.stop())
+    page.get_by_role("button", name="Delete device").click()
+    page.get_by_role("button", name="Yes, delete device").click()
+    expect(page.get_by_role("heading", name="Devices")).to_be_visible()
+    expect(page.locator("tr[data-device=dev1]")).to_have_count(0)
 
 
 def test_log_out_and_be_refused(page: Page, live: ConsoleServer, errors: Errors) -> None:

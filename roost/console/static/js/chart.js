@@ -73,6 +73,11 @@ export async function drawChart(box, points, title) {
   box.dataset.points = String(points.length);
   box.dataset.series = String(names.length);
   const full = [data[0][0], data[0][data[0].length - 1]];
+  const resized = new ResizeObserver(() => {
+    const now = Math.max(280, box.clientWidth);
+    if (now !== plot.width) plot.setSize({ width: now, height: 300 });
+  });
+  resized.observe(box);
   return {
     zoom(factor) {
       const min = plot.scales.x.min;
@@ -82,6 +87,9 @@ export async function drawChart(box, points, title) {
       plot.setScale("x", { min: mid - half, max: mid + half });
     },
     reset() { if (full[0] !== undefined) plot.setScale("x", { min: full[0], max: full[1] }); },
-    destroy() { plot.destroy(); },
+    destroy() {
+      resized.disconnect();
+      plot.destroy();
+    },
   };
 }

@@ -96,10 +96,13 @@ export function copyable(label, text) {
   }));
 }
 
+// headers: text, or [text, class] ("hide-narrow": a column left out on a phone)
 export function table(headers, rows, caption) {
   return h("div", { class: "table-wrap" }, h("table", {},
     caption ? h("caption", { class: "muted" }, caption) : null,
-    h("thead", {}, h("tr", {}, headers.map((t) => h("th", { scope: "col" }, t)))),
+    h("thead", {}, h("tr", {}, headers.map((t) => (Array.isArray(t)
+      ? h("th", { scope: "col", class: t[1] }, t[0])
+      : h("th", { scope: "col" }, t))))),
     h("tbody", {}, rows)));
 }
 

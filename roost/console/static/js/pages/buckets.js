@@ -9,7 +9,7 @@ export function bucketsPage(main) {
 
   async function load() {
     const buckets = await api("GET", path);
-    list.replaceChildren(buckets.length ? table(["Bucket", "Name", "Source", "Enabled", "Created"],
+    list.replaceChildren(buckets.length ? table(["Bucket", "Name", "Source", "Enabled", ["Created", "hide-narrow"]],
       buckets.map((b) => h("tr", {},
         h("td", {}, h("a", { href: `#/buckets/${enc(b.bucket)}` }, b.bucket)),
         h("td", {}, b.name || ""), h("td", {}, (b.config && b.config.source) || ""),

@@ -35,11 +35,22 @@ export function devicePage(main, deviceId) {
   const path = userPath("v1", `/devices/${enc(deviceId)}`);
   const statsBox = h("div", { "aria-live": "off" }, h("p", { class: "muted" }, "Waiting for stats…"));
   const settings = h("div");
-  const stats = new LiveEvents(`${path}/stats`, (data) => {
-    statsBox.replaceChildren(statsList(data));
-  });
+  let stats = null;
+
+  // the stats stream of an enabled device (the server refuses it for a disabled one)
+  function watchStats(enabled) {
+    if (enabled && !stats) {
+      stats = new LiveEvents(`${path}/stats`, (data) => statsBox.replaceChildren(statsList(data)));
+    } else if (!enabled) {
+      if (stats) stats.close();
+      stats = null;
+      statsBox.replaceChildren(h("p", { id: "device-stats" },
+        "Disabled: the device cannot connect. Enable it to see its statistics."));
+    }
+  }
 
   function settingsForm(device) {
+    watchStats(device.enabled);
     const form = h("form", {
       class: "grid",
       onsubmit: (event) => {
@@ -60,7 +71,7 @@ export function devicePage(main, deviceId) {
     field("New credentials", input("credentials", {
       minlength: 6, maxlength: 255, autocomplete: "off",
     }), "leave empty to keep the current ones"),
-    h("div", { class: "field" }, h("button", { type: "submit" }, "Save")));
+    h("div", { class: "field" }, h("button", { type: "submit" }, "Save device")));
     const credentials = form.querySelector("input[name=credentials]");
     settings.replaceChildren(form, h("div", { class: "actions" },
       button("Generate new credentials", () => { credentials.value = randomSecret(); },
@@ -79,5 +90,5 @@ export function devicePage(main, deviceId) {
     h("h2", {}, "Settings"), settings);
   api("GET", path).then(settingsForm).catch((error) => notify(error.message, true));
   main.append(deviceTokensSection(deviceId), propertiesSection(deviceId));
-  return () => stats.close();
+  return () => { if (stats) stats.close(); };
 }

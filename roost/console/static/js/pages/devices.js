@@ -67,7 +67,7 @@ export function devicesPage(main) {
         h("td", {}, d.enabled ? "yes" : "no"));
     });
     body.replaceChildren(trs.length
-      ? table(["Device", "Name", "State", "Last connection", "Enabled"], trs)
+      ? table(["Device", "Name", "State", ["Last connection", "hide-narrow"], "Enabled"], trs)
       : h("p", { class: "muted" }, "No devices yet."));
   }
 
@@ -82,9 +82,9 @@ export function devicesPage(main) {
   main.append(
     h("h1", {}, "Devices"),
     body,
+    shown,
     h("h2", {}, "New device"),
     form,
-    shown,
   );
   load().catch((error) => notify(error.message, true));
   return () => events.close();

@@ -29,10 +29,10 @@ export function tokensPage(main) {
 
   async function load() {
     const tokens = await api("GET", path);
-    list.replaceChildren(tokens.length ? table(["Token", "Name", "Enabled", "Expires", ""],
+    list.replaceChildren(tokens.length ? table(["Token", "Name", "Enabled", ["Expires", "hide-narrow"], ""],
       tokens.map((t) => h("tr", { "data-token": t.token },
         h("td", {}, t.token), h("td", {}, t.name || ""), h("td", {}, t.enabled ? "yes" : "no"),
-        h("td", {}, t.expire ? when(t.expire) : "never"),
+        h("td", { class: "hide-narrow" }, t.expire ? when(t.expire) : "never"),
         h("td", { class: "actions" },
           button("Show", () => attempt(async () => show(await api("GET", `${path}/${enc(t.token)}`))),
             { class: "secondary", "aria-label": `Show token ${t.token}` }),

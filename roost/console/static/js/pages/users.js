@@ -20,7 +20,7 @@ export function usersPage(main) {
 
   async function load() {
     const users = await api("GET", "/v1/users");
-    list.replaceChildren(table(["User", "Role", "Enabled", "Created", ""], users.map((u) =>
+    list.replaceChildren(table(["User", "Role", "Enabled", ["Created", "hide-narrow"], ""], users.map((u) =>
       h("tr", { "data-user": u.user },
         h("td", {}, u.user), h("td", {}, u.role), h("td", {}, u.enabled ? "yes" : "no"),
         h("td", { class: "hide-narrow" }, when(u.created)),
