@@ -109,14 +109,14 @@ class Requests:
 
 
 class Relay:
-    """The device side of the relay input: what the server wrote, seen from another thread."""
+    """The device side of an input: what the server wrote, seen from another thread."""
 
-    def __init__(self) -> None:
-        self.value = False
+    def __init__(self, value: Any = False) -> None:
+        self.value = value
         self.written = threading.Event()
 
     def set(self, value: Any) -> None:
-        self.value = bool(value)
+        self.value = value
         self.written.set()
 
 
@@ -184,11 +184,19 @@ def relay() -> Relay:
 
 
 @pytest.fixture(scope="module")
-def device(live: ConsoleServer, relay: Relay) -> Iterator[Device]:
+def fan() -> Relay:
+    return Relay({"speed": 3, "label": "hall", "on": False})
+
+
+@pytest.fixture(scope="module")
+def device(live: ConsoleServer, relay: Relay, fan: Relay) -> Iterator[Device]:
     """The SDK device (not started: the test that sees it come online starts it)."""
     sdk = Device(ADMIN, "dev1", "secret-one", port=live.roost.device_port, reconnect_delay=0.2)
     sdk.output("temperature", lambda: 21.5)
+    samples = iter(range(1_000_000))
+    sdk.output("counter", lambda: next(samples))  # a new value each time it is read
     sdk.input("relay", relay.set, lambda: relay.value)
+    sdk.input("fan", fan.set, lambda: fan.value)
     yield sdk
     live.run(sdk.stop())
 
@@ -286,6 +294,13 @@ def test_log_in_and_register_a_device(page: Page) -> None:
     expect(row).to_contain_text("offline")
     check_labels(page)
     shoot(page, "devices")
+    # dark, as the system says
+    light = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    page.emulate_media(color_scheme="dark")
+    dark = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    page.screenshot(path=ARTIFACTS / "devices-dark-1280.png", full_page=True)
+    page.emulate_media(color_scheme="light")
+    assert (light, dark) == ("rgb(255, 255, 255)", "rgb(21, 24, 28)")
 
 
 def test_the_device_comes_online_without_reloading(
@@ -312,16 +327,21 @@ def test_device_stats_are_live(page: Page, live: ConsoleServer, device: Device) 
     expect(stats).to_contain_text("online")
 
 
-def test_read_an_output_and_flip_an_input(page: Page, relay: Relay) -> None:
+def test_read_an_output_and_flip_an_input(page: Page, relay: Relay, fan: Relay) -> None:
     page.get_by_role("link", name="Resource explorer").click()
-    expect(page.get_by_role("status").filter(has_text="resources")).to_have_text("2 resources")
+    expect(page.get_by_role("status").filter(has_text="resources")).to_have_text("4 resources")
     temperature = page.locator("div.resource[data-resource=temperature]")
     temperature.get_by_role("button", name="Read temperature").click()
     expect(temperature.locator("output")).to_have_text("21.5")
     curl = temperature.get_by_label("curl command for temperature", exact=True)
     expect(curl).to_contain_text("/v2/users/admin/devices/dev1/temperature")
-    # live over the resource stream
+    # live over the resource stream, every second
     temperature.get_by_label("Stream temperature").check()
+    counter = page.locator("div.resource[data-resource=counter]")
+    counter.get_by_label("Stream counter").check()
+    first = int(counter.locator("output").inner_text())
+    expect(counter.locator("output")).not_to_have_text(str(first))
+    counter.get_by_label("Stream counter").uncheck()
     relay_card = page.locator("div.resource[data-resource=relay]")
     switch = relay_card.get_by_role("switch")
     assert not switch.is_checked()
@@ -331,6 +351,15 @@ def test_read_an_output_and_flip_an_input(page: Page, relay: Relay) -> None:
     assert relay.value is True
     relay_curl = relay_card.get_by_label("curl command for relay", exact=True)
     expect(relay_curl).to_contain_text('{"in":true}')
+    # an object input: a form of its fields, each as its type
+    fan_card = page.locator("div.resource[data-resource=fan]")
+    expect(fan_card.get_by_role("group", name="fan input")).to_be_visible()
+    fan_card.get_by_label("speed").fill("5")
+    fan_card.get_by_label("label").fill("attic")
+    fan_card.get_by_role("switch", name="on").check()
+    fan_card.get_by_role("button", name="Write fan").click()
+    assert fan.written.wait(5), "the device did not receive the write"
+    assert fan.value == {"speed": 5, "label": "attic", "on": True}
     check_labels(page)
     shoot(page, "explorer")
     temperature.get_by_label("Stream temperature").uncheck()
