@@ -3,6 +3,7 @@
 
 import { api, enc, session, userPath } from "../api.js";
 import { drawChart } from "../chart.js";
+import { LiveSocket } from "../live.js";
 import {
   attempt, button, field, h, input, json, notify, table, when,
 } from "../ui.js";
@@ -11,7 +12,8 @@ const RANGES = [["1h", 3600e3], ["6h", 6 * 3600e3], ["24h", 864e5], ["7 days", 7
   ["30 days", 30 * 864e5], ["everything", 0]];
 const AGGS = ["", "5min", "15min", "30min", "1h", "3h", "6h", "12h", "1d", "1w", "1mo", "3mo",
   "6mo", "1y"];
-const AGG_TYPES = ["mean", "min", "max", "sum", "count", "median", "mode", "spread", "stddev"];
+const AGG_TYPES = ["mean", "min", "max", "sum", "count"];
+const EXPORT_WAIT_MS = 120000;
 const MAX_POINTS = 100000;
 const PAGE = 1000;
 
@@ -29,6 +31,7 @@ async function readAll(path, minTs, agg, aggType) {
     if (agg) {
       query.set("agg", agg);
       query.set("agg_type", aggType);
+      query.set("tz", Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC");
     }
     const page = await api("GET", `${path}?${query}`);
     points.push(...page);
@@ -72,19 +75,52 @@ export function bucketPage(main, bucketId) {
     })) : h("p", { class: "muted" }, "No points yet."));
   }
 
-  async function exportCsv() {
-    const span = Number(range.value);
-    const made = await api("POST", `${v1}/exports`, {
-      data_type: "csv", timestamp_format: "iso", min_ts: span ? Date.now() - span : 0, max_ts: 0,
-    });
-    const url = `${v1}/exports/${enc(made.file)}`;
-    const response = await fetch(url, { headers: { Authorization: `Bearer ${session.token}` } });
+  // the export's file, once written: at once, or when bucket_export_completed says so
+  async function download(file, completed) {
+    const url = `${v1}/exports/${enc(file)}`;
+    const get = () => fetch(url, { headers: { Authorization: `Bearer ${session.token}` } });
+    let response = await get();
+    if (response.status === 404 || response.status === 409) {
+      exportBox.replaceChildren(h("p", { role: "status" }, `Writing ${file}…`));
+      await completed;
+      response = await get();
+    }
     if (!response.ok) {
       let message = `${response.status} ${response.statusText}`;
       try { message = (await response.json()).error.message; } catch { /* keep the status */ }
       throw new Error(message);
     }
-    const blob = await response.blob();
+    return response.blob();
+  }
+
+  async function exportCsv() {
+    const span = Number(range.value);
+    let opened;
+    let done;
+    let timer;
+    const ready = new Promise((resolve) => { opened = resolve; });
+    const completed = new Promise((resolve, reject) => {
+      done = resolve;
+      timer = setTimeout(() => reject(new Error("the export did not complete in time")),
+        EXPORT_WAIT_MS);
+    });
+    completed.catch(() => {}); // awaited only when the file is not there at once
+    const events = new LiveSocket(userPath("v1", "/events"), (event) => {
+      if (event.event === "bucket_export_completed") done(event);
+    }, (open) => { if (open) opened(); });
+    events.send("export", { event: "bucket_export_completed", bucket: bucketId });
+    let blob;
+    let made;
+    try {
+      await Promise.race([ready, new Promise((resolve) => { setTimeout(resolve, 3000); })]);
+      made = await api("POST", `${v1}/exports`, {
+        data_type: "csv", timestamp_format: "iso", min_ts: span ? Date.now() - span : 0, max_ts: 0,
+      });
+      blob = await download(made.file, completed);
+    } finally {
+      clearTimeout(timer);
+      events.close();
+    }
     const link = h("a", { href: URL.createObjectURL(blob), download: `${bucketId}.csv` },
       `Download ${made.file}`);
     exportBox.replaceChildren(link);
