@@ -277,10 +277,13 @@ def test_focus_is_visible(page: Page) -> None:
     assert style[1] != "none" and style[2] != "0px"
 
 
-def test_log_in_and_register_a_device(page: Page) -> None:
-    page.get_by_label("User name", exact=True).fill(ADMIN)
-    page.get_by_label("Password", exact=True).fill(ADMIN_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+def test_log_in_with_the_keyboard_and_register_a_device(page: Page) -> None:
+    page.get_by_label("User name", exact=True).fill("")
+    page.get_by_label("User name", exact=True).focus()
+    page.keyboard.type(ADMIN)
+    page.keyboard.press("Tab")
+    page.keyboard.type(ADMIN_PASSWORD)
+    page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Devices")).to_be_visible()
     expect(page.get_by_text("No devices yet.")).to_be_visible()
     page.get_by_label("Device id").fill("dev1")
@@ -537,6 +540,32 @@ def test_disable_and_delete_a_device(page: Page, live: ConsoleServer, device: De
     page.get_by_role("button", name="Yes, delete device").click()
     expect(page.get_by_role("heading", name="Devices")).to_be_visible()
     expect(page.locator("tr[data-device=dev1]")).to_have_count(0)
+
+
+def test_a_plain_user_sees_only_their_own_tree(
+    browser: Browser, live: ConsoleServer, requests: Requests
+) -> None:
+    admin = api_token(live)
+    made = httpx.post(
+        f"{live.url}/v1/users",
+        json={"user": "carol", "password": "carol-password"},
+        headers={"Authorization": f"Bearer {admin}"},
+    )
+    assert made.status_code == 200, made.text
+    errors = Errors()
+    carol = open_page(browser, live, errors, requests)
+    carol.goto("/")
+    carol.get_by_label("User name", exact=True).fill("carol")
+    carol.get_by_label("Password", exact=True).fill("carol-password")
+    carol.get_by_role("button", name="Log in").click()
+    expect(carol.get_by_text("No devices yet.")).to_be_visible()  # admin's dev1 is not hers
+    nav = carol.get_by_role("navigation", name="Main")
+    expect(nav.get_by_role("link", name="Devices")).to_be_visible()
+    expect(nav.get_by_role("link", name="Users")).to_have_count(0)
+    carol.goto("/#/users")
+    expect(carol.get_by_role("heading", name="Devices")).to_be_visible()
+    carol.context.close()
+    assert errors.take() == []
 
 
 def test_log_out_and_be_refused(page: Page, live: ConsoleServer, errors: Errors) -> None:

@@ -4,12 +4,16 @@ and its sources reach only the public REST API (every path they name is in /open
 from __future__ import annotations
 
 import re
+import ssl
 from pathlib import Path
 
 import httpx
 
 from roost.api.openapi import openapi_document
+from roost.app import Roost
 from roost.console import STATIC
+
+from conftest import make_settings
 
 SOURCES = sorted((STATIC / "js").rglob("*.js"))
 # where the console may open connections: the API client, the live streams, the export download
@@ -85,3 +89,19 @@ def test_the_chart_library_is_built_not_committed() -> None:
     assert (vendor / "uPlot.iife.min.js").is_file(), "run `make console`"
     ignored = (Path(__file__).resolve().parents[1] / ".gitignore").read_text().splitlines()
     assert "roost/console/static/vendor/" in ignored
+
+
+async def test_the_console_is_served_over_https_too(tmp_path: Path) -> None:
+    server = Roost(make_settings(tmp_path / "data", tls_self_signed=True))
+    await server.start()
+    try:
+        cert = server.settings.data_dir / "tls" / "self-signed.crt"
+        context = ssl.create_default_context(cafile=str(cert))
+        base = f"https://localhost:{server.ports['https']}"
+        async with httpx.AsyncClient(base_url=base, verify=context) as https:
+            page = await https.get("/")
+            assert page.status_code == 200
+            assert "/console/js/main.js" in page.text
+            assert (await https.get("/console/js/api.js")).status_code == 200
+    finally:
+        await server.stop()

@@ -86,6 +86,10 @@ async function route() {
     return;
   }
   if (role === null) await whoAmI();
+  if (path === "users" && role !== "admin") {
+    location.hash = "#/devices"; // the users of the server are an administrator's business
+    return;
+  }
   frame(path);
   for (const [pattern, page] of ROUTES) {
     const match = pattern.exec(path);
