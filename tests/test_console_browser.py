@@ -115,6 +115,7 @@ class Relay:
     def __init__(self, value: Any = False) -> None:
         self.value = value
         self.written = threading.Event()
+        self.beeped = threading.Event()  # the device's run resource was run
 
     def set(self, value: Any) -> None:
         self.value = value
@@ -198,6 +199,7 @@ def device(live: ConsoleServer, relay: Relay, fan: Relay) -> Iterator[Device]:
     sdk.output("counter", lambda: next(samples))  # a new value each time it is read
     sdk.input("relay", relay.set, lambda: relay.value)
     sdk.input("fan", fan.set, lambda: fan.value)
+    sdk.run("beep", relay.beeped.set)
     yield sdk
     live.run(sdk.stop())
 
@@ -324,6 +326,21 @@ def test_device_stats_are_live(page: Page, live: ConsoleServer, device: Device) 
     expect(stats).to_contain_text("127.0.0.1")
     check_labels(page)
     shoot(page, "device")
+    # a device token limited to one resource: made, copied, used, deleted
+    page.get_by_label("Token name").fill("thermometer")
+    page.get_by_label("Resources").fill("temperature")
+    page.get_by_role("button", name="Create device token").click()
+    tokens = page.locator("section").filter(has=page.get_by_role("heading", name="Device tokens"))
+    copy = tokens.get_by_role("button", name=re.compile("^Copy token "))
+    expect(copy).to_be_visible()
+    jwt = tokens.get_by_label(re.compile("^token ")).first.inner_text()
+    url = f"{live.url}/v2/users/{ADMIN}/devices/dev1"
+    bearer = {"Authorization": f"Bearer {jwt}"}
+    assert httpx.get(f"{url}/temperature", headers=bearer).json() == {"out": 21.5}
+    assert httpx.get(f"{url}/counter", headers=bearer).status_code == 403
+    tokens.get_by_role("button", name=re.compile("^Delete token ")).click()
+    expect(tokens.get_by_text("No device tokens.")).to_be_visible()
+    assert httpx.get(f"{url}/temperature", headers=bearer).status_code == 401
     live.run(device.stop())
     expect(stats).to_contain_text("offline")  # pushed by the stats stream
     live.run(device.start())
@@ -333,7 +350,7 @@ def test_device_stats_are_live(page: Page, live: ConsoleServer, device: Device) 
 
 def test_read_an_output_and_flip_an_input(page: Page, relay: Relay, fan: Relay) -> None:
     page.get_by_role("link", name="Resource explorer").click()
-    expect(page.get_by_role("status").filter(has_text="resources")).to_have_text("4 resources")
+    expect(page.get_by_role("status").filter(has_text="resources")).to_have_text("5 resources")
     temperature = page.locator("div.resource[data-resource=temperature]")
     temperature.get_by_role("button", name="Read temperature").click()
     expect(temperature.locator("output")).to_have_text("21.5")
@@ -364,6 +381,8 @@ def test_read_an_output_and_flip_an_input(page: Page, relay: Relay, fan: Relay) 
     fan_card.get_by_role("button", name="Write fan").click()
     assert fan.written.wait(5), "the device did not receive the write"
     assert fan.value == {"speed": 5, "label": "attic", "on": True}
+    page.get_by_role("button", name="Run beep").click()
+    assert relay.beeped.wait(5), "the device did not run beep"
     check_labels(page)
     shoot(page, "explorer")
     temperature.get_by_label("Stream temperature").uncheck()
@@ -389,6 +408,14 @@ def test_create_an_access_token_and_use_it(page: Page, live: ConsoleServer) -> N
         f"{live.url}/v1/users/{ADMIN}/devices/dev1", headers={"Authorization": f"Bearer {jwt}"}
     )
     assert refused.status_code == 403
+    page.get_by_role("button", name="Delete", exact=True).click()
+    page.get_by_role("button", name="Yes, delete").click()
+    expect(page.get_by_text("No access tokens.")).to_be_visible()
+    gone = httpx.get(
+        f"{live.url}/v2/users/{ADMIN}/devices/dev1/temperature",
+        headers={"Authorization": f"Bearer {jwt}"},
+    )
+    assert gone.status_code == 401
 
 
 def test_written_points_are_charted(page: Page, live: ConsoleServer) -> None:
@@ -478,6 +505,15 @@ def test_admin_manages_users(page: Page, live: ConsoleServer) -> None:
     )
     assert refused.status_code == 403
     assert refused.json() == {"error": {"message": "user 'bob' is disabled"}}
+    row.get_by_role("button", name="Enable bob").click()
+    expect(row).to_contain_text("yes")
+    row.get_by_role("button", name="Reset the password of bob").click()
+    password = page.get_by_label("new password of bob", exact=True).inner_text()
+    welcome = httpx.post(
+        f"{live.url}/oauth/token",
+        data={"grant_type": "password", "username": "bob", "password": password},
+    )
+    assert welcome.status_code == 200, welcome.text
 
 
 def test_the_session_is_refreshed_before_it_expires(page: Page) -> None:

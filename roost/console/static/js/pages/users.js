@@ -3,7 +3,7 @@
 
 import { api, enc } from "../api.js";
 import {
-  attempt, button, field, formValues, h, input, notify, table, when,
+  attempt, button, copyable, field, formValues, h, input, notify, table, when,
 } from "../ui.js";
 import { randomSecret } from "./devices.js";
 
@@ -14,7 +14,7 @@ export function usersPage(main) {
   function showPassword(user, password) {
     shown.replaceChildren(h("div", { class: "panel" },
       h("p", {}, `New password of ${user} (shown this once):`),
-      h("pre", { tabindex: "0" }, password),
+      copyable(`new password of ${user}`, password),
       button("Done", () => shown.replaceChildren(), { class: "secondary" })));
   }
 
