@@ -65,7 +65,7 @@ async function logout() {
   location.hash = "#/login";
 }
 
-async function route() {
+async function route(moved = false) {
   if (cleanup) {
     cleanup();
     cleanup = null;
@@ -97,6 +97,12 @@ async function route() {
       clear(main);
       clearNotice();
       cleanup = page(main, ...match.slice(1)) || null;
+      // keyboard and screen reader users start at the new page's title
+      const title = main.querySelector("h1");
+      if (title && moved) {
+        title.tabIndex = -1;
+        title.focus();
+      }
       return;
     }
   }
@@ -109,5 +115,5 @@ session.onChange(() => {
     if (location.hash !== "#/login") location.hash = "#/login";
   }
 });
-window.addEventListener("hashchange", () => { route(); });
+window.addEventListener("hashchange", () => { route(true); });
 route();
