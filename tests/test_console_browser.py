@@ -5,121 +5,47 @@ One server, one browser and one logged-in page serve the whole module; the tests
 order and build on each other as a person would (the device registered in one is used in the
 next). Every browser console error or uncaught page error fails the test it happened in.
 Screenshots of each page at 1280 and 360 px wide go to test-artifacts/console/ (git-ignored).
+The harness is tests/console_browser.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from playwright.sync_api import (
     Browser,
-    ConsoleMessage,
     Page,
     Playwright,
-    Request,
     Route,
     expect,
     sync_playwright,
 )
 
 from roost.api.openapi import openapi_document
-from roost.app import Roost
 from roost.device import Device
 
 from conftest import ADMIN, ADMIN_PASSWORD
-from live_server import LiveServer
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "console"
-WIDTHS = (1280, 360)
-TIMEOUT_MS = 10_000
-T = TypeVar("T")
-
-
-class ConsoleServer(LiveServer):
-    """The live server, keeping its Roost so the test can reach its device ports and loop."""
-
-    roost: Roost
-
-    async def _serve(self) -> None:
-        original = Roost.start
-
-        async def start(roost: Roost) -> None:
-            self.roost = roost
-            await original(roost)
-
-        Roost.start = start  # type: ignore[method-assign]
-        try:
-            await super()._serve()
-        finally:
-            Roost.start = original  # type: ignore[method-assign]
-
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
-
-
-class Errors:
-    """Browser console errors and page errors, with the few a test expects (a 401 it caused)."""
-
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-        self.expected: list[str] = []
-
-    def console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
-            self.seen.append(message.text)
-
-    def page_error(self, error: Exception) -> None:
-        self.seen.append(f"uncaught: {error}")
-
-    def take(self) -> list[str]:
-        found = [e for e in self.seen if not any(x in e for x in self.expected)]
-        self.seen, self.expected = [], []
-        return found
-
-
-class Requests:
-    """The path of every request the console made, to hold them to the public API."""
-
-    def __init__(self) -> None:
-        self.paths: set[str] = set()
-
-    def seen(self, request: Request) -> None:
-        self.paths.add(urlsplit(request.url).path)
-
-
-class Relay:
-    """The device side of an input: what the server wrote, seen from another thread."""
-
-    def __init__(self, value: Any = False) -> None:
-        self.value = value
-        self.written = threading.Event()
-        self.beeped = threading.Event()  # the device's run resource was run
-
-    def set(self, value: Any) -> None:
-        self.value = value
-        self.written.set()
+from console_browser import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ConsoleServer,
+    Errors,
+    Relay,
+    Requests,
+    api_token,
+    check_labels,
+    open_page,
+    shoot,
+    wait_until,
+)
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +64,7 @@ def playwright() -> Iterator[Playwright]:
 
 @pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
+    assert Path(CHROMIUM).exists(), f"no {CHROMIUM}: run `make chromium` (Debian's package)"
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     yield browser
     browser.close()
@@ -151,16 +78,6 @@ def errors() -> Errors:
 @pytest.fixture(scope="module")
 def requests() -> Requests:
     return Requests()
-
-
-def open_page(browser: Browser, live: ConsoleServer, errors: Errors, requests: Requests) -> Page:
-    context = browser.new_context(base_url=live.url, viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.on("console", errors.console)
-    page.on("pageerror", errors.page_error)
-    page.on("request", requests.seen)
-    return page
 
 
 @pytest.fixture(scope="module")
@@ -202,43 +119,6 @@ def device(live: ConsoleServer, relay: Relay, fan: Relay) -> Iterator[Device]:
     sdk.run("beep", relay.beeped.set)
     yield sdk
     live.run(sdk.stop())
-
-
-def api_token(live: ConsoleServer) -> str:
-    answer = httpx.post(
-        f"{live.url}/oauth/token",
-        data={"grant_type": "password", "username": ADMIN, "password": ADMIN_PASSWORD},
-    )
-    assert answer.status_code == 200, answer.text
-    token: str = answer.json()["access_token"]
-    return token
-
-
-def shoot(page: Page, name: str) -> None:
-    """Screenshots of the page at each width, for review."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for width in WIDTHS:
-        page.set_viewport_size({"width": width, "height": 900})
-        page.screenshot(path=ARTIFACTS / f"{name}-{width}.png", full_page=True)
-    page.set_viewport_size({"width": 1280, "height": 900})
-
-
-def check_labels(page: Page) -> None:
-    """Every visible form control has an accessible name from a label (or aria-label)."""
-    unlabelled = page.evaluate(
-        """() => [...document.querySelectorAll('input, select, textarea')]
-            .filter((el) => el.type !== 'hidden')
-            .filter((el) => !el.labels.length && !el.getAttribute('aria-label'))
-            .map((el) => el.outerHTML)"""
-    )
-    assert unlabelled == []
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met"
-        time.sleep(0.02)
 
 
 def test_wrong_password_shows_the_servers_message(page: Page, errors: Errors) -> None:
