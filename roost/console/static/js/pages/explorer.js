@@ -125,17 +125,20 @@ export function explorerPage(main, deviceId) {
   async function load() {
     const listing = await api("GET", userPath("v3", `/devices/${enc(deviceId)}/resources`));
     const names = Object.keys(listing).filter((n) => !n.startsWith("$")).sort();
-    const cards = [];
-    for (const name of names) {
+    // each resource's {in?, out?}, asked for all at once
+    const cards = await Promise.all(names.map(async (name) => {
       const kind = listing[name].type;
       let description = {};
       if (kind !== "run" && kind !== "none") {
         const path = `/devices/${enc(deviceId)}/${name.split("/").map(enc).join("/")}/api`;
         description = (await api("GET", userPath("v2", path))) || {};
       }
-      cards.push(resourceCard(deviceId, name, kind, description, stream));
-    }
+      return resourceCard(deviceId, name, kind, description, stream);
+    }));
     status.textContent = names.length ? `${names.length} resources` : "No resources.";
+    for (const resource of [...stream.subscriptions.keys()]) {
+      stream.send(resource, { resource, enabled: false }); // the new cards start unwatched
+    }
     list.replaceChildren(...cards);
   }
 
