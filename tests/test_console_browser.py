@@ -452,8 +452,10 @@ def test_disable_and_delete_a_device(page: Page, live: ConsoleServer, device: De
     expect(stats).to_contain_text("Disabled")
     wait_until(lambda: not device.is_connected)  # a disabled device is disconnected
     live.run(device.stop())
-    page.get_by_role("button", name="Delete device").click()
-    page.get_by_role("button", name="Yes, delete device").click()
+    page.get_by_role("button", name="Delete device").focus()
+    page.keyboard.press("Enter")  # asks first, with the focus on the answer
+    expect(page.get_by_role("button", name="Yes, delete device")).to_be_focused()
+    page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Devices")).to_be_visible()
     expect(page.locator("tr[data-device=dev1]")).to_have_count(0)
 

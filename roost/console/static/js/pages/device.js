@@ -12,10 +12,14 @@ import { propertiesSection } from "./properties.js";
 
 export function confirmButton(text, question, action) {
   const holder = h("span", { class: "actions" });
-  const ask = () => holder.replaceChildren(
-    h("span", { role: "alert" }, question),
-    button(`Yes, ${text.toLowerCase()}`, action, { class: "danger" }),
-    button("Cancel", () => holder.replaceChildren(first), { class: "secondary" }));
+  // the question replaces the button; keyboard focus follows it, and comes back on Cancel
+  const ask = () => {
+    const yes = button(`Yes, ${text.toLowerCase()}`, action, { class: "danger" });
+    holder.replaceChildren(h("span", { role: "alert" }, question), yes,
+      button("Cancel", () => { holder.replaceChildren(first); first.focus(); },
+        { class: "secondary" }));
+    yes.focus();
+  };
   const first = button(text, ask, { class: "danger" });
   holder.append(first);
   return holder;
