@@ -4,7 +4,9 @@ BIN     = $(VENV)/bin
 SERVE   = $(VENV)/.installed-serve
 TESTING = $(VENV)/.installed-test
 
-.PHONY: serve test lint bench bench-quick wrk mosquitto clean
+CONSOLE_VENDOR = roost/console/static/vendor/uPlot.iife.min.js
+
+.PHONY: serve test lint bench bench-quick wrk mosquitto chromium console clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +21,17 @@ $(TESTING): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(SERVE) $(TESTING)
 
-serve: $(SERVE)
+# the console's chart library, from npm at the version console/package-lock.json pins (Node.js
+# needed); copied into roost/console/static/vendor/, which git ignores
+console: $(CONSOLE_VENDOR)
+
+$(CONSOLE_VENDOR): console/package.json console/package-lock.json console/build_vendor.py
+	$(PYTHON) console/build_vendor.py --force
+
+serve: $(SERVE) console
 	$(BIN)/roost serve --data-dir ./roost-data
 
-test: $(TESTING)
+test: $(TESTING) console
 	$(BIN)/ruff check roost tests
 	$(BIN)/mypy
 	$(BIN)/pytest -q
@@ -32,6 +41,11 @@ test: $(TESTING)
 # wrk is the HTTP load generator of the benchmarks (Debian package)
 wrk:
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+
+# Chromium is the browser of the console's tests (Debian package; driven by Playwright for Python
+# through its executable_path: `playwright install` is never needed)
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 
 # Mosquitto is the benchmark's MQTT peer (Debian package; the harness runs its own on a free port)
 mosquitto:
@@ -51,4 +65,4 @@ lint: $(TESTING)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info console/node_modules roost/console/static/vendor test-artifacts

@@ -496,6 +496,50 @@ async def test_revoke_refresh_tokens_counts_live_ones(store: Store) -> None:
     assert await store.use_refresh_token("b1", _T0) == _refresh("b1", family="fb", user="bob")
 
 
+async def test_revoke_refresh_family_ends_one_login_only(store: Store) -> None:
+    await store.create_user(_user("alice"))
+    for jti, family in [("a1", "f1"), ("a2", "f1"), ("a3", "f2")]:
+        await store.add_refresh_token(_refresh(jti, family=family))
+    assert await store.use_refresh_token("a1", _T0) is not None  # used: no longer live
+    assert await store.revoke_refresh_family("a1") == 1  # a2, rotated from a1, was live
+    assert await store.use_refresh_token("a2", _T0) is None
+    await store.add_refresh_token(_refresh("a4", family="f1"))  # rotated from a dead family
+    assert await store.use_refresh_token("a4", _T0) is None
+    assert await store.use_refresh_token("a3", _T0) == _refresh("a3", family="f2")
+    assert await store.revoke_refresh_family("nothing") == 0
+
+
+# users: listing, role, enabled
+
+
+async def test_list_users_by_name_and_page(store: Store) -> None:
+    for name in ("carol", "alice", "bob"):
+        await store.create_user(_user(name))
+    assert [u.name for u in await store.list_users()] == ["alice", "bob", "carol"]
+    assert [u.name for u in await store.list_users(Page(count=1, index=1))] == ["bob"]
+    assert [u.name for u in await store.list_users(Page(name="AR"))] == ["carol"]
+    assert all(u.enabled for u in await store.list_users())
+
+
+async def test_update_user_sets_role_and_enabled(store: Store) -> None:
+    await store.create_user(_user("alice"))
+    await store.add_refresh_token(_refresh("a1"))
+    admin = await store.update_user("alice", role="admin")
+    assert admin == dataclasses.replace(_user("alice"), role="admin")
+    assert await store.use_refresh_token("a1", _T0) is not None  # a role change logs nobody out
+    await store.add_refresh_token(_refresh("a2", family="f2"))
+    disabled = await store.update_user("alice", enabled=False)
+    assert disabled == dataclasses.replace(_user("alice"), role="admin", enabled=False)
+    assert await store.get_user("alice") == disabled
+    assert await store.use_refresh_token("a2", _T0) is None  # disabling revokes the logins
+    assert (await store.update_user("alice", enabled=True)).enabled
+
+
+async def test_update_unknown_user_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound):
+        await store.update_user("ghost", enabled=False)
+
+
 # users: passwords
 
 

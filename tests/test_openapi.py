@@ -26,6 +26,7 @@ DEVICE_CALLS = {
 }
 PUBLIC_PATHS = {
     "/oauth/token",
+    "/oauth/revoke",
     "/v1/server/healthcheck",
     "/v1/server/version",
     "/openapi.json",

@@ -199,6 +199,28 @@ async def authorize(
     return principal
 
 
+async def authorize_admin(
+    request: HTTPConnection, action: str, user: str | None = None
+) -> Principal:
+    """Authenticate the request and check it is an administrator's login session: the actions
+    on the server's users (``/v1/users``, roles, enabling), which no tree owner has. Tokens are
+    refused whatever they allow (Forbidden), as for minting tokens: a token must not make the
+    accounts that could mint more. ``user`` is the user acted on, checked as an id."""
+    services: Services = request.app.state.services
+    if request.scope.get("query_string"):
+        _check_query(request)
+    principal = await authenticate(request, services)
+    if user is not None:
+        ids.validate(ids.USER, user)
+    if action not in ACTION_TYPES:
+        raise KeyError(action)
+    principal.require_session(f"{action} is done")
+    caller = await services.store.get_user(principal.user)
+    if caller is None or not caller.is_admin:
+        raise Forbidden(f"{action} is for administrators only")
+    return principal
+
+
 def _check_query(request: HTTPConnection) -> None:
     items = request.query_params.multi_items()
     if len(items) > MAX_QUERY_PARAMS:

@@ -13,6 +13,7 @@ from roost.api import (
     assets,
     bucket_exports,
     buckets,
+    console,
     device_tokens,
     devices,
     events,
@@ -63,7 +64,10 @@ class RestApi:
     """
 
     def __init__(self, services: Services) -> None:
-        self.starlette = Starlette(routes=all_routes(), exception_handlers=dict(HANDLERS))
+        # the console's files come last: every API route keeps its path
+        self.starlette = Starlette(
+            routes=[*all_routes(), *console.routes], exception_handlers=dict(HANDLERS)
+        )
         self.starlette.router.redirect_slashes = False  # a wrong path is 404, not a redirect
         self.starlette.state.services = services
         self._direct_routes = tuple(

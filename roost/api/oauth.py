@@ -13,7 +13,14 @@ Wrong passwords are budgeted per user name and per source address (``login_failu
 and ``login_failures_per_address`` per ``auth_failure_window`` seconds). Past either budget the
 grant answers 429 with ``Retry-After`` *before* checking the password, so a right password is
 refused too until the oldest failure leaves the window. Refresh grants are not limited: a refresh
-token cannot be guessed, and a client retrying a stale one must not lock its address out.
+token cannot be guessed, and a client retrying a stale one must not lock its address out. A
+disabled user (``PUT /v1/users/{u}``) is refused with 403 once the password is found right.
+
+``POST /oauth/revoke`` (RFC 7009; Thinger has no logout) takes ``token``, a refresh token, and
+revokes its login: the token and every token rotated from it or to be. As the RFC says, a token
+that is not valid (unknown, expired, already revoked) is answered 200 too; an access token is 400,
+as a session ends only at its expiry (at most ``expires_in``, 2 h). No other credential is asked
+for: holding the refresh token is what a logout needs.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from starlette.routing import Route
 from roost.api.json import json_response, parse_json, read_body
 from roost.auth.passwords import verify_password
 from roost.auth.tokens import ACCESS_TTL_S, REFRESH_RETRY_S, REFRESH_TTL_S, new_token_id
-from roost.errors import InvalidInput, InvalidToken, RateLimited, Unauthenticated
+from roost.errors import Forbidden, InvalidInput, InvalidToken, RateLimited, Unauthenticated
 from roost.services import Services
 from roost.store.base import RefreshToken
 
@@ -41,12 +48,34 @@ async def token(request: Request) -> Response:
     if grant == "password":
         name, password = form.get("username", ""), form.get("password", "")
         await check_password(request, name, password, "invalid username or password")
+        user = await services.store.get_user(name)
+        if user is not None and not user.enabled:
+            raise Forbidden(f"user {name!r} is disabled")
         return json_response(await _issue(services, name, family=None))
     if grant == "refresh_token":
         record = await _use_refresh(services, form.get("refresh_token", ""))
         issued = await _issue(services, record.user, family=record.family, parent=record.jti)
         return json_response(issued)
     raise InvalidInput("grant_type must be 'password' or 'refresh_token'")
+
+
+async def revoke(request: Request) -> Response:
+    services: Services = request.app.state.services
+    form = await _read_form(request, services.settings.max_body_bytes)
+    token = form.get("token", "")
+    if not token:
+        raise InvalidInput("token is required: the refresh token to revoke")
+    try:
+        claims = services.signer.verify(token)
+    except InvalidToken:
+        return Response(status_code=200)
+    jti = claims.get("jti")
+    if "usr" in claims or not isinstance(jti, str):
+        raise InvalidInput(
+            "only a refresh token can be revoked: an access token ends at its expiry"
+        )
+    await services.store.revoke_refresh_family(jti)
+    return Response(status_code=200)
 
 
 async def _read_form(request: Request, limit: int) -> dict[str, str]:
@@ -122,4 +151,7 @@ async def _issue(
     }
 
 
-routes = [Route("/oauth/token", token, methods=["POST"])]
+routes = [
+    Route("/oauth/token", token, methods=["POST"]),
+    Route("/oauth/revoke", revoke, methods=["POST"]),
+]

@@ -124,6 +124,29 @@ OPERATIONS: Mapping[str, tuple[str, str]] = {
         " password needs `current_password` (a wrong one counts as a failed login); an admin"
         " changing another user's does not.",
     ),
+    "oauthRevoke": (
+        "Revoke a refresh token",
+        "Logout (RFC 7009): revokes the login of a refresh token, the token and every token"
+        " rotated from it. A token that is not valid is answered 200 too; an access token is"
+        " 400 (it ends at its expiry, at most 2 h).",
+    ),
+    "listUsers": (
+        "ListUsers",
+        "Every user of the server; for an administrator's login session only (tokens are"
+        " refused whatever they allow).",
+    ),
+    "createUser": (
+        "CreateUser",
+        "Adds a user; for an administrator's login session only. `email` and `verified` are"
+        " accepted and not kept.",
+    ),
+    "readUser": ("ReadUserConfig", "A user's name, role, enabled flag and creation time."),
+    "updateUser": (
+        "UpdateUser",
+        "Changes a user's role or enabled flag; for an administrator's login session only, who"
+        " cannot demote or disable themselves. Disabling revokes the user's refresh tokens, ends"
+        " their open streams and refuses their logins (403).",
+    ),
     "revokeRefreshTokens": (
         "DeleteUserRefreshTokens",
         "Logs the user out everywhere: revokes every refresh token of the user (Roost's own"
@@ -131,7 +154,9 @@ OPERATIONS: Mapping[str, tuple[str, str]] = {
         " keep working until they expire (at most 2 h).",
     ),
 }
-PUBLIC = frozenset({"oauthToken", "healthcheck", "serverVersion", "openapi", "serverAssets"})
+PUBLIC = frozenset(
+    {"oauthToken", "oauthRevoke", "healthcheck", "serverVersion", "openapi", "serverAssets"}
+)
 
 
 # ---- builders -----------------------------------------------------------------------------------

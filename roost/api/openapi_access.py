@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from roost.api.openapi import (
     BAD_BODY,
     BAD_PAGE,
+    FORM,
+    JSON,
     PAGING,
     USER,
     Schema,
@@ -22,6 +24,7 @@ from roost.api.openapi import (
     _t,
 )
 from roost.ids import ACCESS_TOKEN, ACTION, PERMISSION_ID, PERMISSION_TYPE
+from roost.ids import USER as USER_NAME
 
 ACCESS_TOKEN_ID = _path_param("token", "Access token id", _id(ACCESS_TOKEN))
 
@@ -101,6 +104,37 @@ def access_schemas() -> dict[str, Schema]:
             ["password"],
             description="`current_password` is required to change your own password.",
         ),
+        "User": _record(
+            {
+                "user": _t("string"),
+                "role": {"enum": ["user", "admin"]},
+                "enabled": _t("boolean"),
+                "created": _t("integer", description="ms since the epoch"),
+            }
+        ),
+        "UserCreate": _obj(
+            {
+                "user": _id(USER_NAME),
+                "password": _t("string", minLength=6, maxLength=72, format="password"),
+                "role": {"enum": ["user", "admin"], "default": "user"},
+                "enabled": _t("boolean", default=True),
+                "email": _t("string", description="Accepted, not kept"),
+                "verified": _t("boolean", description="Accepted, not kept"),
+            },
+            ["user", "password"],
+        ),
+        "UserUpdate": _obj(
+            {"role": {"enum": ["user", "admin"]}, "enabled": _t("boolean")},
+            description="Absent fields are left unchanged.",
+        ),
+        "RevokeRequest": _obj(
+            {
+                "token": _t("string", description="The refresh token"),
+                "token_type_hint": _t("string", description="Ignored"),
+            },
+            ["token"],
+            description="As a form or a JSON object",
+        ),
         "Revoked": _record(
             {"revoked": _t("integer", description="Refresh tokens that were still usable")}
         ),
@@ -121,7 +155,42 @@ def access_paths() -> dict[str, Schema]:
         413: None,
         429: None,
     }
+    admin_only = "Not an administrator's login session"
+    user_record = _ok("The user", "User")
     return {
+        "/oauth/revoke": {
+            "post": _op(
+                "oauthRevoke",
+                _ok("Revoked, or not a valid token (empty body)"),
+                (),
+                {400: "No token, or an access token", 413: None},
+                _body("RevokeRequest", FORM, JSON),
+            )
+        },
+        "/v1/users": {
+            "get": _op(
+                "listUsers", _ok("Users", _array("User")), PAGING, {**BAD_PAGE, 403: admin_only}
+            ),
+            "post": _op(
+                "createUser",
+                user_record,
+                (),
+                {**BAD_BODY, 400: "Invalid body, name, password or role, or the user exists"}
+                | {403: admin_only},
+                _body("UserCreate"),
+            ),
+        },
+        "/v1/users/{user}": {
+            "get": _op("readUser", user_record, user, {404: "User not found"}),
+            "put": _op(
+                "updateUser",
+                user_record,
+                user,
+                {**BAD_BODY, 400: "Invalid body, or an admin demoting or disabling themselves"}
+                | {403: admin_only, 404: "User not found"},
+                _body("UserUpdate"),
+            ),
+        },
         "/v1/users/{user}/tokens": {
             "get": _op("listTokens", listed, [*user, *PAGING], BAD_PAGE),
             "post": _op(

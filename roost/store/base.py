@@ -21,6 +21,7 @@ class User:
     password_hash: str
     role: str  # "admin" or "user"
     created: int
+    enabled: bool = True  # a disabled user cannot log in
 
     @property
     def is_admin(self) -> bool:
@@ -161,6 +162,16 @@ class Store(Protocol):
 
     async def count_users(self) -> int: ...
 
+    async def list_users(self, page: Page = EVERY) -> list[User]:
+        """Ordered by name; ``page`` of them (``page.name`` matches the name)."""
+
+    async def update_user(
+        self, name: str, role: str | None = None, enabled: bool | None = None
+    ) -> User:
+        """Sets the role and/or enabled flag (None: unchanged) and returns the user as stored.
+        Disabling revokes every refresh token of the user in the same transaction, as
+        :meth:`revoke_refresh_tokens` does. Raises NotFound if there is no such user."""
+
     async def set_password(self, name: str, password_hash: str) -> int:
         """Replaces the user's password hash and, in the same transaction, revokes every refresh
         token of the user as :meth:`revoke_refresh_tokens` does (returning the same count);
@@ -237,6 +248,10 @@ class Store(Protocol):
     async def revoke_refresh_tokens(self, user: str) -> int:
         """Revokes every refresh token of the user (their families stay revoked); returns how
         many were live, that is neither used nor revoked (expiry is not considered)."""
+
+    async def revoke_refresh_family(self, jti: str) -> int:
+        """Revokes the family of the refresh token ``jti`` (one login and every token rotated
+        from it: a logout); returns how many of its tokens were live. An unknown jti is 0."""
 
     async def purge_refresh_tokens(self, now: int) -> int:
         """Forgets the refresh tokens that expired at ``now`` or before (used, revoked or not);

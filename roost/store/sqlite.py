@@ -91,6 +91,14 @@ class SQLiteStore:
     async def count_users(self) -> int:
         return await self._run(q.count_users)
 
+    async def list_users(self, page: Page = EVERY) -> list[User]:
+        return await self._run(q.select_users, page)
+
+    async def update_user(
+        self, name: str, role: str | None = None, enabled: bool | None = None
+    ) -> User:
+        return await self._run(q.update_user, name, role, enabled)
+
     async def set_password(self, name: str, password_hash: str) -> int:
         return await self._run(q.set_password, name, password_hash)
 
@@ -162,6 +170,9 @@ class SQLiteStore:
 
     async def revoke_refresh_tokens(self, user: str) -> int:
         return await self._run(q.revoke_refresh_tokens, user)
+
+    async def revoke_refresh_family(self, jti: str) -> int:
+        return await self._run(q.revoke_refresh_family, jti)
 
     async def purge_refresh_tokens(self, now: int) -> int:
         # in chunks, so that other work reaches the store between them

@@ -19,7 +19,7 @@ from roost.store.base import EVERY, AccessToken, Device, DeviceToken, Page, Refr
 
 logger = logging.getLogger("roost.store.sqlite")
 
-_USER = ("name", "password_hash", "role", "created")
+_USER = ("name", "password_hash", "role", "created", "enabled")
 _DEVICE = (
     *("owner", "device", "name", "description", "type", "credentials_hash", "enabled"),
     *("created", "modified", "last_connection"),
@@ -92,8 +92,10 @@ def _user_params(user: User) -> dict[str, Any]:
 
 
 def _user_from(row: tuple[Any, ...]) -> User:
-    name, password_hash, role, created = row
-    return User(name=name, password_hash=password_hash, role=role, created=created)
+    name, password_hash, role, created, enabled = row
+    return User(
+        name=name, password_hash=password_hash, role=role, created=created, enabled=bool(enabled)
+    )
 
 
 def insert_user(conn: sqlite3.Connection, user: User) -> None:
@@ -104,6 +106,27 @@ def insert_user(conn: sqlite3.Connection, user: User) -> None:
 def select_user(conn: sqlite3.Connection, name: str) -> User | None:
     row = conn.execute(_select("users", _USER) + " WHERE name = ?", (name,)).fetchone()
     return None if row is None else _user_from(row)
+
+
+def select_users(conn: sqlite3.Connection, page: Page = EVERY) -> list[User]:
+    sql, params = _paged(_select("users", _USER) + " WHERE 1", [], page, "name", ("name",))
+    return [_user_from(row) for row in conn.execute(sql, params)]
+
+
+def update_user(
+    conn: sqlite3.Connection, name: str, role: str | None, enabled: bool | None
+) -> User:
+    with _transaction(conn):
+        if role is not None:
+            conn.execute("UPDATE users SET role = ? WHERE name = ?", (role, name))
+        if enabled is not None:
+            conn.execute("UPDATE users SET enabled = ? WHERE name = ?", (int(enabled), name))
+            if not enabled:
+                _revoke_all(conn, name)
+        user = select_user(conn, name)
+        if user is None:
+            raise NotFound(f"user {name!r} does not exist")
+        return user
 
 
 def count_users(conn: sqlite3.Connection) -> int:
@@ -322,6 +345,19 @@ def _is_retry(
 def revoke_refresh_tokens(conn: sqlite3.Connection, user: str) -> int:
     with _transaction(conn):
         return _revoke_all(conn, user)
+
+
+def revoke_refresh_family(conn: sqlite3.Connection, jti: str) -> int:
+    with _transaction(conn):
+        row = conn.execute("SELECT family FROM refresh_tokens WHERE jti = ?", (jti,)).fetchone()
+        if row is None:
+            return 0
+        (live,) = conn.execute(
+            "SELECT COUNT(*) FROM refresh_tokens WHERE family = ? AND NOT used AND NOT revoked",
+            row,
+        ).fetchone()
+        conn.execute("UPDATE refresh_tokens SET revoked = 1 WHERE family = ?", row)
+        return int(live)
 
 
 def purge_refresh_tokens(conn: sqlite3.Connection, now: int, limit: int) -> int:
