@@ -36,6 +36,7 @@ from roost.config import Settings
 from roost.devices.calls import DeviceCalls
 from roost.devices.gateway import DeviceGateway
 from roost.devices.registry import Registry
+from roost.endpoints.delivery import EndpointCalls
 from roost.errors import ConfigError
 from roost.net.batch import WriteBatch
 from roost.net.http import BoundedHttpProtocol
@@ -79,6 +80,8 @@ async def build_services(
     node_bus = bus(LocalBus(registry, gateway.streams))
     gateway.peers.bus = node_bus  # device-to-device calls go through the bus, as the API's do
     gateway.publish = node_bus.publish  # device_state_change, to every node's subscribers
+    # endpoint calls, from the API and from devices (legacy flag 8, IOTMP service 4)
+    gateway.endpoints = EndpointCalls(store, settings, clock, node_bus.publish)
     return Services(
         settings=settings,
         store=store,
@@ -91,6 +94,7 @@ async def build_services(
         clock=clock,
         login_limiter=LoginLimiter.from_settings(settings, time.monotonic),
         permissions=ParsedPermissions(),
+        endpoints=gateway.endpoints,
     )
 
 
@@ -336,6 +340,7 @@ class Roost:
         for server, _ in self._http:
             server.should_exit = True
         if self.services is not None:
+            await self.services.endpoints.close()  # calls still waiting fail at once
             await self.services.gateway.shutdown()
         for job in self._jobs:
             job.cancel()

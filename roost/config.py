@@ -73,6 +73,14 @@ class Settings:
     login_failures_per_user: int = 10  # wrong passwords for one user name
     login_failures_per_address: int = 30  # wrong passwords from one address (IPv6: its /64)
     device_auth_failures_per_address: int = 60  # failed device authentications from one address
+    # endpoints (roost.endpoints): outgoing calls users define
+    endpoints_allow_private: bool = False  # may endpoints call loopback, private, ... addresses
+    endpoints_queue: int = 1000  # calls waiting for a worker; more are refused (503)
+    endpoints_workers: int = 8  # calls delivered at once
+    endpoints_timeout: float = 10.0  # seconds of one attempt
+    endpoints_retries: int = 2  # more attempts after a failure to connect, a timeout or a 5xx
+    endpoints_retry_delay: float = 1.0  # seconds before the first retry, doubled for each next
+    endpoints_response_bytes: int = 65536  # of a target's answer kept (event, REST answer)
 
 
 SECRET_SETTINGS = frozenset({"admin_password"})
@@ -148,6 +156,19 @@ SETTING_HELP: dict[str, str] = {
     "(0: no limit)",
     "device_auth_failures_per_address": "failed device authentications from one address before "
     "it is refused without a check (0: no limit)",
+    "endpoints_allow_private": "let endpoints call addresses that are not public (loopback, "
+    "private, link-local, unique-local ...), checked after name resolution: for tests and home "
+    "networks",
+    "endpoints_queue": "endpoint calls waiting for a worker; one more is refused with 503",
+    "endpoints_workers": "endpoint calls delivered at once (at least 1)",
+    "endpoints_timeout": "seconds one attempt of an endpoint call may take (name resolution, "
+    "connection and answer)",
+    "endpoints_retries": "attempts made again after a connection failure, a timeout or a 5xx "
+    "answer (never after another answer)",
+    "endpoints_retry_delay": "seconds before the first retry of an endpoint call, doubled before "
+    "each next one",
+    "endpoints_response_bytes": "bytes of a target's answer kept for the caller and the "
+    "endpoint_call_response event; the rest is not read",
 }
 # Defaults that are not a plain value
 _DEFAULT_WORDS = {"admin_password": "random, printed once", "public_host": "<host>:<http-port>"}

@@ -18,6 +18,7 @@ from roost.config import Settings
 from roost.devices.calls import DeviceCalls
 from roost.devices.gateway import DeviceGateway
 from roost.devices.registry import Registry
+from roost.endpoints.delivery import EndpointCalls
 from roost.store.base import Store
 
 
@@ -34,6 +35,7 @@ class Services:
     clock: Callable[[], float]  # wall clock, seconds since the epoch
     login_limiter: LoginLimiter  # wrong passwords per user name and address, for every listener
     permissions: ParsedPermissions  # of user access tokens, parsed once per stored record
+    endpoints: EndpointCalls  # the calls of users' endpoints, from the API and from devices
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

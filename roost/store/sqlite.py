@@ -26,6 +26,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from roost.errors import InvalidInput
 from roost.store import base
 from roost.store import sqlite_buckets as qb
+from roost.store import sqlite_endpoints as qe
 from roost.store import sqlite_properties as qp
 from roost.store import sqlite_queries as q
 from roost.store.base import EVERY, AccessToken, Device, DeviceToken, Page, RefreshToken, User
@@ -231,6 +232,23 @@ class SQLiteStore:
         self, owner: str, bucket: str, min_ts: int | None, max_ts: int | None
     ) -> int:
         return await self._run(qb.delete_points, owner, bucket, min_ts, max_ts)
+
+    # endpoints
+
+    async def create_endpoint(self, endpoint: base.Endpoint) -> None:
+        await self._run(qe.insert_endpoint, endpoint)
+
+    async def get_endpoint(self, owner: str, endpoint: str) -> base.Endpoint | None:
+        return await self._run(qe.select_endpoint, owner, endpoint)
+
+    async def list_endpoints(self, owner: str, page: Page = EVERY) -> list[base.Endpoint]:
+        return await self._run(qe.select_endpoints, owner, page)
+
+    async def update_endpoint(self, endpoint: base.Endpoint) -> None:
+        await self._run(qe.update_endpoint, endpoint)
+
+    async def delete_endpoint(self, owner: str, endpoint: str) -> bool:
+        return await self._run(qe.delete_endpoint, owner, endpoint)
 
     async def _kept(
         self,

@@ -1,0 +1,86 @@
+"""A real HTTP server on loopback for endpoint tests: it records each request it gets and answers
+from a script (then 200 ``{"ok": true}``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import uvicorn
+from starlette.types import Receive, Scope, Send
+
+
+@dataclass(frozen=True)
+class Received:
+    method: str
+    target: str  # path and query, as sent
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int = 200
+    body: bytes = b'{"ok": true}'
+    content_type: str = "application/json"
+
+
+@dataclass
+class Target:
+    port: int = 0
+    script: list[Reply] = field(default_factory=list)
+    received: asyncio.Queue[Received] = field(default_factory=asyncio.Queue)
+    gate: asyncio.Event = field(default_factory=asyncio.Event)  # answers wait until it is set
+
+    def __post_init__(self) -> None:
+        self.gate.set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["type"] == "http"
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        query = scope["query_string"].decode()
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        target = raw_path.decode() + (f"?{query}" if query else "")
+        self.received.put_nowait(Received(scope["method"], target, headers, body))
+        await self.gate.wait()
+        reply = self.script.pop(0) if self.script else Reply()
+        content_type = [(b"content-type", reply.content_type.encode())]
+        await send({"type": "http.response.start", "status": reply.status, "headers": content_type})
+        await send({"type": "http.response.body", "body": reply.body})
+
+
+@contextlib.asynccontextmanager
+async def running_target(*script: Reply) -> AsyncIterator[Target]:
+    target = Target(script=list(script))
+    config = uvicorn.Config(target, lifespan="off", log_config=None, access_log=False)
+    server = uvicorn.Server(config)
+    sock = socket.create_server(("127.0.0.1", 0))
+    target.port = sock.getsockname()[1]
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        yield target
+    finally:
+        server.should_exit = True
+        await task
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then closed)."""
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        port: int = sock.getsockname()[1]
+    return port
