@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
+import httpx
 import uvicorn
 from starlette.types import Receive, Scope, Send
+from websockets.asyncio.client import ClientConnection
+
+from roost.app import Roost
+
+from conftest import ADMIN, bearer
+
+ENDPOINTS = f"/v1/users/{ADMIN}/endpoints"
 
 
 @dataclass(frozen=True)
@@ -84,3 +94,28 @@ def free_port() -> int:
     with socket.create_server(("127.0.0.1", 0)) as sock:
         port: int = sock.getsockname()[1]
     return port
+
+
+async def create_endpoint(
+    http: httpx.AsyncClient, token: str, endpoint: str, config: dict[str, Any], **fields: Any
+) -> None:
+    body = {"endpoint": endpoint, "type": "http_request", "config": config, **fields}
+    created = await http.post(ENDPOINTS, json=body, headers=bearer(token))
+    assert created.status_code == 200, created.text
+
+
+def events_url(server: Roost, token: str) -> str:
+    return f"ws://127.0.0.1:{server.http_port}/v1/users/{ADMIN}/events?authorization={token}"
+
+
+async def receive(ws: ClientConnection) -> dict[str, Any]:
+    frame: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 10))
+    return frame
+
+
+async def subscribe(ws: ClientConnection, subscription: dict[str, Any]) -> None:
+    """Subscribe; return once the server has handled it (its error frame for a bad message sent
+    after it has come back)."""
+    await ws.send(json.dumps(subscription))
+    await ws.send(json.dumps({"event": "(a|b)"}))
+    assert "error" in await receive(ws)

@@ -7,19 +7,25 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 
 from roost.app import Roost
 from roost.config import Settings
 
 from conftest import ADMIN, bearer, make_settings
-from endpoint_target import Reply, running_target
+from endpoint_target import (
+    ENDPOINTS,
+    Reply,
+    create_endpoint,
+    events_url,
+    receive,
+    running_target,
+    subscribe,
+)
 
-ENDPOINTS = f"/v1/users/{ADMIN}/endpoints"
 RETRIES = 2
 
 
@@ -35,31 +41,6 @@ def settings(tmp_path: Path) -> Settings:
         endpoints_queue=1,
         endpoints_response_bytes=64,
     )
-
-
-async def create_endpoint(
-    http: httpx.AsyncClient, token: str, endpoint: str, config: dict[str, Any], **fields: Any
-) -> None:
-    body = {"endpoint": endpoint, "type": "http_request", "config": config, **fields}
-    created = await http.post(ENDPOINTS, json=body, headers=bearer(token))
-    assert created.status_code == 200, created.text
-
-
-def events_url(server: Roost, token: str) -> str:
-    return f"ws://127.0.0.1:{server.http_port}/v1/users/{ADMIN}/events?authorization={token}"
-
-
-async def receive(ws: ClientConnection) -> dict[str, Any]:
-    frame: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 10))
-    return frame
-
-
-async def subscribe(ws: ClientConnection, subscription: dict[str, Any]) -> None:
-    """Subscribe; return once the server has handled it (its error frame for a bad message sent
-    after it has come back)."""
-    await ws.send(json.dumps(subscription))
-    await ws.send(json.dumps({"event": "(a|b)"}))
-    assert "error" in await receive(ws)
 
 
 async def test_a_call_fills_the_placeholders_and_answers_with_the_target(
