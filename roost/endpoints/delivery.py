@@ -117,7 +117,7 @@ class EndpointCalls:
             )
         try:
             request = http_request.prepare(http_request.parse_config(record.config), data)
-        except (TypeError, ValueError):  # bytes, NaN: not JSON
+        except (TypeError, ValueError, RecursionError):  # bytes, NaN, too deep: not JSON
             raise InvalidInput("the call data cannot be written as JSON") from None
         job = _Job(record, request, device, asyncio.get_running_loop().create_future())
         try:
