@@ -9,6 +9,7 @@ import json
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -73,9 +74,19 @@ class Target:
 
 
 @contextlib.asynccontextmanager
-async def running_target(*script: Reply) -> AsyncIterator[Target]:
+async def running_target(
+    *script: Reply, tls: tuple[Path, Path] | None = None
+) -> AsyncIterator[Target]:
+    """The target, over TLS with ``tls`` (certificate and key files)."""
     target = Target(script=list(script))
-    config = uvicorn.Config(target, lifespan="off", log_config=None, access_log=False)
+    config = uvicorn.Config(
+        target,
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+        ssl_certfile=None if tls is None else str(tls[0]),
+        ssl_keyfile=None if tls is None else str(tls[1]),
+    )
     server = uvicorn.Server(config)
     sock = socket.create_server(("127.0.0.1", 0))
     target.port = sock.getsockname()[1]
