@@ -159,7 +159,8 @@ SETTING_HELP: dict[str, str] = {
     "endpoints_allow_private": "let endpoints call addresses that are not public (loopback, "
     "private, link-local, unique-local ...), checked after name resolution: for tests and home "
     "networks",
-    "endpoints_queue": "endpoint calls waiting for a worker; one more is refused with 503",
+    "endpoints_queue": "endpoint calls waiting for a worker (at least 1); one more is refused "
+    "with 503",
     "endpoints_workers": "endpoint calls delivered at once (at least 1)",
     "endpoints_timeout": "seconds one attempt of an endpoint call may take (name resolution, "
     "connection and answer)",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 
 import httpx
@@ -163,3 +164,16 @@ async def test_a_full_queue_refuses_the_call_at_once(
         target.gate.set()
         answered = [await first, await waiting.pop()]
         assert [r.status_code for r in answered] == [200, 200]
+
+
+async def test_no_request_url_reaches_the_log(
+    http: httpx.AsyncClient, admin_token: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An endpoint's URL may carry a key: httpx's request lines (INFO) stay out of the log."""
+    caplog.set_level(logging.DEBUG)
+    async with running_target() as target:
+        await create_endpoint(http, admin_token, "keyed", {"url": target.url + "/?apikey=s3cr3t"})
+        called = await http.post(f"{ENDPOINTS}/keyed/call", headers=bearer(admin_token))
+        assert called.status_code == 200
+        assert target.received.get_nowait().target == "/?apikey=s3cr3t"
+    assert "s3cr3t" not in caplog.text

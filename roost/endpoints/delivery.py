@@ -134,6 +134,7 @@ class EndpointCalls:
         if self._queue is None:
             settings = self.settings
             self._queue = asyncio.Queue(max(1, settings.endpoints_queue))
+            http_request.quiet_client_logs()
             self._client = http_request.new_client(settings.endpoints_timeout)
             loop = asyncio.get_running_loop()
             self._workers = [

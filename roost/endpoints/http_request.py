@@ -15,6 +15,7 @@ certificate check kept to the name), with no proxy from the environment, no redi
 
 from __future__ import annotations
 
+import logging
 import string
 from dataclasses import dataclass
 from typing import Any
@@ -172,6 +173,19 @@ async def send(
                 break
         content_type = response.headers.get("content-type", "")
         return Answer(response.status_code, bytes(body[:limit]), content_type, len(body) > limit)
+
+
+CLIENT_LOGGERS = ("httpx", "httpcore")
+
+
+def quiet_client_logs() -> None:
+    """httpx logs every request's URL at INFO; an endpoint's URL may carry a key (``?apikey=``,
+    a token in the path) that must not reach the server's log, so its loggers say WARNING and
+    above only."""
+    for name in CLIENT_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level < logging.WARNING:
+            logger.setLevel(logging.WARNING)
 
 
 def new_client(timeout: float) -> httpx.AsyncClient:
