@@ -20,7 +20,8 @@ log = logging.getLogger("roost.net.legacy")
 
 _AUTH_OK = legacy.encode(Message(signal=Signal.REQUEST_OK))
 _AUTH_ERROR = legacy.encode(Message(signal=Signal.REQUEST_ERROR))
-# Device-initiated messages that wait for an answer we cannot give yet (buckets, endpoints...).
+# Device-initiated messages that wait for an answer we cannot give yet: none left (buckets,
+# properties, endpoints and device calls are served); a flag added to the protocol goes here.
 _UNSUPPORTED: frozenset[int] = frozenset()
 _STREAM_DATA = frozenset({Signal.STREAM_EVENT, Signal.STREAM_SAMPLE})
 
