@@ -76,6 +76,7 @@ class Settings:
     # endpoints (roost.endpoints): outgoing calls users define
     endpoints_allow_private: bool = False  # may endpoints call loopback, private, ... addresses
     endpoints_queue: int = 1000  # calls waiting for a worker; more are refused (503)
+    endpoints_queue_per_user: int = 100  # calls of one user queued or under way; 0: no own limit
     endpoints_workers: int = 8  # calls delivered at once
     endpoints_timeout: float = 10.0  # seconds of one attempt
     endpoints_retries: int = 2  # more attempts after a failure to connect, a timeout or a 5xx
@@ -161,6 +162,8 @@ SETTING_HELP: dict[str, str] = {
     "networks",
     "endpoints_queue": "endpoint calls waiting for a worker (at least 1); one more is refused "
     "with 503",
+    "endpoints_queue_per_user": "endpoint calls of one user waiting or under way; one more is "
+    "refused with 503, so that one user cannot fill the queue (0: endpoints_queue only)",
     "endpoints_workers": "endpoint calls delivered at once (at least 1)",
     "endpoints_timeout": "seconds one attempt of an endpoint call may take (name resolution, "
     "connection and answer)",

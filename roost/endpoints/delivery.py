@@ -2,7 +2,8 @@
 
 :meth:`EndpointCalls.call` checks the call (the endpoint exists, is enabled, is of a type this
 server calls, its request can be made from the data), puts it in a bounded queue
-(``endpoints_queue``; full: Unavailable, never more memory) and waits for its result. A pool of
+(``endpoints_queue`` in all, ``endpoints_queue_per_user`` of one user, queued or under way;
+full: Unavailable, never more memory) and waits for its result. A pool of
 ``endpoints_workers`` workers delivers the queued calls: each attempt bounded by
 ``endpoints_timeout`` seconds (name resolution, connection and answer together), repeated
 ``endpoints_retries`` more times after a connection failure, a timeout or a 5xx answer (waiting
@@ -97,6 +98,7 @@ class EndpointCalls:
         self._workers: list[asyncio.Task[None]] = []
         self._client: httpx.AsyncClient | None = None
         self._closed = False
+        self._pending: dict[str, int] = {}  # owner -> calls queued or under way
 
     async def call(
         self, owner: str, endpoint_id: str, data: Any, device: str | None = None
@@ -119,6 +121,12 @@ class EndpointCalls:
             request = http_request.prepare(http_request.parse_config(record.config), data)
         except (TypeError, ValueError, RecursionError):  # bytes, NaN, too deep: not JSON
             raise InvalidInput("the call data cannot be written as JSON") from None
+        limit = self.settings.endpoints_queue_per_user
+        if limit and self._pending.get(owner, 0) >= limit:
+            raise Unavailable(
+                f"user {owner!r} has too many endpoint calls under way"
+                " (endpoints_queue_per_user): retry later"
+            )
         job = _Job(record, request, device, asyncio.get_running_loop().create_future())
         try:
             self._started().put_nowait(job)
@@ -126,7 +134,15 @@ class EndpointCalls:
             raise Unavailable(
                 "too many endpoint calls are waiting (endpoints_queue): retry later"
             ) from None
+        self._pending[owner] = self._pending.get(owner, 0) + 1
+        job.result.add_done_callback(lambda _: self._release(owner))
         return await asyncio.shield(job.result)
+
+    def _release(self, owner: str) -> None:
+        """One call of ``owner`` is done (delivered, given up, or dropped at shutdown)."""
+        left = self._pending.pop(owner) - 1
+        if left:
+            self._pending[owner] = left
 
     def _started(self) -> asyncio.Queue[_Job]:
         if self._closed:
