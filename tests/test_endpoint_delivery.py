@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 from roost.app import Roost
 from roost.config import Settings
 
-from conftest import ADMIN, bearer, make_settings
+from conftest import ADMIN, bearer, login, make_settings
 from endpoint_target import (
     ENDPOINTS,
     Reply,
@@ -177,3 +177,29 @@ async def test_no_request_url_reaches_the_log(
         assert called.status_code == 200
         assert target.received.get_nowait().target == "/?apikey=s3cr3t"
     assert "s3cr3t" not in caplog.text
+
+
+async def test_stopping_the_server_ends_the_calls_under_way(settings: Settings) -> None:
+    """A call held by a slow target does not hold the server's stop: it is answered 503."""
+    roost = Roost(settings)
+    await roost.start()
+    stopped = False
+    try:
+        async with (
+            running_target() as target,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{roost.http_port}") as http,
+        ):
+            target.gate.clear()
+            token = await login(http)
+            await create_endpoint(http, token, "slow", {"url": target.url})
+            call = asyncio.create_task(http.post(f"{ENDPOINTS}/slow/call", headers=bearer(token)))
+            await target.received.get()  # under way, held by the target
+            await roost.stop()
+            stopped = True
+            answered = await call
+            assert answered.status_code == 503
+            assert "shutting down" in answered.json()["error"]["message"]
+            target.gate.set()
+    finally:
+        if not stopped:
+            await roost.stop()
