@@ -3,7 +3,7 @@
 ``{{field}}`` is the call data's ``field`` (the data must be an object), ``{{a.b}}`` a field of a
 nested object (or, for a list, ``{{a.0}}`` its first item), and ``{{}}`` the call data itself (a
 device sending one value, as Thinger's docs show). Spaces inside the braces are ignored. A
-placeholder whose value is absent is filled with nothing.
+placeholder whose value is absent is filled with nothing (``null`` as a JSON value).
 
 How a value is written depends on where the placeholder sits:
 
