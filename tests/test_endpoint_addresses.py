@@ -12,7 +12,7 @@ from websockets.asyncio.client import connect
 
 from roost.app import Roost
 from roost.endpoints.addresses import checked_address, is_public
-from roost.errors import Forbidden
+from roost.errors import Forbidden, InvalidInput
 
 from conftest import bearer
 from endpoint_target import (
@@ -65,6 +65,9 @@ async def test_a_name_is_checked_by_what_it_resolves_to() -> None:
         await checked_address("2130706433", 80, allow_private=False)  # 127.0.0.1 as a number
     assert await checked_address("localhost", 80, allow_private=True) in ("127.0.0.1", "::1")
     assert await checked_address("8.8.8.8", 80, allow_private=False) == "8.8.8.8"
+    for name in ("a..b", "a" * 64 + ".com"):  # labels IDNA cannot encode: refused, not retried
+        with pytest.raises(InvalidInput, match="not a valid host name"):
+            await checked_address(name, 80, allow_private=True)
 
 
 @pytest.mark.parametrize(

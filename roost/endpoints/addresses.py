@@ -18,7 +18,7 @@ import asyncio
 import ipaddress
 import socket
 
-from roost.errors import Forbidden
+from roost.errors import Forbidden, InvalidInput
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -47,8 +47,8 @@ def is_public(address: IPAddress) -> bool:
 
 async def checked_address(host: str, port: int, allow_private: bool) -> str:
     """The address to connect to for ``host``: a literal as it is, else the first the name
-    resolves to. Raises Forbidden when an address is refused, OSError (``socket.gaierror``)
-    when the name does not resolve."""
+    resolves to. Raises Forbidden when an address is refused, InvalidInput for a name that
+    cannot be one, OSError (``socket.gaierror``) when the name does not resolve."""
     try:
         literal: IPAddress | None = ipaddress.ip_address(host)
     except ValueError:
@@ -56,7 +56,12 @@ async def checked_address(host: str, port: int, allow_private: bool) -> str:
     if literal is not None:
         found = [literal]
     else:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
+        except UnicodeError:  # a label IDNA cannot encode: empty, or too long
+            raise InvalidInput(f"{host[:300]!r} is not a valid host name") from None
         found = [ipaddress.ip_address(str(info[4][0]).partition("%")[0]) for info in infos]
         if not found:
             raise socket.gaierror(f"{host!r} has no address")

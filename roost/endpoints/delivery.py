@@ -184,7 +184,10 @@ class EndpointCalls:
             except Exception:  # a bug: the call fails, the worker lives on
                 log.exception("endpoint %s of %s: delivery failed", *_name(job))
                 result = CallResult(False, None, "", "", 0, 0, "internal error")
-            self._announce(job, result)
+            try:
+                self._announce(job, result)
+            except Exception:  # the caller still gets its result
+                log.exception("endpoint %s of %s: result not announced", *_name(job))
             _settle(job, result)
 
     async def _deliver(self, job: _Job) -> CallResult:
