@@ -39,6 +39,7 @@ from roost.config import Settings
 from roost.devices.calls import DeviceCalls
 from roost.devices.gateway import DeviceGateway
 from roost.devices.registry import Registry
+from roost.endpoints.delivery import EndpointCalls
 from roost.errors import ConfigError
 from roost.net.batch import WriteBatch
 from roost.net.http import BoundedHttpProtocol
@@ -83,6 +84,8 @@ async def build_services(
     gateway.peers.bus = node_bus  # device-to-device calls go through the bus, as the API's do
     gateway.publish = node_bus.publish  # device_state_change, to every node's subscribers
     devices = DeviceCalls(node_bus)
+    # endpoint calls, from the API and from devices (legacy flag 8, IOTMP service 4)
+    gateway.endpoints = EndpointCalls(store, settings, clock, node_bus.publish)
     return Services(
         settings=settings,
         store=store,
@@ -97,6 +100,7 @@ async def build_services(
         permissions=ParsedPermissions(),
         feeds=BucketFeeds(store, devices, clock),
         exports=BucketExports(store, node_bus, settings, clock),
+        endpoints=gateway.endpoints,
     )
 
 
@@ -350,6 +354,7 @@ class Roost:
             server.should_exit = True
         if self.services is not None:
             await self.services.feeds.stop()  # before the sessions close: their streams stop
+            await self.services.endpoints.close()  # calls still waiting fail at once
             await self.services.gateway.shutdown()
             await self.services.exports.close()
         for job in self._jobs:

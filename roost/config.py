@@ -79,6 +79,15 @@ class Settings:
     device_auth_failures_per_address: int = 60  # failed device authentications from one address
     # data buckets
     bucket_retention_interval: float = 600.0  # seconds between passes deleting expired points
+    # endpoints (roost.endpoints): outgoing calls users define
+    endpoints_allow_private: bool = False  # may endpoints call loopback, private, ... addresses
+    endpoints_queue: int = 1000  # calls waiting for a worker; more are refused (503)
+    endpoints_queue_per_user: int = 100  # calls of one user queued or under way; 0: no own limit
+    endpoints_workers: int = 8  # calls delivered at once
+    endpoints_timeout: float = 10.0  # seconds of one attempt
+    endpoints_retries: int = 2  # more attempts after a failure to connect, a timeout or a 5xx
+    endpoints_retry_delay: float = 1.0  # seconds before the first retry, doubled for each next
+    endpoints_response_bytes: int = 65536  # of a target's answer kept (event, REST answer)
 
 
 SECRET_SETTINGS = frozenset({"admin_password"})
@@ -161,6 +170,22 @@ SETTING_HELP: dict[str, str] = {
     "it is refused without a check (0: no limit)",
     "bucket_retention_interval": "seconds between two passes deleting the points older than "
     "their bucket's retention (the first pass at start-up)",
+    "endpoints_allow_private": "let endpoints call addresses that are not public (loopback, "
+    "private, link-local, unique-local ...), checked after name resolution: for tests and home "
+    "networks",
+    "endpoints_queue": "endpoint calls waiting for a worker (at least 1); one more is refused "
+    "with 503",
+    "endpoints_queue_per_user": "endpoint calls of one user waiting or under way; one more is "
+    "refused with 503, so that one user cannot fill the queue (0: endpoints_queue only)",
+    "endpoints_workers": "endpoint calls delivered at once (at least 1)",
+    "endpoints_timeout": "seconds one attempt of an endpoint call may take (name resolution, "
+    "connection and answer)",
+    "endpoints_retries": "attempts made again after a connection failure, a timeout or a 5xx "
+    "answer (never after another answer)",
+    "endpoints_retry_delay": "seconds before the first retry of an endpoint call, doubled before "
+    "each next one",
+    "endpoints_response_bytes": "bytes of a target's answer kept for the caller and the "
+    "endpoint_call_response event; the rest is not read",
 }
 # Defaults that are not a plain value
 _DEFAULT_WORDS = {"admin_password": "random, printed once", "public_host": "<host>:<http-port>"}

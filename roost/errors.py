@@ -68,5 +68,22 @@ class DeviceTimeout(RoostError):
     """The device did not answer within the call's deadline."""
 
 
+class Unsupported(RoostError):
+    """The server keeps this but cannot carry it out (an endpoint type it does not call)."""
+
+
+class UpstreamFailed(RoostError):
+    """A server the call was passed on to (an endpoint's target) failed or could not be
+    reached."""
+
+
+class Unavailable(RoostError):
+    """The server has no room for the work now (a full queue): retry after a while."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds
+
+
 class ConfigError(RoostError):
     """A setting is unknown or has a value that cannot be used."""

@@ -20,6 +20,7 @@ from roost.config import Settings
 from roost.devices.calls import DeviceCalls
 from roost.devices.gateway import DeviceGateway
 from roost.devices.registry import Registry
+from roost.endpoints.delivery import EndpointCalls
 from roost.store.base import Store
 
 
@@ -38,6 +39,7 @@ class Services:
     permissions: ParsedPermissions  # of user access tokens, parsed once per stored record
     feeds: BucketFeeds  # device-source buckets the server fills: reload one after changing it
     exports: BucketExports  # bucket exports and the tasks writing them (roost.buckets.exports)
+    endpoints: EndpointCalls  # the calls of users' endpoints, from the API and from devices
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

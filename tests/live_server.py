@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
+from typing import Any
 
 import uvloop
 
@@ -17,8 +18,8 @@ from conftest import make_settings
 class LiveServer:
     """A Roost serving on a free port from a thread of its own, until :meth:`stop`."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.settings = make_settings(data_dir)
+    def __init__(self, data_dir: Path, **overrides: Any) -> None:
+        self.settings = make_settings(data_dir, **overrides)
         self.port = 0
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None

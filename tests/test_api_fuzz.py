@@ -48,7 +48,10 @@ statuses: Counter[int] = Counter()
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = LiveServer(tmp_path_factory.mktemp("fuzz") / "data")
+    # endpoints_allow_private stays off: a fuzzed endpoint never reaches this machine or its
+    # network; and one attempt, briefly, for the public addresses it may name
+    data_dir = tmp_path_factory.mktemp("fuzz") / "data"
+    server = LiveServer(data_dir, endpoints_retries=0, endpoints_timeout=2.0)
     server.start()
     yield server
     server.stop()

@@ -155,7 +155,7 @@ async def test_assets_list_paths_that_work(http: httpx.AsyncClient, admin_token:
     response = await http.get("/v1/server/assets")  # public, as Thinger's
     assert response.status_code == 200
     assets = response.json()
-    assert [a["asset"] for a in assets] == ["bucket", "device", "token"]
+    assert [a["asset"] for a in assets] == ["bucket", "device", "endpoint", "token"]
     await create_device(http, admin_token)
     for asset in assets:
         assert set(asset) == {"asset", "category", "paths", "role"}

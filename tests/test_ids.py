@@ -145,6 +145,7 @@ PATH_PARAMETERS = {
     "token": ids.ACCESS_TOKEN,  # /v1/users/{user}/tokens/{token}
     "id": ids.DEVICE_TOKEN,  # /v1/users/{user}/devices/{device}/tokens/{id}
     "bucket": ids.BUCKET,  # /v1/users/{user}/buckets/{bucket}
+    "endpoint": ids.ENDPOINT,  # /v1/users/{user}/endpoints/{endpoint}
     "property": ids.PROPERTY,  # /v3/users/{user}/devices/{device}/properties/{property}
     "file": ids.EXPORT_FILE,  # /v1/users/{user}/buckets/{bucket}/exports/{file}
 }

@@ -75,8 +75,11 @@ async def test_service_calls_are_refused_only_when_awaited(server: Roost, regist
             )
         )
     )
-    reply = iotmp.Decoder().feed(await reader.readexactly(4))
-    assert reply == [Message(MessageType.ERROR, stream_id=42)]
+    # no such endpoint: refused with the reason (roost.endpoints)
+    reason = {"error": "endpoint 'temperature_log' not found"}
+    refused = iotmp.encode(Message(MessageType.ERROR, stream_id=42, payload=reason))
+    reply = iotmp.Decoder().feed(await reader.readexactly(len(refused)))
+    assert reply == [Message(MessageType.ERROR, stream_id=42, payload=reason)]
     writer.write(KEEP_ALIVE_BYTES)
     assert await reader.readexactly(2) == KEEP_ALIVE_BYTES
     writer.close()

@@ -47,6 +47,7 @@ class Asset:
 ASSETS = (
     Asset("bucket", "buckets"),
     Asset("device", "devices"),
+    Asset("endpoint", "endpoints"),
     Asset("token", "tokens"),
 )
 

@@ -28,6 +28,9 @@ from roost.errors import (
     RateLimited,
     RoostError,
     Unauthenticated,
+    Unavailable,
+    Unsupported,
+    UpstreamFailed,
 )
 
 log = logging.getLogger("roost.api")
@@ -39,6 +42,9 @@ STATUS: tuple[tuple[type[RoostError], int], ...] = (
     (PayloadTooLarge, 413),
     (RateLimited, 429),  # answered with Retry-After
     (DeviceTimeout, 504),
+    (Unsupported, 501),
+    (UpstreamFailed, 502),
+    (Unavailable, 503),  # answered with Retry-After
     (Conflict, 400),  # Thinger answers 400 for an existing device or a connected one on delete
     (InvalidInput, 400),
     (DecodeError, 400),
@@ -65,7 +71,7 @@ async def roost_error(request: Request, exc: Exception) -> Response:
     headers: dict[str, str] | None = None
     if status == 401:
         headers = {"WWW-Authenticate": "Bearer"}
-    elif isinstance(exc, RateLimited):
+    elif isinstance(exc, RateLimited | Unavailable):
         headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
     return error_response(status, exc.message, headers)
 

@@ -29,6 +29,9 @@ ERRORS: Mapping[int, str] = {
     404: "Not found",
     413: "Request body larger than the configured limit",
     429: "Too many failed attempts: retry after the number of seconds in Retry-After",
+    501: "The server keeps this but does not carry it out",
+    502: "The server the call was passed on to failed or could not be reached",
+    503: "No room for the work now: retry after the number of seconds in Retry-After",
     504: "The device did not answer within the deadline",
 }
 
@@ -203,7 +206,7 @@ def _error(status: int, description: str | None) -> Schema:
     if status == 401:
         header = {"description": "Always `Bearer`", "schema": _t("string")}
         response["headers"] = {"WWW-Authenticate": header}
-    if status == 429:
+    if status in (429, 503):
         header = {"description": "Seconds to wait", "schema": _t("integer", minimum=1)}
         response["headers"] = {"Retry-After": header}
     return response
@@ -349,6 +352,7 @@ def _schemas() -> dict[str, Schema]:
     from roost.api.openapi_access import access_schemas  # it builds on this module
     from roost.api.openapi_bucket_exports import bucket_export_schemas
     from roost.api.openapi_buckets import bucket_schemas
+    from roost.api.openapi_endpoints import endpoint_schemas
     from roost.api.openapi_properties import property_schemas
 
     ms = "ms since the epoch"
@@ -443,6 +447,7 @@ def _schemas() -> dict[str, Schema]:
         **access_schemas(),
         **bucket_schemas(),
         **bucket_export_schemas(),
+        **endpoint_schemas(),
         **property_schemas(),
         "Asset": _record(
             {
@@ -463,6 +468,8 @@ def _schemas() -> dict[str, Schema]:
 def _tag(path: str) -> str:
     if "/buckets" in path:
         return "Data buckets"
+    if "/endpoints" in path:
+        return "Endpoints"
     if path.startswith("/oauth/"):
         return "Auth"
     if path.startswith(("/v2/", "/v3/users/{user}/devices/{device}/resources")):
@@ -513,6 +520,7 @@ def _paths() -> dict[str, Schema]:
     from roost.api.openapi_access import access_paths  # they build on this module
     from roost.api.openapi_bucket_exports import bucket_export_paths
     from roost.api.openapi_buckets import bucket_paths
+    from roost.api.openapi_endpoints import endpoint_paths
     from roost.api.openapi_events import event_paths
     from roost.api.openapi_properties import property_paths
     from roost.api.openapi_resources import resource_paths
@@ -591,6 +599,7 @@ def _paths() -> dict[str, Schema]:
     paths.update(access_paths())
     paths.update(bucket_paths())
     paths.update(bucket_export_paths())
+    paths.update(endpoint_paths())
     paths.update(resource_paths())
     paths.update(event_paths())
     paths.update(property_paths())

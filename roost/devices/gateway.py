@@ -20,6 +20,7 @@ from roost.devices.peers import PeerCalls
 from roost.devices.registry import Registry
 from roost.devices.session import DeviceSession, Link
 from roost.devices.streams import StreamHub
+from roost.endpoints.delivery import EndpointCalls
 from roost.store.base import Store
 from roost.wire.pson import PsonValue
 
@@ -49,6 +50,8 @@ class DeviceGateway:
         self.clock = clock
         # where session starts and ends are announced (server events): the node's bus, once built
         self.publish: Callable[[Event], None] = _unheard
+        # devices' endpoint calls (legacy flag 8, IOTMP service 4); None: refused, until given
+        self.endpoints: EndpointCalls | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         # connections still authenticating, bounded in number (and each in frame size and time)
         self.admission = Admission(

@@ -15,6 +15,7 @@ from roost.bus.base import Operation
 from roost.devices.buckets import write as write_bucket
 from roost.devices.gateway import DeviceGateway
 from roost.devices.session import DeviceSession
+from roost.endpoints.delivery import device_call
 from roost.errors import InvalidInput
 from roost.net.batch import WriteBatch
 from roost.net.connection import DeviceConnection, credentials_triple
@@ -109,6 +110,18 @@ class IotmpConnection(DeviceConnection[Message]):
                 reply = Message(MessageType.ERROR, frame.stream_id, payload={"error": refused})
             self.write(iotmp.encode(reply))
 
+    async def _endpoint_call(self, session: DeviceSession, frame: Message) -> None:
+        """CALL_ENDPOINT (service 4; roost.endpoints), confirmed when the RUN carries a stream
+        id: OK once the target answered 2xx, else ERROR with ``{"error": reason}``."""
+        endpoint = frame.parameters if type(frame.resource) is int else frame.resource
+        refused = await device_call(self._gateway.endpoints, session.key, endpoint, frame.payload)
+        if frame.stream_id:
+            if refused is None:
+                reply = Message(MessageType.OK, frame.stream_id)
+            else:
+                reply = Message(MessageType.ERROR, frame.stream_id, payload={"error": refused})
+            self.write(iotmp.encode(reply))
+
     def on_frame(self, session: DeviceSession, frame: Message) -> bool:
         kind = frame.type
         if kind == MessageType.KEEP_ALIVE:
@@ -124,6 +137,8 @@ class IotmpConnection(DeviceConnection[Message]):
             self._gateway.spawn(self._property(session, frame, read))
         elif kind == MessageType.RUN and _writes_bucket(frame):
             self._gateway.spawn(self._bucket_write(session, frame))
+        elif kind == MessageType.RUN and _is_service(frame, Service.CALL_ENDPOINT):
+            self._gateway.spawn(self._endpoint_call(session, frame))
         elif kind == MessageType.DISCONNECT:
             self.close("device said goodbye")
         elif kind == MessageType.RUN and _is_service(frame, Service.CALL_DEVICE):

@@ -8,6 +8,7 @@ from roost.bus.base import Operation
 from roost.devices.buckets import write as write_bucket
 from roost.devices.gateway import DeviceGateway
 from roost.devices.session import DeviceSession
+from roost.endpoints.delivery import device_call
 from roost.errors import InvalidInput
 from roost.net.batch import WriteBatch
 from roost.net.connection import DeviceConnection, credentials_triple
@@ -19,12 +20,9 @@ log = logging.getLogger("roost.net.legacy")
 
 _AUTH_OK = legacy.encode(Message(signal=Signal.REQUEST_OK))
 _AUTH_ERROR = legacy.encode(Message(signal=Signal.REQUEST_ERROR))
-# Device-initiated messages that wait for an answer we cannot give yet (buckets, endpoints...).
-_UNSUPPORTED = frozenset(
-    {
-        Signal.CALL_ENDPOINT,
-    }
-)
+# Device-initiated messages that wait for an answer we cannot give yet: none left (buckets,
+# properties, endpoints and device calls are served); a flag added to the protocol goes here.
+_UNSUPPORTED: frozenset[int] = frozenset()
 _STREAM_DATA = frozenset({Signal.STREAM_EVENT, Signal.STREAM_SAMPLE})
 
 
@@ -86,6 +84,17 @@ class LegacyConnection(DeviceConnection[legacy.Frame]):
             signal = Signal.REQUEST_OK if refused is None else Signal.REQUEST_ERROR
             self.write(legacy.encode(Message(frame.stream_id, signal)))
 
+    async def _endpoint_call(self, session: DeviceSession, frame: Message) -> None:
+        """CALL_ENDPOINT (flag 8; roost.endpoints): the device's user's endpoint called with the
+        payload, confirmed when the message carries a stream id: flag 1 once the target answered
+        2xx, else flag 2 (the legacy protocol carries no reason)."""
+        refused = await device_call(
+            self._gateway.endpoints, session.key, frame.identifier, frame.payload
+        )
+        if frame.stream_id:
+            signal = Signal.REQUEST_OK if refused is None else Signal.REQUEST_ERROR
+            self.write(legacy.encode(Message(frame.stream_id, signal)))
+
     def on_frame(self, session: DeviceSession, frame: legacy.Frame) -> bool:
         if isinstance(frame, KeepAlive):
             self.write(KEEP_ALIVE_BYTES)
@@ -99,6 +108,8 @@ class LegacyConnection(DeviceConnection[legacy.Frame]):
             self._gateway.spawn(self._property(session, frame))
         elif signal == Signal.BUCKET_DATA:
             self._gateway.spawn(self._bucket_write(session, frame))
+        elif signal == Signal.CALL_ENDPOINT:
+            self._gateway.spawn(self._endpoint_call(session, frame))
         elif signal in _STREAM_DATA:
             payload = frame.payload
             value: dict[str, PsonValue] = payload if isinstance(payload, dict) else {"out": payload}

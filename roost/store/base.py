@@ -145,6 +145,22 @@ class BucketPoint:
     value: Any  # any JSON value
 
 
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """An endpoint (thinger-api.md 2.11): an outgoing call the user defines (an HTTP request, an
+    email, ...) that the API and the user's devices trigger with data."""
+
+    owner: str
+    endpoint: str  # the id, unique per owner
+    name: str
+    description: str
+    enabled: bool  # a disabled endpoint is not called
+    type: str  # "http_request", "email", ...
+    config: dict[str, Any]  # the type's settings, as JSON
+    created: int
+    modified: int
+
+
 class Store(Protocol):
     """Async storage. Methods raise roost.errors.Conflict / NotFound as documented, and
     InvalidInput for a value the store cannot hold (an integer beyond 64 bits, text that is not
@@ -340,3 +356,19 @@ class Store(Protocol):
 
     async def expire_points(self, owner: str, bucket: str, before: int, limit: int) -> int:
         """Deletes at most ``limit`` of the oldest points with ``ts < before``; how many."""
+
+    # endpoints
+    async def create_endpoint(self, endpoint: Endpoint) -> None:
+        """Raises Conflict if the id exists for the owner, NotFound if the owner does not."""
+
+    async def get_endpoint(self, owner: str, endpoint: str) -> Endpoint | None: ...
+
+    async def list_endpoints(self, owner: str, page: Page = EVERY) -> list[Endpoint]:
+        """Ordered by endpoint id; ``page`` of them."""
+
+    async def update_endpoint(self, endpoint: Endpoint) -> None:
+        """Replaces name, description, enabled, type, config and modified of an existing
+        endpoint (not created); raises NotFound if absent."""
+
+    async def delete_endpoint(self, owner: str, endpoint: str) -> bool:
+        """False if it did not exist."""

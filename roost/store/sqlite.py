@@ -27,6 +27,7 @@ from roost.errors import InvalidInput
 from roost.store import base
 from roost.store import sqlite_aggregate as qa
 from roost.store import sqlite_buckets as qb
+from roost.store import sqlite_endpoints as qe
 from roost.store import sqlite_properties as qp
 from roost.store import sqlite_queries as q
 from roost.store.aggregate import AggregateQuery, AggregateRow, Grouping, Partial, walk
@@ -265,6 +266,23 @@ class SQLiteStore:
 
     async def expire_points(self, owner: str, bucket: str, before: int, limit: int) -> int:
         return await self._run(qb.expire_points, owner, bucket, before, limit)
+
+    # endpoints
+
+    async def create_endpoint(self, endpoint: base.Endpoint) -> None:
+        await self._run(qe.insert_endpoint, endpoint)
+
+    async def get_endpoint(self, owner: str, endpoint: str) -> base.Endpoint | None:
+        return await self._run(qe.select_endpoint, owner, endpoint)
+
+    async def list_endpoints(self, owner: str, page: Page = EVERY) -> list[base.Endpoint]:
+        return await self._run(qe.select_endpoints, owner, page)
+
+    async def update_endpoint(self, endpoint: base.Endpoint) -> None:
+        await self._run(qe.update_endpoint, endpoint)
+
+    async def delete_endpoint(self, owner: str, endpoint: str) -> bool:
+        return await self._run(qe.delete_endpoint, owner, endpoint)
 
     async def _kept(
         self,
