@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import inspect
 import logging
 import secrets
 import socket
 import ssl
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
@@ -35,6 +36,7 @@ from roost.buckets.feeds import BucketFeeds
 from roost.buckets.retention import Retention
 from roost.bus.base import Bus
 from roost.bus.local import LocalBus
+from roost.bus.nats import nats_bus
 from roost.config import Settings
 from roost.devices.calls import DeviceCalls
 from roost.devices.gateway import DeviceGateway
@@ -64,7 +66,8 @@ PURGE_EVERY_S = 3600.0
 # How this node reaches devices: given the bus of the sessions in this process, the bus the rest
 # of Roost uses. By default that local bus itself; a scale-out bus wraps it (serving this node's
 # sessions to the others, reaching theirs), and so does the tests' bus over an in-memory wire.
-BusFactory = Callable[[LocalBus], Bus]
+# A bus that must connect first (NATS) is built by a coroutine: the factory returns an awaitable.
+BusFactory = Callable[[LocalBus], Bus | Awaitable[Bus]]
 
 
 def local_bus(bus: LocalBus) -> Bus:
@@ -80,7 +83,10 @@ async def build_services(
     registry = Registry()
     credentials = DeviceCredentials(load_or_create_key(settings.data_dir, PEPPER_FILE))
     gateway = DeviceGateway(store, registry, credentials, settings, clock)
-    node_bus = bus(LocalBus(registry, gateway.streams))
+    if bus is local_bus and settings.nats_url:  # several nodes: the NATS bus (roost.bus.nats)
+        bus = partial(nats_bus, url=settings.nats_url)
+    built = bus(LocalBus(registry, gateway.streams))
+    node_bus = await built if inspect.isawaitable(built) else built
     gateway.peers.bus = node_bus  # device-to-device calls go through the bus, as the API's do
     gateway.publish = node_bus.publish  # device_state_change, to every node's subscribers
     devices = DeviceCalls(node_bus)

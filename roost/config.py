@@ -88,9 +88,12 @@ class Settings:
     endpoints_retries: int = 2  # more attempts after a failure to connect, a timeout or a 5xx
     endpoints_retry_delay: float = 1.0  # seconds before the first retry, doubled for each next
     endpoints_response_bytes: int = 65536  # of a target's answer kept (event, REST answer)
+    # several nodes (roost.bus.nats): the NATS server(s) they share; None: this process alone
+    nats_url: str | None = field(default=None, repr=False)  # may hold a user and password
 
 
-SECRET_SETTINGS = frozenset({"admin_password"})
+SECRET_SETTINGS = frozenset({"admin_password", "nats_url"})
+NATS_SCHEMES = ("nats", "tls", "ws", "wss")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 # What each setting is for, in one line: `roost --help` shows it beside the flag, with the
@@ -186,6 +189,8 @@ SETTING_HELP: dict[str, str] = {
     "each next one",
     "endpoints_response_bytes": "bytes of a target's answer kept for the caller and the "
     "endpoint_call_response event; the rest is not read",
+    "nats_url": "NATS server(s) shared by several Roost nodes (nats://host:4222, comma-separated "
+    "for a cluster): devices on any node answer calls from every node; none: this process alone",
 }
 # Defaults that are not a plain value
 _DEFAULT_WORDS = {"admin_password": "random, printed once", "public_host": "<host>:<http-port>"}
@@ -276,6 +281,8 @@ def _convert(key: str, type_name: Any, raw: Any) -> Any:
             return _log_level(shown, raw)
         if key == "admin_user":
             return _user_name(shown, raw)
+        if key == "nats_url":
+            return _nats_url(shown, raw)
         if kind == "int":
             return _whole_number(key, shown, raw)
         if kind == "float":
@@ -297,6 +304,20 @@ def _user_name(shown: str, raw: Any) -> str:
         return ids.validate(ids.USER, str(raw))
     except InvalidInput as exc:
         raise ConfigError(f"setting 'admin_user': {shown}: {exc.message}") from None
+
+
+def _nats_url(shown: str, raw: Any) -> str | None:
+    if raw is None or raw == "":
+        return None
+    for url in str(raw).split(","):
+        scheme, sep, rest = url.strip().partition("://")
+        if not sep or scheme not in NATS_SCHEMES or not rest:
+            raise ConfigError(
+                f"setting 'nats_url': {shown} is not a NATS URL (nats://host:port, or "
+                + ", ".join(f"{s}://" for s in NATS_SCHEMES[1:])
+                + ")"
+            )
+    return str(raw)
 
 
 def _log_level(shown: str, raw: Any) -> str:

@@ -46,6 +46,10 @@ class LocalBus:
             return _offline(key)
         return session.request(op, path, payload, timeout)
 
+    def holds(self, key: DeviceKey) -> bool:
+        """Whether a session of this process holds the device (for a bus spanning nodes)."""
+        return self._registry.get(key) is not None
+
     async def stats(self, key: DeviceKey) -> Stats:
         return self._registry.stats(key)
 

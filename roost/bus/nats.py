@@ -1,0 +1,272 @@
+"""The NATS bus: several Roost nodes, one system (design.md section 3; ``ROOST_NATS_URL``).
+
+:class:`NatsBus` wraps this node's :class:`~roost.bus.local.LocalBus` (its sessions and stream
+hub): the devices it holds are served to every node by :class:`~roost.bus.nats_holder.Holder`;
+everything else the rest of Roost asks goes over NATS to the node holding the device (subjects in
+:mod:`roost.bus.nats_wire`). A request nobody holds is answered at once by the server ("no
+responders": DeviceOffline); a request while NATS is out of reach is Unavailable (503), never a
+hang. Watches are kept here and carried again to whichever node claims the device next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections import Counter
+from typing import Any
+
+import nats.errors
+from nats.aio.msg import Msg
+
+from roost import errors
+from roost.bus import events
+from roost.bus.base import (
+    DeviceKey,
+    Event,
+    EventListener,
+    FrameSink,
+    Operation,
+    ResourcePath,
+    Revocation,
+    RevocationListener,
+    Stats,
+)
+from roost.bus.listeners import ListenersByUser
+from roost.bus.local import LocalBus
+from roost.bus.nats_holder import Holder
+from roost.bus.nats_link import Interest, NatsLink
+from roost.bus.nats_wire import (
+    claim_subject,
+    decode,
+    device_subject,
+    encode,
+    events_subject,
+    frames_subject,
+    new_node_id,
+    raise_error,
+    revocations_subject,
+)
+from roost.wire.pson import PsonValue
+
+DEADLINE_MARGIN_S = 1.0  # a request's own deadline: the device's, plus the bus's share
+STATS_TIMEOUT_S = 5.0  # of a stats, disconnect or forget request to the holding node
+OFFLINE = Stats(connected=False, connected_ts=None, ip_address=None, rx_bytes=0, tx_bytes=0)
+
+
+async def nats_bus(node: LocalBus, url: str) -> NatsBus:
+    """Connect this node to NATS at ``url`` (a BusFactory, with the URL bound)."""
+    node_id = new_node_id()
+    link = await NatsLink.connect(url, f"roost-{node_id}")
+    return NatsBus(node, link, node_id)
+
+
+class NatsBus:
+    def __init__(self, node: LocalBus, link: NatsLink, node_id: str) -> None:
+        self.node_id = node_id
+        self._node = node
+        self._link = link
+        self._holder = Holder(node, link, node_id)
+        self.revocations: ListenersByUser[Revocation] = ListenersByUser("revocation")
+        self.events: ListenersByUser[Event] = ListenersByUser("event")
+        self._user_interests: dict[tuple[str, str], Interest] = {}  # (kind, user) -> subscription
+        self._ids = itertools.count(1)
+        self._sinks: dict[int, FrameSink] = {}  # sink id -> sink
+        self._sink_ids: dict[FrameSink, int] = {}
+        self._watched: dict[int, dict[tuple[DeviceKey, ResourcePath], float]] = {}  # by sink id
+        self._stats_watches: Counter[DeviceKey] = Counter()
+        self._claim_interest: dict[DeviceKey, tuple[int, Interest]] = {}  # watches, subscription
+        link.subscribe(frames_subject(node_id), self._heard_frame)
+
+    # requests: to the node holding the device; nobody holds it: offline at once
+
+    async def request(
+        self,
+        key: DeviceKey,
+        op: Operation,
+        path: ResourcePath,
+        payload: PsonValue,
+        timeout: float,
+    ) -> PsonValue:
+        if self._holder.holds(key):  # here: no need to cross the bus
+            return await self._node.request(key, op, path, payload, timeout)
+        message = {
+            "op": "request",
+            "key": list(key),
+            "kind": op.value,
+            "path": list(path),
+            "payload": payload,
+            "timeout": timeout,
+        }
+        answer = await self._ask(key, message, timeout + DEADLINE_MARGIN_S)
+        value: PsonValue = answer["value"]
+        return value
+
+    async def stats(self, key: DeviceKey) -> Stats:
+        try:
+            answer = await self._ask(key, {"op": "stats", "key": list(key)}, STATS_TIMEOUT_S)
+        except errors.DeviceOffline:
+            return OFFLINE  # nobody holds it nor remembers it
+        return Stats(**answer["value"])
+
+    async def disconnect(self, key: DeviceKey, reason: str) -> bool:
+        message = {"op": "disconnect", "key": list(key), "reason": reason}
+        try:
+            answer = await self._ask(key, message, STATS_TIMEOUT_S)
+        except errors.DeviceOffline:
+            return False
+        return bool(answer["value"])
+
+    async def forget(self, key: DeviceKey) -> None:
+        with contextlib.suppress(errors.DeviceOffline):  # nobody remembers it: nothing to forget
+            await self._ask(key, {"op": "forget", "key": list(key)}, STATS_TIMEOUT_S)
+
+    async def _ask(self, key: DeviceKey, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+        try:
+            msg = await self._link.request(device_subject(key), encode(message), timeout)
+        except nats.errors.NoRespondersError:
+            raise errors.DeviceOffline(f"device {key.device} is not connected") from None
+        except nats.errors.TimeoutError:
+            raise errors.DeviceTimeout(f"device {key.device} did not answer in time") from None
+        answer = decode(msg.data)
+        raise_error(answer)
+        return answer
+
+    # watches: kept here, carried to the node holding the device, again when it moves
+
+    def watch_stats(self, key: DeviceKey) -> None:
+        self._stats_watches[key] += 1
+        if self._stats_watches[key] == 1:
+            self._interested(key, +1)
+            self._tell(key, {"op": "watch_stats"})
+
+    def unwatch_stats(self, key: DeviceKey) -> None:
+        if not self._stats_watches[key]:
+            return
+        self._stats_watches[key] -= 1
+        if not self._stats_watches[key]:
+            del self._stats_watches[key]
+            self._tell(key, {"op": "unwatch_stats"})
+            self._interested(key, -1)
+
+    def watch_stream(
+        self, key: DeviceKey, path: ResourcePath, interval: float, sink: FrameSink
+    ) -> None:
+        sink_id = self._sink_ids.get(sink)
+        if sink_id is None:
+            sink_id = self._sink_ids[sink] = next(self._ids)
+            self._sinks[sink_id] = sink
+        watched = self._watched.setdefault(sink_id, {})
+        if (key, path) not in watched:
+            self._interested(key, +1)
+        watched[(key, path)] = interval
+        self._tell(key, _stream_message(path, sink_id, interval))
+
+    def unwatch_stream(self, key: DeviceKey, path: ResourcePath, sink: FrameSink) -> None:
+        sink_id = self._sink_ids.get(sink)
+        watched = self._watched.get(sink_id) if sink_id is not None else None
+        if sink_id is None or watched is None or (key, path) not in watched:
+            return
+        del watched[(key, path)]
+        if not watched:  # the sink watches nothing more: forget it
+            del self._watched[sink_id], self._sinks[sink_id], self._sink_ids[sink]
+        self._tell(key, {"op": "unwatch_stream", "path": list(path), "sink": sink_id})
+        self._interested(key, -1)
+
+    def _tell(self, key: DeviceKey, message: dict[str, Any]) -> None:
+        data = encode({**message, "key": list(key), "node": self.node_id})
+        self._link.publish(device_subject(key), data)
+
+    def _interested(self, key: DeviceKey, change: int) -> None:
+        """Count this node's watches of the device; while any, hear who claims it."""
+        count, interest = self._claim_interest.get(key, (0, None))
+        count += change
+        if interest is None:
+            interest = self._link.subscribe(claim_subject(key), self._heard_claim)
+        if count > 0:
+            self._claim_interest[key] = (count, interest)
+        else:
+            self._claim_interest.pop(key, None)
+            self._link.unsubscribe(interest)
+
+    def _heard_claim(self, msg: Msg) -> None:
+        """A node claimed a device watched here: carry the watches to it."""
+        key = DeviceKey(*decode(msg.data)["key"])
+        for sink_id, watched in self._watched.items():
+            for (watched_key, path), interval in watched.items():
+                if watched_key == key:
+                    self._tell(key, {**_stream_message(path, sink_id, interval), "moved": True})
+        if self._stats_watches.get(key):
+            self._tell(key, {"op": "watch_stats"})
+
+    def _heard_frame(self, msg: Msg) -> None:
+        message = decode(msg.data)
+        sink = self._sinks.get(message["sink"])
+        if sink is not None:
+            sink.put(message["frame"])
+
+    # revocations and events: on their user's subject, heard by every node with a listener
+
+    async def announce(self, revocation: Revocation) -> None:
+        self._link.publish(revocations_subject(revocation.user), encode(revocation.to_json()))
+        await self._link.sent()
+
+    def watch_revocations(self, user: str, listener: RevocationListener) -> None:
+        self._listen("revocations", user)
+        self.revocations.add(user, listener)
+
+    def unwatch_revocations(self, user: str, listener: RevocationListener) -> None:
+        self.revocations.remove(user, listener)
+        self._unlisten("revocations", user, self.revocations)
+
+    def publish(self, event: Event) -> None:
+        if event.name == events.DEVICE_STATE_CHANGE:  # this node's gateway: claim, let go
+            key = DeviceKey(event.user, str(event.fields["device"]))
+            if event.fields["state"] == events.CONNECTED:
+                if self._node.holds(key):
+                    self._holder.session_opened(key)
+            elif not self._holder.session_closed(key):
+                return  # closed for another node's claim: the device did not go offline
+        self._link.publish(events_subject(event.user), encode(event.to_json()))
+
+    def subscribe_events(self, user: str, listener: EventListener) -> None:
+        self._listen("events", user)
+        self.events.add(user, listener)
+
+    def unsubscribe_events(self, user: str, listener: EventListener) -> None:
+        self.events.remove(user, listener)
+        self._unlisten("events", user, self.events)
+
+    def _listen(self, kind: str, user: str) -> None:
+        if (kind, user) not in self._user_interests:
+            subject = events_subject(user) if kind == "events" else revocations_subject(user)
+            handler = self._heard_event if kind == "events" else self._heard_revocation
+            self._user_interests[(kind, user)] = self._link.subscribe(subject, handler)
+
+    def _unlisten(self, kind: str, user: str, listeners: ListenersByUser[Any]) -> None:
+        if not listeners.listening(user) and (kind, user) in self._user_interests:
+            self._link.unsubscribe(self._user_interests.pop((kind, user)))
+
+    def _heard_event(self, msg: Msg) -> None:
+        self.events.deliver(Event.from_json(decode(msg.data)))
+
+    def _heard_revocation(self, msg: Msg) -> None:
+        self.revocations.deliver(Revocation.from_json(decode(msg.data)))
+
+    async def close(self) -> None:
+        await self._holder.close()
+        await self._link.close()
+
+    @property
+    def connected(self) -> bool:
+        """Whether NATS is reachable now."""
+        return self._link.connected
+
+    async def sent(self) -> None:
+        """Until what this node has sent so far is in the NATS client's hands (for tests)."""
+        await self._link.sent()
+        await asyncio.sleep(0)
+
+
+def _stream_message(path: ResourcePath, sink_id: int, interval: float) -> dict[str, Any]:
+    return {"op": "watch_stream", "path": list(path), "sink": sink_id, "interval": interval}

@@ -1,0 +1,185 @@
+"""One node's connection to NATS, with its operations kept in the order they were asked.
+
+The Bus interface has synchronous calls (``watch_stream``, ``publish``, ...) whose messages must
+reach the server in order with the ones after them (a watch, then the request that proves it is
+in place). :class:`NatsLink` queues every publish, subscribe and unsubscribe and one task hands
+them to the client in that order; a request first waits for what was queued before it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from roost.errors import ConfigError, Unavailable
+
+log = logging.getLogger("roost.bus.nats")
+
+Handler = Callable[[Msg], None]  # called on the event loop, in the subject's order
+RECONNECT_WAIT_S = 0.5
+CONNECT_TIMEOUT_S = 2.0
+# what a node asks of NATS when it cannot reach it: an error answered at once (503)
+UNREACHABLE = "the message bus (NATS) is not reachable; retry shortly"
+
+
+@dataclass(eq=False, slots=True)
+class Interest:
+    """A subscription asked for; ``sub`` once the client has it."""
+
+    subject: str
+    handler: Handler
+    sub: Subscription | None = None
+    cancelled: bool = False
+
+
+def _future() -> asyncio.Future[None]:
+    return asyncio.get_running_loop().create_future()
+
+
+@dataclass(eq=False, slots=True)
+class _Barrier:
+    done: asyncio.Future[None] = field(default_factory=_future)
+
+
+_Op = tuple[str, Any, Any]  # ("pub", subject, data) | ("sub", Interest, None) | ("unsub", ...)
+
+
+class NatsLink:
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self._queue: asyncio.Queue[_Op | _Barrier] = asyncio.Queue()
+        self._worker = asyncio.get_running_loop().create_task(self._work())
+
+    @classmethod
+    async def connect(cls, url: str, name: str) -> NatsLink:
+        async def error(exc: Exception) -> None:
+            log.warning("NATS: %s", exc)
+
+        async def disconnected() -> None:
+            log.warning("NATS: disconnected from %s; reconnecting", url)
+
+        async def reconnected() -> None:
+            log.info("NATS: reconnected to %s", url)
+
+        try:
+            client = await nats.connect(
+                [server.strip() for server in url.split(",")],
+                name=name,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                reconnect_time_wait=RECONNECT_WAIT_S,
+                max_reconnect_attempts=-1,  # forever: a node recovers by itself
+                allow_reconnect=True,
+                error_cb=error,
+                disconnected_cb=disconnected,
+                reconnected_cb=reconnected,
+            )
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            raise ConfigError(f"setting 'nats_url': cannot connect to {url}: {exc}") from exc
+        return cls(client)
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.client.is_connected)
+
+    # ordered operations
+
+    def publish(self, subject: str, data: bytes) -> None:
+        self._queue.put_nowait(("pub", subject, data))
+
+    def subscribe(self, subject: str, handler: Handler) -> Interest:
+        interest = Interest(subject, handler)
+        self._queue.put_nowait(("sub", interest, None))
+        return interest
+
+    def unsubscribe(self, interest: Interest) -> None:
+        interest.cancelled = True
+        self._queue.put_nowait(("unsub", interest, None))
+
+    async def sent(self) -> None:
+        """Until everything queued so far is in the client's hands."""
+        if self._queue.empty():
+            return
+        barrier = _Barrier()
+        self._queue.put_nowait(barrier)
+        await barrier.done
+
+    async def request(self, subject: str, data: bytes, timeout: float) -> Msg:
+        """A NATS request, after what was queued before it. Raises Unavailable when NATS is
+        out of reach, nats.errors.NoRespondersError and nats.errors.TimeoutError as NATS does."""
+        if not self.connected:
+            raise Unavailable(UNREACHABLE)
+        await self.sent()
+        try:
+            return await self.client.request(subject, data, timeout=timeout)
+        except (nats.errors.ConnectionClosedError, nats.errors.OutboundBufferLimitError) as exc:
+            raise Unavailable(UNREACHABLE) from exc
+
+    async def reply(self, msg: Msg, data: bytes) -> None:
+        if msg.reply:
+            try:
+                await self.client.publish(msg.reply, data)
+            except nats.errors.Error as exc:
+                log.warning("NATS: an answer was not sent: %s", exc)
+
+    async def close(self) -> None:
+        self._worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):  # what we asked for
+            await self._worker
+        try:
+            await self.client.drain()
+        except (TimeoutError, nats.errors.Error) as exc:
+            log.warning("NATS: draining at close: %s", exc)
+        if not self.client.is_closed:
+            await self.client.close()
+
+    # internals
+
+    async def _work(self) -> None:
+        while True:
+            op = await self._queue.get()
+            if isinstance(op, _Barrier):
+                if not op.done.done():
+                    op.done.set_result(None)
+                continue
+            try:
+                await self._apply(op)
+            except (nats.errors.Error, OSError) as exc:  # logged; the bus goes on
+                log.warning("NATS: %s %s failed: %s", op[0], _subject(op), exc)
+
+    async def _apply(self, op: _Op) -> None:
+        kind, what, data = op
+        client = self.client
+        if kind == "pub":
+            await client.publish(what, data)
+        elif kind == "sub":
+            interest: Interest = what
+            if not interest.cancelled:
+                handler = interest.handler
+
+                async def deliver(msg: Msg) -> None:
+                    try:
+                        handler(msg)
+                    except Exception:  # one bad message must not end the subscription
+                        log.exception("NATS: handling a message on %s failed", msg.subject)
+
+                interest.sub = await client.subscribe(interest.subject, cb=deliver)
+        elif kind == "unsub":
+            interest = what
+            if interest.sub is not None:
+                sub, interest.sub = interest.sub, None
+                await sub.unsubscribe()
+
+
+def _subject(op: _Op) -> str:
+    what = op[1]
+    return what.subject if isinstance(what, Interest) else str(what)

@@ -1,0 +1,127 @@
+"""What the NATS bus puts on the wire: its subjects, its messages (JSON bytes) and its claims.
+
+Subjects (``<owner>``, ``<device>``, ``<user>`` are ids, escaped by :func:`token` if ever needed):
+
+- ``roost.device.<owner>.<device>``: the node holding the device (or remembering its last stats)
+  subscribes; requests (call, describe, stats, disconnect, forget) are NATS requests to it, watches
+  are messages to it, and a node taking the device announces its claim on it;
+- ``roost.claim.<owner>.<device>``: the claims again, for the nodes watching the device (so that
+  they carry their watches to the new holder); nobody answers there;
+- ``roost.frames.<node>``: the frames of resource streams for the watchers of one node;
+- ``roost.events.<user>``, ``roost.revocations.<user>``: server events and revocations, heard by
+  every node with a listener of that user.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import string
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from roost import errors
+from roost.bus.base import DeviceKey
+
+PREFIX = "roost"
+BYTES = "\x00bytes"  # how a bytes value (an OTA chunk, say) crosses the JSON wire
+_SAFE = frozenset(string.ascii_letters + string.digits + "_-")
+_ESCAPE = "~"  # not in any id, safe in a NATS token
+
+
+def token(value: str) -> str:
+    """``value`` as one NATS subject token: ids pass unchanged (letters, digits, ``_``, ``-``);
+    anything else (never an id of roost.ids) is escaped to ``~`` and its hex, so that no value
+    can add a token or a wildcard to a subject."""
+    if value and _SAFE.issuperset(value):
+        return value
+    return _ESCAPE + value.encode().hex()
+
+
+def device_subject(key: DeviceKey) -> str:
+    return f"{PREFIX}.device.{token(key.owner)}.{token(key.device)}"
+
+
+def claim_subject(key: DeviceKey) -> str:
+    return f"{PREFIX}.claim.{token(key.owner)}.{token(key.device)}"
+
+
+def frames_subject(node: str) -> str:
+    return f"{PREFIX}.frames.{token(node)}"
+
+
+def events_subject(user: str) -> str:
+    return f"{PREFIX}.events.{token(user)}"
+
+
+def revocations_subject(user: str) -> str:
+    return f"{PREFIX}.revocations.{token(user)}"
+
+
+def new_node_id() -> str:
+    return secrets.token_hex(8)
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, default=_bytes_to_json, separators=(",", ":")).encode()
+
+
+def decode(data: bytes) -> dict[str, Any]:
+    message = json.loads(data, object_hook=_json_to_bytes)
+    if not isinstance(message, dict):
+        raise ValueError("a bus message is a JSON object")
+    return message
+
+
+def _bytes_to_json(value: object) -> object:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {BYTES: base64.b64encode(value).decode()}
+    raise TypeError(f"{type(value).__name__} cannot cross the bus")
+
+
+def _json_to_bytes(obj: dict[str, Any]) -> object:
+    if len(obj) == 1 and BYTES in obj:
+        return base64.b64decode(obj[BYTES])
+    return obj
+
+
+def error_message(exc: errors.RoostError) -> bytes:
+    return encode({"error": type(exc).__name__, "message": exc.message})
+
+
+def raise_error(answer: dict[str, Any]) -> None:
+    """Raise the domain error an answer carries, if it carries one."""
+    if "error" not in answer:
+        return
+    kind = getattr(errors, str(answer["error"]), None)
+    message = str(answer.get("message", "error on another node"))
+    if isinstance(kind, type) and issubclass(kind, errors.RoostError):
+        if kind in (errors.RateLimited, errors.Unavailable):
+            raise errors.Unavailable(message)
+        raise kind(message)
+    raise errors.RoostError(message)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Claim:
+    """A node's claim on a device: the later one wins (the device connected there last); equal
+    times are settled by the node id, so every node agrees on the winner."""
+
+    ns: int  # wall clock of the claiming node, in ns
+    node: str
+
+    @classmethod
+    def now(cls, node: str, after: Claim | None = None) -> Claim:
+        ns = time.time_ns()
+        if after is not None and ns <= after.ns:
+            ns = after.ns + 1  # a node's claims on a device only ever grow
+        return cls(ns, node)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op": "claim", "ns": self.ns, "node": self.node}
+
+    @classmethod
+    def from_json(cls, message: dict[str, Any]) -> Claim:
+        return cls(int(message["ns"]), str(message["node"]))

@@ -1,0 +1,87 @@
+"""A real nats-server for the tests: its own process on a free loopback port.
+
+The binary is Debian's (``make nats``). Without it, the tests that need it skip with the reason;
+in CI (``CI`` set) a skip fails the run (conftest.py), so there they always run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+BINARY_PATHS = ("/usr/sbin/nats-server", "/usr/bin/nats-server")
+
+
+def nats_binary() -> str | None:
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    return next((p for p in BINARY_PATHS if Path(p).exists()), None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class NatsServer:
+    """One nats-server; ``stop()`` and ``start()`` again on the same port (a restart)."""
+
+    def __init__(self, binary: str, work: Path) -> None:
+        self.binary = binary
+        self.port = free_port()
+        self.work = work
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = (self.work / "nats-server.log").open("ab")
+        self.process = subprocess.Popen(
+            [self.binary, "-a", "127.0.0.1", "-p", str(self.port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        "nats-server did not start: " + (self.work / "nats-server.log").read_text()
+                    ) from None
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    binary = nats_binary()
+    if binary is None:
+        pytest.skip("nats-server is not installed (`make nats`, or apt-get install nats-server)")
+    work = tmp_path / "nats"
+    work.mkdir()
+    server = NatsServer(binary, work)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
