@@ -10,7 +10,6 @@ hang. Watches are kept here and carried again to whichever node claims the devic
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 from collections import Counter
@@ -262,10 +261,11 @@ class NatsBus:
         """Whether NATS is reachable now."""
         return self._link.connected
 
-    async def sent(self) -> None:
-        """Until what this node has sent so far is in the NATS client's hands (for tests)."""
+    async def settled(self) -> None:
+        """Until what this node has sent so far (its claims, its watches) has reached the NATS
+        server, so that every node's next message sees it (a round trip to the server)."""
         await self._link.sent()
-        await asyncio.sleep(0)
+        await self._link.client.flush()
 
 
 def _stream_message(path: ResourcePath, sink_id: int, interval: float) -> dict[str, Any]:

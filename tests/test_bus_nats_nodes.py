@@ -1,0 +1,169 @@
+"""The bus contract (bus_contract.py) across two nodes on one nats-server: the devices connect to
+node A, and everything the tests ask goes through node B's bus, so every request, watch, frame,
+event and revocation crosses NATS between two nodes. Then what only two nodes can show: a device
+taken over by another node, and a watch following a device that moves."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from functools import partial
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from roost.app import BusFactory, build_services
+from roost.bus.base import Bus, DeviceKey, Operation
+from roost.bus.nats import NatsBus, nats_bus
+from roost.services import Services
+
+from bus_contract import *  # noqa: F403
+from bus_contract import _Device, _settle, _Sink, _until
+from conftest import make_settings
+from nats_server import NatsServer, nats_server  # noqa: F401
+
+_KEY = DeviceKey("alice", "dev1")
+
+
+@pytest.fixture
+def bus_factory(nats_server: NatsServer) -> BusFactory:  # noqa: F811
+    return partial(nats_bus, url=nats_server.url)
+
+
+async def _services(data: Path, bus_factory: BusFactory) -> Services:
+    return await build_services(make_settings(data, call_timeout_ms=2000), bus=bus_factory)
+
+
+async def _close(services: Services) -> None:
+    await services.gateway.shutdown(grace=1)
+    await asyncio.sleep(0.1)
+    await services.gateway.shutdown(grace=1)
+    await services.bus.close()
+    await services.store.close()
+
+
+@pytest.fixture
+async def nodes(
+    tmp_path: Path, bus_factory: BusFactory
+) -> AsyncIterator[tuple[Services, Services]]:
+    a = await _services(tmp_path / "a", bus_factory)
+    b = await _services(tmp_path / "b", bus_factory)
+    try:
+        yield a, b
+    finally:
+        await _close(a)
+        await _close(b)
+
+
+class _Across:
+    """Node B's bus, as the contract uses it: what it asks waits until node A's own messages
+    (the claim of a device that just connected there, say) have reached the NATS server, as a
+    user of node B sees a device once node A has announced it, not in the same loop step."""
+
+    def __init__(self, a: NatsBus, b: NatsBus) -> None:
+        self._a, self._b = a, b
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._b, name)
+
+    async def request(self, *args: Any) -> Any:
+        await self._a.settled()
+        return await self._b.request(*args)
+
+    async def stats(self, key: DeviceKey) -> Any:
+        await self._a.settled()
+        return await self._b.stats(key)
+
+    async def disconnect(self, key: DeviceKey, reason: str) -> bool:
+        await self._a.settled()
+        return await self._b.disconnect(key, reason)
+
+    async def forget(self, key: DeviceKey) -> None:
+        await self._a.settled()
+        await self._b.forget(key)
+
+
+@pytest.fixture
+def node(nodes: tuple[Services, Services]) -> Services:
+    """What the contract sees: node A's gateway (its devices connect there), node B's bus."""
+    a, b = nodes
+    assert isinstance(a.bus, NatsBus) and isinstance(b.bus, NatsBus)
+    return dataclasses.replace(a, bus=cast(Bus, _Across(a.bus, b.bus)))
+
+
+async def test_the_contract_crosses_nodes(nodes: tuple[Services, Services]) -> None:
+    """The contract above runs on node B's bus for devices on node A: B holds nothing."""
+    a, b = nodes
+    assert isinstance(b.bus, NatsBus) and isinstance(a.bus, NatsBus)
+    assert a.bus.node_id != b.bus.node_id
+    device = _Device(a)
+    await a.bus.settled()
+    assert await b.bus.request(_KEY, Operation.CALL, ("temperature",), None, 1) == 21.5
+    assert len(b.registry) == 0 and device.asked(Operation.CALL, ("temperature",)) == [None]
+
+
+async def test_a_device_connecting_to_another_node_closes_its_first_session(
+    nodes: tuple[Services, Services],
+) -> None:
+    a, b = nodes
+    first = _Device(a)
+    await a.bus.settled()
+    assert await b.bus.request(_KEY, Operation.CALL, ("temperature",), None, 1) == 21.5
+    second = _Device(b)
+    await _until(lambda: first.closed is not None)
+    assert first.closed == "connected to another node"
+    await _until(lambda: len(a.registry) == 0)
+    assert len(b.registry) == 1 and second.closed is None
+    for bus in (a.bus, b.bus):  # both nodes reach the one session left, on B
+        assert await bus.request(_KEY, Operation.CALL, ("x",), 7, 1) == 7
+    assert len(second.asked(Operation.CALL, ("x",))) == 2
+    assert (await a.bus.stats(_KEY)).connected
+
+
+async def test_two_nodes_claiming_at_once_keep_exactly_one_session(
+    nodes: tuple[Services, Services],
+) -> None:
+    a, b = nodes
+    for _ in range(5):
+        pair = _Device(a), _Device(b)  # in the same loop step: the claims cross
+
+        def one_open(pair: tuple[_Device, _Device] = pair) -> bool:
+            return sum(device.closed is None for device in pair) == 1
+
+        await _until(one_open)
+        for bus in (a.bus, b.bus, a.bus, b.bus):  # whatever is on its way has arrived
+            assert isinstance(bus, NatsBus)
+            await bus.settled()
+        await _settle()
+        assert one_open()
+        survivor = pair[0] if pair[0].closed is None else pair[1]
+        assert await a.bus.request(_KEY, Operation.CALL, ("x",), 1, 1) == 1
+        assert await b.bus.request(_KEY, Operation.CALL, ("x",), 2, 1) == 2
+        assert survivor.asked(Operation.CALL, ("x",)) == [1, 2]
+        survivor.close("next round")
+        await _until(lambda: len(a.registry) + len(b.registry) == 0)
+
+
+async def test_a_watch_follows_the_device_to_another_node(
+    nodes: tuple[Services, Services],
+) -> None:
+    a, b = nodes
+    watcher = b.bus
+    sink = _Sink()
+    first = _Device(a)
+    watcher.watch_stream(_KEY, ("temperature",), 0, sink)
+    await _until(lambda: bool(first.asked(Operation.START_STREAM, ("temperature",))))
+    first.stream(("temperature",), 1, event=True)
+    await _until(lambda: {"resource": "temperature", "out": 1} in sink.frames)
+    moved = _Device(b)  # the device moves to B: A's session closes, the watch goes to B
+    await _until(lambda: bool(moved.asked(Operation.START_STREAM, ("temperature",))))
+    moved.stream(("temperature",), 2, event=True)
+    await _until(lambda: {"resource": "temperature", "out": 2} in sink.frames)
+    back = _Device(a)  # and back to A
+    await _until(lambda: bool(back.asked(Operation.START_STREAM, ("temperature",))))
+    back.stream(("temperature",), 3, event=True)
+    await _until(lambda: {"resource": "temperature", "out": 3} in sink.frames)
+    watcher.unwatch_stream(_KEY, ("temperature",), sink)
+    await _until(lambda: bool(back.asked(Operation.STOP_STREAM, ("temperature",))))
