@@ -6,7 +6,7 @@ TESTING = $(VENV)/.installed-test
 
 CONSOLE_VENDOR = roost/console/static/vendor/uPlot.iife.min.js
 
-.PHONY: serve test lint bench bench-quick wrk mosquitto chromium console clean
+.PHONY: serve test lint bench bench-quick wrk mosquitto chromium nats console clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,12 @@ chromium:
 mosquitto:
 	@command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || \
 		{ apt-get update -qq && apt-get install -y -qq mosquitto; }
+
+# nats-server is the bus of several Roost nodes (ROOST_NATS_URL); the multi-node tests run their own
+# on a free loopback port (Debian package)
+nats:
+	@command -v nats-server >/dev/null || test -x /usr/sbin/nats-server || \
+		{ apt-get update -qq && apt-get install -y -qq nats-server; }
 
 # the full plan includes bench.flood (one device flooding, the healthcheck meanwhile)
 bench: $(TESTING) wrk mosquitto
