@@ -54,6 +54,8 @@ class Device:
 
     ``protocol`` is ``"legacy"`` (the Thinger protocol of the Arduino library, port 25200) or
     ``"iotmp"`` (IOTMP as IOTMP-Linux speaks it, port 25204); ``port`` defaults accordingly.
+    ``fallbacks``: more ``(host, port)`` of the same system (other Roost nodes), tried in turn
+    when the current one cannot be reached.
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class Device:
         request_timeout: float = 10.0,
         ssl: ssl_module.SSLContext | None = None,
         history: int = 256,
+        fallbacks: Sequence[tuple[str, int]] = (),
     ) -> None:
         if protocol == "legacy":
             self._dialect: LegacyDialect | IotmpDialect = LegacyDialect()
@@ -83,6 +86,7 @@ class Device:
         self.credentials = credentials
         self.host = host
         self.port = self._dialect.default_port if port is None else port
+        self.servers = [(host, self.port), *fallbacks]  # host and port: the current one
         self.reconnect_delay = reconnect_delay
         self.keepalive_interval = keepalive_interval
         self.request_timeout = request_timeout
@@ -166,6 +170,12 @@ class Device:
                 log.exception("device %s/%s: unexpected error", self.user, self.device)
             await asyncio.sleep(self.reconnect_delay)
 
+    def _next_server(self) -> None:
+        servers, current = self.servers, (self.host, self.port)
+        if len(servers) > 1:
+            index = servers.index(current) if current in servers else -1
+            self.host, self.port = servers[(index + 1) % len(servers)]
+
     def _connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> _Session:
         if isinstance(self._dialect, LegacyDialect):
             return Link(self, self._dialect, reader, writer)
@@ -185,6 +195,7 @@ class Device:
                 self.port,
                 str(exc) or "no answer in time",
             )
+            self._next_server()
             return
         link = self._connect(reader, writer)
         try:

@@ -1,0 +1,244 @@
+"""Two real `roost serve` processes on one nats-server (ROOST_NATS_URL), sharing one data dir
+(SQLite): a device on node A answers REST calls, describes, resource streams, events and stats
+streams on node B; a second connection of the device to B closes A's; node A killed with SIGKILL,
+the device reconnects to B (the SDK's fallbacks) and calls succeed again."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from roost.device import Device
+
+from conftest import ADMIN, ADMIN_PASSWORD, bearer, create_device, login
+from nats_server import NatsServer, free_port, nats_server  # noqa: F401
+
+DEVICE_URL = f"/v2/users/{ADMIN}/devices/dev1"
+BAD_EVENTS = {"event": "(device|bucket)_.*"}  # refused: its error says the others were handled
+
+
+class Node:
+    """One `roost serve` process: its ports, its log, a client of its API."""
+
+    def __init__(self, name: str, data_dir: Path, nats_url: str, work: Path) -> None:
+        self.name = name
+        self.ports = {"http": free_port(), "device": free_port(), "iotmp": free_port()}
+        self.log = work / f"node-{name}.log"
+        env = {
+            **os.environ,
+            "ROOST_DATA_DIR": str(data_dir),
+            "ROOST_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "ROOST_HTTP_PORT": str(self.ports["http"]),
+            "ROOST_DEVICE_PORT": str(self.ports["device"]),
+            "ROOST_IOTMP_PORT": str(self.ports["iotmp"]),
+            "ROOST_NATS_URL": nats_url,
+            "ROOST_CALL_TIMEOUT_MS": "3000",
+        }
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "roost", "serve"], env=env, stdout=log, stderr=log
+            )
+        self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.ports['http']}", timeout=10)
+
+    @property
+    def device_port(self) -> int:
+        return self.ports["device"]
+
+    def ws(self, path: str, token: str) -> str:
+        return f"ws://127.0.0.1:{self.ports['http']}{path}?authorization={token}"
+
+    async def ready(self) -> None:
+        deadline = time.monotonic() + 30
+        while True:
+            assert self.process.poll() is None, f"node {self.name} exited: {self.log.read_text()}"
+            try:
+                if (await self.http.get("/v1/server/events")).status_code < 500:
+                    return
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"node {self.name} did not start"
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        await self.http.aclose()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            assert "Traceback" not in self.log.read_text(), self.log.read_text()
+
+
+@pytest.fixture
+async def nodes(tmp_path: Path, nats_server: NatsServer) -> AsyncIterator[tuple[Node, Node]]:  # noqa: F811
+    data = tmp_path / "data"
+    a = Node("a", data, nats_server.url, tmp_path)
+    started = [a]
+    try:
+        await a.ready()  # the first makes the admin and the keys; the second finds them
+        b = Node("b", data, nats_server.url, tmp_path)
+        started.append(b)
+        await b.ready()
+        yield a, b
+    finally:
+        for node in started:
+            await node.stop()
+
+
+def sdk_device(node: Node, *others: Node, reconnect_delay: float = 0.2) -> Device:
+    device = Device(
+        user=ADMIN,
+        device="dev1",
+        credentials="secret1",
+        port=node.device_port,
+        reconnect_delay=reconnect_delay,
+        fallbacks=[("127.0.0.1", other.device_port) for other in others],
+    )
+    device.output("temperature", lambda: 21.5)
+    device.input_output("double", lambda value: 2 * (value or 0))
+    return device
+
+
+async def until(check: Callable[[], Any], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def online(node: Node, token: str) -> bool:
+    """Whether ``node`` sees dev1 connected (on whichever node holds it)."""
+    response = await node.http.get(f"/v1/users/{ADMIN}/devices/dev1", headers=bearer(token))
+    return bool(response.json()["connection"]["active"])
+
+
+async def receive(ws: ClientConnection) -> dict[str, Any]:
+    frame: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 10))
+    return frame
+
+
+async def test_a_device_on_one_node_answers_the_api_of_the_other(nodes: tuple[Node, Node]) -> None:
+    a, b = nodes
+    token = await login(a.http)  # signed by the keys both nodes share
+    await create_device(a.http, token)
+    headers = bearer(token)
+    stats_url = f"/v1/users/{ADMIN}/devices/dev1/stats"
+    async with (
+        connect(b.ws(f"/v1/users/{ADMIN}/events", token)) as events,
+        b.http.stream("GET", stats_url, headers={**headers, "Accept": "text/event-stream"}) as sse,
+    ):
+        await events.send(json.dumps({"event": "device_state_change"}))
+        await events.send(json.dumps(BAD_EVENTS))
+        assert "error" in await receive(events)
+        lines = sse.aiter_lines()
+        first = await asyncio.wait_for(anext(lines), 10)
+        assert json.loads(first.removeprefix("data: "))["connected"] is False
+        device = sdk_device(a)
+        await device.start()
+        try:
+            await device.wait_connected(10)
+            connected = await receive(events)  # heard on B from A, through NATS
+            assert (connected["event"], connected["device"]) == ("device_state_change", "dev1")
+            assert connected["state"] == "connected"
+            data = ""
+            while not data.startswith("data: ") or not json.loads(data[6:])["connected"]:
+                data = await asyncio.wait_for(anext(lines), 10)  # the stats SSE on B
+            await until(lambda: online(b, token))
+            response = await b.http.get(f"{DEVICE_URL}/temperature", headers=headers)
+            assert response.status_code == 200 and response.json() == {"out": 21.5}
+            response = await b.http.post(f"{DEVICE_URL}/double", json={"in": 4}, headers=headers)
+            assert response.status_code == 200 and response.json() == {"out": 8}
+            listing = (await b.http.get(f"{DEVICE_URL}/api", headers=headers)).json()
+            assert set(listing) == {"temperature", "double"}
+            described = await b.http.get(f"{DEVICE_URL}/temperature/api", headers=headers)
+            assert described.status_code == 200 and described.json() == {"out": 21.5}
+            stream_url = b.ws(f"/v3/users/{ADMIN}/devices/dev1/resources", token)
+            async with connect(stream_url) as stream:  # a resource stream on B, device on A
+                request = {"resource": "temperature", "interval": 1, "enabled": True}
+                await stream.send(json.dumps(request))
+                frame = await receive(stream)
+                while "out" not in frame:
+                    frame = await receive(stream)
+                assert frame == {"resource": "temperature", "out": 21.5}
+        finally:
+            await device.stop()
+        left = await receive(events)
+        assert (left["device"], left["state"]) == ("dev1", "disconnected")
+        await until(lambda: _not(online(b, token)))
+        response = await b.http.get(f"{DEVICE_URL}/temperature", headers=headers)
+        assert response.status_code == 404  # no node holds it: answered at once
+
+
+async def _not(check: Any) -> bool:
+    return not await check
+
+
+async def test_a_second_connection_on_another_node_closes_the_first(
+    nodes: tuple[Node, Node],
+) -> None:
+    a, b = nodes
+    token = await login(a.http)
+    await create_device(a.http, token)
+    first = sdk_device(a, reconnect_delay=60)  # once closed, it stays away for this test
+    second = sdk_device(b)
+    await first.start()
+    try:
+        await first.wait_connected(10)
+        await until(lambda: online(b, token))
+        await second.start()
+        await second.wait_connected(10)
+        await until(lambda: _closed(first))
+        for node in (a, b):  # both nodes reach the one session left, on B
+            response = await node.http.get(f"{DEVICE_URL}/temperature", headers=bearer(token))
+            assert response.status_code == 200 and response.json() == {"out": 21.5}
+        assert second.is_connected and first.connect_count == 1
+    finally:
+        await first.stop()
+        await second.stop()
+
+
+async def _closed(device: Device) -> bool:
+    return not device.is_connected
+
+
+async def test_a_killed_node_s_devices_reconnect_to_another_and_answer_again(
+    nodes: tuple[Node, Node],
+) -> None:
+    a, b = nodes
+    token = await login(a.http)
+    await create_device(a.http, token)
+    device = sdk_device(a, b)  # A first, B when A cannot be reached
+    await device.start()
+    try:
+        await device.wait_connected(10)
+        await until(lambda: online(b, token))
+        response = await b.http.get(f"{DEVICE_URL}/temperature", headers=bearer(token))
+        assert response.status_code == 200
+        a.process.send_signal(signal.SIGKILL)
+        a.process.wait(10)
+        deadline = time.monotonic() + 20
+        while True:  # meanwhile B answers: 404 while the device is in transit, then 200
+            response = await b.http.get(f"{DEVICE_URL}/temperature", headers=bearer(token))
+            assert response.status_code in (200, 404), response.text
+            if response.status_code == 200:
+                break
+            assert time.monotonic() < deadline, "the device did not come back on node B"
+            await asyncio.sleep(0.1)
+        assert response.json() == {"out": 21.5}
+        assert device.connect_count == 2 and device.port == b.device_port
+    finally:
+        await device.stop()
