@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
@@ -14,9 +15,11 @@ from typing import Any, cast
 
 import pytest
 
+from roost.api.errors import status_of
 from roost.app import BusFactory, build_services
 from roost.bus.base import Bus, DeviceKey, Operation
 from roost.bus.nats import NatsBus, nats_bus
+from roost.errors import Unavailable
 from roost.services import Services
 
 from bus_contract import *  # noqa: F403
@@ -167,3 +170,29 @@ async def test_a_watch_follows_the_device_to_another_node(
     await _until(lambda: {"resource": "temperature", "out": 3} in sink.frames)
     watcher.unwatch_stream(_KEY, ("temperature",), sink)
     await _until(lambda: bool(back.asked(Operation.STOP_STREAM, ("temperature",))))
+
+
+async def test_while_nats_is_away_requests_fail_at_once_then_everything_recovers(
+    nodes: tuple[Services, Services],
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    a, b = nodes
+    assert isinstance(a.bus, NatsBus) and isinstance(b.bus, NatsBus)
+    device = _Device(a)
+    await a.bus.settled()
+    assert await b.bus.request(_KEY, Operation.CALL, ("x",), 1, 1) == 1
+    nats_server.stop()
+    await _until(lambda: not a.bus.connected and not b.bus.connected)
+    started = time.monotonic()
+    with pytest.raises(Unavailable) as raised:
+        await b.bus.request(_KEY, Operation.CALL, ("x",), 2, 5)
+    assert time.monotonic() - started < 0.5  # not after the call's deadline
+    assert status_of(raised.value) == 503
+    with pytest.raises(Unavailable):
+        await b.bus.stats(_KEY)
+    assert await a.bus.request(_KEY, Operation.CALL, ("x",), 3, 1) == 3  # its own: no NATS
+    nats_server.start()  # the same port: both nodes reconnect by themselves
+    await _until(lambda: a.bus.connected and b.bus.connected, timeout=10)
+    await a.bus.settled()
+    assert await b.bus.request(_KEY, Operation.CALL, ("x",), 4, 1) == 4  # its claim is back
+    assert device.asked(Operation.CALL, ("x",)) == [1, 3, 4]
