@@ -37,6 +37,8 @@ test: $(TESTING) console
 	$(BIN)/pytest -q
 	# some API tests again over a second bus (tests/wire_bus.py): nothing above the bus knows which
 	$(BIN)/pytest -q --bus=wire tests/test_api_resources.py tests/test_api_devices.py tests/test_streams.py
+	# and over the NATS bus, on a nats-server of their own (`make nats`)
+	$(BIN)/pytest -q --bus=nats tests/test_api_resources.py tests/test_streams.py tests/test_events.py
 
 # wrk is the HTTP load generator of the benchmarks (Debian package)
 wrk:

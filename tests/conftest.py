@@ -18,6 +18,7 @@ from roost.config import Settings
 from roost.device import Device
 from roost.device.client import ProtocolName
 
+from nats_server import session_bus
 from wire_bus import WireBus
 
 ADMIN = "admin"
@@ -55,10 +56,11 @@ def settings(tmp_path: Path) -> Settings:
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--bus",
-        choices=("local", "wire"),
+        choices=("local", "wire", "nats"),
         default="local",
-        help="the bus of the `server` fixture: the in-process one, or tests/wire_bus.py's, which "
-        "carries every message to it as bytes (the shape of a NATS bus)",
+        help="the bus of the `server` fixture: the in-process one, tests/wire_bus.py's, which "
+        "carries every message to it as bytes (the shape of a NATS bus), or the NATS bus on a "
+        "nats-server of the run (tests/nats_server.py)",
     )
 
 
@@ -76,7 +78,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def bus_of(config: pytest.Config) -> BusFactory:
     """The bus ``--bus`` names, for Roost(bus=...)."""
-    return WireBus if config.getoption("--bus") == "wire" else local_bus
+    bus = config.getoption("--bus")
+    if bus == "nats":
+        return session_bus(config)
+    return WireBus if bus == "wire" else local_bus
 
 
 @pytest.fixture

@@ -9,13 +9,19 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from roost.app import BusFactory
+from roost.bus.nats import nats_bus
+
 BINARY_PATHS = ("/usr/sbin/nats-server", "/usr/bin/nats-server")
+NO_BINARY = "nats-server is not installed (`make nats`, or apt-get install nats-server)"
 
 
 def nats_binary() -> str | None:
@@ -76,7 +82,7 @@ class NatsServer:
 def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     binary = nats_binary()
     if binary is None:
-        pytest.skip("nats-server is not installed (`make nats`, or apt-get install nats-server)")
+        pytest.skip(NO_BINARY)
     work = tmp_path / "nats"
     work.mkdir()
     server = NatsServer(binary, work)
@@ -85,3 +91,23 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         yield server
     finally:
         server.stop()
+
+
+_SESSION_SERVER = pytest.StashKey[NatsServer]()
+
+
+def session_bus(config: pytest.Config) -> BusFactory:
+    """The NATS bus on one nats-server for the whole run (``pytest --bus=nats``), started at
+    first use and stopped at the end."""
+    server = config.stash.get(_SESSION_SERVER, None)
+    if server is None:
+        binary = nats_binary()
+        if binary is None:
+            pytest.skip(
+                "nats-server is not installed (`make nats`, or apt-get install nats-server)"
+            )
+        server = NatsServer(binary, Path(tempfile.mkdtemp(prefix="roost-nats-")))
+        server.start()
+        config.stash[_SESSION_SERVER] = server
+        config.add_cleanup(server.stop)
+    return partial(nats_bus, url=server.url)
