@@ -36,7 +36,7 @@ from roost.buckets.feeds import BucketFeeds
 from roost.buckets.retention import Retention
 from roost.bus.base import Bus
 from roost.bus.local import LocalBus
-from roost.bus.nats import nats_bus
+from roost.bus.nats import NatsBus, nats_bus
 from roost.config import Settings
 from roost.devices.calls import DeviceCalls
 from roost.devices.gateway import DeviceGateway
@@ -85,11 +85,20 @@ async def build_services(
     gateway = DeviceGateway(store, registry, credentials, settings, clock)
     if bus is local_bus and settings.nats_url:  # several nodes: the NATS bus (roost.bus.nats)
         bus = partial(nats_bus, url=settings.nats_url)
-    built = bus(LocalBus(registry, gateway.streams))
+    local = LocalBus(registry, gateway.streams)
+    built = bus(local)
     node_bus = await built if inspect.isawaitable(built) else built
     gateway.peers.bus = node_bus  # device-to-device calls go through the bus, as the API's do
     gateway.publish = node_bus.publish  # device_state_change, to every node's subscribers
     devices = DeviceCalls(node_bus)
+    if isinstance(node_bus, NatsBus):
+        # each node feeds the device-source buckets of the devices it holds: a sample is stored
+        # once, by the node its device is on; a bucket changed on one node reloads on all
+        feeds = BucketFeeds(store, DeviceCalls(local), clock)
+        feeds.changed = node_bus.feeds_changed
+        node_bus.hear_feed_changes(feeds.reload_here)
+    else:
+        feeds = BucketFeeds(store, devices, clock)
     # endpoint calls, from the API and from devices (legacy flag 8, IOTMP service 4)
     gateway.endpoints = EndpointCalls(store, settings, clock, node_bus.publish)
     return Services(
@@ -104,7 +113,7 @@ async def build_services(
         clock=clock,
         login_limiter=LoginLimiter.from_settings(settings, time.monotonic),
         permissions=ParsedPermissions(),
-        feeds=BucketFeeds(store, devices, clock),
+        feeds=feeds,
         exports=BucketExports(store, node_bus, settings, clock),
         endpoints=gateway.endpoints,
     )

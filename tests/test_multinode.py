@@ -242,3 +242,45 @@ async def test_a_killed_node_s_devices_reconnect_to_another_and_answer_again(
         assert device.connect_count == 2 and device.port == b.device_port
     finally:
         await device.stop()
+
+
+async def test_a_device_source_bucket_is_fed_once_whichever_node_changed_it(
+    nodes: tuple[Node, Node],
+) -> None:
+    """Each node feeds the buckets of the devices it holds: a sample is stored once, not once
+    per node that knows the bucket; created on B (the device is on A, whose feed B's change
+    reloads), then changed on A."""
+    a, b = nodes
+    token = await login(a.http)
+    await create_device(a.http, token)
+    device = sdk_device(a)
+    await device.start()
+    try:
+        await device.wait_connected(10)
+        config = {"source": "device", "device": "dev1", "resource": "temperature"}
+        body = {"bucket": "temps", "name": "temps", "enabled": True}
+        body["config"] = {**config, "update": "events"}
+        response = await b.http.post(f"/v1/users/{ADMIN}/buckets", json=body, headers=bearer(token))
+        assert response.status_code == 200, response.text
+        response = await a.http.put(  # both nodes have now reloaded the bucket themselves
+            f"/v1/users/{ADMIN}/buckets/temps", json={"name": "temps2"}, headers=bearer(token)
+        )
+        assert response.status_code == 200, response.text
+
+        async def streaming() -> bool:
+            return bool(device.resource("temperature").streams)
+
+        await until(streaming)
+        data_url = f"/v1/users/{ADMIN}/buckets/temps/data"
+        for value in range(1, 6):
+            assert await device.stream("temperature", value)
+
+            async def stored(value: int = value) -> bool:
+                response = await b.http.get(data_url, params={"sort": "asc"}, headers=bearer(token))
+                return value in [point["val"] for point in response.json()]
+
+            await until(stored)
+        response = await a.http.get(data_url, params={"sort": "asc"}, headers=bearer(token))
+        assert [point["val"] for point in response.json()] == [1, 2, 3, 4, 5]
+    finally:
+        await device.stop()

@@ -116,6 +116,8 @@ class BucketFeeds:
         self._reloading = asyncio.Lock()  # one reload at a time: the last one read the store last
         self._writer: asyncio.Task[None] | None = None
         self._stopping = False
+        # told of every reload asked of this node, for the other nodes (the NATS bus)
+        self.changed: Callable[[str, str], None] = _alone
 
     def fed(self) -> list[BucketKey]:
         """The buckets being fed, in order."""
@@ -144,7 +146,12 @@ class BucketFeeds:
 
     async def reload(self, owner: str, bucket: str) -> None:
         """Bring the bucket's feed in line with the store: after it was created, changed or
-        deleted (by the API), or found gone."""
+        deleted (by the API), or found gone; and tell the other nodes (``changed``)."""
+        await self.reload_here(owner, bucket)
+        self.changed(owner, bucket)
+
+    async def reload_here(self, owner: str, bucket: str) -> None:
+        """Reload the bucket's feed on this node only (another node told of a change)."""
         key = (owner, bucket)
         async with self._reloading:
             record = await self._store.get_bucket(owner, bucket)
@@ -216,6 +223,10 @@ class BucketFeeds:
                 log.warning("bucket %s of %s: a sample cannot be stored: %s", bucket, owner, exc)
         except Exception:  # the store failed: these samples are lost, the feed goes on
             log.exception("bucket %s of %s: %d samples not stored", bucket, owner, len(points))
+
+
+def _alone(owner: str, bucket: str) -> None:
+    pass  # one node: nobody else to tell
 
 
 def _writer_done(task: asyncio.Task[None]) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nats.errors
@@ -36,6 +37,7 @@ from roost.bus.local import LocalBus
 from roost.bus.nats_holder import Holder
 from roost.bus.nats_link import Interest, NatsLink
 from roost.bus.nats_wire import (
+    FEEDS_SUBJECT,
     claim_subject,
     decode,
     device_subject,
@@ -251,6 +253,21 @@ class NatsBus:
 
     def _heard_revocation(self, msg: Msg) -> None:
         self.revocations.deliver(Revocation.from_json(decode(msg.data)))
+
+    # device-source buckets: each node feeds those of the devices it holds; a change on one node
+    # is told to the others, which reload the bucket's feed as well
+
+    def feeds_changed(self, owner: str, bucket: str) -> None:
+        data = encode({"node": self.node_id, "owner": owner, "bucket": bucket})
+        self._link.publish(FEEDS_SUBJECT, data)
+
+    def hear_feed_changes(self, reload: Callable[[str, str], Awaitable[None]]) -> None:
+        def heard(msg: Msg) -> None:
+            message = decode(msg.data)
+            if message["node"] != self.node_id:
+                self._holder.spawn(reload(str(message["owner"]), str(message["bucket"])))
+
+        self._link.subscribe(FEEDS_SUBJECT, heard)
 
     async def close(self) -> None:
         await self._holder.close()

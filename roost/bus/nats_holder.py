@@ -96,7 +96,7 @@ class Holder:
         if key in self._taken:
             self._taken.discard(key)
             if key not in self._held:
-                self._spawn(self._node.forget(key))  # its last stats are the new holder's
+                self.spawn(self._node.forget(key))  # its last stats are the new holder's
             return False
         return True
 
@@ -112,7 +112,7 @@ class Holder:
         if op == "claim":
             self._heard_claim(key, held, Claim.from_json(message))
         elif op in ("request", "stats", "disconnect", "forget"):
-            self._spawn(self._answer(msg, key, message))
+            self.spawn(self._answer(msg, key, message))
         elif op == "watch_stream":
             self._watch_stream(key, message)
         elif op == "unwatch_stream":
@@ -169,7 +169,7 @@ class Holder:
             self._node_disconnect(key)
 
     def _node_disconnect(self, key: DeviceKey) -> None:
-        self._spawn(self._node.disconnect(key, TAKEN_OVER))
+        self.spawn(self._node.disconnect(key, TAKEN_OVER))
 
     def _let_go(self, key: DeviceKey) -> None:
         """Forget the device here: another node holds it (or it was deleted)."""
@@ -184,7 +184,7 @@ class Holder:
                 if watched_key == key:
                     self._release(relay, key, path)
         if not self._node.holds(key):
-            self._spawn(self._node.forget(key))
+            self.spawn(self._node.forget(key))
 
     # watches carried here by the watcher nodes
 
@@ -217,7 +217,7 @@ class Holder:
             self._node.watch_stats(key)
         held.stats_watchers.add(node)
         if self._node.holds(key):  # what the watcher missed before its watch arrived
-            self._spawn(self._publish_stats(key))
+            self.spawn(self._publish_stats(key))
 
     async def _publish_stats(self, key: DeviceKey) -> None:
         event = events.device_stats(key, await self._node.stats(key))
@@ -244,7 +244,8 @@ class Holder:
 
     # tasks
 
-    def _spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any) -> None:
+        """Run ``coro`` as a task of this node's bus, cancelled at close, its failure logged."""
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._done)

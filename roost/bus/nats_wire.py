@@ -9,7 +9,9 @@ Subjects (``<owner>``, ``<device>``, ``<user>`` are ids, escaped by :func:`token
   they carry their watches to the new holder); nobody answers there;
 - ``roost.frames.<node>``: the frames of resource streams for the watchers of one node;
 - ``roost.events.<user>``, ``roost.revocations.<user>``: server events and revocations, heard by
-  every node with a listener of that user.
+  every node with a listener of that user;
+- ``roost.feeds``: a device-source bucket changed on one node; every node reloads its feed (each
+  node feeds the buckets of the devices it holds, so that a sample is stored once).
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ def device_subject(key: DeviceKey) -> str:
 
 def claim_subject(key: DeviceKey) -> str:
     return f"{PREFIX}.claim.{token(key.owner)}.{token(key.device)}"
+
+
+FEEDS_SUBJECT = f"{PREFIX}.feeds"
 
 
 def frames_subject(node: str) -> str:
