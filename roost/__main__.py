@@ -4,4 +4,5 @@ import sys
 
 from roost.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a worker process (roost.workers, spawned) imports it
+    sys.exit(main())

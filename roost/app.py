@@ -2,8 +2,11 @@
 
 :class:`Roost` is one running server. ``start()`` opens the store, creates the first admin if the
 store is empty, binds every listener (port 0 picks a free port, read back from the attributes) and
-returns once they accept connections; ``stop()`` shuts down gracefully: stop accepting, close device
-sessions, wait for the HTTP server and background jobs with a timeout, then close the store.
+returns once they accept connections; ``stop()`` drains the node: stop accepting, let the HTTP
+requests in flight finish, close each device session once no call is in flight on it (the devices
+reconnect to another node), all within ``drain_timeout``; then the background jobs, the bus and the
+store. A worker of ``roost serve --workers N`` (roost.workers) binds its ports with SO_REUSEPORT,
+sharing them with the other workers.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import asyncio
 import errno
 import inspect
 import logging
+import math
 import secrets
 import socket
 import ssl
@@ -39,6 +43,7 @@ from roost.bus.local import LocalBus
 from roost.bus.nats import NatsBus, nats_bus
 from roost.config import Settings
 from roost.devices.calls import DeviceCalls
+from roost.devices.drain import drain_sessions
 from roost.devices.gateway import DeviceGateway
 from roost.devices.registry import Registry
 from roost.endpoints.delivery import EndpointCalls
@@ -171,8 +176,11 @@ class Roost:
         settings: Settings,
         clock: Callable[[], float] = time.time,
         bus: BusFactory = local_bus,
+        *,
+        reuse_port: bool = False,
     ) -> None:
         self.settings = settings
+        self.reuse_port = reuse_port  # a worker: its ports shared with the others (SO_REUSEPORT)
         self.clock = clock  # the wall clock of its Services (a test may move it)
         self.bus = bus  # how its Services reach devices (build_services)
         self.services: Services | None = None
@@ -299,7 +307,7 @@ class Roost:
             )
         try:
             server = await asyncio.get_running_loop().create_server(
-                protocol, host, port, backlog=4096
+                protocol, host, port, backlog=4096, reuse_port=self.reuse_port or None
             )
         except OSError as exc:
             raise _listen_error(LISTENER_SETTINGS[name], host, port, exc) from None
@@ -309,7 +317,7 @@ class Roost:
     def _bind(self, name: str, port: int) -> socket.socket:
         host = self.settings.host
         try:
-            sock = _bind(host, port)
+            sock = _bind(host, port, self.reuse_port)
         except OSError as exc:
             raise _listen_error(LISTENER_SETTINGS[name], host, port, exc) from None
         self.ports[name] = sock.getsockname()[1]
@@ -340,7 +348,8 @@ class Roost:
             log_config=None,
             access_log=False,
             lifespan="off",
-            timeout_graceful_shutdown=5,
+            # the requests in flight, when it stops (whole seconds: uvicorn's type)
+            timeout_graceful_shutdown=math.ceil(self.settings.drain_timeout),
             server_header=False,
             http=cast(type[asyncio.Protocol], protocol),
             # /iotmp is served by roost.net.iotmp_websocket, other WebSockets by uvicorn's own
@@ -358,6 +367,8 @@ class Roost:
 
     async def stop(self) -> None:
         served = bool(self._http)  # else a start that failed: its error is all there is to say
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.drain_timeout
         for listener in self._device_servers:
             listener.close()
         for handshake in list(self._handshakes):
@@ -367,8 +378,14 @@ class Roost:
         self._http_sockets.clear()
         for server, _ in self._http:
             server.should_exit = True
+        # Draining: the HTTP servers stop accepting and finish the requests in flight (uvicorn's
+        # graceful shutdown, within drain_timeout) while the device sessions and the bus still
+        # serve them; then each session closes once no call (from any node) is in flight on it.
+        await asyncio.gather(*(task for _, task in self._http), return_exceptions=True)
         if self.services is not None:
             await self.services.feeds.stop()  # before the sessions close: their streams stop
+            if served:
+                await drain_sessions(self.services.registry, deadline, "server shutting down")
             await self.services.endpoints.close()  # calls still waiting fail at once
             await self.services.gateway.shutdown()
             await self.services.exports.close()
@@ -383,9 +400,14 @@ class Roost:
         if served:
             log.info("stopped")
 
-    async def run_until(self, stop: asyncio.Event) -> None:
-        """Serve until ``stop`` is set or the HTTP server ends (it handles SIGINT/SIGTERM)."""
+    async def run_until(
+        self, stop: asyncio.Event, started: Callable[[], None] | None = None
+    ) -> None:
+        """Serve until ``stop`` is set or the HTTP server ends (it handles SIGINT/SIGTERM);
+        ``started`` is told once every listener accepts connections."""
         await self.start()
+        if started is not None:
+            started()
         stopping = asyncio.ensure_future(stop.wait())
         try:
             waiting = [stopping, *(task for _, task in self._http)]
@@ -415,11 +437,13 @@ def _listen_error(setting: str, host: str, port: int, exc: OSError) -> ConfigErr
     return ConfigError(f"{setting} {port}: cannot listen on {host}: {reason}")
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:  # a worker: the kernel spreads the connections over the workers' sockets
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.listen(2048)
     except OSError:

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import getpass
 import logging
 import os
-import signal
 import sqlite3
 import sys
 import tempfile
@@ -25,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from roost import __version__, ids
-from roost.app import DATABASE_FILE, Roost, password_problem
+from roost.app import DATABASE_FILE, password_problem
 from roost.auth.keys import PRIVATE_DIR_MODE
 from roost.auth.passwords import hash_password
 from roost.backup import DataDirNotEmpty, backup, restore
@@ -33,6 +31,7 @@ from roost.config import SETTING_HELP, Settings, default_text, env_name, load_se
 from roost.errors import ConfigError, Conflict, InvalidInput, NotFound, RoostError
 from roost.store.base import User
 from roost.store.sqlite import SQLiteStore
+from roost.workers import run_loop, serve, supervise
 
 log = logging.getLogger("roost")
 
@@ -78,7 +77,10 @@ def _fail(message: str, status: int) -> int:
 def _command(args: argparse.Namespace, settings: Settings) -> None:
     if args.command == "serve":
         _ready_data_dir(settings.data_dir)
-        _run(_serve(settings))
+        if settings.workers > 1:  # a supervisor of worker processes sharing the ports
+            supervise(settings)
+        else:
+            run_loop(serve(settings))
         return
     if args.command == "backup":
         _existing_store(settings)
@@ -193,24 +195,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _run(main_coro: Any) -> None:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        asyncio.run(main_coro)
-    else:
-        uvloop.run(main_coro)
-
-
-async def _serve(settings: Settings) -> None:
-    # Long-lived objects made at start-up stay out of the cyclic collector, and it runs less
-    # often: a resource call allocates many short-lived containers, none of them cyclic.
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await Roost(settings).run_until(stop)
+    run_loop(main_coro)
 
 
 def _new_password(name: str, password: str | None) -> str:

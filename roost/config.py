@@ -90,6 +90,9 @@ class Settings:
     endpoints_response_bytes: int = 65536  # of a target's answer kept (event, REST answer)
     # several nodes (roost.bus.nats): the NATS server(s) they share; None: this process alone
     nats_url: str | None = field(default=None, repr=False)  # may hold a user and password
+    # processes of `roost serve` on this host sharing its ports (roost.workers); >1 needs nats_url
+    workers: int = 1
+    drain_timeout: float = 10.0  # seconds a stopping node gives the calls it accepted
 
 
 SECRET_SETTINGS = frozenset({"admin_password", "nats_url"})
@@ -191,6 +194,10 @@ SETTING_HELP: dict[str, str] = {
     "endpoint_call_response event; the rest is not read",
     "nats_url": "NATS server(s) shared by several Roost nodes (nats://host:4222, comma-separated "
     "for a cluster): devices on any node answer calls from every node; none: this process alone",
+    "workers": "processes serving on this host, sharing every port (SO_REUSEPORT), the bus and the "
+    "database; more than 1 needs nats_url and fixed ports (not 0)",
+    "drain_timeout": "seconds a stopping node (SIGTERM) gives the calls it accepted to finish "
+    "before it closes its device sessions (the devices reconnect elsewhere)",
 }
 # Defaults that are not a plain value
 _DEFAULT_WORDS = {"admin_password": "random, printed once", "public_host": "<host>:<http-port>"}
@@ -283,6 +290,8 @@ def _convert(key: str, type_name: Any, raw: Any) -> Any:
             return _user_name(shown, raw)
         if key == "nats_url":
             return _nats_url(shown, raw)
+        if key == "workers":
+            return _worker_count(shown, raw)
         if kind == "int":
             return _whole_number(key, shown, raw)
         if kind == "float":
@@ -325,6 +334,13 @@ def _log_level(shown: str, raw: Any) -> str:
     if level not in LOG_LEVELS:
         raise ConfigError(f"setting 'log_level': {shown} is not one of {', '.join(LOG_LEVELS)}")
     return level
+
+
+def _worker_count(shown: str, raw: Any) -> int:
+    value = _whole_number("workers", shown, raw)
+    if value < 1:
+        raise ConfigError(f"setting 'workers': {shown} must be 1 or more")
+    return value
 
 
 def _whole_number(key: str, shown: str, raw: Any) -> int:

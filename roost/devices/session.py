@@ -82,6 +82,11 @@ class DeviceSession:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def calls_in_flight(self) -> int:
+        """Requests sent to the device and not answered yet (a draining node waits for them)."""
+        return len(self._pending)
+
     def stats(self) -> Stats:
         return Stats(
             connected=not self._closed,
