@@ -2,7 +2,9 @@
 the same ports (SO_REUSEPORT) and hold devices, a call entering one worker reaches a device held by
 the other (NATS); SIGTERM to a worker while calls are in flight: every accepted call is answered,
 its devices reconnect, the supervisor starts it again; SIGTERM to the supervisor stops them all.
-What cannot work is refused with one line: no nats_url, a port of 0."""
+A node (worker or not) stopping on SIGTERM answers the calls another node sent to its devices
+before it closes their sessions. What cannot work is refused with one line: no nats_url, a port
+of 0."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from roost.device import Device
 
 from conftest import ADMIN, ADMIN_PASSWORD, bearer, create_device, login
 from nats_server import NatsServer, free_port, nats_server  # noqa: F401
+from test_multinode import DEVICE_URL, Node, nodes, online  # noqa: F401
 
 DEVICES = 16  # all on one worker of two: one chance in 2**15
 SLOW_S = 1.5  # how long the "slow" resource takes to answer
@@ -119,13 +122,15 @@ def connections_by_pid(pids: list[int], port: int) -> dict[int, int]:
     return counts
 
 
-def sdk_device(number: int, port: int, entered: list[int]) -> Device:
+def sdk_device(number: int, port: int, entered: list[int], *others: int) -> Device:
+    """Device dev<number> on ``port`` (then the ``others``, the SDK's fallbacks)."""
     device = Device(
         user=ADMIN,
         device=f"dev{number}",
         credentials=f"secret{number}",
         port=port,
         reconnect_delay=0.2,
+        fallbacks=[("127.0.0.1", other) for other in others],
     )
 
     async def slow() -> int:
@@ -201,6 +206,35 @@ async def test_workers_share_the_ports_and_drain_on_sigterm(workers: Workers) ->
 async def _online(http: httpx.AsyncClient, token: str, number: int) -> bool:
     response = await http.get(f"/v1/users/{ADMIN}/devices/dev{number}", headers=bearer(token))
     return response.status_code == 200 and bool(response.json()["connection"]["active"])
+
+
+async def test_a_stopping_node_answers_the_calls_another_node_sent_its_devices(
+    nodes: tuple[Node, Node],  # noqa: F811
+) -> None:
+    """Node A has no HTTP request of its own in flight when it is told to stop: the call B sent
+    to A's device is waited for (drain_sessions) before the session closes."""
+    a, b = nodes
+    token = await login(a.http)
+    await create_device(a.http, token)
+    entered: list[int] = []
+    device = sdk_device(1, a.device_port, entered, b.device_port)  # dev1, as DEVICE_URL
+    await device.start()
+    try:
+        await device.wait_connected(10)
+        await until(lambda: online(b, token))
+        call = asyncio.ensure_future(b.http.get(f"{DEVICE_URL}/slow", headers=bearer(token)))
+        await until(lambda: entered or call.done())
+        a.process.send_signal(signal.SIGTERM)
+        response = await call
+        assert response.status_code == 200 and response.json() == {"out": 1}, response.text
+        assert a.process.wait(20) == 0
+        assert "Traceback" not in a.log.read_text()
+        await until(lambda: online(b, token))  # reconnected, to B
+        response = await b.http.get(f"{DEVICE_URL}/number", headers=bearer(token))
+        assert response.status_code == 200 and response.json() == {"out": 1}
+        assert device.port == b.device_port
+    finally:
+        await device.stop()
 
 
 @pytest.mark.parametrize(
