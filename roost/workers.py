@@ -74,7 +74,13 @@ async def serve(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     if lifeline is not None:  # readable only once the supervisor's end is closed: it is gone
-        loop.add_reader(lifeline.fileno(), stop.set)
+
+        def orphaned() -> None:
+            loop.remove_reader(lifeline.fileno())  # EOF stays readable: hear it once
+            log.warning("the supervisor is gone: stopping")
+            stop.set()
+
+        loop.add_reader(lifeline.fileno(), orphaned)
     try:
         await Roost(settings, reuse_port=reuse_port).run_until(stop, started)
     finally:
