@@ -175,3 +175,48 @@ async def test_a_point_that_must_not_replace_takes_the_next_free_ts(store: Store
         BucketPoint(_T0 + 2, "third"),
         BucketPoint(_T0 + 3, "b"),
     ]
+
+
+async def test_many_concurrent_writes_to_several_buckets_all_land(store: Store) -> None:
+    for bucket in ("a", "b", "c"):
+        await _with_bucket(store, bucket)
+    writes = [
+        store.write_points("alice", "abc"[i % 3], [(_T0 + i // 3, i)], replace=i % 2 == 0)
+        for i in range(300)
+    ]
+    # and some writes of many points, as the API makes them
+    writes += [
+        store.write_points("alice", "a", [(_T0 + 1000 + 10 * k + j, j) for j in range(10)])
+        for k in range(10)
+    ]
+    await asyncio.gather(*writes)
+    for bucket, expected in (("a", 100 + 100), ("b", 100), ("c", 100)):
+        assert len(await store.read_points("alice", bucket, None, None, 1000)) == expected
+
+
+async def test_a_failing_write_among_concurrent_ones_fails_alone(store: Store) -> None:
+    await _with_bucket(store)
+    writes = [store.write_points("alice", "temp", [(_T0 + i, i)], replace=False) for i in range(40)]
+    writes.insert(10, store.write_points("alice", "absent", [(_T0, "lost")]))
+    writes.insert(20, store.write_points("alice", "temp", [(_T0 + 99, 1), (_T0, float("nan"))]))
+    writes.insert(30, store.write_points("bob", "temp", [(_T0, "no such owner")]))
+    outcomes = await asyncio.gather(*writes, return_exceptions=True)
+    assert isinstance(outcomes.pop(30), NotFound)
+    assert isinstance(outcomes.pop(20), (InvalidInput, ValueError))
+    assert isinstance(outcomes.pop(10), NotFound)
+    assert outcomes == [None] * 40
+    got = await store.read_points("alice", "temp", None, None, 100)
+    assert got == [BucketPoint(_T0 + i, i) for i in range(40)]  # not the failed ones' points
+
+
+async def test_a_bucket_read_again_shows_this_store_s_changes_at_once(store: Store) -> None:
+    """Records may be kept for the write path: never past a change made through this store."""
+    made = await _with_bucket(store)
+    assert await store.get_bucket("alice", "temp") == made
+    disabled = dataclasses.replace(made, enabled=False, modified=_T0 + 1)
+    await store.update_bucket(disabled)
+    assert await store.get_bucket("alice", "temp") == disabled
+    assert await store.delete_bucket("alice", "temp")
+    assert await store.get_bucket("alice", "temp") is None
+    again = await _with_bucket(store)
+    assert await store.get_bucket("alice", "temp") == again
