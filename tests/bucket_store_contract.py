@@ -220,3 +220,24 @@ async def test_a_bucket_read_again_shows_this_store_s_changes_at_once(store: Sto
     assert await store.get_bucket("alice", "temp") is None
     again = await _with_bucket(store)
     assert await store.get_bucket("alice", "temp") == again
+
+
+async def test_a_point_that_must_not_replace_fills_the_first_gap_within_1000_ms(
+    store: Store,
+) -> None:
+    await _with_bucket(store)
+    # taken: T0 .. T0+499 and T0+501 .. T0+999; free: T0+500, then T0+1000 on
+    taken = [(_T0 + i, i) for i in range(1000) if i != 500]
+    await store.write_points("alice", "temp", taken)
+    await store.write_points("alice", "temp", [(_T0, "gap")], replace=False)
+    assert await store.read_points("alice", "temp", _T0 + 500, _T0 + 500, 1) == [
+        BucketPoint(_T0 + 500, "gap")
+    ]
+    # now 1000 ms in a row from T0 are taken: refused, and the bucket is as it was
+    with pytest.raises(Conflict):
+        await store.write_points("alice", "temp", [(_T0, "none")], replace=False)
+    await store.write_points("alice", "temp", [(_T0 + 1, "next")], replace=False)
+    assert await store.read_points("alice", "temp", _T0 + 1000, None, 5) == [
+        BucketPoint(_T0 + 1000, "next")
+    ]
+    assert len(await store.read_points("alice", "temp", None, None, 2000)) == 1001

@@ -320,16 +320,7 @@ class SQLiteStore:
     def _connect(self) -> None:
         if isinstance(self._path, Path):
             _create_private(self._path)
-        # isolation_level=None: autocommit; a statement is a transaction unless we say BEGIN.
-        self._conn = conn = sqlite3.connect(self._path, isolation_level=None)
-        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-        conn.execute("PRAGMA foreign_keys = ON")
-        if conn.execute("PRAGMA foreign_keys").fetchone() != (1,):
-            raise RuntimeError("this SQLite build cannot enforce foreign keys")
-        (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-        if mode != "wal" and self._path != _MEMORY:
-            logger.warning("SQLite at %s runs in journal mode %s, not WAL", self._path, mode)
-        conn.execute("PRAGMA synchronous = NORMAL")
+        self._conn = conn = connect(self._path, self._busy_timeout_ms)
         version = apply_migrations(conn)
         logger.debug("SQLite store %s open at schema version %d", self._path, version)
 
@@ -337,6 +328,23 @@ class SQLiteStore:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+
+
+def connect(path: str | Path, busy_timeout_ms: int = 5000) -> sqlite3.Connection:
+    """A connection as the store uses it: autocommit (a statement is a transaction unless we
+    say BEGIN), foreign keys on, WAL, ``synchronous = NORMAL`` (THE durability settings: a
+    commit survives ``kill -9`` of the process, not always a power loss). The ingest benchmark's
+    bare baseline connects with it too."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    if conn.execute("PRAGMA foreign_keys").fetchone() != (1,):
+        raise RuntimeError("this SQLite build cannot enforce foreign keys")
+    (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+    if mode != "wal" and path != _MEMORY:
+        logger.warning("SQLite at %s runs in journal mode %s, not WAL", path, mode)
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
 
 
 def _create_private(path: Path) -> None:

@@ -181,6 +181,9 @@ _REFUSALS = (RoostError, sqlite3.IntegrityError, OverflowError, UnicodeEncodeErr
 _INSERT = "INSERT INTO bucket_points (owner, bucket, ts, value) VALUES (?, ?, ?, ?)"
 _REPLACE = _INSERT.replace("INSERT", "INSERT OR REPLACE", 1)
 _FREE = _INSERT + " ON CONFLICT DO NOTHING"
+_TAKEN = (
+    "SELECT ts FROM bucket_points WHERE owner = ? AND bucket = ? AND ts BETWEEN ? AND ? ORDER BY ts"
+)
 _TS_MIN, _TS_MAX = -(2**63), 2**63 - 1
 FREE_TS_STEPS = 1000  # taken ts skipped before a point that must not replace one is refused
 
@@ -188,10 +191,18 @@ FREE_TS_STEPS = 1000  # taken ts skipped before a point that must not replace on
 def _insert_at_free_ts(
     conn: sqlite3.Connection, owner: str, bucket: str, ts: int, value: str
 ) -> None:
-    for step in range(FREE_TS_STEPS):
-        if conn.execute(_FREE, (owner, bucket, ts + step, value)).rowcount:
-            return
-    raise Conflict(f"bucket {bucket!r} holds points at {FREE_TS_STEPS} ms in a row from {ts}")
+    if conn.execute(_FREE, (owner, bucket, ts, value)).rowcount:
+        return  # the usual case: ts was free
+    # taken: the first gap after it, found in one walk of the key (writes faster than one a ms
+    # into one bucket take a run of ms)
+    free = ts
+    for (taken,) in conn.execute(_TAKEN, (owner, bucket, ts, ts + FREE_TS_STEPS - 1)):
+        if taken != free:
+            break
+        free += 1
+    if free >= ts + FREE_TS_STEPS:
+        raise Conflict(f"bucket {bucket!r} holds points at {FREE_TS_STEPS} ms in a row from {ts}")
+    conn.execute(_INSERT, (owner, bucket, free, value))
 
 
 def _range(min_ts: int | None, max_ts: int | None) -> tuple[str, list[Any]]:
