@@ -241,3 +241,13 @@ async def test_a_point_that_must_not_replace_fills_the_first_gap_within_1000_ms(
         BucketPoint(_T0 + 1000, "next")
     ]
     assert len(await store.read_points("alice", "temp", None, None, 2000)) == 1001
+
+
+async def test_a_burst_of_writes_at_one_ts_takes_the_first_free_ones(store: Store) -> None:
+    await _with_bucket(store)
+    await store.write_points("alice", "temp", [(_T0 + 10, "there"), (_T0 + 60, "later")])
+    burst = [store.write_points("alice", "temp", [(_T0, n)], replace=False) for n in range(50)]
+    await asyncio.gather(*burst)
+    got = await store.read_points("alice", "temp", None, None, 100)
+    assert [p.ts for p in got] == [_T0 + i for i in range(51)] + [_T0 + 60]
+    assert sorted(p.value for p in got if p.value not in ("there", "later")) == list(range(50))

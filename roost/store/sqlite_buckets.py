@@ -25,8 +25,11 @@ _COLUMNS = (
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM buckets"
 
 
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # made once: stateless
+
+
 def _text(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    return _JSON.encode(value)
 
 
 def _params(bucket: Bucket) -> dict[str, Any]:
@@ -117,9 +120,10 @@ def write_points(conn: sqlite3.Connection, writes: Sequence[PointWrite]) -> list
     if len(writes) > 1:
         # the usual case, all good: no savepoint per write; if one fails, again with them
         conn.execute("BEGIN IMMEDIATE")
+        runs: _Runs = {}
         try:
             for write in writes:
-                _apply(conn, write)
+                _apply(conn, write, runs)
         except _REFUSALS:
             conn.execute("ROLLBACK")
         except BaseException:
@@ -129,8 +133,9 @@ def write_points(conn: sqlite3.Connection, writes: Sequence[PointWrite]) -> list
             _commit(conn)
             return [None] * len(writes)
     conn.execute("BEGIN IMMEDIATE")
+    runs = {}
     try:
-        outcomes = [_apply_alone(conn, write) for write in writes]
+        outcomes = [_apply_alone(conn, write, runs) for write in writes]
     except BaseException:
         conn.execute("ROLLBACK")
         raise
@@ -147,14 +152,15 @@ def _commit(conn: sqlite3.Connection) -> None:
         raise
 
 
-def _apply_alone(conn: sqlite3.Connection, write: PointWrite) -> RoostError | None:
+def _apply_alone(conn: sqlite3.Connection, write: PointWrite, runs: _Runs) -> RoostError | None:
     """One write within a savepoint: its error (its rows rolled back), or None."""
     conn.execute("SAVEPOINT point_write")
     try:
-        _apply(conn, write)
+        _apply(conn, write, runs)
     except _REFUSALS as exc:
         conn.execute("ROLLBACK TO point_write")
         conn.execute("RELEASE point_write")
+        runs.clear()  # they may count rows rolled back
         if isinstance(exc, RoostError):
             return exc
         if isinstance(exc, sqlite3.IntegrityError):
@@ -166,14 +172,14 @@ def _apply_alone(conn: sqlite3.Connection, write: PointWrite) -> RoostError | No
     return None
 
 
-def _apply(conn: sqlite3.Connection, write: PointWrite) -> None:
+def _apply(conn: sqlite3.Connection, write: PointWrite, runs: _Runs) -> None:
     """A point at an existing ts replaces it, or with ``replace`` False takes the first free
     ts after it. IntegrityError: the bucket does not exist."""
     if write.replace:
-        conn.executemany(_REPLACE, write.rows)
+        conn.executemany(_REPLACE, write.rows)  # takes ts, frees none: the runs still hold
     else:
         for row in write.rows:
-            _insert_at_free_ts(conn, *row)
+            _insert_at_free_ts(conn, runs, *row)
 
 
 # what fails one write and not the others (IntegrityError: its bucket does not exist)
@@ -188,13 +194,29 @@ _TS_MIN, _TS_MAX = -(2**63), 2**63 - 1
 FREE_TS_STEPS = 1000  # taken ts skipped before a point that must not replace one is refused
 
 
+# (owner, bucket) -> (first, last): every ts from first to last is taken, as this transaction
+# found or made it. Writes faster than one a ms into one bucket come in bursts at one ts: the
+# next of a burst goes straight past the run the others took.
+_Runs = dict[tuple[str, str], tuple[int, int]]
+
+
 def _insert_at_free_ts(
-    conn: sqlite3.Connection, owner: str, bucket: str, ts: int, value: str
+    conn: sqlite3.Connection, runs: _Runs, owner: str, bucket: str, ts: int, value: str
 ) -> None:
-    if conn.execute(_FREE, (owner, bucket, ts, value)).rowcount:
-        return  # the usual case: ts was free
-    # taken: the first gap after it, found in one walk of the key (writes faster than one a ms
-    # into one bucket take a run of ms)
+    key = (owner, bucket)
+    run = runs.get(key)
+    if run is not None and run[0] <= ts <= run[1]:
+        after = run[1] + 1
+        if (
+            after < ts + FREE_TS_STEPS
+            and conn.execute(_FREE, (owner, bucket, after, value)).rowcount
+        ):
+            runs[key] = (run[0], after)
+            return
+    elif conn.execute(_FREE, (owner, bucket, ts, value)).rowcount:
+        runs[key] = (ts, ts)  # the usual case: ts was free
+        return
+    # taken: the first gap from ts, found in one walk of the key
     free = ts
     for (taken,) in conn.execute(_TAKEN, (owner, bucket, ts, ts + FREE_TS_STEPS - 1)):
         if taken != free:
@@ -203,6 +225,7 @@ def _insert_at_free_ts(
     if free >= ts + FREE_TS_STEPS:
         raise Conflict(f"bucket {bucket!r} holds points at {FREE_TS_STEPS} ms in a row from {ts}")
     conn.execute(_INSERT, (owner, bucket, free, value))
+    runs[key] = (ts, free)
 
 
 def _range(min_ts: int | None, max_ts: int | None) -> tuple[str, list[Any]]:
