@@ -143,9 +143,10 @@ async def generate(port: int, devices: int, seconds: float) -> dict[str, Any]:
     await asyncio.sleep(WARMUP_S)
     print("measuring", flush=True)
     tally.measuring = True
-    confirmed0, started = tally.confirmed, time.perf_counter()
+    confirmed0, started, cpu0 = tally.confirmed, time.perf_counter(), time.process_time()
     await asyncio.sleep(seconds)
     confirmed, elapsed = tally.confirmed - confirmed0, time.perf_counter() - started
+    cpu = time.process_time() - cpu0
     tally.measuring = False
     print("measured", flush=True)
     tally.running = False
@@ -161,6 +162,7 @@ async def generate(port: int, devices: int, seconds: float) -> dict[str, Any]:
         "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2) if latencies else None,
         "refused": tally.refused,
         "lost": tally.lost,
+        "cpu": round(cpu / elapsed, 2),
     }
 
 
@@ -178,7 +180,7 @@ def bare(source: Path, workdir: Path, devices: int) -> dict[str, Any]:
     for name in ("per_row", "one_tx"):
         conn = fresh(workdir / f"bare-{name}.db", devices)
         try:
-            started = time.perf_counter()
+            started, cpu0 = time.perf_counter(), time.process_time()
             if name == "per_row":
                 for row in rows:
                     conn.execute(insert, row)  # autocommit: its own transaction
@@ -186,7 +188,9 @@ def bare(source: Path, workdir: Path, devices: int) -> dict[str, Any]:
                 conn.execute("BEGIN IMMEDIATE")
                 conn.executemany(insert, rows)
                 conn.execute("COMMIT")
-            figures[f"{name}_per_s"] = round(len(rows) / (time.perf_counter() - started))
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu0
+            figures[f"{name}_per_s"] = round(len(rows) / elapsed)
+            figures[f"{name}_cpu"] = round(cpu / elapsed, 2)
             (count,) = conn.execute("SELECT count(*) FROM bucket_points").fetchone()
             if count != len(rows):
                 raise RuntimeError(f"the baseline stored {count} rows of {len(rows)}")
@@ -268,7 +272,9 @@ def run(seconds: float, devices: int = DEVICES) -> dict[str, Any]:
         "ingest_devices": devices,
         "ingest_in_flight": devices * IN_FLIGHT,
         "ingest_server_cpu": round(cpu / written["seconds"], 2),
+        "ingest_writer_cpu": written["cpu"],
         "ingest_bare_per_s": baseline["per_row_per_s"],
+        "ingest_bare_cpu": baseline["per_row_cpu"],
         "ingest_bare_one_tx_per_s": baseline["one_tx_per_s"],
         "ingest_bare_rows": baseline["rows"],
     }
@@ -279,8 +285,9 @@ def summary(result: dict[str, Any]) -> str:
         f"ingest       {result['ingest_per_s']:>8} points/s  ratio {result['ingest_ratio']}  "
         f"(confirmed bucket writes, {result['ingest_devices']} devices, "
         f"{result['ingest_in_flight']} writes under way; p50 {result['ingest_p50_ms']} ms, "
-        f"p99 {result['ingest_p99_ms']} ms; server CPU {result['ingest_server_cpu']}; bare "
-        f"sqlite3 {result['ingest_bare_per_s']} rows/s one commit each, "
+        f"p99 {result['ingest_p99_ms']} ms; server CPU {result['ingest_server_cpu']}, writer "
+        f"CPU {result['ingest_writer_cpu']}; bare sqlite3 {result['ingest_bare_per_s']} rows/s "
+        f"one commit each (CPU {result['ingest_bare_cpu']}), "
         f"{result['ingest_bare_one_tx_per_s']} in one transaction)"
     )
 
