@@ -1,6 +1,6 @@
 """Ingest: durable points per second from simulated devices' bucket writes (issue 11, item 7).
 
-    python -m bench.ingest [--seconds 10] [--smoke] [--write BENCHMARKS.md]
+    python -m bench.ingest [--seconds 10] [--devices 100] [--in-flight 16] [--smoke] [--write FILE]
 
 One ``roost serve`` pinned to the server core; each device of the bench user has a bucket of its
 own, ``ingest_d{i}`` (source ``write``: a bucket holds one point a ms, so one bucket for all
@@ -55,24 +55,24 @@ READING = {"temperature": 21.5, "humidity": 48, "pressure": 1013.25}
 CONNECTING = 64  # connections authenticating at once (the server allows 100 per address)
 
 
-def write_frames(bucket: str) -> list[bytes]:
-    """A device's writes into ``bucket``, one per stream id 1..IN_FLIGHT."""
+def write_frames(bucket: str, in_flight: int) -> list[bytes]:
+    """A device's writes into ``bucket``, one per stream id 1..in_flight."""
     return [
         legacy.encode(Message(stream_id, Signal.BUCKET_DATA, identifier=bucket, payload=READING))
-        for stream_id in range(1, IN_FLIGHT + 1)
+        for stream_id in range(1, in_flight + 1)
     ]
 
 
 class Writer(asyncio.Protocol):
-    """One device: authenticates, then keeps ``IN_FLIGHT`` confirmed bucket writes under way,
+    """One device: authenticates, then keeps ``in_flight`` confirmed bucket writes under way,
     each on its own stream id; a confirmation sends that stream's next write."""
 
     def __init__(self, name: str, tally: Tally, up: asyncio.Future[bool]) -> None:
         self.name, self.tally, self.up = name, tally, up
-        self.frames = write_frames(f"{BUCKET}_{name}")
+        self.frames = write_frames(f"{BUCKET}_{name}", tally.in_flight)
         self.decoder = legacy.Decoder()
         self.transport: asyncio.Transport | None = None
-        self.sent_at = [0.0] * (IN_FLIGHT + 1)
+        self.sent_at = [0.0] * (tally.in_flight + 1)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -92,7 +92,7 @@ class Writer(asyncio.Protocol):
                 self.up.set_result(accepted)
                 if accepted:  # the first writes, all under way at once
                     out += frames
-                    sent_at[1:] = [now] * IN_FLIGHT
+                    sent_at[1:] = [now] * tally.in_flight
                 continue
             stream_id = frame.stream_id
             if frame.signal == Signal.REQUEST_OK:
@@ -115,18 +115,19 @@ class Writer(asyncio.Protocol):
 
 
 class Tally:
-    def __init__(self) -> None:
+    def __init__(self, in_flight: int) -> None:
+        self.in_flight = in_flight
         self.confirmed = self.refused = self.lost = 0
         self.running, self.measuring = True, False
         self.latencies: list[float] = []
 
 
-async def generate(port: int, devices: int, seconds: float) -> dict[str, Any]:
+async def generate(port: int, devices: int, in_flight: int, seconds: float) -> dict[str, Any]:
     """The writer's side: connect, warm up, measure ``seconds``; the figures."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     loop = asyncio.get_running_loop()
-    tally = Tally()
+    tally = Tally(in_flight)
     gate = asyncio.Semaphore(CONNECTING)
 
     async def start(i: int) -> asyncio.BaseTransport:
@@ -237,7 +238,7 @@ def last_json(proc: subprocess.Popen[str], timeout: float) -> Any:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def run(seconds: float, devices: int = DEVICES) -> dict[str, Any]:
+def run(seconds: float, devices: int = DEVICES, in_flight: int = IN_FLIGHT) -> dict[str, Any]:
     """The scenario; its figures, named as in the suite's last line."""
     with tempfile.TemporaryDirectory(prefix="roost-bench-") as tmp:
         data_dir = Path(tmp) / "roost"
@@ -246,7 +247,12 @@ def run(seconds: float, devices: int = DEVICES) -> dict[str, Any]:
         server = Server(data_dir)
         try:
             writer = role(
-                "generate", LOAD_CORE, str(server.device_port), str(devices), str(seconds)
+                "generate",
+                LOAD_CORE,
+                str(server.device_port),
+                str(devices),
+                str(in_flight),
+                str(seconds),
             )
             assert writer.stdout is not None
             if writer.stdout.readline().strip() != "measuring":
@@ -270,7 +276,7 @@ def run(seconds: float, devices: int = DEVICES) -> dict[str, Any]:
         "ingest_p50_ms": written["p50_ms"],
         "ingest_p99_ms": written["p99_ms"],
         "ingest_devices": devices,
-        "ingest_in_flight": devices * IN_FLIGHT,
+        "ingest_in_flight": devices * in_flight,
         "ingest_server_cpu": round(cpu / written["seconds"], 2),
         "ingest_writer_cpu": written["cpu"],
         "ingest_bare_per_s": baseline["per_row_per_s"],
@@ -307,8 +313,8 @@ def write_markdown(path: Path, command: str, result: dict[str, Any]) -> None:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "generate":
-        port, devices, seconds = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-        print(json.dumps(uvloop.run(generate(port, devices, seconds))))
+        port, devices, in_flight = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+        print(json.dumps(uvloop.run(generate(port, devices, in_flight, float(sys.argv[5])))))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "bare":
         print(json.dumps(bare(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))))
@@ -316,10 +322,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.ingest")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds")
     parser.add_argument("--devices", type=int, default=DEVICES, help="writing devices")
+    parser.add_argument(
+        "--in-flight", type=int, default=IN_FLIGHT, help="writes each device keeps under way"
+    )
     parser.add_argument("--smoke", action="store_true", help="1 s, 20 devices: keeps it honest")
     parser.add_argument("--write", type=Path, help="append the results to this Markdown file")
     args = parser.parse_args()
-    result = run(1.0, 20) if args.smoke else run(args.seconds, args.devices)
+    result = run(1.0, 20) if args.smoke else run(args.seconds, args.devices, args.in_flight)
     print(summary(result))
     if args.write:
         options = [a for a in sys.argv[1:] if a not in ("--write", str(args.write))]
