@@ -84,3 +84,18 @@ async def test_each_concurrent_write_is_in_the_file_when_it_is_answered(
     finally:
         reader.close()
     assert all(seen)
+
+
+async def test_the_wal_is_copied_into_the_database_file_while_the_store_runs(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    """Checkpoints run off the writer, as writes come: far fewer pages than SQLite's own
+    auto-checkpoint mark reach the database file, not just the WAL, without a close."""
+    await _with_bucket(store)
+    database = tmp_path / "roost.db"
+    before = database.stat().st_size
+    await store.write_points("alice", "temp", [(ts, "x" * 100) for ts in range(4000)])
+    deadline = asyncio.get_running_loop().time() + 10
+    while database.stat().st_size < before + 300_000:  # about 120 pages of 4 KiB
+        assert asyncio.get_running_loop().time() < deadline, "no checkpoint"
+        await asyncio.sleep(0.02)

@@ -39,6 +39,7 @@ from roost.store.base import EVERY, AccessToken, Device, DeviceToken, Page, Refr
 from roost.store.group_commit import GroupCommit
 from roost.store.memo import Memo
 from roost.store.migrate import apply_migrations
+from roost.store.sqlite_checkpoints import BACKSTOP_PAGES, Checkpointer
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class SQLiteStore:
         self._conn: sqlite3.Connection | None = None  # used on the worker thread only
         # point writes queued meanwhile go to the worker together, one transaction for all
         self._point_writes = GroupCommit(self._write_points)
+        self._checkpoints: Checkpointer | None = None  # a file's WAL, copied back off this path
 
     async def open(self) -> None:
         """Creates the parent directory if needed, connects and applies pending migrations."""
@@ -303,28 +305,45 @@ class SQLiteStore:
         *args: _P.args,
         **kwargs: _P.kwargs,
     ) -> _T:
-        if self._conn is None:
+        conn = self._conn
+        if conn is None:
             raise RuntimeError("store is not open")
+        changes = conn.total_changes
         try:
-            return fn(self._conn, *args, **kwargs)
+            return fn(conn, *args, **kwargs)
         except OverflowError:  # SQLite integers have 64 bits
             raise InvalidInput("a number is too large to be stored") from None
         except UnicodeEncodeError:  # a lone surrogate, which JSON escapes can carry
             raise InvalidInput("a text is not valid Unicode") from None
+        finally:
+            if self._checkpoints is not None and conn.total_changes != changes:
+                self._checkpoints.nudge()
 
     def _write_points(self, writes: Sequence[qb.PointWrite]) -> list[RoostError | None]:
         if self._conn is None:
             raise RuntimeError("store is not open")
-        return qb.write_points(self._conn, writes)
+        try:
+            return qb.write_points(self._conn, writes)
+        finally:
+            if self._checkpoints is not None:
+                self._checkpoints.nudge()
 
     def _connect(self) -> None:
         if isinstance(self._path, Path):
             _create_private(self._path)
         self._conn = conn = connect(self._path, self._busy_timeout_ms)
         version = apply_migrations(conn)
+        if isinstance(self._path, Path):
+            conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
+            path, busy_timeout_ms = self._path, self._busy_timeout_ms
+            self._checkpoints = Checkpointer(lambda: connect(path, busy_timeout_ms))
+            self._checkpoints.start()
         logger.debug("SQLite store %s open at schema version %d", self._path, version)
 
     def _disconnect(self) -> None:
+        checkpoints, self._checkpoints = self._checkpoints, None
+        if checkpoints is not None:  # before the writer's connection: the last one checkpoints
+            checkpoints.stop()
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
