@@ -39,7 +39,8 @@ class GroupCommit(Generic[J]):
         self._due = False  # a group is on the executor and has not been taken yet
 
     async def submit(self, executor: Executor, job: J) -> None:
-        """Returns once the group holding ``job`` has run, or raises what ``job`` failed with."""
+        """Returns once the group holding ``job`` has run, or raises what ``job`` failed with. A
+        caller cancelled meanwhile is not answered; its job may still have run."""
         future = asyncio.get_running_loop().create_future()
         with self._lock:
             self._queued.append((job, future))
@@ -47,11 +48,10 @@ class GroupCommit(Generic[J]):
         if start:
             try:
                 executor.submit(self._take)
-            except BaseException:  # the executor is shut down: nobody will take the group
+            except RuntimeError:  # the executor is shut down: nobody will take the group
                 with self._lock:
                     queued, self._queued, self._due = self._queued, [], False
                 _settle(queued, [RuntimeError("store is not open")] * len(queued))
-                raise
         await future
 
     def _take(self) -> None:
