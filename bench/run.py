@@ -87,7 +87,7 @@ PLANS = {
     "full": Plan("full", 2, 15, 1000, 65536, 6, 120, 4000, 10, 10, ingest.DEVICES),
     "quick": Plan("quick", 2, 3, 256, 4096, 2, 30, 1000, 0, 3, ingest.DEVICES),
     # bench.flood has its own smoke test
-    "smoke": Plan("smoke", 1, 1, 16, 1024, 2, 20, 50, 0, 1, 20),
+    "smoke": Plan("smoke", 1, 1, 16, 1024, 2, 20, 50, 0, 1, ingest.DEVICES),
 }
 UNSATURATED = 0.9  # server CPU under which a scenario did not measure the server alone
 SLACK = 1.1  # the simulators hold room for 10% more devices than the descriptor limit
