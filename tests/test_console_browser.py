@@ -340,11 +340,29 @@ def test_an_export_is_downloaded_when_the_server_announces_it(
     page: Page, live: ConsoleServer, weather: list[dict[str, int]]
 ) -> None:
     """POST .../exports, bucket_export_completed on the events socket, then GET
-    .../exports/{file}: the downloaded CSV holds the points written above."""
+    .../exports/{file}: the downloaded CSV holds the points written above. The server's export
+    slots are held meanwhile, so that the export is still running when the console looks at
+    it: the page waits for the event (a page that did not would wait minutes)."""
+    assert live.roost.services is not None
+    slots = live.roost.services.exports._slots  # max_exports_running of them
+
+    async def take() -> None:
+        await slots.acquire()
+
+    async def give() -> None:
+        slots.release()
+
+    for _ in range(live.settings.max_exports_running):
+        live.run(take())
     page.get_by_label("Export format").select_option("csv")
     page.get_by_label("Timestamps").select_option("milliseconds")
-    with page.expect_download() as download:
+    with page.expect_response(lambda r: "/exports?name=" in r.url) as looked:
         page.get_by_role("button", name="Export", exact=True).click()
+    assert json.loads(looked.value.body())[0]["status"] == "running"
+    expect(page.get_by_role("status").filter(has_text="Writing")).to_be_visible()
+    with page.expect_download() as download:
+        for _ in range(live.settings.max_exports_running):
+            live.run(give())
     file = download.value.suggested_filename
     assert re.fullmatch(rf"\d{{8}}T\d{{6}}Z\.{ADMIN}\.weather\.[\w-]+\.csv", file)
     text = Path(download.value.path()).read_text()
