@@ -443,6 +443,8 @@ def test_properties_are_edited(page: Page, live: ConsoleServer) -> None:
         headers={"Authorization": f"Bearer {api_token(live)}"},
     )
     assert stored.json()["value"] == {"lat": 48.2, "lng": 16.4}
+    check_labels(page)
+    shoot(page, "device-properties")
 
 
 def test_an_endpoint_is_created_called_edited_and_deleted(
