@@ -312,8 +312,12 @@ def test_written_points_are_charted(
 ) -> None:
     page.get_by_role("link", name="Buckets").click()
     page.get_by_label("Bucket id").fill("weather")
+    page.get_by_label("Source", exact=True).select_option("api")
+    page.get_by_label("Keep points for").fill("30")
+    page.get_by_label("Unit").select_option("days")
     page.get_by_role("button", name="Create bucket").click()
     expect(page.get_by_role("link", name="weather")).to_be_visible()
+    expect(page.locator("tr[data-bucket=weather]")).to_contain_text("30 days")
     check_labels(page)
     shoot(page, "buckets")
     now = int(time.time() * 1000)
@@ -325,6 +329,14 @@ def test_written_points_are_charted(
         headers={"Authorization": f"Bearer {api_token(live)}"},
     )
     assert written.status_code == 200, written.text
+    made = httpx.get(
+        f"{live.url}/v1/users/{ADMIN}/buckets/weather",
+        headers={"Authorization": f"Bearer {api_token(live)}"},
+    ).json()
+    assert (made["config"], made["retention"]) == (
+        {"source": "api"},
+        {"period": 30, "unit": "days"},
+    )
     page.get_by_role("link", name="weather").click()
     chart = page.locator("#bucket-chart")
     expect(chart).to_have_attribute("data-points", "50")
@@ -334,6 +346,27 @@ def test_written_points_are_charted(
     page.get_by_role("button", name="Zoom in").click()
     check_labels(page)
     shoot(page, "bucket")
+
+
+def test_a_bucket_fed_by_the_device(page: Page, live: ConsoleServer) -> None:
+    """A bucket whose source is a device's resource, sampled every second by the server."""
+    page.goto("/#/buckets")
+    page.get_by_label("Bucket id").fill("sampled")
+    expect(page.get_by_label("Source device")).to_be_hidden()
+    page.get_by_label("Source", exact=True).select_option("device")
+    page.get_by_label("Source device").fill("dev1")
+    page.get_by_label("Source resource").fill("temperature")
+    page.get_by_label("Sampling interval, s").fill("1")
+    page.get_by_role("button", name="Create bucket").click()
+    expect(page.locator("tr[data-bucket=sampled]")).to_contain_text("device")
+    check_labels(page)
+    data = f"{live.url}/v2/users/{ADMIN}/buckets/sampled/data"
+    bearer = {"Authorization": f"Bearer {api_token(live)}"}
+    wait_until(lambda: bool(httpx.get(data, headers=bearer).json()))
+    page.get_by_role("link", name="sampled").click()
+    # a bare number is stored as it is: GET /v2 shows it as val
+    expect(page.locator("#bucket-latest td[data-field=val]").first).to_have_text("21.5")
+    page.goto("/#/buckets/weather")
 
 
 def test_an_export_is_downloaded_when_the_server_announces_it(
