@@ -534,6 +534,25 @@ def test_an_endpoint_is_created_called_edited_and_deleted(
         assert target.next()[3] == b"t=teapot"
         row.get_by_role("button", name="Delete").click()
         page.get_by_role("button", name="Yes, delete").click()
+        expect(row).to_have_count(0)
+        # another type: its config as JSON, kept as given (not called by Roost: 501)
+        page.get_by_label("Endpoint id").fill("mail")
+        page.get_by_label("Type", exact=True).select_option("email")
+        expect(page.get_by_label("URL")).to_be_hidden()
+        page.get_by_label("Config (JSON)").fill('{"recipient": "me@example.com"}')
+        page.get_by_role("button", name="Create endpoint").click()
+        page.get_by_role("button", name="Edit endpoint mail").click()
+        expect(page.get_by_label("Config (JSON)")).to_have_value(
+            '{\n  "recipient": "me@example.com"\n}'
+        )
+        page.get_by_role("button", name="Cancel").click()
+        page.get_by_role("button", name="Call endpoint mail").click()
+        page.get_by_role("button", name="Call mail", exact=True).click()
+        expect(page.get_by_role("alert")).to_contain_text("does not call")
+        errors.expected.append("501")
+        mail = page.locator("tr[data-endpoint=mail]")
+        mail.get_by_role("button", name="Delete").click()
+        page.get_by_role("button", name="Yes, delete").click()
         expect(page.get_by_text("No endpoints yet.")).to_be_visible()
     finally:
         target.stop()

@@ -119,6 +119,9 @@ export function endpointsPage(main) {
   async function edit(id) {
     const endpoint = await api("GET", `${path}/${enc(id)}`);
     editing = id;
+    if (![...kind.options].some((option) => option.value === endpoint.type)) {
+      kind.append(h("option", { value: endpoint.type }, endpoint.type)); // a type of another client
+    }
     const config = endpoint.config || {};
     const values = {
       endpoint: id, name: endpoint.name || "", description: endpoint.description || "",
