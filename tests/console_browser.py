@@ -137,12 +137,11 @@ def shoot(page: Page, name: str) -> None:
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": 900})
         page.screenshot(path=ARTIFACTS / f"{name}-{width}.png", full_page=True)
-        # nothing wider than the window: the page never scrolls sideways (a wide table may,
-        # inside its own box)
+        # nothing wider than the window: the page never scrolls sideways
         wider = page.evaluate(
             """(width) => [...document.querySelectorAll('body *')]
                 .filter((el) => el.getBoundingClientRect().right > width + 0.5)
-                .filter((el) => !el.closest('.table-wrap, .chart'))
+                .filter((el) => !el.closest('.chart'))
                 .map((el) => `${el.tagName}.${el.className}: ${el.textContent.slice(0, 40)}`)""",
             width,
         )

@@ -166,10 +166,10 @@ export function endpointsPage(main) {
 
   async function load() {
     const endpoints = await api("GET", path);
-    list.replaceChildren(endpoints.length ? table(["Endpoint", "Type", "Enabled", ""],
+    list.replaceChildren(endpoints.length ? table(["Endpoint", "Type", ["Enabled", "hide-narrow"], ""],
       endpoints.map((e) => h("tr", { "data-endpoint": e.endpoint },
         h("td", {}, e.endpoint, e.name && e.name !== e.endpoint ? h("div", { class: "muted" }, e.name) : null),
-        h("td", {}, e.type || ""), h("td", {}, e.enabled ? "yes" : "no"),
+        h("td", {}, e.type || ""), h("td", { class: "hide-narrow" }, e.enabled ? "yes" : "no"),
         h("td", { class: "actions" },
           button("Call", () => callPanel(e.endpoint), { "aria-label": `Call endpoint ${e.endpoint}` }),
           button("Edit", () => attempt(() => edit(e.endpoint)),
