@@ -221,6 +221,28 @@ async def authorize_admin(
     return principal
 
 
+async def authorize_operator(request: HTTPConnection, action: str) -> Principal:
+    """Authenticate the request and check it may do ``action`` on the server as a whole (read
+    its metrics): an administrator's login session, or an access token of an administrator that
+    allows ``action`` on its own user (what a scraper holds: it does not expire with a login).
+    Device tokens are refused (Forbidden), as is every caller who is not an administrator."""
+    services: Services = request.app.state.services
+    if request.scope.get("query_string"):
+        _check_query(request)
+    principal = await authenticate(request, services)
+    if principal.device is not None:
+        raise Forbidden(f"{action} is not for device tokens")
+    permissions = principal.permissions
+    if permissions is not None and not permissions.permits(
+        action, ACTION_TYPES[action], principal.user
+    ):
+        raise Forbidden(f"the token does not grant {action}")
+    caller = await services.store.get_user(principal.user)
+    if caller is None or not caller.is_admin:
+        raise Forbidden(f"{action} is for administrators only")
+    return principal
+
+
 def _check_query(request: HTTPConnection) -> None:
     items = request.query_params.multi_items()
     if len(items) > MAX_QUERY_PARAMS:

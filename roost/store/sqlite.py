@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from roost.errors import InvalidInput
+from roost.errors import InvalidInput, RoostError
 from roost.store import base
 from roost.store import sqlite_aggregate as qa
 from roost.store import sqlite_buckets as qb
@@ -51,9 +51,15 @@ class SQLiteStore:
     """The Store on a SQLite file (or ``":memory:"``), in WAL mode with foreign keys on."""
 
     def __init__(
-        self, path: str | Path, *, busy_timeout_ms: int = 5000, token_memo_seconds: float = 2.0
+        self,
+        path: str | Path,
+        *,
+        busy_timeout_ms: int = 5000,
+        token_memo_seconds: float = 2.0,
+        counts: base.StoreCounts | None = None,
     ) -> None:
         self._path = path if path == _MEMORY else Path(path)
+        self.counts = counts if counts is not None else base.StoreCounts()  # for roost.metrics
         self._busy_timeout_ms = busy_timeout_ms
         # ("access", owner, token) or ("device", token id) -> the record
         self._tokens: Memo[tuple[str, ...], AccessToken | DeviceToken] = Memo(token_memo_seconds)
@@ -232,6 +238,7 @@ class SQLiteStore:
         self, owner: str, bucket: str, points: Sequence[tuple[int, Any]], replace: bool = True
     ) -> None:
         await self._run(qb.write_points, owner, bucket, points, replace)
+        self.counts.points_written += len(points)
 
     async def read_points(
         self,
@@ -310,8 +317,15 @@ class SQLiteStore:
         *args: _P.args,
         **kwargs: _P.kwargs,
     ) -> _T:
-        """Runs ``fn(connection, *args, **kwargs)`` on the worker thread."""
-        return await self._submit(functools.partial(self._with_connection, fn, *args, **kwargs))
+        """Runs ``fn(connection, *args, **kwargs)`` on the worker thread. A failure other than
+        the domain errors a method is documented to raise is counted by the method's name."""
+        try:
+            return await self._submit(functools.partial(self._with_connection, fn, *args, **kwargs))
+        except RoostError:  # Conflict, NotFound, InvalidInput: what callers expect
+            raise
+        except Exception:
+            self.counts.failures[fn.__name__] += 1
+            raise
 
     async def _submit(self, work: Callable[[], _T]) -> _T:
         if self._executor is None:
