@@ -31,13 +31,14 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
@@ -132,9 +133,11 @@ class Metrics:
         self._watchers = watchers
         self._bus_requests = bus_requests
 
-    def exposition(self) -> bytes:
-        """Every metric in the Prometheus text format (version 0.0.4)."""
-        return generate_latest(self.registry)
+    def exposition(self, accept: str) -> tuple[bytes, str]:
+        """Every metric, and its content type, in the format the ``Accept`` header asks for:
+        the Prometheus text format (0.0.4) unless it asks for OpenMetrics."""
+        encode, content_type = choose_encoder(accept)
+        return encode(self.registry), content_type
 
     def families(self) -> Iterator[Metric]:
         devices = GaugeMetricFamily(

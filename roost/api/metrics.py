@@ -7,7 +7,6 @@ otherwise for an administrator's login session or an administrator's access toke
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -22,7 +21,8 @@ async def metrics(request: Request) -> Response:
     services: Services = request.app.state.services
     if not services.settings.metrics_public:
         await authorize_operator(request, ACTION)
-    return Response(services.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+    body, content_type = services.metrics.exposition(request.headers.get("accept", ""))
+    return Response(body, headers={"content-type": content_type})
 
 
 routes = [Route("/metrics", metrics, methods=["GET"], name="metrics")]
