@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from httpx_sse import aconnect_sse
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
@@ -286,6 +287,21 @@ async def test_streams_move_the_watchers_gauge(
         return watchers(await scrape(http, admin_token), "resource") == 0
 
     await wait_for(stopped)
+    # a stats stream (SSE) holds a stats watch while it is open
+    assert watchers(await scrape(http, admin_token), "stats") == 0
+    url = f"/v1/users/{ADMIN}/devices/dev1/stats"
+    async with (
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.http_port}", timeout=10) as sse,
+        aconnect_sse(sse, "GET", url, headers=bearer(admin_token)) as source,
+    ):
+        async for _ in source.aiter_sse():  # the stats at once: the watch is held
+            break
+        assert watchers(await scrape(http, admin_token), "stats") == 1
+
+    async def released() -> bool:
+        return watchers(await scrape(http, admin_token), "stats") == 0
+
+    await wait_for(released)
 
 
 async def test_store_failures_are_counted_by_operation(
