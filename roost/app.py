@@ -41,6 +41,7 @@ from roost.devices.gateway import DeviceGateway
 from roost.devices.registry import Registry
 from roost.endpoints.delivery import EndpointCalls
 from roost.errors import ConfigError
+from roost.metrics import Metrics
 from roost.net.batch import WriteBatch
 from roost.net.http import BoundedHttpProtocol
 from roost.net.http_admission import PendingConnections, descriptor_share, raise_descriptor_limit
@@ -75,12 +76,20 @@ async def build_services(
     settings: Settings, clock: Callable[[], float] = time.time, bus: BusFactory = local_bus
 ) -> Services:
     private_dir(settings.data_dir)
-    store = SQLiteStore(settings.data_dir / DATABASE_FILE)
+    metrics = Metrics()
+    store = SQLiteStore(settings.data_dir / DATABASE_FILE, counts=metrics.store)
     await store.open()
     registry = Registry()
     credentials = DeviceCredentials(load_or_create_key(settings.data_dir, PEPPER_FILE))
     gateway = DeviceGateway(store, registry, credentials, settings, clock)
-    node_bus = bus(LocalBus(registry, gateway.streams))
+    local = LocalBus(registry, gateway.streams)
+    node_bus = bus(local)
+    streams = gateway.streams
+    metrics.watch(
+        registry.sessions,
+        lambda: {"resource": streams.watchers(), "stats": registry.stats_watches()},
+        lambda: local.requests,
+    )
     gateway.peers.bus = node_bus  # device-to-device calls go through the bus, as the API's do
     gateway.publish = node_bus.publish  # device_state_change, to every node's subscribers
     devices = DeviceCalls(node_bus)
@@ -101,6 +110,7 @@ async def build_services(
         feeds=BucketFeeds(store, devices, clock),
         exports=BucketExports(store, node_bus, settings, clock),
         endpoints=gateway.endpoints,
+        metrics=metrics,
     )
 
 

@@ -66,6 +66,7 @@ class Settings:
     max_body_bytes: int = 1 << 20
     sse_keepalive: float = 15.0  # seconds between SSE keep-alive comments
     sse_min_interval: float = 0.25  # at most 4 stats events per second per stream
+    metrics_public: bool = False  # GET /metrics without a token (roost.metrics)
     # HTTP connections that have not sent a whole request yet (roost.net.http_admission)
     http_header_timeout: float = 10.0  # seconds to send a request head, from connect or last answer
     http_max_pending: int = 1000  # in all (and at most a quarter of the descriptors); 0: that only
@@ -152,6 +153,9 @@ SETTING_HELP: dict[str, str] = {
     "max_body_bytes": "largest request body (413 above)",
     "sse_keepalive": "seconds between keep-alive comments on an SSE stream",
     "sse_min_interval": "least seconds between two stats events",
+    "metrics_public": "serve GET /metrics (Prometheus) to anyone, for a scraper on a private "
+    "network; otherwise it needs an administrator's login session or an administrator's access "
+    "token allowing ReadServerMetrics",
     "http_header_timeout": "seconds an HTTP connection has to send a whole request head, from "
     "when it opens or from its previous answer; then it is closed (408 if a head had begun)",
     "http_max_pending": "HTTP connections that have not sent a whole request; at the limit the "

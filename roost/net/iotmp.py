@@ -43,6 +43,7 @@ _REFUSED: dict[bool, PsonValue] = {
 
 class IotmpConnection(DeviceConnection[Message]):
     __slots__ = ("_bucket_writes",)
+    PROTOCOL = "iotmp"
 
     def __init__(self, gateway: DeviceGateway, writes: WriteBatch | None = None) -> None:
         settings = gateway.settings

@@ -28,6 +28,7 @@ _STREAM_DATA = frozenset({Signal.STREAM_EVENT, Signal.STREAM_SAMPLE})
 
 class LegacyConnection(DeviceConnection[legacy.Frame]):
     __slots__ = ("_bucket_writes",)
+    PROTOCOL = "legacy"
 
     def __init__(self, gateway: DeviceGateway, writes: WriteBatch | None = None) -> None:
         settings = gateway.settings

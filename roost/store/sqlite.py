@@ -66,8 +66,10 @@ class SQLiteStore:
         busy_timeout_ms: int = 5000,
         token_memo_seconds: float = 2.0,
         bucket_memo_seconds: float = 2.0,
+        counts: base.StoreCounts | None = None,
     ) -> None:
         self._path = path if path == _MEMORY else Path(path)
+        self.counts = counts if counts is not None else base.StoreCounts()  # for roost.metrics
         self._busy_timeout_ms = busy_timeout_ms
         # ("access", owner, token) or ("device", token id) -> the record
         self._tokens: Memo[tuple[str, ...], AccessToken | DeviceToken] = Memo(token_memo_seconds)
@@ -264,7 +266,14 @@ class SQLiteStore:
         write = qb.point_write(owner, bucket, points, replace)
         if self._executor is None:
             raise RuntimeError("store is not open")
-        await self._point_writes.submit(self._executor, write)
+        try:
+            await self._point_writes.submit(self._executor, write)
+        except RoostError:  # NotFound, Conflict, InvalidInput: what callers expect
+            raise
+        except Exception:
+            self.counts.failures["write_points"] += 1
+            raise
+        self.counts.points_written += len(points)
 
     async def read_points(
         self,
@@ -343,8 +352,15 @@ class SQLiteStore:
         *args: _P.args,
         **kwargs: _P.kwargs,
     ) -> _T:
-        """Runs ``fn(connection, *args, **kwargs)`` on the worker thread."""
-        return await self._submit(functools.partial(self._with_connection, fn, *args, **kwargs))
+        """Runs ``fn(connection, *args, **kwargs)`` on the worker thread. A failure other than
+        the domain errors a method is documented to raise is counted by the method's name."""
+        try:
+            return await self._submit(functools.partial(self._with_connection, fn, *args, **kwargs))
+        except RoostError:  # Conflict, NotFound, InvalidInput: what callers expect
+            raise
+        except Exception:
+            self.counts.failures[fn.__name__] += 1
+            raise
 
     async def _submit(self, work: Callable[[], _T]) -> _T:
         if self._executor is None:
