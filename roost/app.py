@@ -52,7 +52,8 @@ from roost.net.tls_handshake import TlsHandshake, tls_connections, tls_protocol
 from roost.net.uvicorn_compat import check_uvicorn
 from roost.redact import redact_server_logs
 from roost.services import Services
-from roost.store.base import User
+from roost.store.base import Store, User
+from roost.store.postgres import PostgresStore
 from roost.store.sqlite import SQLiteStore
 
 log = logging.getLogger("roost")
@@ -71,11 +72,18 @@ def local_bus(bus: LocalBus) -> Bus:
     return bus
 
 
+def select_store(settings: Settings) -> Store:
+    """PostgreSQL when ``database_url`` is set (shared by several nodes), else SQLite."""
+    if settings.database_url:
+        return PostgresStore(settings.database_url)
+    return SQLiteStore(settings.data_dir / DATABASE_FILE)
+
+
 async def build_services(
     settings: Settings, clock: Callable[[], float] = time.time, bus: BusFactory = local_bus
 ) -> Services:
     private_dir(settings.data_dir)
-    store = SQLiteStore(settings.data_dir / DATABASE_FILE)
+    store = select_store(settings)
     await store.open()
     registry = Registry()
     credentials = DeviceCredentials(load_or_create_key(settings.data_dir, PEPPER_FILE))
