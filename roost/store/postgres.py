@@ -303,6 +303,16 @@ class PostgresStore:
     async def delete_endpoint(self, owner: str, endpoint: str) -> bool:
         return await self._run(qe.delete_endpoint, owner, endpoint)
 
+    async def run(
+        self,
+        fn: Callable[Concatenate[Any, _P], Awaitable[_T]],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> _T:
+        """Runs ``fn(connection, *args, **kwargs)`` on one pooled connection, with the store's
+        error mapping (for work beyond the Store protocol: ``postgres_copy``)."""
+        return await self._run(fn, *args, **kwargs)
+
     async def _kept(
         self,
         kind: type[_R],
