@@ -81,7 +81,7 @@ class PostgresStore:
                 min_size=1,
                 max_size=self._pool_size,
                 timeout=self._timeout,  # to connect
-                command_timeout=self._timeout * 6,  # a statement (migrations included)
+                command_timeout=self._timeout * 2,  # a statement (migrations have their own)
             )
         except _GONE as e:
             raise Unavailable(f"PostgreSQL cannot be reached: {_reason(e)}") from None

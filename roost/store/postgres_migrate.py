@@ -16,6 +16,7 @@ from roost.errors import RoostError
 from roost.store.migrate import Migration, load_migrations
 
 FOLDER = "migrations_postgres"
+MIGRATION_TIMEOUT = 3600.0  # seconds one migration may take (the store's statements have less)
 LOCK_KEY = 0x526F6F73744D6967  # "RoostMig": one key for every Roost, any schema
 
 
@@ -33,7 +34,8 @@ async def apply_migrations(conn: Any, migrations: Sequence[Migration] | None = N
         migrations = load_migrations(FOLDER)
     latest = migrations[-1].version if migrations else 0
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
+        # another node migrating holds it for as long as its migrations take
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY, timeout=MIGRATION_TIMEOUT)
         version = await current_version(conn)
         if version > latest:
             raise RoostError(
@@ -42,7 +44,8 @@ async def apply_migrations(conn: Any, migrations: Sequence[Migration] | None = N
         for migration in migrations:
             if migration.version <= version:
                 continue
-            await conn.execute(migration.sql)  # a script: several statements, one round trip
+            # a script (several statements, one round trip), on a big table maybe long
+            await conn.execute(migration.sql, timeout=MIGRATION_TIMEOUT)
             await conn.execute(
                 "INSERT INTO schema_version (version, applied) VALUES ($1, $2)",
                 migration.version,
