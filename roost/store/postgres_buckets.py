@@ -21,6 +21,7 @@ _COLUMNS = (
     *("created", "modified"),
 )
 _SELECT = select("buckets", _COLUMNS)
+BULK_TIMEOUT = 300.0  # seconds a statement deleting a whole bucket's points may take
 FREE_TS_STEPS = 1000  # taken ts skipped before a point that must not replace one is refused
 
 
@@ -84,10 +85,8 @@ async def update_bucket(conn: Conn, bucket: Bucket) -> None:
 
 
 async def delete_bucket(conn: Conn, owner: str, bucket: str) -> bool:
-    status = await conn.execute(
-        "DELETE FROM buckets WHERE owner = $1 AND bucket = $2", owner, bucket
-    )
-    return count(status) > 0
+    sql = "DELETE FROM buckets WHERE owner = $1 AND bucket = $2"  # its points with it (CASCADE)
+    return count(await conn.execute(sql, owner, bucket, timeout=BULK_TIMEOUT)) > 0
 
 
 _UPSERT = (
@@ -164,7 +163,7 @@ async def delete_points(
     params: list[Any] = [owner, bucket]
     where = _range(min_ts, max_ts, params)
     sql = f"DELETE FROM bucket_points WHERE owner = $1 AND bucket = $2{where}"
-    return count(await conn.execute(sql, *params))
+    return count(await conn.execute(sql, *params, timeout=BULK_TIMEOUT))
 
 
 async def select_retained_buckets(conn: Conn) -> list[Bucket]:
