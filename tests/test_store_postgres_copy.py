@@ -7,6 +7,7 @@ import asyncio
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -199,6 +200,13 @@ def test_the_command_copies_and_says_so_and_mistakes_are_one_line(
     assert unreachable.returncode == 1, unreachable.stderr
     assert unreachable.stderr.startswith("roost: PostgreSQL cannot be reached")
     assert len(unreachable.stderr.strip().splitlines()) == 1
+    parts = urlsplit(postgres_url)
+    netloc = f"{parts.username}:wrong-password@{parts.hostname}:{parts.port or 5432}"
+    wrong = urlunsplit(parts._replace(netloc=netloc))
+    refused = _roost("migrate-to-postgres", "--data-dir", str(tmp_path), "--database-url", wrong)
+    assert refused.returncode == 1, refused.stderr
+    assert refused.stderr.startswith("roost: PostgreSQL refused the connection")
+    assert "wrong-password" not in refused.stderr and len(refused.stderr.splitlines()) == 1
 
 
 def test_user_commands_work_on_the_postgresql_store(tmp_path: Path, postgres_url: str) -> None:

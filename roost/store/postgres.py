@@ -20,7 +20,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import asyncpg
 
-from roost.errors import InvalidInput, Unavailable
+from roost.errors import ConfigError, InvalidInput, Unavailable
 from roost.store import base
 from roost.store import postgres_aggregate as qa
 from roost.store import postgres_buckets as qb
@@ -85,11 +85,17 @@ class PostgresStore:
             )
         except _GONE as e:
             raise Unavailable(f"PostgreSQL cannot be reached: {_reason(e)}") from None
+        except asyncpg.PostgresError as e:  # a wrong password, no such database, ...
+            raise ConfigError(f"PostgreSQL refused the connection: {e}") from None
         try:
             async with pool.acquire(timeout=self._timeout) as conn:
                 version = await apply_migrations(conn)
-        except BaseException:
-            await pool.close()
+        except BaseException as e:
+            pool.terminate()
+            if isinstance(e, asyncpg.PostgresError):  # no right to create tables, ...
+                raise ConfigError(f"PostgreSQL refused the schema migration: {e}") from None
+            if isinstance(e, _GONE):
+                raise Unavailable(f"PostgreSQL cannot be reached: {_reason(e)}") from None
             raise
         self._pool = pool
         logger.debug("PostgreSQL store open at schema version %d", version)
