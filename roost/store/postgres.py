@@ -7,6 +7,9 @@ bound: taking a connection and each statement have a timeout, and when the serve
 reached (down, restarting, a timeout) the call raises :class:`~roost.errors.Unavailable` (503);
 the pool replaces broken connections by itself, so the next call works once the server is back.
 
+A bucket's record reads and point writes run in the order they came (``postgres_order``), as on
+SQLite's one thread: a device's bucket writes keep their order.
+
 Token records are kept in a :class:`~roost.store.memo.Memo` for ``token_memo_seconds``, as in the
 SQLite store: this node's writes forget them at once, other nodes' writes are seen within that.
 """
@@ -31,6 +34,7 @@ from roost.store.aggregate import AggregateQuery, AggregateRow, Grouping, Partia
 from roost.store.base import EVERY, AccessToken, Device, DeviceToken, Page, RefreshToken, User
 from roost.store.memo import Memo
 from roost.store.postgres_migrate import apply_migrations
+from roost.store.postgres_order import InOrder
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +74,7 @@ class PostgresStore:
         self._timeout = timeout
         self._tokens: Memo[tuple[str, ...], AccessToken | DeviceToken] = Memo(token_memo_seconds)
         self._pool: Any = None
+        self._buckets = InOrder()  # reads of a bucket and writes of its points, in order
 
     async def open(self) -> None:
         """Connects (the pool) and applies pending migrations under the migration lock."""
@@ -240,7 +245,8 @@ class PostgresStore:
         await self._run(qb.insert_bucket, bucket)
 
     async def get_bucket(self, owner: str, bucket: str) -> base.Bucket | None:
-        return await self._run(qb.select_bucket, owner, bucket)
+        async with self._buckets.turn((owner, bucket)):  # a device write's first step
+            return await self._run(qb.select_bucket, owner, bucket)
 
     async def list_buckets(self, owner: str, page: Page = EVERY) -> list[base.Bucket]:
         return await self._run(qb.select_buckets, owner, page)
@@ -257,7 +263,8 @@ class PostgresStore:
     async def write_points(
         self, owner: str, bucket: str, points: Sequence[tuple[int, Any]], replace: bool = True
     ) -> None:
-        await self._run(qb.write_points, owner, bucket, points, replace)
+        async with self._buckets.turn((owner, bucket)):  # in the order they came, as SQLite
+            await self._run(qb.write_points, owner, bucket, points, replace)
 
     async def read_points(
         self,
