@@ -40,7 +40,7 @@ from roost.devices.calls import DeviceCalls
 from roost.devices.gateway import DeviceGateway
 from roost.devices.registry import Registry
 from roost.endpoints.delivery import EndpointCalls
-from roost.errors import ConfigError
+from roost.errors import ConfigError, Conflict
 from roost.net.batch import WriteBatch
 from roost.net.http import BoundedHttpProtocol
 from roost.net.http_admission import PendingConnections, descriptor_share, raise_descriptor_limit
@@ -137,9 +137,13 @@ async def ensure_admin(services: Services) -> None:
     password = chosen or secrets.token_urlsafe(12)
     loop = asyncio.get_running_loop()
     password_hash = await loop.run_in_executor(None, hash_password, password)
-    await services.store.create_user(
-        User(settings.admin_user, password_hash, "admin", services.now_ms())
-    )
+    try:
+        await services.store.create_user(
+            User(settings.admin_user, password_hash, "admin", services.now_ms())
+        )
+    except Conflict:  # another node sharing the database, starting at the same time, made it
+        log.info("admin user %r was created by another node", settings.admin_user)
+        return
     log.info("created admin user %r", settings.admin_user)
     if settings.admin_password is None:
         print(

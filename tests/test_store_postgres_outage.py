@@ -141,3 +141,22 @@ async def test_a_server_that_never_answers_is_unavailable_after_the_timeout(
     finally:
         with contextlib.suppress(Unavailable):
             await store.close()
+
+
+async def test_two_nodes_starting_together_on_an_empty_database_both_start(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """They migrate once and make one first admin (the slower one finds it made)."""
+    nodes = [
+        Roost(make_settings(tmp_path / f"node{n}", database_url=postgres_url)) for n in range(2)
+    ]
+    await asyncio.gather(*(node.start() for node in nodes))
+    try:
+        for node in nodes:
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{node.http_port}", timeout=30
+            ) as http:
+                assert await login(http)
+        assert await nodes[0].services.store.count_users() == 1
+    finally:
+        await asyncio.gather(*(node.stop() for node in nodes))
