@@ -171,7 +171,7 @@ async def test_months_quarters_years_and_weeks_start_on_their_calendar_days(
     assert all(datetime.fromtimestamp(r.ts / 1000, zone).weekday() == 0 for r in got_weeks)
 
 
-async def test_aggregated_rows_page_by_their_start_each_bucket_once(store: Store) -> None:
+async def test_aggregated_rows_page_by_their_bounds_each_bucket_once(store: Store) -> None:
     t0 = _ms(datetime(2026, 1, 1, tzinfo=UTC))
     points = [(t0 + i * 7 * MINUTE, {"v": i}) for i in range(3100)]  # 362 hours
     await _bucket_with(store, points)
@@ -186,13 +186,18 @@ async def test_aggregated_rows_page_by_their_start_each_bucket_once(store: Store
             seen += page
             if len(page) < 40:
                 break
-            bounds = {"max_ts": page[-1].ts - 1} if descending else {"min_ts": page[-1].ts + 1}
+            # the latest first: below the last row's start; the oldest first: past its bucket
+            last = page[-1].ts
+            bounds = {"max_ts": last - 1} if descending else {"min_ts": last + HOUR}
         _close(seen, want[::-1] if descending else want)
-    # a bucket that starts before min_ts is not a row; one cut by max_ts holds what is inside
+    # only the points within the bounds count: the buckets cut by min_ts and max_ts hold theirs
     inside = await store.aggregate_points(
         "alice", "b", _query("1h", "count", min_ts=t0 + 30 * MINUTE, max_ts=t0 + 90 * MINUTE)
     )
-    assert inside == [AggregateRow(t0 + HOUR, {"v": 4})]  # the points at 63, 70, 77, 84 min
+    assert inside == [
+        AggregateRow(t0, {"v": 4}),  # the points at 35, 42, 49, 56 min
+        AggregateRow(t0 + HOUR, {"v": 4}),  # at 63, 70, 77, 84 min
+    ]
 
 
 async def test_aggregating_an_empty_range_or_bucket_gives_no_rows(store: Store) -> None:

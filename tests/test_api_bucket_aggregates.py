@@ -93,6 +93,7 @@ async def test_bad_aggregations_are_refused_clearly(
         ({"agg": "1h", "tz": "Mars/Olympus"}, "time zone"),
         ({"agg": "1h", "tz": "../../etc/passwd"}, "IANA"),
         ({"agg": "1h", "transform": "abs"}, "transform"),
+        ({"tag_label": "p1"}, "tag filters"),  # as the Node-RED node sends them: never ignored
     ):
         response = await http.get(f"{BUCKETS}/agg/data", params=params, headers=auth)
         assert response.status_code == 400, params
@@ -108,7 +109,7 @@ async def test_aggregated_rows_page_as_the_clients_page_points(
     http: httpx.AsyncClient, admin_token: str
 ) -> None:
     """3,200 points, one a minute, in 5-minute counts, 100 rows a call: moving max_ts (desc) to
-    the last row's ts - 1, as the Node-RED and n8n nodes do, or min_ts (asc) past it, every
+    the last row's ts - 1, as the Node-RED and n8n nodes do, or min_ts (asc) past its bucket, every
     bucket comes once and the counts add up to every point."""
     await _fill(http, admin_token, [{"ts": T0 + m * 60_000, "v": m} for m in range(3200)])
     url = f"/v2/users/{ADMIN}/buckets/agg/data"
@@ -123,7 +124,7 @@ async def test_aggregated_rows_page_as_the_clients_page_points(
             if sort == "desc":
                 params["max_ts"] = page[-1]["ts"] - 1
             else:
-                params["min_ts"] = page[-1]["ts"] + 1
+                params["min_ts"] = page[-1]["ts"] + 300_000  # past its 5-minute bucket
         starts = [T0 + b * 300_000 for b in range(640)]
         assert [row["ts"] for row in rows] == (starts[::-1] if sort == "desc" else starts)
         assert all(row["v"] == 5 for row in rows)

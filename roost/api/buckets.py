@@ -168,6 +168,8 @@ async def read_data(request: Request) -> Response:
     for name in UNSUPPORTED:
         if query.get(name):
             raise InvalidInput(f"{name} is not supported yet: read the points and aggregate them")
+    if any(name.startswith("tag_") for name in query):  # the Node-RED node's tag filters
+        raise InvalidInput("tag filters are not supported yet: read the points and filter them")
     items = _query_int(query.get("items"), "items", 1, MAX_ITEMS, default=MAX_ITEMS)
     min_ts = _query_int(query.get("min_ts"), "min_ts", 0, MAX_TS, default=0)
     max_ts = _query_int(query.get("max_ts"), "max_ts", 0, MAX_TS, default=0)

@@ -14,10 +14,12 @@ boundary that falls in skipped time starts at the change itself.
 
 A row is the start of its bucket (``ts``, ms) and, for each numeric field of the stored objects,
 the aggregate of its values in that bucket (``count``: how many points carry the field; ``spread``:
-max - min; ``stddev``: the sample standard deviation, absent below two values). Buckets without
-points give no row; only the buckets that start within [min_ts, max_ts] are rows, each made of its
-points within those bounds, so a client paging by moving min_ts or max_ts past the last row's
-``ts`` gets every bucket once.
+max - min; ``stddev``: the sample standard deviation, absent below two values). Only the points
+within [min_ts, max_ts] count, as a SQL ``WHERE ts BETWEEN min_ts AND max_ts GROUP BY bucket``
+would have them: a bucket that begins before min_ts (the Node-RED node asks for "the last 30
+minutes" by the hour) is a row of its points from min_ts on, and buckets without points give no
+row. A client paging the latest first moves max_ts to the last row's ``ts`` - 1 and gets every
+bucket once; paging the oldest first, it moves min_ts to the end of the last row's bucket.
 
 The walk reads the points in windows, each one statement, so that a store with one writer runs
 other work between them. The store groups each slice of constant UTC offset (zones change offset
@@ -110,7 +112,7 @@ class AggregateQuery:
     period: Period
     function: str  # one of FUNCTIONS
     tz: str = "UTC"  # IANA name
-    min_ts: int | None = None  # only buckets starting within [min_ts, max_ts], of points within
+    min_ts: int | None = None  # only the points within [min_ts, max_ts] count
     max_ts: int | None = None
     limit: int = 1000
     descending: bool = False
@@ -234,7 +236,7 @@ async def walk(query: AggregateQuery, group: GroupFn, seek: SeekFn) -> list[Aggr
     cap = DAY
     cursor = await seek(hi if query.descending else lo, query.descending)
     while cursor is not None and lo <= cursor <= hi:
-        wanted = query.limit + 1 - sum(1 for start in buckets if start >= lo)
+        wanted = query.limit + 1 - len(buckets)
         if wanted <= 0:
             break
         span = max(1, min(wanted * query.period.nominal, cap))
@@ -256,7 +258,7 @@ async def walk(query: AggregateQuery, group: GroupFn, seek: SeekFn) -> list[Aggr
         if query.descending and start <= lo:
             break
         cursor = await seek(start - 1, True) if query.descending else await seek(end, False)
-    starts = sorted((s for s in buckets if s >= lo), reverse=query.descending)[: query.limit]
+    starts = sorted(buckets, reverse=query.descending)[: query.limit]
     return [AggregateRow(s, _values(buckets[s], query.function)) for s in starts]
 
 
