@@ -40,7 +40,7 @@ from roost.devices.calls import DeviceCalls
 from roost.devices.gateway import DeviceGateway
 from roost.devices.registry import Registry
 from roost.endpoints.delivery import EndpointCalls
-from roost.errors import ConfigError
+from roost.errors import ConfigError, Conflict
 from roost.metrics import Metrics
 from roost.net.batch import WriteBatch
 from roost.net.http import BoundedHttpProtocol
@@ -53,7 +53,8 @@ from roost.net.tls_handshake import TlsHandshake, tls_connections, tls_protocol
 from roost.net.uvicorn_compat import check_uvicorn
 from roost.redact import redact_server_logs
 from roost.services import Services
-from roost.store.base import User
+from roost.store.base import Store, StoreCounts, User
+from roost.store.postgres import PostgresStore
 from roost.store.sqlite import SQLiteStore
 
 log = logging.getLogger("roost")
@@ -72,12 +73,20 @@ def local_bus(bus: LocalBus) -> Bus:
     return bus
 
 
+def select_store(settings: Settings, counts: StoreCounts | None = None) -> Store:
+    """PostgreSQL when ``database_url`` is set (shared by several nodes), else SQLite; both
+    count their failures and points into ``counts`` (roost.metrics)."""
+    if settings.database_url:
+        return PostgresStore(settings.database_url, counts=counts)
+    return SQLiteStore(settings.data_dir / DATABASE_FILE, counts=counts)
+
+
 async def build_services(
     settings: Settings, clock: Callable[[], float] = time.time, bus: BusFactory = local_bus
 ) -> Services:
     private_dir(settings.data_dir)
     metrics = Metrics()
-    store = SQLiteStore(settings.data_dir / DATABASE_FILE, counts=metrics.store)
+    store = select_store(settings, metrics.store)
     await store.open()
     registry = Registry()
     credentials = DeviceCredentials(load_or_create_key(settings.data_dir, PEPPER_FILE))
@@ -139,9 +148,13 @@ async def ensure_admin(services: Services) -> None:
     password = chosen or secrets.token_urlsafe(12)
     loop = asyncio.get_running_loop()
     password_hash = await loop.run_in_executor(None, hash_password, password)
-    await services.store.create_user(
-        User(settings.admin_user, password_hash, "admin", services.now_ms())
-    )
+    try:
+        await services.store.create_user(
+            User(settings.admin_user, password_hash, "admin", services.now_ms())
+        )
+    except Conflict:  # another node sharing the database, starting at the same time, made it
+        log.info("admin user %r was created by another node", settings.admin_user)
+        return
     log.info("created admin user %r", settings.admin_user)
     if settings.admin_password is None:
         print(

@@ -23,6 +23,8 @@ from roost.errors import ConfigError, InvalidInput
 @dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path = Path("roost-data")
+    # postgresql://user:password@host/db: the shared PostgreSQL store (several nodes); "": SQLite
+    database_url: str = field(default="", repr=False)
     host: str = "127.0.0.1"
     http_port: int = 8080
     device_port: int = 25200
@@ -91,13 +93,16 @@ class Settings:
     endpoints_response_bytes: int = 65536  # of a target's answer kept (event, REST answer)
 
 
-SECRET_SETTINGS = frozenset({"admin_password"})
+SECRET_SETTINGS = frozenset({"admin_password", "database_url"})
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 # What each setting is for, in one line: `roost --help` shows it beside the flag, with the
 # default, and the README's settings table says the same (tests/test_cli.py holds them equal).
 SETTING_HELP: dict[str, str] = {
     "data_dir": "directory of the database and the key files",
+    "database_url": "postgresql://user:password@host/database: keep everything in PostgreSQL, "
+    "shared by several nodes (roost migrate-to-postgres copies a data dir there); "
+    "none: SQLite under the data dir",
     "host": "address every listener binds",
     "http_port": "port of the REST API",
     "device_port": "port of the legacy Thinger device protocol",
@@ -192,7 +197,11 @@ SETTING_HELP: dict[str, str] = {
     "endpoint_call_response event; the rest is not read",
 }
 # Defaults that are not a plain value
-_DEFAULT_WORDS = {"admin_password": "random, printed once", "public_host": "<host>:<http-port>"}
+_DEFAULT_WORDS = {
+    "admin_password": "random, printed once",
+    "database_url": "none",
+    "public_host": "<host>:<http-port>",
+}
 
 
 def default_text(name: str) -> str:
@@ -280,6 +289,8 @@ def _convert(key: str, type_name: Any, raw: Any) -> Any:
             return _log_level(shown, raw)
         if key == "admin_user":
             return _user_name(shown, raw)
+        if key == "database_url":
+            return _database_url(str(raw))
         if kind == "int":
             return _whole_number(key, shown, raw)
         if kind == "float":
@@ -294,6 +305,12 @@ def _convert(key: str, type_name: Any, raw: Any) -> Any:
         return str(raw)
     except (TypeError, ValueError):
         raise ConfigError(f"setting {key!r}: {shown} is not a valid {kind}") from None
+
+
+def _database_url(url: str) -> str:
+    if url and not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("setting 'database_url' must be a postgresql:// URL (or empty)")
+    return url
 
 
 def _user_name(shown: str, raw: Any) -> str:
