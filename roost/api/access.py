@@ -183,9 +183,7 @@ async def authorize(
     _check_ids(owner, resource_type, resource_id)
     if principal.permissions is None:
         if principal.user != owner:
-            caller = await services.store.get_user(principal.user)
-            if caller is None or not caller.is_admin:
-                raise Forbidden(f"access to user {owner!r} is not allowed")
+            await _require_admin(services, principal, f"access to user {owner!r}")
         return principal
     if principal.user != owner:
         raise Forbidden(f"the token may not act for user {owner!r}")
@@ -237,10 +235,12 @@ async def _authenticated(request: HTTPConnection) -> tuple[Services, Principal]:
     return services, await authenticate(request, services)
 
 
-async def _require_admin(services: Services, principal: Principal, action: str) -> None:
+async def _require_admin(services: Services, principal: Principal, what: str) -> None:
+    """THE check that the caller is an administrator now: an admin disabled meanwhile (whose
+    login is still valid until it expires) holds none of an administrator's powers."""
     caller = await services.store.get_user(principal.user)
-    if caller is None or not caller.is_admin:
-        raise Forbidden(f"{action} is for administrators only")
+    if caller is None or not caller.is_admin or not caller.enabled:
+        raise Forbidden(f"{what} is for enabled administrators only")
 
 
 def _check_query(request: HTTPConnection) -> None:
