@@ -294,8 +294,8 @@ async def test_streams_move_the_watchers_gauge(
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.http_port}", timeout=10) as sse,
         aconnect_sse(sse, "GET", url, headers=bearer(admin_token)) as source,
     ):
-        async for _ in source.aiter_sse():  # the stats at once: the watch is held
-            break
+        events = source.aiter_sse()  # kept open: closing it early would close the connection
+        await anext(events)  # the stats at once: the watch is held
         assert watchers(await scrape(http, admin_token), "stats") == 1
 
     async def released() -> bool:
