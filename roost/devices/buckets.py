@@ -27,6 +27,7 @@ from roost.wire.pson import PsonValue
 log = logging.getLogger("roost.devices.buckets")
 
 NOT_JSON = "the data cannot be stored as JSON"
+STORE_FAILED = "the server could not store the data"
 
 
 async def write(
@@ -58,9 +59,17 @@ async def write_many(
         _write_bucket(store, device, bucket, [writes[i][1] for i in indexes], now)
         for bucket, indexes in by_bucket.items()
     ]
-    # one bucket, the usual case: no task
-    results = [await jobs[0]] if len(jobs) == 1 else list(await asyncio.gather(*jobs))
-    for indexes, refusals in zip(by_bucket.values(), results, strict=True):
+    # one bucket, the usual case: no task (its failure is the caller's to answer)
+    if len(jobs) == 1:
+        results: list[list[str | None] | BaseException] = [await jobs[0]]
+    else:  # a bucket whose store write failed does not make the others' committed ones fail
+        results = list(await asyncio.gather(*jobs, return_exceptions=True))
+    for (bucket, indexes), refusals in zip(by_bucket.items(), results, strict=True):
+        if isinstance(refusals, BaseException):
+            if not isinstance(refusals, Exception):
+                raise refusals
+            log.error("device %s: bucket %s writes failed", device, bucket, exc_info=refusals)
+            refusals = [STORE_FAILED] * len(indexes)
         for index, refused in zip(indexes, refusals, strict=True):
             outcomes[index] = refused
     return outcomes

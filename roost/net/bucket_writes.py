@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 
 from roost.bus.base import DeviceKey
-from roost.devices.buckets import write_many
+from roost.devices.buckets import STORE_FAILED, write_many
 from roost.devices.gateway import DeviceGateway
 from roost.wire.pson import PsonValue
 
@@ -22,7 +22,6 @@ log = logging.getLogger("roost.net")
 
 # the answer to a write that asked for one: (stream id, None if stored else why not)
 Answer = Callable[[int, str | None], None]
-STORE_FAILED = "the server could not store the data"
 
 
 class BucketWrites:
