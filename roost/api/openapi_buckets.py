@@ -26,6 +26,7 @@ from roost.api.openapi import (
 from roost.api.validate import TEXT_LIMIT
 from roost.ids import BUCKET, DEVICE
 from roost.store import aggregate
+from roost.store.aggregate import MAX_TS
 
 BUCKET_ID = _path_param("bucket", "Bucket id", _id(BUCKET))
 MS = "ms since the epoch"
@@ -119,7 +120,7 @@ def bucket_schemas() -> dict[str, Schema]:
 def _read_params() -> list[Schema]:
     def bound(name: str, which: str) -> Schema:
         desc = f"{which} ts, inclusive, {MS}; 0 or absent: no bound"
-        return _param("query", name, desc, _t("integer", minimum=0, maximum=b.MAX_TS))
+        return _param("query", name, desc, _t("integer", minimum=0, maximum=MAX_TS))
 
     items = _t("integer", minimum=1, maximum=b.MAX_ITEMS, default=b.MAX_ITEMS)
     sort = {"enum": ["asc", "desc"], "default": "desc"}
