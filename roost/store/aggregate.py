@@ -26,6 +26,15 @@ other work between them. The store groups each slice of constant UTC offset (zon
 at their transitions) by a key finer than or equal to the bucket (:class:`Grouping`) and returns,
 per group and field, count, sum, sum of squares, min, max and the group's first ts; the walk maps
 each group to its bucket by that ts and adds the groups of one bucket up.
+
+The time-zone work runs on the event loop and is bounded per read: a zone that never changes its
+offset (UTC, Etc/UTC, Etc/GMT-14, ...) is one slice; in another, the walk looks at a window a
+:data:`PIECE` at a time from a point to the last point within it (a window may span centuries of
+sparse points: the empty time between them costs nothing), probing the offset every
+:data:`STEP` there and bisecting each change to the ms. A read that would probe more than
+:data:`MAX_PROBES` times is refused (400: narrow min_ts/max_ts). Timestamps end at
+:data:`MAX_TS`, the last ms of year 9999; a local time past it (east of UTC) is computed at the
+offset of December 30th, 9999, and starts of buckets stay exact there.
 """
 
 from __future__ import annotations
