@@ -169,7 +169,8 @@ def bucket_paths() -> dict[str, Schema]:
     missing: Mapping[int, str | None] = {404: "Bucket not found"}
     invalid = "Invalid body, bucket id, config or retention"
     read_errors = {
-        400: "Invalid items, min_ts, max_ts, sort, agg, agg_type or tz, or transform asked for",
+        400: "Invalid items, min_ts, max_ts, sort, agg, agg_type or tz, transform asked for, or an"
+        " aggregation over too long a span in a zone with daylight saving (narrow min_ts/max_ts)",
         **missing,
     }
     write_errors = {

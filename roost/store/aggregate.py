@@ -60,7 +60,7 @@ STEP = 3 * DAY
 MAX_TS = 253_402_300_799_999  # the last ms of year 9999 (datetime's last year): the latest ts
 PIECE = 366 * DAY  # a window in a zone that changes its offset is sliced a piece at a time
 LAST_PROBE = MAX_TS - 2 * DAY  # offsets are probed up to here (see offset_ms)
-MAX_PROBES = 50_000  # offset probes one aggregated read may make: 130 years of days, 40 ms
+MAX_PROBES = 50_000  # offset probes one read may make: some 270 years of points, 40 ms
 WINDOW_VALUES = 50_000  # numeric values one statement of the walk should aggregate, about
 
 
