@@ -248,3 +248,27 @@ async def test_sums_of_integers_are_integers_and_never_overflow(store: Store) ->
     await _bucket_with(store, huge, bucket="huge")
     [row] = await store.aggregate_points("alice", "huge", _query("1d", "sum"))
     assert row.values == {"n": 2}  # 2e308 is no JSON number: the field is left out
+
+
+async def test_points_at_the_ends_of_time_aggregate_in_zones_east_and_west(store: Store) -> None:
+    """ts 0 and the last ms of year 9999 (local year 10000 east of UTC, 1969 west of it), with no
+    bounds given: every zone's buckets hold them, none raises."""
+    last = 253_402_300_799_999
+    await _bucket_with(store, [(0, {"v": 1}), (last, {"v": 2}), (last - 40 * HOUR, {"v": 3})])
+    got = await store.aggregate_points(
+        "alice", "b", AggregateQuery(period("1h"), "sum", tz="Asia/Tokyo", descending=True)
+    )
+    # Tokyo's hours are UTC's (9 h ahead); the last one is in its local year 10000
+    assert [(row.ts, row.values) for row in got] == [
+        (last + 1 - HOUR, {"v": 2}),
+        ((last - 40 * HOUR) // HOUR * HOUR, {"v": 3}),
+        (0, {"v": 1}),
+    ]
+    for key, rows_wanted in (("America/Los_Angeles", 2), ("Pacific/Kiritimati", 3)):
+        zone = ZoneInfo(key)  # Kiritimati: 10:40 h behind UTC in 1970, 14 h ahead since 1995
+        rows = await store.aggregate_points(
+            "alice", "b", AggregateQuery(period("1y"), "count", tz=key, descending=False)
+        )
+        year = datetime.fromtimestamp(0, zone).year  # 1969 in both
+        assert rows[0] == AggregateRow(_ms(datetime(year, 1, 1, tzinfo=zone)), {"v": 1})
+        assert len(rows) == rows_wanted  # at +14 h the last ms is in local year 10000
