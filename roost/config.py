@@ -23,6 +23,8 @@ from roost.errors import ConfigError, InvalidInput
 @dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path = Path("roost-data")
+    # postgresql://user:password@host/db: the shared PostgreSQL store (several nodes); "": SQLite
+    database_url: str = field(default="", repr=False)
     host: str = "127.0.0.1"
     http_port: int = 8080
     device_port: int = 25200
@@ -66,6 +68,7 @@ class Settings:
     max_body_bytes: int = 1 << 20
     sse_keepalive: float = 15.0  # seconds between SSE keep-alive comments
     sse_min_interval: float = 0.25  # at most 4 stats events per second per stream
+    metrics_public: bool = False  # GET /metrics without a token (roost.metrics)
     # HTTP connections that have not sent a whole request yet (roost.net.http_admission)
     http_header_timeout: float = 10.0  # seconds to send a request head, from connect or last answer
     http_max_pending: int = 1000  # in all (and at most a quarter of the descriptors); 0: that only
@@ -95,7 +98,7 @@ class Settings:
     drain_timeout: float = 10.0  # seconds a stopping node gives the calls it accepted
 
 
-SECRET_SETTINGS = frozenset({"admin_password", "nats_url"})
+SECRET_SETTINGS = frozenset({"admin_password", "database_url", "nats_url"})
 NATS_SCHEMES = ("nats", "tls", "ws", "wss")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -103,6 +106,9 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # default, and the README's settings table says the same (tests/test_cli.py holds them equal).
 SETTING_HELP: dict[str, str] = {
     "data_dir": "directory of the database and the key files",
+    "database_url": "postgresql://user:password@host/database: keep everything in PostgreSQL, "
+    "shared by several nodes (roost migrate-to-postgres copies a data dir there); "
+    "none: SQLite under the data dir",
     "host": "address every listener binds",
     "http_port": "port of the REST API",
     "device_port": "port of the legacy Thinger device protocol",
@@ -158,6 +164,9 @@ SETTING_HELP: dict[str, str] = {
     "max_body_bytes": "largest request body (413 above)",
     "sse_keepalive": "seconds between keep-alive comments on an SSE stream",
     "sse_min_interval": "least seconds between two stats events",
+    "metrics_public": "serve GET /metrics (Prometheus) to anyone, for a scraper on a private "
+    "network; otherwise it needs an administrator's login session or an administrator's access "
+    "token allowing ReadServerMetrics",
     "http_header_timeout": "seconds an HTTP connection has to send a whole request head, from "
     "when it opens or from its previous answer; then it is closed (408 if a head had begun)",
     "http_max_pending": "HTTP connections that have not sent a whole request; at the limit the "
@@ -200,7 +209,11 @@ SETTING_HELP: dict[str, str] = {
     "before it closes its device sessions (the devices reconnect elsewhere)",
 }
 # Defaults that are not a plain value
-_DEFAULT_WORDS = {"admin_password": "random, printed once", "public_host": "<host>:<http-port>"}
+_DEFAULT_WORDS = {
+    "admin_password": "random, printed once",
+    "database_url": "none",
+    "public_host": "<host>:<http-port>",
+}
 
 
 def default_text(name: str) -> str:
@@ -292,6 +305,8 @@ def _convert(key: str, type_name: Any, raw: Any) -> Any:
             return _nats_url(shown, raw)
         if key == "workers":
             return _worker_count(shown, raw)
+        if key == "database_url":
+            return _database_url(str(raw))
         if kind == "int":
             return _whole_number(key, shown, raw)
         if kind == "float":
@@ -306,6 +321,12 @@ def _convert(key: str, type_name: Any, raw: Any) -> Any:
         return str(raw)
     except (TypeError, ValueError):
         raise ConfigError(f"setting {key!r}: {shown} is not a valid {kind}") from None
+
+
+def _database_url(url: str) -> str:
+    if url and not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("setting 'database_url' must be a postgresql:// URL (or empty)")
+    return url
 
 
 def _user_name(shown: str, raw: Any) -> str:
