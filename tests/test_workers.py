@@ -1,10 +1,10 @@
-"""`roost serve --workers 2` on a real nats-server (shared SQLite data dir): both workers listen on
-the same ports (SO_REUSEPORT) and hold devices, a call entering one worker reaches a device held by
-the other (NATS); SIGTERM to a worker while calls are in flight: every accepted call is answered,
-its devices reconnect, the supervisor starts it again; SIGTERM to the supervisor stops them all.
-A node (worker or not) stopping on SIGTERM answers the calls another node sent to its devices
-before it closes their sessions. What cannot work is refused with one line: no nats_url, a port
-of 0."""
+"""`roost serve --workers 2` on a real nats-server, on a shared SQLite data dir or on PostgreSQL:
+both workers listen on the same ports (SO_REUSEPORT) and hold devices, a call entering one worker
+reaches a device held by the other (NATS); SIGTERM to a worker while calls are in flight: every
+accepted call is answered, its devices reconnect, the supervisor starts it again; SIGTERM to the
+supervisor stops them all. A node (worker or not) stopping on SIGTERM answers the calls another
+node sent to its devices before it closes their sessions. What cannot work is refused with one
+line: no nats_url, a port of 0."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ SERVING = re.compile(r"worker (\d+) serving \(pid (\d+)\)")
 class Workers:
     """One `roost serve --workers 2` supervisor process, its ports and its log."""
 
-    def __init__(self, data_dir: Path, nats_url: str, work: Path) -> None:
+    def __init__(self, data_dir: Path, nats_url: str, work: Path, database_url: str) -> None:
         self.ports = {"http": free_port(), "device": free_port(), "iotmp": free_port()}
         self.log = work / "workers.log"
         env = {
@@ -48,6 +48,7 @@ class Workers:
             "ROOST_NATS_URL": nats_url,
             "ROOST_CALL_TIMEOUT_MS": "5000",
             "ROOST_WORKERS": "2",
+            "ROOST_DATABASE_URL": database_url,  # "": SQLite in the shared data dir
         }
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
@@ -76,9 +77,22 @@ class Workers:
         return self.process.returncode
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """The workers share the data dir's SQLite, or a PostgreSQL database."""
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
+    return ""
+
+
 @pytest.fixture
-async def workers(tmp_path: Path, nats_server: NatsServer) -> AsyncIterator[Workers]:  # noqa: F811
-    running = Workers(tmp_path / "data", nats_server.url, tmp_path)
+async def workers(
+    tmp_path: Path,
+    nats_server: NatsServer,  # noqa: F811
+    database_url: str,
+) -> AsyncIterator[Workers]:
+    running = Workers(tmp_path / "data", nats_server.url, tmp_path, database_url)
     try:
         await running.ready()
         yield running
