@@ -327,3 +327,30 @@ async def test_a_token_deleted_on_one_node_ends_its_stream_on_the_other_at_once(
         assert response.status_code == 401
     finally:
         await device.stop()
+
+
+async def test_a_device_on_one_node_calls_a_device_on_the_other(nodes: tuple[Node, Node]) -> None:
+    a, b = nodes
+    token = await login(a.http)
+    await create_device(a.http, token)
+    await create_device(a.http, token, "dev2", "secret2")
+    target = sdk_device(a)
+    caller = Device(
+        user=ADMIN,
+        device="dev2",
+        credentials="secret2",
+        port=b.ports["iotmp"],
+        protocol="iotmp",  # its device-to-device calls wait for the answer
+        reconnect_delay=0.2,
+    )
+    await target.start()
+    await caller.start()
+    try:
+        await target.wait_connected(10)
+        await caller.wait_connected(10)
+        await until(lambda: online(b, token))
+        assert await caller.ask_device("dev1", "temperature") == 21.5  # from B, to A, and back
+        assert await caller.ask_device("dev1", "double", 5) == 10
+    finally:
+        await caller.stop()
+        await target.stop()
