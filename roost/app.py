@@ -119,6 +119,7 @@ async def build_services(
         feeds = BucketFeeds(store, DeviceCalls(local), clock)
         feeds.changed = node_bus.feeds_changed
         node_bus.hear_feed_changes(feeds.reload_here)
+        node_bus.revoked_elsewhere = lambda revocation: store.changed_elsewhere()
     else:
         feeds = BucketFeeds(store, devices, clock)
     # endpoint calls, from the API and from devices (legacy flag 8, IOTMP service 4)

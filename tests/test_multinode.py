@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from roost.device import Device
 
@@ -45,6 +46,7 @@ class Node:
             "ROOST_IOTMP_PORT": str(self.ports["iotmp"]),
             "ROOST_NATS_URL": nats_url,
             "ROOST_CALL_TIMEOUT_MS": "3000",
+            "ROOST_STREAM_RECHECK_INTERVAL": "600",  # a stream ends on a revocation, not later
         }
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
@@ -284,3 +286,71 @@ async def test_a_device_source_bucket_is_fed_once_whichever_node_changed_it(
         assert [point["val"] for point in response.json()] == [1, 2, 3, 4, 5]
     finally:
         await device.stop()
+
+
+async def test_a_token_deleted_on_one_node_ends_its_stream_on_the_other_at_once(
+    nodes: tuple[Node, Node],
+) -> None:
+    """Node A deletes an access token: its revocation reaches node B, whose store drops the
+    token record it kept (read a moment ago) before the stream there checks again, and ends."""
+    a, b = nodes
+    admin = await login(a.http)
+    await create_device(a.http, admin)
+    allow = {"Device": {"*": "AccessDeviceResources"}}
+    body = {"token": "shared", "name": "shared", "enabled": True, "allow": allow}
+    response = await a.http.post(f"/v1/users/{ADMIN}/tokens", json=body, headers=bearer(admin))
+    assert response.status_code == 200, response.text
+    token = response.json()["access_token"]
+    device = sdk_device(a)
+    await device.start()
+    try:
+        await device.wait_connected(10)
+        await until(lambda: online(b, admin))
+        stream_url = b.ws(f"/v3/users/{ADMIN}/devices/dev1/resources", token)
+        async with connect(stream_url) as stream:
+            request = {"resource": "temperature", "interval": 1, "enabled": True}
+            await stream.send(json.dumps(request))
+            frame = await receive(stream)
+            while "out" not in frame:
+                frame = await receive(stream)
+            response = await b.http.get(f"{DEVICE_URL}/temperature", headers=bearer(token))
+            assert response.status_code == 200  # node B has just read the token's record
+            response = await a.http.delete(
+                f"/v1/users/{ADMIN}/tokens/shared", headers=bearer(admin)
+            )
+            assert response.status_code == 200, response.text
+            with pytest.raises(ConnectionClosed):
+                async with asyncio.timeout(10):  # long before the recheck interval
+                    while True:  # frames until it ends
+                        await receive(stream)
+        response = await b.http.get(f"{DEVICE_URL}/temperature", headers=bearer(token))
+        assert response.status_code == 401
+    finally:
+        await device.stop()
+
+
+async def test_a_device_on_one_node_calls_a_device_on_the_other(nodes: tuple[Node, Node]) -> None:
+    a, b = nodes
+    token = await login(a.http)
+    await create_device(a.http, token)
+    await create_device(a.http, token, "dev2", "secret2")
+    target = sdk_device(a)
+    caller = Device(
+        user=ADMIN,
+        device="dev2",
+        credentials="secret2",
+        port=b.ports["iotmp"],
+        protocol="iotmp",  # its device-to-device calls wait for the answer
+        reconnect_delay=0.2,
+    )
+    await target.start()
+    await caller.start()
+    try:
+        await target.wait_connected(10)
+        await caller.wait_connected(10)
+        await until(lambda: online(b, token))
+        assert await caller.ask_device("dev1", "temperature") == 21.5  # from B, to A, and back
+        assert await caller.ask_device("dev1", "double", 5) == 10
+    finally:
+        await caller.stop()
+        await target.stop()

@@ -88,6 +88,26 @@ async def test_another_process_writing_the_file_is_seen_within_the_memo_time(
         await server.close()
 
 
+async def test_a_change_elsewhere_drops_the_kept_records_at_once(tmp_path: Path) -> None:
+    """Another node changed the database and said so on the bus: the next read sees it."""
+    path = tmp_path / "shared.db"
+    node = SQLiteStore(path, token_memo_seconds=60)
+    other = SQLiteStore(path)
+    await node.open()
+    await other.open()
+    try:
+        await node.create_user(_user("alice"))
+        await node.create_access_token(_access("t1"))
+        assert await node.get_access_token("alice", "t1") is not None
+        assert await other.delete_access_token("alice", "t1")
+        assert await node.get_access_token("alice", "t1") is not None  # kept, for 60 s
+        node.changed_elsewhere()
+        assert await node.get_access_token("alice", "t1") is None
+    finally:
+        await other.close()
+        await node.close()
+
+
 def test_memo_entries_expire_and_stay_bounded() -> None:
     now = [0.0]
     memo: Memo[str, int] = Memo(ttl=2.0, limit=3, clock=lambda: now[0])

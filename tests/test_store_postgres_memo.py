@@ -68,3 +68,22 @@ async def test_another_node_is_seen_within_the_memo_time_and_kept_meanwhile(
     finally:
         await other.close()
         await node.close()
+
+
+async def test_a_change_elsewhere_drops_the_kept_records_at_once(postgres_url: str) -> None:
+    """Another node changed the database and said so on the bus: the next read sees it."""
+    node = PostgresStore(postgres_url, token_memo_seconds=60)
+    other = PostgresStore(postgres_url)
+    await node.open()
+    await other.open()
+    try:
+        await node.create_user(_user("alice"))
+        await node.create_access_token(_access("t1"))
+        assert await node.get_access_token("alice", "t1") is not None
+        assert await other.delete_access_token("alice", "t1")
+        assert await node.get_access_token("alice", "t1") is not None  # kept, for 60 s
+        node.changed_elsewhere()
+        assert await node.get_access_token("alice", "t1") is None
+    finally:
+        await other.close()
+        await node.close()

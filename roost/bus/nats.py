@@ -37,6 +37,7 @@ from roost.bus.local import LocalBus
 from roost.bus.nats_holder import Holder
 from roost.bus.nats_link import Interest, NatsLink
 from roost.bus.nats_wire import (
+    EVERY_REVOCATION,
     FEEDS_SUBJECT,
     claim_subject,
     decode,
@@ -70,14 +71,17 @@ class NatsBus:
         self._holder = Holder(node, link, node_id)
         self.revocations: ListenersByUser[Revocation] = ListenersByUser("revocation")
         self.events: ListenersByUser[Event] = ListenersByUser("event")
-        self._user_interests: dict[tuple[str, str], Interest] = {}  # (kind, user) -> subscription
+        self._user_interests: dict[str, Interest] = {}  # user -> subscription to their events
         self._ids = itertools.count(1)
         self._sinks: dict[int, FrameSink] = {}  # sink id -> sink
         self._sink_ids: dict[FrameSink, int] = {}
         self._watched: dict[int, dict[tuple[DeviceKey, ResourcePath], float]] = {}  # by sink id
         self._stats_watches: Counter[DeviceKey] = Counter()
         self._claim_interest: dict[DeviceKey, tuple[int, Interest]] = {}  # watches, subscription
+        # told of every revocation, before its listeners: what the store keeps is stale
+        self.revoked_elsewhere: Callable[[Revocation], None] = _nothing
         link.subscribe(frames_subject(node_id), self._heard_frame)
+        link.subscribe(EVERY_REVOCATION, self._heard_revocation)
 
     # requests: to the node holding the device; nobody holds it: offline at once
 
@@ -213,12 +217,10 @@ class NatsBus:
         await self._link.sent()
 
     def watch_revocations(self, user: str, listener: RevocationListener) -> None:
-        self._listen("revocations", user)
         self.revocations.add(user, listener)
 
     def unwatch_revocations(self, user: str, listener: RevocationListener) -> None:
         self.revocations.remove(user, listener)
-        self._unlisten("revocations", user, self.revocations)
 
     def publish(self, event: Event) -> None:
         if event.name == events.DEVICE_STATE_CHANGE:  # this node's gateway: claim, let go
@@ -231,28 +233,24 @@ class NatsBus:
         self._link.publish(events_subject(event.user), encode(event.to_json()))
 
     def subscribe_events(self, user: str, listener: EventListener) -> None:
-        self._listen("events", user)
+        if user not in self._user_interests:  # this node hears the user's events from now
+            self._user_interests[user] = self._link.subscribe(
+                events_subject(user), self._heard_event
+            )
         self.events.add(user, listener)
 
     def unsubscribe_events(self, user: str, listener: EventListener) -> None:
         self.events.remove(user, listener)
-        self._unlisten("events", user, self.events)
-
-    def _listen(self, kind: str, user: str) -> None:
-        if (kind, user) not in self._user_interests:
-            subject = events_subject(user) if kind == "events" else revocations_subject(user)
-            handler = self._heard_event if kind == "events" else self._heard_revocation
-            self._user_interests[(kind, user)] = self._link.subscribe(subject, handler)
-
-    def _unlisten(self, kind: str, user: str, listeners: ListenersByUser[Any]) -> None:
-        if not listeners.listening(user) and (kind, user) in self._user_interests:
-            self._link.unsubscribe(self._user_interests.pop((kind, user)))
+        if not self.events.listening(user) and user in self._user_interests:
+            self._link.unsubscribe(self._user_interests.pop(user))
 
     def _heard_event(self, msg: Msg) -> None:
         self.events.deliver(Event.from_json(decode(msg.data)))
 
     def _heard_revocation(self, msg: Msg) -> None:
-        self.revocations.deliver(Revocation.from_json(decode(msg.data)))
+        revocation = Revocation.from_json(decode(msg.data))
+        self.revoked_elsewhere(revocation)
+        self.revocations.deliver(revocation)
 
     # device-source buckets: each node feeds those of the devices it holds; a change on one node
     # is told to the others, which reload the bucket's feed as well
@@ -283,6 +281,10 @@ class NatsBus:
         server, so that every node's next message sees it (a round trip to the server)."""
         await self._link.sent()
         await self._link.client.flush()
+
+
+def _nothing(revocation: Revocation) -> None:
+    pass  # no store of this node keeps anything a revocation makes stale
 
 
 def _stream_message(path: ResourcePath, sink_id: int, interval: float) -> dict[str, Any]:

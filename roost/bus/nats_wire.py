@@ -8,8 +8,9 @@ Subjects (``<owner>``, ``<device>``, ``<user>`` are ids, escaped by :func:`token
 - ``roost.claim.<owner>.<device>``: the claims again, for the nodes watching the device (so that
   they carry their watches to the new holder); nobody answers there;
 - ``roost.frames.<node>``: the frames of resource streams for the watchers of one node;
-- ``roost.events.<user>``, ``roost.revocations.<user>``: server events and revocations, heard by
-  every node with a listener of that user;
+- ``roost.events.<user>``: server events, heard by every node with a listener of that user;
+- ``roost.revocations.<user>``: revocations, heard by every node (``roost.revocations.*``): each
+  drops what its store keeps in memory before its listeners of that user check again;
 - ``roost.feeds``: a device-source bucket changed on one node; every node reloads its feed (each
   node feeds the buckets of the devices it holds, so that a sample is stored once).
 """
@@ -63,6 +64,9 @@ def events_subject(user: str) -> str:
 
 def revocations_subject(user: str) -> str:
     return f"{PREFIX}.revocations.{token(user)}"
+
+
+EVERY_REVOCATION = f"{PREFIX}.revocations.*"  # every user's
 
 
 def new_node_id() -> str:

@@ -107,6 +107,9 @@ class PostgresStore:
         self._pool = pool
         logger.debug("PostgreSQL store open at schema version %d", version)
 
+    def changed_elsewhere(self) -> None:
+        self._tokens.invalidate()  # another node revoked something: read the records again
+
     async def close(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:

@@ -91,6 +91,9 @@ class SQLiteStore:
             await self.close()
             raise
 
+    def changed_elsewhere(self) -> None:
+        self._tokens.invalidate()
+
     async def close(self) -> None:
         """Finishes the work already submitted, then closes the connection and the worker."""
         executor, self._executor = self._executor, None
