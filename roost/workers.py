@@ -26,6 +26,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -121,9 +122,18 @@ def _worker_main(settings: Settings, index: int, link: Connection) -> None:
 
     try:
         run_loop(serve(settings, reuse_port=True, started=started, lifeline=link))
-    except RoostError as exc:
-        print(f"roost: worker {index}: {exc.message}", file=sys.stderr, flush=True)
-        sys.exit(1)
+    except RoostError as exc:  # as the command says it: one line, no traceback
+        _worker_failed(index, exc.message)
+    except sqlite3.Error as exc:
+        _worker_failed(index, f"the database in {str(settings.data_dir)!r} cannot be used: {exc}")
+    except OSError as exc:
+        where = f"{exc.filename!r}: " if exc.filename else ""
+        _worker_failed(index, f"{where}{exc.strerror or exc}")
+
+
+def _worker_failed(index: int, message: str) -> None:
+    print(f"roost: worker {index}: {message}", file=sys.stderr, flush=True)
+    sys.exit(1)
 
 
 @dataclass

@@ -12,6 +12,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -269,3 +270,30 @@ def test_workers_refuse_what_cannot_work(
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("roost: setting 'workers' 2:"), done.stderr
     assert message in lines[0]
+
+
+def test_a_worker_that_cannot_start_stops_them_all_with_its_reason(
+    tmp_path: Path,
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    with socket.socket() as taken:  # a listener without SO_REUSEPORT: no worker may share it
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ROOST_")}
+        env.update(
+            ROOST_DATA_DIR=str(tmp_path / "data"),
+            ROOST_WORKERS="2",
+            ROOST_NATS_URL=nats_server.url,
+            ROOST_HTTP_PORT=str(port),
+            ROOST_DEVICE_PORT=str(free_port()),
+            ROOST_IOTMP_PORT=str(free_port()),
+            ROOST_LOG_LEVEL="ERROR",
+        )
+        command = [sys.executable, "-m", "roost", "serve"]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines()[-2:] == [
+        f"roost: worker 0: http_port {port} is already in use",
+        "roost: a worker could not start (its error is above)",
+    ], done.stderr
