@@ -1,10 +1,10 @@
 """`roost serve --workers 2` on a real nats-server, on a shared SQLite data dir or on PostgreSQL:
 both workers listen on the same ports (SO_REUSEPORT) and hold devices, a call entering one worker
 reaches a device held by the other (NATS); SIGTERM to a worker while calls are in flight: every
-accepted call is answered, its devices reconnect, the supervisor starts it again; SIGTERM to the
-supervisor stops them all. A node (worker or not) stopping on SIGTERM answers the calls another
-node sent to its devices before it closes their sessions. What cannot work is refused with one
-line: no nats_url, a port of 0."""
+accepted call is answered, its devices reconnect, the supervisor starts it again (and one killed
+with SIGKILL too); SIGTERM to the supervisor stops them all. A node (worker or not) stopping on
+SIGTERM answers the calls another node sent to its devices before it closes their sessions. What
+cannot work is refused with one line: no nats_url, a port of 0, a port a worker cannot take."""
 
 from __future__ import annotations
 
@@ -205,6 +205,15 @@ async def test_workers_share_the_ports_and_drain_on_sigterm(workers: Workers) ->
             await until(lambda: workers.serving()[1] != stopped, "worker 1 not started again")
             with pytest.raises(ProcessLookupError):
                 os.kill(stopped, 0)
+            for number in range(DEVICES):
+                await until(lambda n=number: _online(http, token, n))
+                assert await answered(http, token, number, "number") == {"out": number}
+
+            # a worker that dies is started again; its devices come back too
+            crashed = workers.serving()[0]
+            os.kill(crashed, signal.SIGKILL)
+            await until(lambda: workers.serving()[0] != crashed, "worker 0 not started again")
+            assert f"worker 0 (pid {crashed}) ended (exit code -9)" in workers.text()
             for number in range(DEVICES):
                 await until(lambda n=number: _online(http, token, n))
                 assert await answered(http, token, number, "number") == {"out": number}
