@@ -102,8 +102,12 @@ async def build_services(
     if bus is local_bus and settings.nats_url:  # several nodes: the NATS bus (roost.bus.nats)
         bus = partial(nats_bus, url=settings.nats_url)
     local = LocalBus(registry, gateway.streams)
-    built = bus(local)
-    node_bus = await built if inspect.isawaitable(built) else built
+    try:
+        built = bus(local)
+        node_bus = await built if inspect.isawaitable(built) else built
+    except BaseException:
+        await store.close()
+        raise
     streams = gateway.streams
     metrics.watch(
         registry.sessions,

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import nats
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -28,6 +27,7 @@ log = logging.getLogger("roost.bus.nats")
 Handler = Callable[[Msg], None]  # called on the event loop, in the subject's order
 RECONNECT_WAIT_S = 0.5
 CONNECT_TIMEOUT_S = 2.0
+START_TIMEOUT_S = 5.0  # to reach NATS at start; after that, reconnecting never stops
 # what a node asks of NATS when it cannot reach it: an error answered at once (503)
 UNREACHABLE = "the message bus (NATS) is not reachable; retry shortly"
 
@@ -62,29 +62,40 @@ class NatsLink:
 
     @classmethod
     async def connect(cls, url: str, name: str) -> NatsLink:
+        servers = [server.strip() for server in url.split(",")]
+        shown = ", ".join(_without_password(server) for server in servers)
+
         async def error(exc: Exception) -> None:
             log.warning("NATS: %s", exc)
 
         async def disconnected() -> None:
-            log.warning("NATS: disconnected from %s; reconnecting", url)
+            log.warning("NATS: disconnected from %s; reconnecting", shown)
 
         async def reconnected() -> None:
-            log.info("NATS: reconnected to %s", url)
+            log.info("NATS: reconnected to %s", shown)
 
+        # nats-py annotates these as int, yet sleeps and waits on them as seconds: fractions work
+        seconds: dict[str, Any] = {
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            "reconnect_time_wait": RECONNECT_WAIT_S,
+        }
+        client = Client()
         try:
-            client = await nats.connect(
-                [server.strip() for server in url.split(",")],
-                name=name,
-                connect_timeout=CONNECT_TIMEOUT_S,
-                reconnect_time_wait=RECONNECT_WAIT_S,
-                max_reconnect_attempts=-1,  # forever: a node recovers by itself
-                allow_reconnect=True,
-                error_cb=error,
-                disconnected_cb=disconnected,
-                reconnected_cb=reconnected,
-            )
+            async with asyncio.timeout(START_TIMEOUT_S):  # at start: reachable, or no start
+                await client.connect(
+                    servers,
+                    name=name,
+                    **seconds,
+                    max_reconnect_attempts=-1,  # forever, once started: it recovers by itself
+                    allow_reconnect=True,
+                    error_cb=error,
+                    disconnected_cb=disconnected,
+                    reconnected_cb=reconnected,
+                )
         except (TimeoutError, OSError, nats.errors.Error) as exc:
-            raise ConfigError(f"setting 'nats_url': cannot connect to {url}: {exc}") from exc
+            await client.close()
+            why = str(exc) or f"no answer within {START_TIMEOUT_S:g} s"
+            raise ConfigError(f"setting 'nats_url': cannot connect to {shown}: {why}") from exc
         return cls(client)
 
     @property
@@ -178,6 +189,12 @@ class NatsLink:
             if interest.sub is not None:
                 sub, interest.sub = interest.sub, None
                 await sub.unsubscribe()
+
+
+def _without_password(url: str) -> str:
+    """``url`` fit for a log: no user nor password."""
+    scheme, sep, rest = url.partition("://")
+    return scheme + sep + rest.rpartition("@")[2]
 
 
 def _subject(op: _Op) -> str:
