@@ -354,3 +354,40 @@ async def test_a_device_on_one_node_calls_a_device_on_the_other(nodes: tuple[Nod
     finally:
         await caller.stop()
         await target.stop()
+
+
+async def test_while_nats_is_away_node_b_answers_503_then_recovers_by_itself(
+    nodes: tuple[Node, Node],
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    a, b = nodes
+    token = await login(a.http)
+    await create_device(a.http, token)
+    device = sdk_device(a)
+    await device.start()
+    try:
+        await device.wait_connected(10)
+        await until(lambda: online(b, token))
+        nats_server.stop()
+
+        async def unavailable() -> bool:
+            response = await b.http.get(f"{DEVICE_URL}/temperature", headers=bearer(token))
+            # 504: a call on its way when NATS went, ended at its deadline
+            assert response.status_code in (200, 503, 504), response.text
+            return response.status_code == 503
+
+        await until(unavailable)  # once B knows NATS is gone: at once, not at the deadline
+        response = await b.http.get(f"{DEVICE_URL}/temperature", headers=bearer(token))
+        assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+        response = await a.http.get(f"{DEVICE_URL}/temperature", headers=bearer(token))
+        assert response.status_code == 200  # A holds the device: no need of NATS
+        nats_server.start()
+
+        async def answered() -> bool:
+            response = await b.http.get(f"{DEVICE_URL}/temperature", headers=bearer(token))
+            return response.status_code == 200
+
+        await until(answered)  # both nodes reconnected, A's claim is back: no restart
+        assert device.connect_count == 1
+    finally:
+        await device.stop()
