@@ -89,8 +89,10 @@ def test_bodies_by_body_type() -> None:
 def test_filled_headers_and_urls_are_checked() -> None:
     header = _config(headers=[{"key": "X-A", "value": "{{a}}"}])
     assert prepare(header, {"a": "one line"}).headers[0] == ("X-A", "one line")
-    with pytest.raises(InvalidInput, match="line break"):
-        prepare(header, {"a": "two\r\nlines"})
+    for value in ("two\r\nlines", "caf\u00e9", "a\x0bb", "a\x00b"):
+        with pytest.raises(InvalidInput, match="cannot carry"):
+            prepare(header, {"a": value})
+    assert prepare(header, {"a": "\t~ !"}).headers[0] == ("X-A", "\t~ !")
     with pytest.raises(InvalidInput):
         parse_config({"url": "{{scheme}}://x"})  # the scheme is never a placeholder
     with pytest.raises(InvalidInput):

@@ -35,6 +35,9 @@ MAX_BODY = 65536  # characters of the body template
 # the characters of a header name (an RFC 9110 token)
 _TOKEN = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~")
 MAX_HEADER_NAME = 256
+# the characters of a header value: RFC 9110 field-vchar (visible ASCII), SP and HTAB; obs-text
+# (bytes 0x80-0xFF) is refused, so a non-ASCII value is never sent in some guessed encoding
+_FIELD_VALUE = frozenset(chr(c) for c in range(0x21, 0x7F)) | {" ", "\t"}
 _SCHEMES = ("http://", "https://")
 _SERVER_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
@@ -83,8 +86,8 @@ def _headers(headers: object) -> list[dict[str, str]]:
             raise InvalidInput(f"header {key!r} is set by the server, from the URL and body")
         if not isinstance(value, str) or len(value) > MAX_HEADER_VALUE or _broken(value):
             raise InvalidInput(
-                f"header {key!r}: the value must be one line of at most {MAX_HEADER_VALUE}"
-                " characters"
+                f"header {key!r}: the value must be at most {MAX_HEADER_VALUE} characters,"
+                " visible ASCII, spaces and tabs only"
             )
         checked.append({"key": key, "value": value})
     return checked
@@ -95,8 +98,9 @@ def _header_name(key: str) -> bool:
 
 
 def _broken(value: str) -> bool:
-    """Whether a header value holds a character a header line cannot carry."""
-    return any(c in value for c in "\r\n\0")
+    """Whether a header value holds a character outside RFC 9110's field-value (visible ASCII,
+    space, horizontal tab): a line break, a control character or a non-ASCII one."""
+    return not all(c in _FIELD_VALUE for c in value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +121,10 @@ def prepare(config: dict[str, Any], data: Any) -> PreparedRequest:
     for header in config["headers"]:
         value = fill_text(header["value"], data)
         if _broken(value):
-            raise InvalidInput(f"header {header['key']!r}, filled, holds a line break")
+            raise InvalidInput(
+                f"header {header['key']!r}, filled from the call data, holds a character a"
+                " header cannot carry (only visible ASCII, spaces and tabs)"
+            )
         headers.append((header["key"], value))
     return PreparedRequest(config["method"], url, headers, _content(config, data, headers))
 
