@@ -79,6 +79,9 @@ async def test_a_user_past_their_share_is_refused_and_others_get_in(
         refused = done.pop().result()  # one gets the user's second place, the other is refused
         assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
         assert "endpoints_queue_per_user" in refused.json()["error"]["message"]
+        # the share is checked before the endpoint is read: no store read for a refused call
+        absent = await http.post(f"{ENDPOINTS}/absent/call", headers=auth)
+        assert absent.status_code == 503
         bobs_call = asyncio.create_task(http.post(f"{BOBS}/mine/call", headers=bearer(token)))
         target.gate.set()
         answered = [await first, await waiting.pop(), await bobs_call]
