@@ -70,20 +70,22 @@ async def test_a_user_past_their_share_is_refused_and_others_get_in(
         target.gate.clear()
         await create_endpoint(http, admin_token, "slow", {"url": target.url})
         await bobs_endpoint(http, token, target.url)
-        url, auth = f"{ENDPOINTS}/slow/call", bearer(admin_token)
-        first = asyncio.create_task(http.post(url, headers=auth))
-        await target.received.get()  # under way, held by the target
-        second = asyncio.create_task(http.post(url, headers=auth))
-        third = asyncio.create_task(http.post(url, headers=auth))
-        done, waiting = await asyncio.wait([second, third], return_when=asyncio.FIRST_COMPLETED)
-        refused = done.pop().result()  # one gets the user's second place, the other is refused
-        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
-        assert "endpoints_queue_per_user" in refused.json()["error"]["message"]
-        # the share is checked before the endpoint is read: no store read for a refused call
-        absent = await http.post(f"{ENDPOINTS}/absent/call", headers=auth)
-        assert absent.status_code == 503
-        bobs_call = asyncio.create_task(http.post(f"{BOBS}/mine/call", headers=bearer(token)))
-        target.gate.set()
+        try:
+            url, auth = f"{ENDPOINTS}/slow/call", bearer(admin_token)
+            first = asyncio.create_task(http.post(url, headers=auth))
+            await target.received.get()  # under way, held by the target
+            second = asyncio.create_task(http.post(url, headers=auth))
+            third = asyncio.create_task(http.post(url, headers=auth))
+            done, waiting = await asyncio.wait([second, third], return_when=asyncio.FIRST_COMPLETED)
+            refused = done.pop().result()  # one gets the user's second place, the other is refused
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+            assert "endpoints_queue_per_user" in refused.json()["error"]["message"]
+            # the share is checked before the endpoint is read: no store read for a refused call
+            absent = await http.post(f"{ENDPOINTS}/absent/call", headers=auth)
+            assert absent.status_code == 503
+            bobs_call = asyncio.create_task(http.post(f"{BOBS}/mine/call", headers=bearer(token)))
+        finally:  # the calls held go on, whatever was found
+            target.gate.set()
         answered = [await first, await waiting.pop(), await bobs_call]
         assert [r.status_code for r in answered] == [200, 200, 200]
         assert target.received.qsize() == 2  # the admin's second and bob's
@@ -141,18 +143,22 @@ async def test_one_user_gets_at_most_a_quarter_of_the_workers(
         admins_target.gate.clear()
         await create_endpoint(http, admin_token, "held", {"url": admins_target.url})
         await bobs_endpoint(http, token, bobs_target.url)
-        url, auth = f"{ENDPOINTS}/held/call", bearer(admin_token)
-        admins = [asyncio.create_task(http.post(url, headers=auth))]
-        await admins_target.received.get()  # under way, held
-        admins += [asyncio.create_task(http.post(url, headers=auth)) for _ in range(4)]
-        bobs_call = asyncio.create_task(http.post(f"{BOBS}/mine/call", headers=bearer(token)))
-        got_bobs = asyncio.create_task(bobs_target.received.get())
-        got_admins = asyncio.create_task(admins_target.received.get())
-        done, _ = await asyncio.wait([got_bobs, got_admins], return_when=asyncio.FIRST_COMPLETED)
-        assert done == {got_bobs}  # bob's call reached its target, the admin's second did not
-        assert (await bobs_call).status_code == 200
-        assert admins_target.received.empty() and not got_admins.done()
-        admins_target.gate.set()
+        try:
+            url, auth = f"{ENDPOINTS}/held/call", bearer(admin_token)
+            admins = [asyncio.create_task(http.post(url, headers=auth))]
+            await admins_target.received.get()  # under way, held
+            admins += [asyncio.create_task(http.post(url, headers=auth)) for _ in range(4)]
+            bobs_call = asyncio.create_task(http.post(f"{BOBS}/mine/call", headers=bearer(token)))
+            got_bobs = asyncio.create_task(bobs_target.received.get())
+            got_admins = asyncio.create_task(admins_target.received.get())
+            done, _ = await asyncio.wait(
+                [got_bobs, got_admins], return_when=asyncio.FIRST_COMPLETED
+            )
+            assert done == {got_bobs}  # bob's call reached its target, the admin's second did not
+            assert (await bobs_call).status_code == 200
+            assert admins_target.received.empty() and not got_admins.done()
+        finally:  # the admin's calls go on, whatever was found
+            admins_target.gate.set()
         assert [(await call).status_code for call in admins] == [200] * 5
         await got_admins
         assert admins_target.received.qsize() == 3  # the admin's five, one at a time
