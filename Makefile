@@ -6,7 +6,7 @@ TESTING = $(VENV)/.installed-test
 
 CONSOLE_VENDOR = roost/console/static/vendor/uPlot.iife.min.js
 
-.PHONY: serve test lint bench bench-quick wrk mosquitto chromium nats console clean
+.PHONY: serve test lint bench bench-quick wrk mosquitto chromium nats postgres console clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,8 @@ test: $(TESTING) console
 	$(BIN)/pytest -q --bus=wire tests/test_api_resources.py tests/test_api_devices.py tests/test_streams.py
 	# and over the NATS bus, on a nats-server of their own (`make nats`)
 	$(BIN)/pytest -q --bus=nats tests/test_api_resources.py tests/test_streams.py tests/test_events.py
+	# some API tests again on the PostgreSQL store (they skip without ROOST_TEST_DATABASE_URL or CI)
+	$(BIN)/pytest -q --store=postgres tests/test_api_devices.py tests/test_api_buckets.py tests/test_api_tokens.py
 
 # wrk is the HTTP load generator of the benchmarks (Debian package)
 wrk:
@@ -59,6 +61,23 @@ mosquitto:
 nats:
 	@command -v nats-server >/dev/null || test -x /usr/sbin/nats-server || \
 		{ apt-get update -qq && apt-get install -y -qq nats-server; }
+
+# PostgreSQL for the tests of the PostgreSQL store (Debian package): the cluster started, and a
+# role and a database for the tests at POSTGRES_TEST_URL, which tests/conftest.py uses in CI
+# (elsewhere: export ROOST_TEST_DATABASE_URL=$(POSTGRES_TEST_URL))
+POSTGRES_TEST_URL = postgresql://roost:roost@127.0.0.1:5432/roost_test
+PSQL = su postgres -s /bin/sh -c
+
+postgres:
+	@cd /tmp; command -v pg_ctlcluster >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq postgresql; }
+	@cd /tmp; pg_lsclusters -h | grep -q online || \
+		pg_ctlcluster $$(pg_lsclusters -h | awk 'NR == 1 {print $$1, $$2}') start
+	@cd /tmp; $(PSQL) "psql -tAc \"SELECT 1 FROM pg_roles WHERE rolname = 'roost'\"" | grep -q 1 || \
+		$(PSQL) "psql -qc \"CREATE ROLE roost LOGIN PASSWORD 'roost'\""
+	@cd /tmp; $(PSQL) "psql -tAc \"SELECT 1 FROM pg_database WHERE datname = 'roost_test'\"" | grep -q 1 || \
+		$(PSQL) "createdb -O roost roost_test"
+	@echo "PostgreSQL for the tests: $(POSTGRES_TEST_URL)"
 
 # the full plan includes bench.flood (one device flooding, the healthcheck meanwhile)
 bench: $(TESTING) wrk mosquitto

@@ -37,6 +37,7 @@ from bench.harness import LOAD_CORE, ROOT, SERVER_CORE, USER, Server, seed
 BUCKET = "bench"
 T0 = 1_760_000_000_000  # ms, the first point
 STEP_MS = 10_000
+HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 
 
@@ -92,10 +93,10 @@ def client(port: int, token: str, points: int, requests: int) -> dict[str, list[
 
         for n in range(requests + 1):
             timed("latest" if n else "", {"items": 1000}, range(min(1000, points), 1001))
-            high = last - (n % days) * DAY_MS
+            # one day of whole hours (UTC), ending at an hour boundary: 24 hourly rows
+            high = (last - (n % days) * DAY_MS) // HOUR_MS * HOUR_MS - 1
             low = max(T0, high - DAY_MS + 1)
             day = {"agg": "1h", "agg_type": "mean", "min_ts": low, "max_ts": high}
-            # the hours that start within the day: 24, or 23 when min_ts cuts the first one
             timed("hourly_mean" if n else "", day, range(1, 25))
     return out
 

@@ -79,6 +79,9 @@ class AnsweringLink:
     ) -> None:
         self._loop.call_soon(self.session.resolve, stream_id, True, 21.5)
 
+    def kind(self) -> tuple[str, bool]:
+        return "iotmp", False
+
     def close(self, reason: str) -> None:
         pass
 

@@ -21,6 +21,9 @@ Scenarios, in one run:
 - flood (the full plan): ``bench.flood``, the healthcheck while one device floods;
 - bucket reads: ``bench.bucket_reads``, the latest 1,000 points and an hourly mean over one day
   of a bucket of 1,000,000 points (the smoke plan: 20,000) over HTTP (``bucket_*_ms``, medians).
+- ingest: ``bench.ingest``, devices' confirmed bucket writes into a fresh server, points per
+  second (``ingest_per_s``) and over a bare sqlite3 insert of the same rows with the same
+  durability settings, one commit per row (``ingest_ratio``).
 
 The scenarios of a round alternate (hello, floor, rpc, rpc IOTMP, floor with the user token, rpc
 with it), each wrk run ``seconds`` long, ``rounds`` times. Throughputs and latencies pool every
@@ -49,7 +52,7 @@ from typing import Any
 
 import httpx
 
-from bench import bucket_reads, flood
+from bench import bucket_reads, flood, ingest
 from bench.harness import (
     LOAD_CORE,
     SERVER_CORE,
@@ -78,12 +81,15 @@ class Plan:
     connect_cap_s: float  # the devices stop connecting after this long, refused or not
     tls_devices: int
     flood_seconds: float  # 0: no flood scenario
+    ingest_seconds: float  # 0: no ingest scenario
+    ingest_devices: int
 
 
 PLANS = {
-    "full": Plan("full", 2, 15, 1000, 65536, 6, 120, 4000, 10),
-    "quick": Plan("quick", 2, 3, 256, 4096, 2, 30, 1000, 0),
-    "smoke": Plan("smoke", 1, 1, 16, 1024, 2, 20, 50, 0),  # bench.flood has its own smoke test
+    "full": Plan("full", 2, 15, 1000, 65536, 6, 120, 4000, 10, 10, ingest.DEVICES),
+    "quick": Plan("quick", 2, 3, 256, 4096, 2, 30, 1000, 0, 3, ingest.DEVICES),
+    # bench.flood has its own smoke test
+    "smoke": Plan("smoke", 1, 1, 16, 1024, 2, 20, 50, 0, 1, ingest.DEVICES),
 }
 UNSATURATED = 0.9  # server CPU under which a scenario did not measure the server alone
 SLACK = 1.1  # the simulators hold room for 10% more devices than the descriptor limit
@@ -115,8 +121,10 @@ def run(plan: Plan) -> dict[str, Any]:
                 result.update(tls_storm(plan, server, first))
         finally:
             server.stop()
-    result["ingest_per_s"] = None  # buckets do not exist yet
+    result["ingest_per_s"] = None
     result["ingest_ratio"] = None
+    if plan.ingest_seconds:
+        result.update(ingest.run(plan.ingest_seconds, plan.ingest_devices))
     if plan.flood_seconds:
         result["flood"] = flood.run(plan.flood_seconds)
     smoke = plan.name == "smoke"
@@ -378,6 +386,8 @@ def summary(result: dict[str, Any]) -> str:
             f"TLS          {result['tls_devices']:>8} connected in {result['tls_connect_s']} s, "
             f"{result['device_tls_bytes']} bytes each"
         )
+    if result.get("ingest_per_s") is not None:
+        lines.append(ingest.summary(result))
     if "flood" in result:
         lines.append(flood.summary(result["flood"]))
     if "bucket_latest_ms" in result:
@@ -406,7 +416,7 @@ def main() -> None:
     args = parser.parse_args()
     plan = PLANS["quick" if args.quick else "smoke" if args.smoke else "full"]
     if args.rpc_only:
-        plan = replace(plan, device_limit=0, tls_devices=0, flood_seconds=0)
+        plan = replace(plan, device_limit=0, tls_devices=0, flood_seconds=0, ingest_seconds=0)
     result = run(plan)
     print(summary(result))
     if args.write:

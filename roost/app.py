@@ -42,7 +42,8 @@ from roost.devices.calls import DeviceCalls
 from roost.devices.gateway import DeviceGateway
 from roost.devices.registry import Registry
 from roost.endpoints.delivery import EndpointCalls
-from roost.errors import ConfigError
+from roost.errors import ConfigError, Conflict
+from roost.metrics import Metrics
 from roost.net.batch import WriteBatch
 from roost.net.http import BoundedHttpProtocol
 from roost.net.http_admission import PendingConnections, descriptor_share, raise_descriptor_limit
@@ -54,7 +55,8 @@ from roost.net.tls_handshake import TlsHandshake, tls_connections, tls_protocol
 from roost.net.uvicorn_compat import check_uvicorn
 from roost.redact import redact_server_logs
 from roost.services import Services
-from roost.store.base import User
+from roost.store.base import Store, StoreCounts, User
+from roost.store.postgres import PostgresStore
 from roost.store.sqlite import SQLiteStore
 
 log = logging.getLogger("roost")
@@ -74,11 +76,20 @@ def local_bus(bus: LocalBus) -> Bus:
     return bus
 
 
+def select_store(settings: Settings, counts: StoreCounts | None = None) -> Store:
+    """PostgreSQL when ``database_url`` is set (shared by several nodes), else SQLite; both
+    count their failures and points into ``counts`` (roost.metrics)."""
+    if settings.database_url:
+        return PostgresStore(settings.database_url, counts=counts)
+    return SQLiteStore(settings.data_dir / DATABASE_FILE, counts=counts)
+
+
 async def build_services(
     settings: Settings, clock: Callable[[], float] = time.time, bus: BusFactory = local_bus
 ) -> Services:
     private_dir(settings.data_dir)
-    store = SQLiteStore(settings.data_dir / DATABASE_FILE)
+    metrics = Metrics()
+    store = select_store(settings, metrics.store)
     await store.open()
     registry = Registry()
     credentials = DeviceCredentials(load_or_create_key(settings.data_dir, PEPPER_FILE))
@@ -92,6 +103,12 @@ async def build_services(
     except BaseException:
         await store.close()
         raise
+    streams = gateway.streams
+    metrics.watch(
+        registry.sessions,
+        lambda: {"resource": streams.watchers(), "stats": registry.stats_watches()},
+        lambda: local.requests,
+    )
     gateway.peers.bus = node_bus  # device-to-device calls go through the bus, as the API's do
     gateway.publish = node_bus.publish  # device_state_change, to every node's subscribers
     devices = DeviceCalls(node_bus)
@@ -121,6 +138,7 @@ async def build_services(
         feeds=feeds,
         exports=BucketExports(store, node_bus, settings, clock),
         endpoints=gateway.endpoints,
+        metrics=metrics,
     )
 
 
@@ -149,9 +167,13 @@ async def ensure_admin(services: Services) -> None:
     password = chosen or secrets.token_urlsafe(12)
     loop = asyncio.get_running_loop()
     password_hash = await loop.run_in_executor(None, hash_password, password)
-    await services.store.create_user(
-        User(settings.admin_user, password_hash, "admin", services.now_ms())
-    )
+    try:
+        await services.store.create_user(
+            User(settings.admin_user, password_hash, "admin", services.now_ms())
+        )
+    except Conflict:  # another node sharing the database, starting at the same time, made it
+        log.info("admin user %r was created by another node", settings.admin_user)
+        return
     log.info("created admin user %r", settings.admin_user)
     if settings.admin_password is None:
         print(

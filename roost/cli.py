@@ -25,14 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from roost import __version__, ids
-from roost.app import DATABASE_FILE, Roost, password_problem
+from roost.app import DATABASE_FILE, Roost, password_problem, select_store
 from roost.auth.keys import PRIVATE_DIR_MODE
 from roost.auth.passwords import hash_password
 from roost.backup import DataDirNotEmpty, backup, restore
 from roost.config import SETTING_HELP, Settings, default_text, env_name, load_settings
 from roost.errors import ConfigError, Conflict, InvalidInput, NotFound, RoostError
-from roost.store.base import User
-from roost.store.sqlite import SQLiteStore
+from roost.store.base import Store, User
+from roost.store.postgres_copy import BATCH as POINTS_BATCH
+from roost.store.postgres_copy import copy_to_postgres
 
 log = logging.getLogger("roost")
 
@@ -81,6 +82,8 @@ def _command(args: argparse.Namespace, settings: Settings) -> None:
         _run(_serve(settings))
         return
     if args.command == "backup":
+        if settings.database_url:
+            raise ConfigError("the data is in PostgreSQL: back it up with pg_dump (and the keys)")
         _existing_store(settings)
         version = backup(settings.data_dir, args.file)
         print(f"backed up {str(settings.data_dir)!r} to {str(args.file)!r} (schema {version})")
@@ -89,8 +92,13 @@ def _command(args: argparse.Namespace, settings: Settings) -> None:
         version = restore(args.file, settings.data_dir)
         print(f"restored {str(args.file)!r} into {str(settings.data_dir)!r} (schema {version})")
         return
+    if args.command == "migrate-to-postgres":
+        _existing_store(settings)
+        _run(_migrate_to_postgres(settings))
+        return
     ids.validate(ids.USER, args.name)  # the API's rule: a name it could never address is refused
-    _existing_store(settings)
+    if not settings.database_url:
+        _existing_store(settings)
     if args.user_command == "add":
         _run(_add_user(settings, args.name, args.password, args.admin))
     elif args.user_command == "logout":
@@ -102,9 +110,9 @@ def _command(args: argparse.Namespace, settings: Settings) -> None:
 def _parser() -> argparse.ArgumentParser:
     # The settings flags are accepted before and after the command (SUPPRESS keeps a flag given
     # in one place from being reset by the other's default). The user commands take only the
-    # two that say where the store is.
+    # ones that say where the store is (with --config).
     server = _settings_flags(fields(Settings))
-    store = _settings_flags(f for f in fields(Settings) if f.name == "data_dir")
+    store = _settings_flags(f for f in fields(Settings) if f.name in ("data_dir", "database_url"))
     parser = argparse.ArgumentParser(
         prog="roost",
         description="Roost, an IoT server for Thinger.io devices and apps.",
@@ -114,7 +122,9 @@ def _parser() -> argparse.ArgumentParser:
         parents=[_settings_flags(fields(Settings), hidden=True)],
     )
     parser.add_argument("--version", action="version", version=f"roost {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="{serve,user,backup,restore}")
+    commands = parser.add_subparsers(
+        dest="command", metavar="{serve,user,backup,restore,migrate-to-postgres}"
+    )
     commands.add_parser(
         "serve", help="run the server", description="Run the Roost server.", parents=[server]
     )
@@ -145,6 +155,18 @@ def _parser() -> argparse.ArgumentParser:
         parents=[store],
     )
     load.add_argument("file", type=Path, metavar="FILE", help="the backup file to read")
+    commands.add_parser(
+        "migrate-to-postgres",
+        help="copy the data dir's database into an empty PostgreSQL database",
+        description="Copy everything the data dir's SQLite database holds (users, devices, "
+        "tokens, properties, buckets and their points, endpoints) into the empty PostgreSQL "
+        "database of --database-url, all or nothing; then serve with that ROOST_DATABASE_URL. "
+        "Stop the server first: writes made during the copy are not carried over. The key files "
+        "stay in the data dir, which every node needs a copy of.",
+        parents=[
+            _settings_flags(f for f in fields(Settings) if f.name in ("data_dir", "database_url"))
+        ],
+    )
     return parser
 
 
@@ -254,10 +276,24 @@ def _existing_store(settings: Settings) -> None:
         raise NotFound(f"data dir {shown!r} holds no Roost database ({hint})")
 
 
-async def _open_store(settings: Settings) -> SQLiteStore:
-    store = SQLiteStore(settings.data_dir / DATABASE_FILE)
+async def _open_store(settings: Settings) -> Store:
+    store = select_store(settings)  # PostgreSQL when database_url is set
     await store.open()
     return store
+
+
+async def _migrate_to_postgres(settings: Settings) -> None:
+    if not settings.database_url:
+        raise ConfigError("say where to copy to: --database-url postgresql://user:password@host/db")
+
+    def progress(table: str, rows: int) -> None:
+        if table == "bucket_points" and rows % (10 * POINTS_BATCH) == 0:
+            print(f"  {rows} bucket points copied", flush=True)
+
+    database = settings.data_dir / DATABASE_FILE
+    copied = await copy_to_postgres(database, settings.database_url, progress)
+    summary = ", ".join(f"{rows} {table}" for table, rows in copied.items())
+    print(f"copied {str(database)!r} into PostgreSQL: {summary}")
 
 
 async def _add_user(settings: Settings, name: str, password: str | None, admin: bool) -> None:

@@ -23,6 +23,8 @@ from roost.errors import ConfigError, InvalidInput
 @dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path = Path("roost-data")
+    # postgresql://user:password@host/db: the shared PostgreSQL store (several nodes); "": SQLite
+    database_url: str = field(default="", repr=False)
     host: str = "127.0.0.1"
     http_port: int = 8080
     device_port: int = 25200
@@ -66,6 +68,7 @@ class Settings:
     max_body_bytes: int = 1 << 20
     sse_keepalive: float = 15.0  # seconds between SSE keep-alive comments
     sse_min_interval: float = 0.25  # at most 4 stats events per second per stream
+    metrics_public: bool = False  # GET /metrics without a token (roost.metrics)
     # HTTP connections that have not sent a whole request yet (roost.net.http_admission)
     http_header_timeout: float = 10.0  # seconds to send a request head, from connect or last answer
     http_max_pending: int = 1000  # in all (and at most a quarter of the descriptors); 0: that only
@@ -92,7 +95,7 @@ class Settings:
     nats_url: str | None = field(default=None, repr=False)  # may hold a user and password
 
 
-SECRET_SETTINGS = frozenset({"admin_password", "nats_url"})
+SECRET_SETTINGS = frozenset({"admin_password", "database_url", "nats_url"})
 NATS_SCHEMES = ("nats", "tls", "ws", "wss")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -100,6 +103,9 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # default, and the README's settings table says the same (tests/test_cli.py holds them equal).
 SETTING_HELP: dict[str, str] = {
     "data_dir": "directory of the database and the key files",
+    "database_url": "postgresql://user:password@host/database: keep everything in PostgreSQL, "
+    "shared by several nodes (roost migrate-to-postgres copies a data dir there); "
+    "none: SQLite under the data dir",
     "host": "address every listener binds",
     "http_port": "port of the REST API",
     "device_port": "port of the legacy Thinger device protocol",
@@ -155,6 +161,9 @@ SETTING_HELP: dict[str, str] = {
     "max_body_bytes": "largest request body (413 above)",
     "sse_keepalive": "seconds between keep-alive comments on an SSE stream",
     "sse_min_interval": "least seconds between two stats events",
+    "metrics_public": "serve GET /metrics (Prometheus) to anyone, for a scraper on a private "
+    "network; otherwise it needs an administrator's login session or an administrator's access "
+    "token allowing ReadServerMetrics",
     "http_header_timeout": "seconds an HTTP connection has to send a whole request head, from "
     "when it opens or from its previous answer; then it is closed (408 if a head had begun)",
     "http_max_pending": "HTTP connections that have not sent a whole request; at the limit the "
@@ -178,22 +187,28 @@ SETTING_HELP: dict[str, str] = {
     "networks",
     "endpoints_queue": "endpoint calls waiting for a worker (at least 1); one more is refused "
     "with 503",
-    "endpoints_queue_per_user": "endpoint calls of one user waiting or under way; one more is "
-    "refused with 503, so that one user cannot fill the queue (0: endpoints_queue only)",
-    "endpoints_workers": "endpoint calls delivered at once (at least 1)",
+    "endpoints_queue_per_user": "endpoint calls of one user waiting, waiting a retry or under "
+    "way; one more is refused with 503, so that one user cannot fill the queue (0: "
+    "endpoints_queue only)",
+    "endpoints_workers": "endpoint calls delivered at once (at least 1); one user's calls get at "
+    "most a quarter of them (at least 1), users in turn",
     "endpoints_timeout": "seconds one attempt of an endpoint call may take (name resolution, "
     "connection and answer)",
     "endpoints_retries": "attempts made again after a connection failure, a timeout or a 5xx "
-    "answer (never after another answer)",
+    "answer (never after another answer, nor after a host name lookup that timed out)",
     "endpoints_retry_delay": "seconds before the first retry of an endpoint call, doubled before "
-    "each next one",
+    "each next one (the call waits without holding a worker)",
     "endpoints_response_bytes": "bytes of a target's answer kept for the caller and the "
     "endpoint_call_response event; the rest is not read",
     "nats_url": "NATS server(s) shared by several Roost nodes (nats://host:4222, comma-separated "
     "for a cluster): devices on any node answer calls from every node; none: this process alone",
 }
 # Defaults that are not a plain value
-_DEFAULT_WORDS = {"admin_password": "random, printed once", "public_host": "<host>:<http-port>"}
+_DEFAULT_WORDS = {
+    "admin_password": "random, printed once",
+    "database_url": "none",
+    "public_host": "<host>:<http-port>",
+}
 
 
 def default_text(name: str) -> str:
@@ -283,6 +298,8 @@ def _convert(key: str, type_name: Any, raw: Any) -> Any:
             return _user_name(shown, raw)
         if key == "nats_url":
             return _nats_url(shown, raw)
+        if key == "database_url":
+            return _database_url(str(raw))
         if kind == "int":
             return _whole_number(key, shown, raw)
         if kind == "float":
@@ -297,6 +314,12 @@ def _convert(key: str, type_name: Any, raw: Any) -> Any:
         return str(raw)
     except (TypeError, ValueError):
         raise ConfigError(f"setting {key!r}: {shown} is not a valid {kind}") from None
+
+
+def _database_url(url: str) -> str:
+    if url and not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("setting 'database_url' must be a postgresql:// URL (or empty)")
+    return url
 
 
 def _user_name(shown: str, raw: Any) -> str:

@@ -21,6 +21,7 @@ from roost.devices.calls import DeviceCalls
 from roost.devices.gateway import DeviceGateway
 from roost.devices.registry import Registry
 from roost.endpoints.delivery import EndpointCalls
+from roost.metrics import Metrics
 from roost.store.base import Store
 
 
@@ -40,6 +41,7 @@ class Services:
     feeds: BucketFeeds  # device-source buckets the server fills: reload one after changing it
     exports: BucketExports  # bucket exports and the tasks writing them (roost.buckets.exports)
     endpoints: EndpointCalls  # the calls of users' endpoints, from the API and from devices
+    metrics: Metrics  # this node's, for GET /metrics: counted by the API, the bus and the store
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

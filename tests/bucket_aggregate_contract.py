@@ -171,7 +171,7 @@ async def test_months_quarters_years_and_weeks_start_on_their_calendar_days(
     assert all(datetime.fromtimestamp(r.ts / 1000, zone).weekday() == 0 for r in got_weeks)
 
 
-async def test_aggregated_rows_page_by_their_start_each_bucket_once(store: Store) -> None:
+async def test_aggregated_rows_page_by_their_bounds_each_bucket_once(store: Store) -> None:
     t0 = _ms(datetime(2026, 1, 1, tzinfo=UTC))
     points = [(t0 + i * 7 * MINUTE, {"v": i}) for i in range(3100)]  # 362 hours
     await _bucket_with(store, points)
@@ -186,13 +186,18 @@ async def test_aggregated_rows_page_by_their_start_each_bucket_once(store: Store
             seen += page
             if len(page) < 40:
                 break
-            bounds = {"max_ts": page[-1].ts - 1} if descending else {"min_ts": page[-1].ts + 1}
+            # the latest first: below the last row's start; the oldest first: past its bucket
+            last = page[-1].ts
+            bounds = {"max_ts": last - 1} if descending else {"min_ts": last + HOUR}
         _close(seen, want[::-1] if descending else want)
-    # a bucket that starts before min_ts is not a row; one cut by max_ts holds what is inside
+    # only the points within the bounds count: the buckets cut by min_ts and max_ts hold theirs
     inside = await store.aggregate_points(
         "alice", "b", _query("1h", "count", min_ts=t0 + 30 * MINUTE, max_ts=t0 + 90 * MINUTE)
     )
-    assert inside == [AggregateRow(t0 + HOUR, {"v": 4})]  # the points at 63, 70, 77, 84 min
+    assert inside == [
+        AggregateRow(t0, {"v": 4}),  # the points at 35, 42, 49, 56 min
+        AggregateRow(t0 + HOUR, {"v": 4}),  # at 63, 70, 77, 84 min
+    ]
 
 
 async def test_aggregating_an_empty_range_or_bucket_gives_no_rows(store: Store) -> None:
@@ -243,3 +248,27 @@ async def test_sums_of_integers_are_integers_and_never_overflow(store: Store) ->
     await _bucket_with(store, huge, bucket="huge")
     [row] = await store.aggregate_points("alice", "huge", _query("1d", "sum"))
     assert row.values == {"n": 2}  # 2e308 is no JSON number: the field is left out
+
+
+async def test_points_at_the_ends_of_time_aggregate_in_zones_east_and_west(store: Store) -> None:
+    """ts 0 and the last ms of year 9999 (local year 10000 east of UTC, 1969 west of it), with no
+    bounds given: every zone's buckets hold them, none raises."""
+    last = 253_402_300_799_999
+    await _bucket_with(store, [(0, {"v": 1}), (last, {"v": 2}), (last - 40 * HOUR, {"v": 3})])
+    got = await store.aggregate_points(
+        "alice", "b", AggregateQuery(period("1h"), "sum", tz="Asia/Tokyo", descending=True)
+    )
+    # Tokyo's hours are UTC's (9 h ahead); the last one is in its local year 10000
+    assert [(row.ts, row.values) for row in got] == [
+        (last + 1 - HOUR, {"v": 2}),
+        ((last - 40 * HOUR) // HOUR * HOUR, {"v": 3}),
+        (0, {"v": 1}),
+    ]
+    for key, rows_wanted in (("America/Los_Angeles", 2), ("Pacific/Kiritimati", 3)):
+        zone = ZoneInfo(key)  # Kiritimati: 10:40 h behind UTC in 1970, 14 h ahead since 1995
+        rows = await store.aggregate_points(
+            "alice", "b", AggregateQuery(period("1y"), "count", tz=key, descending=False)
+        )
+        year = datetime.fromtimestamp(0, zone).year  # 1969 in both
+        assert rows[0] == AggregateRow(_ms(datetime(year, 1, 1, tzinfo=zone)), {"v": 1})
+        assert len(rows) == rows_wanted  # at +14 h the last ms is in local year 10000

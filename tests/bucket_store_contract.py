@@ -188,3 +188,79 @@ async def test_device_source_buckets_are_listed_across_users_when_enabled(store:
     listed = await store.list_device_source_buckets()
     assert [(b.owner, b.bucket) for b in listed] == [("alice", "a"), ("alice", "z"), ("bob", "b")]
     assert listed[0].config == {**device, "interval": 5}
+
+
+async def test_many_concurrent_writes_to_several_buckets_all_land(store: Store) -> None:
+    for bucket in ("a", "b", "c"):
+        await _with_bucket(store, bucket)
+    writes = [
+        store.write_points("alice", "abc"[i % 3], [(_T0 + i // 3, i)], replace=i % 2 == 0)
+        for i in range(300)
+    ]
+    # and some writes of many points, as the API makes them
+    writes += [
+        store.write_points("alice", "a", [(_T0 + 1000 + 10 * k + j, j) for j in range(10)])
+        for k in range(10)
+    ]
+    await asyncio.gather(*writes)
+    for bucket, expected in (("a", 100 + 100), ("b", 100), ("c", 100)):
+        assert len(await store.read_points("alice", bucket, None, None, 1000)) == expected
+
+
+async def test_a_failing_write_among_concurrent_ones_fails_alone(store: Store) -> None:
+    await _with_bucket(store)
+    writes = [store.write_points("alice", "temp", [(_T0 + i, i)], replace=False) for i in range(40)]
+    writes.insert(10, store.write_points("alice", "absent", [(_T0, "lost")]))
+    writes.insert(20, store.write_points("alice", "temp", [(_T0 + 99, 1), (_T0, float("nan"))]))
+    writes.insert(30, store.write_points("bob", "temp", [(_T0, "no such owner")]))
+    outcomes = await asyncio.gather(*writes, return_exceptions=True)
+    assert isinstance(outcomes.pop(30), NotFound)
+    assert isinstance(outcomes.pop(20), (InvalidInput, ValueError))
+    assert isinstance(outcomes.pop(10), NotFound)
+    assert outcomes == [None] * 40
+    got = await store.read_points("alice", "temp", None, None, 100)
+    assert got == [BucketPoint(_T0 + i, i) for i in range(40)]  # not the failed ones' points
+
+
+async def test_a_bucket_read_again_shows_this_store_s_changes_at_once(store: Store) -> None:
+    """Records may be kept for the write path: never past a change made through this store."""
+    made = await _with_bucket(store)
+    assert await store.get_bucket("alice", "temp") == made
+    disabled = dataclasses.replace(made, enabled=False, modified=_T0 + 1)
+    await store.update_bucket(disabled)
+    assert await store.get_bucket("alice", "temp") == disabled
+    assert await store.delete_bucket("alice", "temp")
+    assert await store.get_bucket("alice", "temp") is None
+    again = await _with_bucket(store)
+    assert await store.get_bucket("alice", "temp") == again
+
+
+async def test_a_point_that_must_not_replace_fills_the_first_gap_within_1000_ms(
+    store: Store,
+) -> None:
+    await _with_bucket(store)
+    # taken: T0 .. T0+499 and T0+501 .. T0+999; free: T0+500, then T0+1000 on
+    taken = [(_T0 + i, i) for i in range(1000) if i != 500]
+    await store.write_points("alice", "temp", taken)
+    await store.write_points("alice", "temp", [(_T0, "gap")], replace=False)
+    assert await store.read_points("alice", "temp", _T0 + 500, _T0 + 500, 1) == [
+        BucketPoint(_T0 + 500, "gap")
+    ]
+    # now 1000 ms in a row from T0 are taken: refused, and the bucket is as it was
+    with pytest.raises(Conflict):
+        await store.write_points("alice", "temp", [(_T0, "none")], replace=False)
+    await store.write_points("alice", "temp", [(_T0 + 1, "next")], replace=False)
+    assert await store.read_points("alice", "temp", _T0 + 1000, None, 5) == [
+        BucketPoint(_T0 + 1000, "next")
+    ]
+    assert len(await store.read_points("alice", "temp", None, None, 2000)) == 1001
+
+
+async def test_a_burst_of_writes_at_one_ts_takes_the_first_free_ones(store: Store) -> None:
+    await _with_bucket(store)
+    await store.write_points("alice", "temp", [(_T0 + 10, "there"), (_T0 + 60, "later")])
+    burst = [store.write_points("alice", "temp", [(_T0, n)], replace=False) for n in range(50)]
+    await asyncio.gather(*burst)
+    got = await store.read_points("alice", "temp", None, None, 100)
+    assert [p.ts for p in got] == [_T0 + i for i in range(51)] + [_T0 + 60]
+    assert sorted(p.value for p in got if p.value not in ("there", "later")) == list(range(50))

@@ -87,6 +87,9 @@ class _Device:
         ok = op not in self.refused
         self._loop.call_soon(self.session.resolve, stream_id, ok, answer)
 
+    def kind(self) -> tuple[str, bool]:
+        return "test", False
+
     def close(self, reason: str) -> None:
         if self.closed is None:  # the connection goes, and its session ends with it
             self.closed = reason

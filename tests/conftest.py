@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import uvloop
@@ -48,8 +50,51 @@ def pytest_asyncio_loop_factories(
     return {"uvloop": uvloop.new_event_loop}
 
 
+# where CI's PostgreSQL is (`make postgres` creates this role and database)
+CI_DATABASE_URL = "postgresql://roost:roost@127.0.0.1:5432/roost_test"
+
+
+def _postgres_base_url() -> str:
+    url = os.environ.get("ROOST_TEST_DATABASE_URL") or (
+        CI_DATABASE_URL if os.environ.get("CI") else ""
+    )
+    if not url:
+        pytest.skip(
+            "PostgreSQL tests need ROOST_TEST_DATABASE_URL=postgresql://user:password@host/db "
+            "(a database the user may create schemas in; `make postgres` sets one up)"
+        )
+    return url
+
+
+def _postgres(base_url: str, sql: str) -> None:
+    async def run() -> None:
+        conn = await asyncpg.connect(base_url, timeout=10)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh, empty schema of the test server's
+    database, dropped after the test; skipped without a server (see _postgres_base_url)."""
+    base = _postgres_base_url()
+    schema = f"roost_test_{secrets.token_hex(6)}"
+    _postgres(base, f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{base}{'&' if '?' in base else '?'}search_path={schema}"
+    finally:
+        _postgres(base, f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    if request.config.getoption("--store") == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        return make_settings(tmp_path / "data", database_url=url)
     return make_settings(tmp_path / "data")
 
 
@@ -61,6 +106,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="the bus of the `server` fixture: the in-process one, tests/wire_bus.py's, which "
         "carries every message to it as bytes (the shape of a NATS bus), or the NATS bus on a "
         "nats-server of the run (tests/nats_server.py)",
+    )
+    parser.addoption(
+        "--store",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="the store of the `server` fixture: SQLite in the test's data dir, or PostgreSQL "
+        "(a fresh schema of ROOST_TEST_DATABASE_URL's database)",
     )
 
 

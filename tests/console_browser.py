@@ -5,9 +5,12 @@ tests collect from the browser (console errors, request paths, screenshots)."""
 from __future__ import annotations
 
 import asyncio
+import json
+import queue
 import threading
 import time
 from collections.abc import Callable, Coroutine
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -34,6 +37,9 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "console"
 WIDTHS = (1280, 360)
 TIMEOUT_MS = 10_000
+# the browser's zone: half an hour off UTC, so that an aggregation by hours shows that the
+# console sends its zone (buckets start at :30 UTC there, at :00 in UTC)
+ZONE = "Asia/Kolkata"
 T = TypeVar("T")
 
 
@@ -85,7 +91,9 @@ class Requests:
         self.paths: set[str] = set()
 
     def seen(self, request: Request) -> None:
-        self.paths.add(urlsplit(request.url).path)
+        url = urlsplit(request.url)
+        if url.scheme in ("http", "https"):  # not the blob: of a download
+            self.paths.add(url.path)
 
 
 class Relay:
@@ -102,7 +110,9 @@ class Relay:
 
 
 def open_page(browser: Browser, live: ConsoleServer, errors: Errors, requests: Requests) -> Page:
-    context = browser.new_context(base_url=live.url, viewport={"width": 1280, "height": 900})
+    context = browser.new_context(
+        base_url=live.url, viewport={"width": 1280, "height": 900}, timezone_id=ZONE
+    )
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     page.on("console", errors.console)
@@ -127,6 +137,15 @@ def shoot(page: Page, name: str) -> None:
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": 900})
         page.screenshot(path=ARTIFACTS / f"{name}-{width}.png", full_page=True)
+        # nothing wider than the window: the page never scrolls sideways
+        wider = page.evaluate(
+            """(width) => [...document.querySelectorAll('body *')]
+                .filter((el) => el.getBoundingClientRect().right > width + 0.5)
+                .filter((el) => !el.closest('.chart'))
+                .map((el) => `${el.tagName}.${el.className}: ${el.textContent.slice(0, 40)}`)""",
+            width,
+        )
+        assert wider == [], f"{name} at {width} px: {wider}"
     page.set_viewport_size({"width": 1280, "height": 900})
 
 
@@ -146,3 +165,49 @@ def wait_until(condition: Callable[[], bool], timeout: float = 5) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met"
         time.sleep(0.02)
+
+
+class Target:
+    """The target of an http_request endpoint: an HTTP server on loopback that records each
+    request (method, path, headers, body) and answers ``{"greeting": ..., "got": <body>}``, or
+    418 when the body says ``teapot``."""
+
+    def __init__(self) -> None:
+        self.received: queue.Queue[tuple[str, str, dict[str, str], bytes]] = queue.Queue()
+        target = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                target.received.put((self.command, self.path, headers, body))
+                status = 418 if b"teapot" in body else 200
+                answer = json.dumps({"greeting": "hello from the target", "got": body.decode()})
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer.encode())
+
+            do_GET = do_POST = do_PUT = _answer
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+    def next(self) -> tuple[str, str, dict[str, str], bytes]:
+        return self.received.get(timeout=10)

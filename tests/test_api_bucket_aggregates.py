@@ -3,18 +3,24 @@ Node-RED and n8n nodes ask for them; the expected values are computed here from 
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
+
+from roost.store import aggregate
+from roost.store.aggregate import MAX_TS
 
 from conftest import ADMIN, bearer
 
 BUCKETS = f"/v1/users/{ADMIN}/buckets"
 HOUR = 3_600_000
 MADRID = ZoneInfo("Europe/Madrid")
+KIRITIMATI = ZoneInfo("Pacific/Kiritimati")
 T0 = round(datetime(2026, 3, 28, 0, 0, tzinfo=MADRID).timestamp() * 1000)
 
 
@@ -93,6 +99,7 @@ async def test_bad_aggregations_are_refused_clearly(
         ({"agg": "1h", "tz": "Mars/Olympus"}, "time zone"),
         ({"agg": "1h", "tz": "../../etc/passwd"}, "IANA"),
         ({"agg": "1h", "transform": "abs"}, "transform"),
+        ({"tag_label": "p1"}, "tag filters"),  # as the Node-RED node sends them: never ignored
     ):
         response = await http.get(f"{BUCKETS}/agg/data", params=params, headers=auth)
         assert response.status_code == 400, params
@@ -108,7 +115,7 @@ async def test_aggregated_rows_page_as_the_clients_page_points(
     http: httpx.AsyncClient, admin_token: str
 ) -> None:
     """3,200 points, one a minute, in 5-minute counts, 100 rows a call: moving max_ts (desc) to
-    the last row's ts - 1, as the Node-RED and n8n nodes do, or min_ts (asc) past it, every
+    the last row's ts - 1, as the Node-RED and n8n nodes do, or min_ts (asc) past its bucket, every
     bucket comes once and the counts add up to every point."""
     await _fill(http, admin_token, [{"ts": T0 + m * 60_000, "v": m} for m in range(3200)])
     url = f"/v2/users/{ADMIN}/buckets/agg/data"
@@ -123,7 +130,90 @@ async def test_aggregated_rows_page_as_the_clients_page_points(
             if sort == "desc":
                 params["max_ts"] = page[-1]["ts"] - 1
             else:
-                params["min_ts"] = page[-1]["ts"] + 1
+                params["min_ts"] = page[-1]["ts"] + 300_000  # past its 5-minute bucket
         starts = [T0 + b * 300_000 for b in range(640)]
         assert [row["ts"] for row in rows] == (starts[::-1] if sort == "desc" else starts)
         assert all(row["v"] == 5 for row in rows)
+
+
+async def test_points_at_the_end_of_time_aggregate_in_any_zone(
+    http: httpx.AsyncClient, admin_token: str
+) -> None:
+    """The last ms of year 9999 is a ts a point may have; east of UTC it is local year 10000,
+    which no datetime holds: the rows still come (200), with their buckets' starts."""
+    await _fill(http, admin_token, [{"ts": MAX_TS, "v": 1}, {"ts": 252_000_000_000_000, "v": 2}])
+    url = f"/v2/users/{ADMIN}/buckets/agg/data"
+    auth = bearer(admin_token)
+    tokyo = await http.get(url, params={"agg": "1h", "tz": "Asia/Tokyo"}, headers=auth)
+    assert tokyo.status_code == 200, tokyo.text
+    # Tokyo is 9 hours ahead, whole hours: its hours are UTC's
+    assert tokyo.json() == [
+        {"ts": MAX_TS + 1 - HOUR, "v": 1},
+        {"ts": 252_000_000_000_000 - 252_000_000_000_000 % HOUR, "v": 2},
+    ]
+    madrid = await http.get(
+        url, params={"agg": "1y", "tz": "Europe/Madrid", "sort": "asc"}, headers=auth
+    )
+    assert madrid.status_code == 200, madrid.text
+    # 9955 and (local) 10000 began at midnight in Madrid, an hour before UTC's
+    year_9955 = round(datetime(9955, 1, 1, tzinfo=MADRID).timestamp() * 1000)
+    assert madrid.json() == [{"ts": year_9955, "v": 2}, {"ts": MAX_TS + 1 - HOUR, "v": 1}]
+    kiritimati = await http.get(
+        url, params={"agg": "1mo", "tz": "Pacific/Kiritimati"}, headers=auth
+    )
+    assert kiritimati.status_code == 200, kiritimati.text
+    month = datetime.fromtimestamp(252_000_000_000, KIRITIMATI).replace(
+        day=1, hour=0, minute=0, second=0
+    )
+    assert kiritimati.json() == [
+        {"ts": MAX_TS + 1 - 14 * HOUR, "v": 1},
+        {"ts": round(month.timestamp() * 1000), "v": 2},
+    ]
+
+
+async def test_points_centuries_apart_cost_a_bounded_number_of_zone_lookups(
+    http: httpx.AsyncClient, admin_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """52 points 300 years apart, yearly in Madrid, the latest first: the walk asks the zone for
+    its offset only near the points (it used to probe every day of each ~986-year window, seconds
+    on the event loop); a read that would need more than MAX_PROBES is refused, not run."""
+    gap = 300 * 365 * 24 * HOUR
+    await _fill(http, admin_token, [{"ts": i * gap, "v": i} for i in range(27)])
+    lookups = 0
+    offset_ms = aggregate.offset_ms
+
+    def counted(*args: Any) -> int:
+        nonlocal lookups
+        lookups += 1
+        return offset_ms(*args)
+
+    monkeypatch.setattr(aggregate, "offset_ms", counted)
+    url = f"/v2/users/{ADMIN}/buckets/agg/data"
+    auth = bearer(admin_token)
+    params = {"agg": "1y", "tz": "Europe/Madrid", "sort": "desc", "max_ts": 250_000_000_000_000}
+    # six at once, and a plain read among them: all answer, each with a few lookups a point
+    *answers, plain = await asyncio.gather(
+        *(http.get(url, params=params, headers=auth) for _ in range(6)),
+        http.get(url, params={"items": 1}, headers=auth),
+    )
+    for got in answers:
+        assert got.status_code == 200, got.text
+        assert [row["v"] for row in got.json()] == list(range(26, -1, -1))
+    assert plain.json() == [{"ts": 26 * gap, "v": 26}]
+    assert lookups < 6 * 27 * 100  # not one a day (about 3 million a read)
+    # a dense bucket over centuries in a zone that changes its offset: refused, clearly
+    await http.delete(f"{BUCKETS}/agg/data", headers=auth)
+    dense = [{"ts": y * 365 * 24 * HOUR, "v": y} for y in range(600)]
+    assert (await http.post(f"{BUCKETS}/agg/data", json=dense, headers=auth)).status_code == 200
+    lookups = 0
+    refused = await http.get(url, params={"agg": "1y", "tz": "Europe/Madrid"}, headers=auth)
+    assert refused.status_code == 400, refused.text
+    assert "narrow min_ts/max_ts" in refused.json()["error"]["message"]
+    assert lookups <= aggregate.MAX_PROBES + 1000  # and one per group, for its bucket
+    # other requests answer meanwhile, and a zone that never changes needs no lookups at all
+    lookups = 0
+    for tz in ("Etc/UTC", "Etc/GMT-14", "UTC"):
+        rows = await http.get(url, params={"agg": "1y", "tz": tz, "items": 5}, headers=auth)
+        assert rows.status_code == 200, rows.text
+        assert len(rows.json()) == 5
+    assert lookups == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import sys
 import time
@@ -34,6 +35,7 @@ async def add_user(server: Roost, name: str, password: str) -> None:
         password,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "ROOST_DATABASE_URL": server.settings.database_url},  # --store
     )
     out, err = await process.communicate()
     assert process.returncode == 0, err

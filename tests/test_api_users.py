@@ -170,3 +170,27 @@ async def test_revoke_ends_one_login_only(http: httpx.AsyncClient) -> None:
     access = await http.post("/oauth/revoke", json={"token": two["access_token"]})
     assert access.status_code == 400
     assert (await http.post("/oauth/revoke", data={})).status_code == 400
+
+
+async def test_a_disabled_admin_holds_no_admin_power_with_a_login_still_valid(
+    http: httpx.AsyncClient, admin_token: str
+) -> None:
+    """The review's escalation: disabled, an admin whose access token has not expired could
+    list users, enable themselves again and disable the admin who disabled them."""
+    await add_user(http, admin_token, "dave", role="admin")
+    await add_user(http, admin_token, "carol")
+    dave = await login(http, "dave", "dave-password")
+    assert (await http.get("/v1/users", headers=bearer(dave))).status_code == 200
+    off = await http.put("/v1/users/dave", json={"enabled": False}, headers=bearer(admin_token))
+    assert off.status_code == 200, off.text
+    for method, path, body in (
+        ("GET", "/v1/users", None),
+        ("PUT", "/v1/users/dave", {"enabled": True}),
+        ("PUT", f"/v1/users/{ADMIN}", {"enabled": False}),
+        ("GET", "/v1/users/carol/devices", None),  # another user's tree
+        ("GET", "/metrics", None),
+    ):
+        answer = await http.request(method, path, json=body, headers=bearer(dave))
+        assert answer.status_code == 403, (method, path, answer.text)
+    admin_still = await http.get("/v1/users", headers=bearer(admin_token))
+    assert [u["enabled"] for u in admin_still.json()] == [True, True, False]

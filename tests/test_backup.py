@@ -90,6 +90,21 @@ def device_names(client: httpx.Client, token: str) -> set[str]:
     return {device["device"] for device in response.json()}
 
 
+def bucket_ts(client: httpx.Client, token: str) -> list[int]:
+    """Every ts of bucket b1, paged as the clients page (ascending, past the last ts)."""
+    stored: list[int] = []
+    while True:
+        page = client.get(
+            "/v1/users/admin/buckets/b1/data",
+            params={"items": 1000, "sort": "asc", "min_ts": stored[-1] + 1 if stored else 0},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert page.status_code == 200, page.text
+        stored += [point["ts"] for point in page.json()]
+        if len(page.json()) < 1000:
+            return stored
+
+
 def device_connects(port: int) -> None:
     async def connect() -> None:
         device = Device("admin", "dev1", "secret1", port=port, reconnect_delay=0.2)
@@ -119,9 +134,13 @@ def test_backup_under_writes_restores_a_working_server(tmp_path: Path, server: S
         )
         assert made.status_code == 200, made.text
         reader = made.json()["access_token"]
+        made = client.post("/v1/users/admin/buckets", json={"bucket": "b1"}, headers=auth)
+        assert made.status_code == 200, made.text
 
-        # a writer keeps creating devices; those it saw acknowledged are recorded in order
+        # a writer keeps creating devices and writing a bucket point for each; those it saw
+        # acknowledged are recorded in order
         acknowledged: list[str] = []
+        points: list[int] = []
         stop = threading.Event()
 
         def write() -> None:
@@ -133,6 +152,9 @@ def test_backup_under_writes_restores_a_working_server(tmp_path: Path, server: S
                     body = {"device": name, "credentials": "secret1"}
                     if writer.post("/v1/users/admin/devices", json=body).status_code == 200:
                         acknowledged.append(name)
+                    point = {"ts": 1_000_000 + i, "n": i}
+                    if writer.post("/v1/users/admin/buckets/b1/data", json=point).is_success:
+                        points.append(1_000_000 + i)
 
         thread = threading.Thread(target=write)
         thread.start()
@@ -141,6 +163,7 @@ def test_backup_under_writes_restores_a_working_server(tmp_path: Path, server: S
                 assert thread.is_alive()
                 stop.wait(0.01)
             before = list(acknowledged)  # acknowledged before the backup starts
+            points_before = list(points)
             backup = tmp_path / "roost.backup"
             result = roost("backup", "--data-dir", str(tmp_path / "data"), str(backup))
             assert result.returncode == 0, result.stderr
@@ -173,6 +196,8 @@ def test_backup_under_writes_restores_a_working_server(tmp_path: Path, server: S
             assert {"dev1", *before} <= names  # every write acknowledged before it began
             assert names - {"dev1"} <= set(acknowledged)
             assert device_names(client, reader) == names  # an access token made before it
+            stored = bucket_ts(client, session)
+            assert set(points_before) <= set(stored) <= set(points)  # every point acknowledged
         device_connects(again.device_port)  # the device's credentials (the pepper)
     finally:
         again.stop()

@@ -40,6 +40,8 @@ KEYS = (
     "mqtt_bytes",
     "device_mqtt_ratio",
     "tls_devices",
+    "ingest_per_s",
+    "ingest_ratio",
 )
 
 
@@ -93,6 +95,14 @@ def test_latencies_pool_every_request_of_the_rounds() -> None:
     assert pooled.percentile_ms(50) == 1.0
     assert pooled.percentile_ms(99) == 50.0  # 9 of 297 requests: past the fastest 96.97 %
     assert pooled.percentile_ms(96) == 1.0
+
+
+def test_ingest_smoke_run_reports_its_figures() -> None:
+    figures = run_smoke("bench.ingest", timeout=120)
+    for key in ("ingest_per_s", "ingest_ratio", "ingest_bare_per_s", "ingest_bare_one_tx_per_s"):
+        assert isinstance(figures[key], int | float) and figures[key] > 0, key
+    # the baseline inserted rows the server stored: at least those confirmed in the second
+    assert figures["ingest_bare_rows"] >= figures["ingest_per_s"]
 
 
 def test_call_cost_smoke_run_reports_both_figures() -> None:

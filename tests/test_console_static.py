@@ -48,8 +48,7 @@ def test_every_path_the_console_names_is_public_api() -> None:
     named = [(s.name, p) for s in SOURCES for p in named_paths(s)]
     assert len(named) >= 15  # the patterns still find the calls
     missing = [(name, path) for name, path in named if not any(t.match(path) for t in templates)]
-    pending = {"/v1/users/U/endpoints"}  # issue 11's endpoints, implemented on another branch
-    assert [m for m in missing if m[1] not in pending] == []
+    assert missing == []
 
 
 def test_only_the_network_modules_open_connections() -> None:

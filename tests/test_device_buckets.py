@@ -3,6 +3,7 @@ protocols: a confirmed write is stored before its confirmation; a refused one is
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -98,3 +99,31 @@ async def test_writes_a_bucket_cannot_take_are_refused_not_left_waiting(
     await _bucket(http, admin_token, "good")
     assert await device.write_bucket("good", {"v": 2}, confirm=True)
     assert await _points(http, admin_token, "good") == [{"v": 2}]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_writes_sent_together_are_answered_each_on_its_own(
+    server: Roost,
+    http: httpx.AsyncClient,
+    admin_token: str,
+    connect_device: DeviceFactory,
+    protocol: ProtocolName,
+) -> None:
+    """A device's writes sent back to back (stored together): to two buckets, with refused ones
+    among them (no such bucket, data JSON cannot hold), each confirmed or refused alone."""
+    await create_device(http, admin_token)
+    await _bucket(http, admin_token, "a")
+    await _bucket(http, admin_token, "b")
+    device = await connect_device(sdk_device(server, protocol=protocol))
+    writes: list[tuple[str, Any]] = [("a", {"n": n}) for n in range(10)]
+    writes[3] = ("absent", {"n": 3})
+    writes[5] = ("a", b"\x00 bytes")  # PSON carries bytes, JSON does not
+    writes[7] = ("b", {"n": 7})
+    confirmed = await asyncio.gather(
+        *(device.write_bucket(bucket, data, confirm=True) for bucket, data in writes)
+    )
+    assert confirmed == [n not in (3, 5) for n in range(10)]
+    assert await _points(http, admin_token, "a") == [
+        {"n": n} for n in range(10) if n not in (3, 5, 7)
+    ]
+    assert await _points(http, admin_token, "b") == [{"n": 7}]

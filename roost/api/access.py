@@ -178,17 +178,12 @@ async def authorize(
     (:meth:`Principal.may_use`). Raises Unauthenticated (401), InvalidInput (400) for a
     malformed id, or Forbidden (403).
     """
-    services: Services = request.app.state.services
-    if request.scope.get("query_string"):
-        _check_query(request)
-    principal = await authenticate(request, services)
+    services, principal = await _authenticated(request)
     resource_type = ACTION_TYPES[action]
     _check_ids(owner, resource_type, resource_id)
     if principal.permissions is None:
         if principal.user != owner:
-            caller = await services.store.get_user(principal.user)
-            if caller is None or not caller.is_admin:
-                raise Forbidden(f"access to user {owner!r} is not allowed")
+            await _require_admin(services, principal, f"access to user {owner!r}")
         return principal
     if principal.user != owner:
         raise Forbidden(f"the token may not act for user {owner!r}")
@@ -206,19 +201,46 @@ async def authorize_admin(
     on the server's users (``/v1/users``, roles, enabling), which no tree owner has. Tokens are
     refused whatever they allow (Forbidden), as for minting tokens: a token must not make the
     accounts that could mint more. ``user`` is the user acted on, checked as an id."""
-    services: Services = request.app.state.services
-    if request.scope.get("query_string"):
-        _check_query(request)
-    principal = await authenticate(request, services)
+    services, principal = await _authenticated(request)
     if user is not None:
         ids.validate(ids.USER, user)
     if action not in ACTION_TYPES:
         raise KeyError(action)
     principal.require_session(f"{action} is done")
-    caller = await services.store.get_user(principal.user)
-    if caller is None or not caller.is_admin:
-        raise Forbidden(f"{action} is for administrators only")
+    await _require_admin(services, principal, action)
     return principal
+
+
+async def authorize_operator(request: HTTPConnection, action: str) -> Principal:
+    """Authenticate the request and check it may do ``action`` on the server as a whole (read
+    its metrics): an administrator's login session, or an access token of an administrator that
+    allows ``action`` on its own user (what a scraper holds: it does not expire with a login).
+    Device tokens are refused (Forbidden), as is every caller who is not an administrator."""
+    services, principal = await _authenticated(request)
+    if principal.device is not None:
+        raise Forbidden(f"{action} is not for device tokens")
+    permissions = principal.permissions
+    if permissions is not None and not permissions.permits(
+        action, ACTION_TYPES[action], principal.user
+    ):
+        raise Forbidden(f"the token does not grant {action}")
+    await _require_admin(services, principal, action)
+    return principal
+
+
+async def _authenticated(request: HTTPConnection) -> tuple[Services, Principal]:
+    services: Services = request.app.state.services
+    if request.scope.get("query_string"):
+        _check_query(request)
+    return services, await authenticate(request, services)
+
+
+async def _require_admin(services: Services, principal: Principal, what: str) -> None:
+    """THE check that the caller is an administrator now: an admin disabled meanwhile (whose
+    login is still valid until it expires) holds none of an administrator's powers."""
+    caller = await services.store.get_user(principal.user)
+    if caller is None or not caller.is_admin or not caller.enabled:
+        raise Forbidden(f"{what} is for enabled administrators only")
 
 
 def _check_query(request: HTTPConnection) -> None:

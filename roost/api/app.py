@@ -18,6 +18,7 @@ from roost.api import (
     devices,
     endpoints,
     events,
+    metrics,
     oauth,
     properties,
     resources,
@@ -37,6 +38,7 @@ def all_routes() -> list[BaseRoute]:
     return [
         *resources.routes,
         *server.routes,
+        *metrics.routes,
         *assets.routes,
         *oauth.routes,
         *devices.routes,

@@ -31,9 +31,9 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from roost.api.access import authorize
-from roost.api.buckets import MAX_TS
 from roost.api.json import json_response, read_json_object
 from roost.api.paging import named, page_of
+from roost.api.validate import timestamp
 from roost.buckets.export_formats import DATA_TYPES, MEDIA_TYPES, TIMESTAMP_FORMATS
 from roost.buckets.exports import ExportRequest
 from roost.errors import InvalidInput
@@ -58,13 +58,7 @@ def _choice(body: dict[str, Any], name: str, choices: tuple[str, ...]) -> str:
 
 def _bound(body: dict[str, Any], name: str) -> int:
     value = body.get(name)
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_TS:
-        raise InvalidInput(f"{name} must be a whole number of ms from 0 to {MAX_TS} (0: no bound)")
-    if value != int(value):
-        raise InvalidInput(f"{name} must be a whole number of ms")
-    return int(value)
+    return 0 if value is None else timestamp(value, name)  # 0: no bound
 
 
 def parse_request(body: dict[str, Any]) -> ExportRequest:

@@ -36,15 +36,14 @@ from roost import ids
 from roost.api.access import authorize
 from roost.api.json import json_response, read_json, read_json_object
 from roost.api.paging import page_of
-from roost.api.validate import TEXT_LIMIT, described, described_changes, optional_str
+from roost.api.validate import TEXT_LIMIT, described, described_changes, optional_str, timestamp
 from roost.errors import Conflict, InvalidInput, NotFound
 from roost.services import Services
 from roost.store import aggregate
-from roost.store.aggregate import AggregateQuery, AggregateRow
+from roost.store.aggregate import MAX_TS, AggregateQuery, AggregateRow
 from roost.store.base import Bucket, BucketPoint
 
 MAX_ITEMS = 1000  # a read answers at most this many points; clients page beyond
-MAX_TS = 253_402_300_799_999  # the last ms of year 9999
 MAX_POINTS = 10_000  # in one POST .../data
 SOURCES = ("write", "api", "device")
 UPDATES = ("interval", "events", "none")
@@ -168,6 +167,8 @@ async def read_data(request: Request) -> Response:
     for name in UNSUPPORTED:
         if query.get(name):
             raise InvalidInput(f"{name} is not supported yet: read the points and aggregate them")
+    if any(name.startswith("tag_") for name in query):  # the Node-RED node's tag filters
+        raise InvalidInput("tag filters are not supported yet: read the points and filter them")
     items = _query_int(query.get("items"), "items", 1, MAX_ITEMS, default=MAX_ITEMS)
     min_ts = _query_int(query.get("min_ts"), "min_ts", 0, MAX_TS, default=0)
     max_ts = _query_int(query.get("max_ts"), "max_ts", 0, MAX_TS, default=0)
@@ -232,18 +233,10 @@ def _point(item: object, now: int) -> tuple[int, Any]:
     if not isinstance(item, dict):
         raise InvalidInput("each point must be a JSON object")
     value = dict(item)
-    ts = check_ts(value.pop("ts")) if "ts" in value else now
+    ts = timestamp(value.pop("ts"), "ts") if "ts" in value else now
     if not value:
         raise InvalidInput("each point needs a field besides ts")
     return ts, value
-
-
-def check_ts(ts: object) -> int:
-    if isinstance(ts, bool) or not isinstance(ts, int | float) or not 0 <= ts <= MAX_TS:
-        raise InvalidInput(f"ts must be an integer from 0 to {MAX_TS}: ms since the epoch")
-    if ts != int(ts):
-        raise InvalidInput("ts must be a whole number of ms since the epoch")
-    return int(ts)
 
 
 def _query_int(text: str | None, name: str, low: int, high: int, default: int) -> int:

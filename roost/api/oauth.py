@@ -48,12 +48,11 @@ async def token(request: Request) -> Response:
     if grant == "password":
         name, password = form.get("username", ""), form.get("password", "")
         await check_password(request, name, password, "invalid username or password")
-        user = await services.store.get_user(name)
-        if user is not None and not user.enabled:
-            raise Forbidden(f"user {name!r} is disabled")
+        await _require_enabled(services, name)
         return json_response(await _issue(services, name, family=None))
     if grant == "refresh_token":
         record = await _use_refresh(services, form.get("refresh_token", ""))
+        await _require_enabled(services, record.user)  # disabling revoked them: and if not
         issued = await _issue(services, record.user, family=record.family, parent=record.jti)
         return json_response(issued)
     raise InvalidInput("grant_type must be 'password' or 'refresh_token'")
@@ -109,6 +108,12 @@ async def check_password(request: Request, name: str, password: str, wrong: str)
     if not await loop.run_in_executor(None, verify_password, stored, password):
         raise Unauthenticated(wrong)
     limiter.succeeded(name, address)
+
+
+async def _require_enabled(services: Services, name: str) -> None:
+    user = await services.store.get_user(name)
+    if user is not None and not user.enabled:
+        raise Forbidden(f"user {name!r} is disabled")
 
 
 async def _use_refresh(services: Services, refresh_token: str) -> RefreshToken:

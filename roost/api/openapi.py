@@ -522,6 +522,7 @@ def _paths() -> dict[str, Schema]:
     from roost.api.openapi_buckets import bucket_paths
     from roost.api.openapi_endpoints import endpoint_paths
     from roost.api.openapi_events import event_paths
+    from roost.api.openapi_metrics import metrics_paths
     from roost.api.openapi_properties import property_paths
     from roost.api.openapi_resources import resource_paths
 
@@ -603,6 +604,7 @@ def _paths() -> dict[str, Schema]:
     paths.update(resource_paths())
     paths.update(event_paths())
     paths.update(property_paths())
+    paths.update(metrics_paths())
     for path, item in paths.items():
         for operation in item.values():
             operation["tags"] = [_tag(path)]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from roost.api.buckets import MAX_TS
 from roost.api.openapi import (
     BAD_BODY,
     BAD_PAGE,
@@ -25,6 +24,7 @@ from roost.api.openapi import (
 from roost.api.openapi_buckets import BUCKET_ID, MS
 from roost.buckets.export_formats import DATA_TYPES, TIMESTAMP_FORMATS
 from roost.ids import EXPORT_FILE
+from roost.store.aggregate import MAX_TS
 
 FILE = _path_param("file", "Export file name, as the export's answer gave it", _id(EXPORT_FILE))
 FORMATS = (

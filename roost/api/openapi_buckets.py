@@ -26,6 +26,7 @@ from roost.api.openapi import (
 from roost.api.validate import TEXT_LIMIT
 from roost.ids import BUCKET, DEVICE
 from roost.store import aggregate
+from roost.store.aggregate import MAX_TS
 
 BUCKET_ID = _path_param("bucket", "Bucket id", _id(BUCKET))
 MS = "ms since the epoch"
@@ -119,7 +120,7 @@ def bucket_schemas() -> dict[str, Schema]:
 def _read_params() -> list[Schema]:
     def bound(name: str, which: str) -> Schema:
         desc = f"{which} ts, inclusive, {MS}; 0 or absent: no bound"
-        return _param("query", name, desc, _t("integer", minimum=0, maximum=b.MAX_TS))
+        return _param("query", name, desc, _t("integer", minimum=0, maximum=MAX_TS))
 
     items = _t("integer", minimum=1, maximum=b.MAX_ITEMS, default=b.MAX_ITEMS)
     sort = {"enum": ["asc", "desc"], "default": "desc"}
@@ -168,7 +169,8 @@ def bucket_paths() -> dict[str, Schema]:
     missing: Mapping[int, str | None] = {404: "Bucket not found"}
     invalid = "Invalid body, bucket id, config or retention"
     read_errors = {
-        400: "Invalid items, min_ts, max_ts, sort, agg, agg_type or tz, or transform asked for",
+        400: "Invalid items, min_ts, max_ts, sort, agg, agg_type or tz, transform asked for, or an"
+        " aggregation over too long a span in a zone with daylight saving (narrow min_ts/max_ts)",
         **missing,
     }
     write_errors = {

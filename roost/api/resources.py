@@ -35,6 +35,7 @@ Starlette routes to it (the v1 form, matched last).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 from typing import Any
 
 from starlette.requests import Request
@@ -168,13 +169,19 @@ async def _device_request(
 ) -> PsonValue:
     owner, device_id = request.path_params["user"], request.path_params["device"]
     timeout = _timeout(request, services, binary)
+    key = DeviceKey(owner, device_id)
+    calls = services.metrics.calls  # counted and timed for GET /metrics: a few additions
+    started = perf_counter()
     try:
-        key = DeviceKey(owner, device_id)
-        return await services.devices.request(key, op, path, payload, timeout)
-    except DeviceOffline:
-        if await services.store.get_device(owner, device_id) is None:
+        result = await services.devices.request(key, op, path, payload, timeout)
+    except Exception as exc:
+        calls.failed(exc, perf_counter() - started)
+        offline = isinstance(exc, DeviceOffline)
+        if offline and await services.store.get_device(owner, device_id) is None:
             raise NotFound(f"device {device_id!r} not found") from None
         raise
+    calls.succeeded(perf_counter() - started)
+    return result
 
 
 def _unwrap_in(raw: bytes) -> PsonValue:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from roost.errors import InvalidInput
+from roost.store.aggregate import MAX_TS
 
 
 def optional_str(body: dict[str, Any], *names: str, limit: int = 1024) -> str | None:
@@ -56,3 +57,13 @@ def described_changes(body: dict[str, Any], now_ms: int) -> dict[str, Any]:
     if enabled is not None:
         changes["enabled"] = enabled
     return changes
+
+
+def timestamp(value: object, name: str) -> int:
+    """A ts in a body or query (``ts``, ``min_ts``, ``max_ts``): a whole number of ms from 0 to
+    :data:`~roost.store.aggregate.MAX_TS`, the one rule every route that takes one applies."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_TS:
+        raise InvalidInput(f"{name} must be a whole number of ms from 0 to {MAX_TS}")
+    if value != int(value):
+        raise InvalidInput(f"{name} must be a whole number of ms from 0 to {MAX_TS}")
+    return int(value)

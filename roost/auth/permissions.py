@@ -100,7 +100,7 @@ ACTIONS: Mapping[str, str] = MappingProxyType(
         ReadUserLimits ReadUserStatistics ListDeviceLocations SubscribeUserEvents""",
     )
     # Roost's own, where Thinger has no operation
-    | _actions_of(USER, "DeleteUserRefreshTokens")
+    | _actions_of(USER, "DeleteUserRefreshTokens ReadServerMetrics")
 )
 KNOWN_TYPES = frozenset(ACTIONS.values())
 

@@ -29,6 +29,7 @@ class LocalBus:
     def __init__(self, registry: SessionLookup, streams: StreamFanout) -> None:
         self._registry = registry
         self._streams = streams
+        self.requests = 0  # requests carried (roost.metrics: roost_bus_requests_total)
         self.revocations: ListenersByUser[Revocation] = ListenersByUser("revocation")
         self.events: ListenersByUser[Event] = ListenersByUser("event")
 
@@ -41,6 +42,7 @@ class LocalBus:
         timeout: float,
     ) -> Coroutine[Any, Any, PsonValue]:
         # Hands back the session's own coroutine: one frame less to enter and resume per call.
+        self.requests += 1
         session = self._registry.get(key)
         if session is None:
             return _offline(key)

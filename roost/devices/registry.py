@@ -96,6 +96,10 @@ class Registry:
         """How many watches of this device's stats are held."""
         return self._watchers[key].total() if key in self._watchers else 0
 
+    def stats_watches(self) -> int:
+        """How many watches of stats are held, of every device (for the metrics)."""
+        return sum(listeners.total() for listeners in self._watchers.values())
+
     def stats_changed(self, key: DeviceKey) -> None:
         listeners = self._watchers.get(key)
         if listeners:

@@ -26,6 +26,11 @@ class Link(Protocol):
 
     def close(self, reason: str) -> None: ...
 
+    def kind(self) -> tuple[str, bool]:
+        """(protocol, TLS or not) of the connection: ``legacy``, ``iotmp`` or
+        ``iotmp_websocket``; read when the metrics are scraped (roost.metrics)."""
+        ...
+
 
 class SessionListener(Protocol):
     """Who hears what a session sees: traffic (stats) and data on its open streams."""

@@ -111,6 +111,10 @@ class StreamHub:
         """How many resources of the device have a stream open on the device."""
         return sum(1 for s in self._devices.get(key, {}).values() if s.stream_id is not None)
 
+    def watchers(self) -> int:
+        """How many watchers there are, of every device's resources (for the metrics)."""
+        return sum(len(s.watchers) for streams in self._devices.values() for s in streams.values())
+
     def resources_held(self, key: DeviceKey) -> int:
         """How many resources of the device the hub keeps anything for (watched, or with a
         device stream still being opened or closed); 0 once the last watcher has gone and the

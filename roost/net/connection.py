@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Generic, Protocol, TypeVar, cast
+from typing import ClassVar, Generic, Protocol, TypeVar, cast
 
 from roost.bus.base import Operation
 from roost.devices.gateway import DeviceGateway
@@ -105,6 +105,8 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
         self._rx_before_auth = 0
         self._fields: dict[tuple[str, ...], bytes] | None = None  # see resource_field
         self._opened: float | None = None  # loop time of the TCP accept, if before connection_made
+
+    PROTOCOL: ClassVar[str]  # the protocol label of the metrics (roost.metrics)
 
     # for subclasses
 
@@ -210,6 +212,11 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
         self.close(reason)
 
     # Link
+
+    def kind(self) -> tuple[str, bool]:
+        transport = self._transport
+        tls = transport is not None and transport.get_extra_info("sslcontext") is not None
+        return self.PROTOCOL, tls
 
     def close(self, reason: str) -> None:
         if self._closing or self._transport is None:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 
 from roost.bus.base import Operation
-from roost.devices.buckets import write as write_bucket
 from roost.devices.gateway import DeviceGateway
 from roost.devices.session import DeviceSession
 from roost.endpoints.delivery import device_call
 from roost.errors import InvalidInput
 from roost.net.batch import WriteBatch
+from roost.net.bucket_writes import BucketWrites
 from roost.net.connection import DeviceConnection, credentials_triple
 from roost.wire import iotmp
 from roost.wire.iotmp import KEEP_ALIVE_BYTES, Message, MessageType, Service
@@ -42,7 +42,8 @@ _REFUSED: dict[bool, PsonValue] = {
 
 
 class IotmpConnection(DeviceConnection[Message]):
-    __slots__ = ()
+    __slots__ = ("_bucket_writes",)
+    PROTOCOL = "iotmp"
 
     def __init__(self, gateway: DeviceGateway, writes: WriteBatch | None = None) -> None:
         settings = gateway.settings
@@ -50,6 +51,7 @@ class IotmpConnection(DeviceConnection[Message]):
             max_frame=settings.max_frame_bytes, max_depth=settings.max_pson_depth
         )
         super().__init__(gateway, decoder, writes)
+        self._bucket_writes: BucketWrites | None = None  # made at the first
 
     def credentials(self, frame: Message) -> tuple[str, str, str] | None:
         if frame.type != MessageType.CONNECT:
@@ -94,21 +96,24 @@ class IotmpConnection(DeviceConnection[Message]):
             session.key, self, frame.stream_id, device, resource, frame.payload
         )
 
-    async def _bucket_write(self, session: DeviceSession, frame: Message) -> None:
-        """WRITE_BUCKET (service 5; roost.devices.buckets), confirmed when the RUN carries a
-        stream id: OK once the point is committed, else ERROR with ``{"error": reason}``."""
-        gateway = self._gateway
+    def _bucket_write(self, session: DeviceSession, frame: Message) -> None:
+        """WRITE_BUCKET (service 5; roost.devices.buckets), with the others of this loop step
+        (roost.net.bucket_writes); confirmed when the RUN carries a stream id."""
+        writes = self._bucket_writes
+        if writes is None:
+            writes = self._bucket_writes = BucketWrites(
+                self._gateway, session.key, self._answer_bucket_write
+            )
         bucket = frame.parameters if type(frame.resource) is int else frame.resource
-        now = int(gateway.clock() * 1000)
-        refused = await write_bucket(gateway.store, session.key, bucket, frame.payload, now)
-        if refused is not None:
-            log.debug("device %s: bucket write refused: %s", session.key, refused)
-        if frame.stream_id:
-            if refused is None:
-                reply = Message(MessageType.OK, frame.stream_id)
-            else:
-                reply = Message(MessageType.ERROR, frame.stream_id, payload={"error": refused})
-            self.write(iotmp.encode(reply))
+        writes.add(bucket, frame.payload, frame.stream_id)
+
+    def _answer_bucket_write(self, stream_id: int, refused: str | None) -> None:
+        """OK once the point is committed, else ERROR with ``{"error": reason}``."""
+        if refused is None:
+            reply = Message(MessageType.OK, stream_id)
+        else:
+            reply = Message(MessageType.ERROR, stream_id, payload={"error": refused})
+        self.write(iotmp.encode(reply))
 
     async def _endpoint_call(self, session: DeviceSession, frame: Message) -> None:
         """CALL_ENDPOINT (service 4; roost.endpoints), confirmed when the RUN carries a stream
@@ -136,7 +141,7 @@ class IotmpConnection(DeviceConnection[Message]):
         elif kind == MessageType.RUN and (read := _property_service(frame)) is not None:
             self._gateway.spawn(self._property(session, frame, read))
         elif kind == MessageType.RUN and _writes_bucket(frame):
-            self._gateway.spawn(self._bucket_write(session, frame))
+            self._bucket_write(session, frame)
         elif kind == MessageType.RUN and _is_service(frame, Service.CALL_ENDPOINT):
             self._gateway.spawn(self._endpoint_call(session, frame))
         elif kind == MessageType.DISCONNECT:

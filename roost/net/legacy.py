@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 
 from roost.bus.base import Operation
-from roost.devices.buckets import write as write_bucket
 from roost.devices.gateway import DeviceGateway
 from roost.devices.session import DeviceSession
 from roost.endpoints.delivery import device_call
 from roost.errors import InvalidInput
 from roost.net.batch import WriteBatch
+from roost.net.bucket_writes import BucketWrites
 from roost.net.connection import DeviceConnection, credentials_triple
 from roost.wire import legacy
 from roost.wire.legacy import KEEP_ALIVE_BYTES, KeepAlive, Message, Signal
@@ -27,7 +27,8 @@ _STREAM_DATA = frozenset({Signal.STREAM_EVENT, Signal.STREAM_SAMPLE})
 
 
 class LegacyConnection(DeviceConnection[legacy.Frame]):
-    __slots__ = ()
+    __slots__ = ("_bucket_writes",)
+    PROTOCOL = "legacy"
 
     def __init__(self, gateway: DeviceGateway, writes: WriteBatch | None = None) -> None:
         settings = gateway.settings
@@ -35,6 +36,7 @@ class LegacyConnection(DeviceConnection[legacy.Frame]):
             max_frame=settings.max_frame_bytes, max_depth=settings.max_pson_depth
         )
         super().__init__(gateway, decoder, writes)
+        self._bucket_writes: BucketWrites | None = None  # made at the first
 
     def credentials(self, frame: legacy.Frame) -> tuple[str, str, str] | None:
         if not isinstance(frame, Message) or frame.signal != Signal.AUTH:
@@ -70,19 +72,21 @@ class LegacyConnection(DeviceConnection[legacy.Frame]):
                 log.warning("device call reply on stream %d not encodable: %s", stream_id, exc)
         self.write(legacy.encode(Message(stream_id, Signal.REQUEST_ERROR)))
 
-    async def _bucket_write(self, session: DeviceSession, frame: Message) -> None:
-        """BUCKET_DATA (flag 10; roost.devices.buckets), confirmed when it carries a stream id:
-        flag 1 once the point is committed, else flag 2 (the legacy protocol carries no reason)."""
-        gateway = self._gateway
-        now = int(gateway.clock() * 1000)
-        refused = await write_bucket(
-            gateway.store, session.key, frame.identifier, frame.payload, now
-        )
-        if refused is not None:
-            log.debug("device %s: bucket write refused: %s", session.key, refused)
-        if frame.stream_id:
-            signal = Signal.REQUEST_OK if refused is None else Signal.REQUEST_ERROR
-            self.write(legacy.encode(Message(frame.stream_id, signal)))
+    def _bucket_write(self, session: DeviceSession, frame: Message) -> None:
+        """BUCKET_DATA (flag 10; roost.devices.buckets), with the others of this loop step
+        (roost.net.bucket_writes); confirmed when it carries a stream id."""
+        writes = self._bucket_writes
+        if writes is None:
+            writes = self._bucket_writes = BucketWrites(
+                self._gateway, session.key, self._answer_bucket_write
+            )
+        writes.add(frame.identifier, frame.payload, frame.stream_id)
+
+    def _answer_bucket_write(self, stream_id: int, refused: str | None) -> None:
+        """Flag 1 once the point is committed, else flag 2 (the legacy protocol carries no
+        reason)."""
+        signal = Signal.REQUEST_OK if refused is None else Signal.REQUEST_ERROR
+        self.write(legacy.encode(Message(stream_id, signal)))
 
     async def _endpoint_call(self, session: DeviceSession, frame: Message) -> None:
         """CALL_ENDPOINT (flag 8; roost.endpoints): the device's user's endpoint called with the
@@ -107,7 +111,7 @@ class LegacyConnection(DeviceConnection[legacy.Frame]):
         elif signal == Signal.GET_PROPERTY or signal == Signal.SET_PROPERTY:
             self._gateway.spawn(self._property(session, frame))
         elif signal == Signal.BUCKET_DATA:
-            self._gateway.spawn(self._bucket_write(session, frame))
+            self._bucket_write(session, frame)
         elif signal == Signal.CALL_ENDPOINT:
             self._gateway.spawn(self._endpoint_call(session, frame))
         elif signal in _STREAM_DATA:

@@ -14,16 +14,27 @@ boundary that falls in skipped time starts at the change itself.
 
 A row is the start of its bucket (``ts``, ms) and, for each numeric field of the stored objects,
 the aggregate of its values in that bucket (``count``: how many points carry the field; ``spread``:
-max - min; ``stddev``: the sample standard deviation, absent below two values). Buckets without
-points give no row; only the buckets that start within [min_ts, max_ts] are rows, each made of its
-points within those bounds, so a client paging by moving min_ts or max_ts past the last row's
-``ts`` gets every bucket once.
+max - min; ``stddev``: the sample standard deviation, absent below two values). Only the points
+within [min_ts, max_ts] count, as a SQL ``WHERE ts BETWEEN min_ts AND max_ts GROUP BY bucket``
+would have them: a bucket that begins before min_ts (the Node-RED node asks for "the last 30
+minutes" by the hour) is a row of its points from min_ts on, and buckets without points give no
+row. A client paging the latest first moves max_ts to the last row's ``ts`` - 1 and gets every
+bucket once; paging the oldest first, it moves min_ts to the end of the last row's bucket.
 
 The walk reads the points in windows, each one statement, so that a store with one writer runs
 other work between them. The store groups each slice of constant UTC offset (zones change offset
 at their transitions) by a key finer than or equal to the bucket (:class:`Grouping`) and returns,
 per group and field, count, sum, sum of squares, min, max and the group's first ts; the walk maps
 each group to its bucket by that ts and adds the groups of one bucket up.
+
+The time-zone work runs on the event loop and is bounded per read: a zone that never changes its
+offset (UTC, Etc/UTC, Etc/GMT-14, ...) is one slice; in another, the walk looks at a window a
+:data:`PIECE` at a time from a point to the last point within it (a window may span centuries of
+sparse points: the empty time between them costs nothing), probing the offset every
+:data:`STEP` there and bisecting each change to the ms. A read that would probe more than
+:data:`MAX_PROBES` times is refused (400: narrow min_ts/max_ts). Timestamps end at
+:data:`MAX_TS`, the last ms of year 9999; a local time past it (east of UTC) is computed at the
+offset of December 30th, 9999, and starts of buckets stay exact there.
 """
 
 from __future__ import annotations
@@ -42,7 +53,14 @@ DAY = 24 * HOUR
 WEEK_SHIFT = 4 * DAY  # 1970-01-01 was a Thursday: Mondays are 4 days after the epoch, mod 7
 FUNCTIONS = ("count", "max", "mean", "min", "spread", "stddev", "sum")
 REFUSED_FUNCTIONS = ("median", "mode")  # in Thinger's list, not computed here
-STEP = DAY  # how finely offset changes are looked for: zones change at most about twice a year
+# how finely offset changes are looked for (then bisected to the ms): since 1970 the tz database
+# has no two changes of one zone's offset less than 6.9 days apart (the closest: Brazil in 2000,
+# Gaza's Ramadan rules), so a probe every 3 days sees each change
+STEP = 3 * DAY
+MAX_TS = 253_402_300_799_999  # the last ms of year 9999 (datetime's last year): the latest ts
+PIECE = 366 * DAY  # a window in a zone that changes its offset is sliced a piece at a time
+LAST_PROBE = MAX_TS - 2 * DAY  # offsets are probed up to here (see offset_ms)
+MAX_PROBES = 50_000  # offset probes one read may make: some 270 years of points, 40 ms
 WINDOW_VALUES = 50_000  # numeric values one statement of the walk should aggregate, about
 
 
@@ -110,7 +128,7 @@ class AggregateQuery:
     period: Period
     function: str  # one of FUNCTIONS
     tz: str = "UTC"  # IANA name
-    min_ts: int | None = None  # only buckets starting within [min_ts, max_ts], of points within
+    min_ts: int | None = None  # only the points within [min_ts, max_ts] count
     max_ts: int | None = None
     limit: int = 1000
     descending: bool = False
@@ -163,27 +181,60 @@ GroupFn = Callable[[int, int, Grouping], Awaitable[Sequence[Partial]]]
 SeekFn = Callable[[int, bool], Awaitable[int | None]]
 
 
-def offset_ms(tz: ZoneInfo, ts: int) -> int:
-    delta = datetime.fromtimestamp(ts / 1000, tz).utcoffset() or timedelta()
+class Probes:
+    """How many more times one read may ask a zone for its UTC offset: the walk's work per
+    request is bounded, whatever the span between min_ts and max_ts (it runs on the event loop)."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, left: int = MAX_PROBES) -> None:
+        self.left = left
+
+    def take(self) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise InvalidInput(
+                "the aggregation crosses too many years of time-zone changes for one read:"
+                " narrow min_ts/max_ts, or use a zone with a fixed offset (UTC)"
+            )
+
+
+def fixed_offset(tz: ZoneInfo) -> int | None:
+    """The UTC offset (ms) of a zone that never changes it (UTC, Etc/GMT+5, ...), else None."""
+    delta = tz.utcoffset(None)  # a ZoneInfo answers None here when its offset ever changes
+    return None if delta is None else int(delta.total_seconds() * 1000)
+
+
+def offset_ms(tz: ZoneInfo, ts: int, probes: Probes | None = None) -> int:
+    """The UTC offset (ms) of ``tz`` at ``ts``. Past :data:`LAST_PROBE`, the one there: a local
+    time past year 9999 is no datetime, and no zone changes its offset on December 30 or 31."""
+    if probes is not None:
+        probes.take()
+    moment = datetime.fromtimestamp(max(0, min(ts, LAST_PROBE)) / 1000, tz)
+    delta = moment.utcoffset() or timedelta()
     return int(delta.total_seconds() * 1000)
 
 
-def slices(tz: ZoneInfo, lo: int, hi: int) -> list[tuple[int, int, int]]:
+def slices(
+    tz: ZoneInfo, lo: int, hi: int, probes: Probes | None = None
+) -> list[tuple[int, int, int]]:
     """[lo, hi) cut where ``tz`` changes its UTC offset: (start, end, offset) each."""
-    if tz.key == "UTC":
-        return [(lo, hi, 0)]
+    fixed = fixed_offset(tz)
+    if fixed is not None:
+        return [(lo, hi, fixed)]
     out: list[tuple[int, int, int]] = []
-    start, current = lo, offset_ms(tz, lo)
+    start, current = lo, offset_ms(tz, lo, probes)
     probe = lo
     while probe < hi:
         step_to = min(probe + STEP, hi - 1)
-        if offset_ms(tz, step_to) != current:
+        if offset_ms(tz, step_to, probes) != current:
             low, high = probe, step_to  # the change is in (low, high]
             while high - low > 1:
                 middle = (low + high) // 2
-                low, high = (middle, high) if offset_ms(tz, middle) == current else (low, middle)
+                same = offset_ms(tz, middle, probes) == current
+                low, high = (middle, high) if same else (low, middle)
             out.append((start, high, current))
-            start, current = high, offset_ms(tz, high)
+            start, current = high, offset_ms(tz, high, probes)
             probe = high
         elif step_to == hi - 1:
             break
@@ -195,8 +246,15 @@ def slices(tz: ZoneInfo, lo: int, hi: int) -> list[tuple[int, int, int]]:
 
 def bucket_start(p: Period, tz: ZoneInfo, ts: int) -> int:
     """The start (ms) of the bucket of ``p`` in ``tz`` that holds ``ts``."""
-    if tz.key == "UTC" and p.size:
-        return ts - (ts - p.shift) % p.size
+    fixed = fixed_offset(tz)
+    if fixed is not None and p.size:
+        return ts - (ts + fixed - p.shift) % p.size
+    offset = fixed if fixed is not None else offset_ms(tz, ts)
+    if ts + offset > MAX_TS:  # local time is past year 9999: no datetime, and no zone change
+        local_ms = ts + offset  # (see offset_ms): wall-clock arithmetic at that offset
+        if p.months:  # January 1st of year 10000 starts every calendar period
+            return MAX_TS + 1 - offset
+        return local_ms - (local_ms - p.shift) % p.size - offset
     local = datetime.fromtimestamp(ts / 1000, tz)
     if p.months:
         index = local.year * 12 + local.month - 1
@@ -229,12 +287,13 @@ async def walk(query: AggregateQuery, group: GroupFn, seek: SeekFn) -> list[Aggr
     took so far, and never more than the buckets still wanted."""
     tz = zone(query.tz)
     lo = query.min_ts if query.min_ts is not None else 0
-    hi = query.max_ts if query.max_ts is not None else 2**62
+    hi = min(MAX_TS, query.max_ts if query.max_ts is not None else MAX_TS)
+    probes = Probes()
     buckets: dict[int, dict[str, Partial]] = {}
     cap = DAY
     cursor = await seek(hi if query.descending else lo, query.descending)
     while cursor is not None and lo <= cursor <= hi:
-        wanted = query.limit + 1 - sum(1 for start in buckets if start >= lo)
+        wanted = query.limit + 1 - len(buckets)
         if wanted <= 0:
             break
         span = max(1, min(wanted * query.period.nominal, cap))
@@ -243,7 +302,7 @@ async def walk(query: AggregateQuery, group: GroupFn, seek: SeekFn) -> list[Aggr
         else:
             start, end = cursor, min(hi + 1, cursor + span)
         values = 0
-        for part_lo, part_hi, offset in slices(tz, start, end):
+        for part_lo, part_hi, offset in await _slices(tz, start, end, seek, probes):
             for partial in await group(part_lo, part_hi, Grouping(offset, query.period)):
                 values += partial.count
                 fields = buckets.setdefault(bucket_start(query.period, tz, partial.first), {})
@@ -256,8 +315,29 @@ async def walk(query: AggregateQuery, group: GroupFn, seek: SeekFn) -> list[Aggr
         if query.descending and start <= lo:
             break
         cursor = await seek(start - 1, True) if query.descending else await seek(end, False)
-    starts = sorted((s for s in buckets if s >= lo), reverse=query.descending)[: query.limit]
+    starts = sorted(buckets, reverse=query.descending)[: query.limit]
     return [AggregateRow(s, _values(buckets[s], query.function)) for s in starts]
+
+
+async def _slices(
+    tz: ZoneInfo, start: int, end: int, seek: SeekFn, probes: Probes
+) -> list[tuple[int, int, int]]:
+    """The slices of the window [start, end) that hold points: in a zone that changes its offset,
+    the window is looked at a :data:`PIECE` at a time from its next point to the last point
+    within the piece, so that the offsets are probed only where points are (a window may span
+    centuries of sparse points), two seeks a piece."""
+    if fixed_offset(tz) is not None:
+        return slices(tz, start, end)
+    out: list[tuple[int, int, int]] = []
+    position = start
+    while position < end:
+        first = await seek(position, False)
+        if first is None or first >= end:
+            break
+        last = await seek(min(end, first + PIECE) - 1, True)
+        position = (first if last is None else last) + 1
+        out += slices(tz, first, position, probes)
+    return out
 
 
 def _values(fields: dict[str, Partial], fn: str) -> dict[str, float | int]:

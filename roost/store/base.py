@@ -8,11 +8,24 @@ arrive here already hashed; the store never sees a password or a device credenti
 from __future__ import annotations
 
 import secrets
+from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from roost.store.aggregate import AggregateQuery, AggregateRow
+
+
+class StoreCounts:
+    """What a store counts for the metrics (roost.metrics): points written to buckets, and the
+    operations that failed by their name (not the domain errors they are documented to raise).
+    Plain counters, changed on the event loop's thread."""
+
+    __slots__ = ("failures", "points_written")
+
+    def __init__(self) -> None:
+        self.points_written = 0
+        self.failures: Counter[str] = Counter()
 
 
 @dataclass(frozen=True, slots=True)

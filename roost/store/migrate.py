@@ -28,10 +28,11 @@ class Migration:
     sql: str
 
 
-def load_migrations() -> list[Migration]:
-    """The packaged migrations ordered by version, numbered 1, 2, 3, ... without gaps."""
+def load_migrations(folder: str = "migrations") -> list[Migration]:
+    """The packaged migrations ordered by version, numbered 1, 2, 3, ... without gaps
+    (``folder``: ``migrations`` for SQLite, ``migrations_postgres`` for PostgreSQL)."""
     found: list[Migration] = []
-    for entry in (files("roost.store") / "migrations").iterdir():
+    for entry in (files("roost.store") / folder).iterdir():
         if not entry.name.endswith(".sql"):
             continue
         match = _FILE_NAME.match(entry.name)

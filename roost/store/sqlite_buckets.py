@@ -2,8 +2,9 @@
 
 The same conventions as ``sqlite_queries``: each function takes the connection first; constraint
 failures become Conflict or NotFound. Points live in ``bucket_points``, keyed (owner, bucket, ts)
-WITHOUT ROWID, so a time-range read walks the primary key in order; a write of many points is one
-transaction.
+WITHOUT ROWID, so a time-range read walks the primary key in order. Writes come in groups
+(:func:`write_points`): the store's writer runs every write queued meanwhile in one transaction,
+each write all or none.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from roost.errors import Conflict, NotFound
+from roost.errors import Conflict, InvalidInput, NotFound, RoostError
 from roost.store.base import EVERY, Bucket, BucketPoint, Page
 from roost.store.sqlite_queries import _paged
 
@@ -24,8 +25,11 @@ _COLUMNS = (
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM buckets"
 
 
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # made once: stateless
+
+
 def _text(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    return _JSON.encode(value)
 
 
 def _params(bucket: Bucket) -> dict[str, Any]:
@@ -91,44 +95,142 @@ def delete_bucket(conn: sqlite3.Connection, owner: str, bucket: str) -> bool:
     return conn.execute(sql, (owner, bucket)).rowcount > 0
 
 
-def write_points(
-    conn: sqlite3.Connection,
-    owner: str,
-    bucket: str,
-    points: Sequence[tuple[int, Any]],
-    replace: bool = True,
-) -> None:
-    """Every point or none, in one transaction; a point at an existing ts replaces it, or with
-    ``replace`` False takes the first free ts after it."""
-    rows = [(owner, bucket, ts, _text(value)) for ts, value in points]
-    conn.execute("BEGIN IMMEDIATE")
-    ok = False
-    try:
-        if replace:
-            conn.executemany(_INSERT.replace("INSERT", "INSERT OR REPLACE", 1), rows)
+class PointWrite(NamedTuple):
+    """One caller's write: its rows (owner, bucket, ts, JSON text), all or none."""
+
+    owner: str
+    bucket: str
+    rows: list[tuple[str, str, int, str]]
+    replace: bool
+
+
+def point_write(
+    owner: str, bucket: str, points: Sequence[tuple[int, Any]], replace: bool = True
+) -> PointWrite:
+    """The rows of a write, encoded by the caller before it is queued: ValueError or TypeError
+    for a value JSON cannot hold, InvalidInput for a ts beyond 64 bits."""
+    rows = []
+    for ts, value in points:
+        if not _TS_MIN <= ts <= _TS_MAX:
+            raise InvalidInput("a number is too large to be stored")
+        rows.append((owner, bucket, ts, _text(value)))
+    return PointWrite(owner, bucket, rows, replace)
+
+
+def write_points(conn: sqlite3.Connection, writes: Sequence[PointWrite]) -> list[RoostError | None]:
+    """Every write in ONE transaction (one commit for all: group commit), each all or none: a
+    write that fails (its bucket gone, no free ts) is left out, its error in its place in the
+    list returned, and the others are committed. Errors of the database itself (disk full, busy)
+    raise, and nothing is committed."""
+    if len(writes) > 1:
+        # the usual case, all good: no savepoint per write; if one fails, again with them
+        conn.execute("BEGIN IMMEDIATE")
+        runs: _Runs = {}
+        try:
+            for write in writes:
+                _apply(conn, write, runs)
+        except _REFUSALS:
+            conn.execute("ROLLBACK")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
         else:
-            for row in rows:
-                _insert_at_free_ts(conn, *row)
-        ok = True
-    except sqlite3.IntegrityError:
-        raise NotFound(f"bucket {bucket!r} of {owner!r} does not exist") from None
-    finally:
-        conn.execute("COMMIT" if ok else "ROLLBACK")
+            _commit(conn)
+            return [None] * len(writes)
+    conn.execute("BEGIN IMMEDIATE")
+    runs = {}
+    try:
+        outcomes = [_apply_alone(conn, write, runs) for write in writes]
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    _commit(conn)
+    return outcomes
 
 
+def _commit(conn: sqlite3.Connection) -> None:
+    try:
+        conn.execute("COMMIT")
+    except BaseException:  # nothing of the group is committed; the connection is ready again
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _apply_alone(conn: sqlite3.Connection, write: PointWrite, runs: _Runs) -> RoostError | None:
+    """One write within a savepoint: its error (its rows rolled back), or None."""
+    conn.execute("SAVEPOINT point_write")
+    try:
+        _apply(conn, write, runs)
+    except _REFUSALS as exc:
+        conn.execute("ROLLBACK TO point_write")
+        conn.execute("RELEASE point_write")
+        runs.clear()  # they may count rows rolled back
+        if isinstance(exc, RoostError):
+            return exc
+        if isinstance(exc, sqlite3.IntegrityError):
+            return NotFound(f"bucket {write.bucket!r} of {write.owner!r} does not exist")
+        if isinstance(exc, OverflowError):  # SQLite integers have 64 bits
+            return InvalidInput("a number is too large to be stored")
+        return InvalidInput("a text is not valid Unicode")  # a lone surrogate
+    conn.execute("RELEASE point_write")
+    return None
+
+
+def _apply(conn: sqlite3.Connection, write: PointWrite, runs: _Runs) -> None:
+    """A point at an existing ts replaces it, or with ``replace`` False takes the first free
+    ts after it. IntegrityError: the bucket does not exist."""
+    if write.replace:
+        conn.executemany(_REPLACE, write.rows)  # takes ts, frees none: the runs still hold
+    else:
+        for row in write.rows:
+            _insert_at_free_ts(conn, runs, *row)
+
+
+# what fails one write and not the others (IntegrityError: its bucket does not exist)
+_REFUSALS = (RoostError, sqlite3.IntegrityError, OverflowError, UnicodeEncodeError)
 _INSERT = "INSERT INTO bucket_points (owner, bucket, ts, value) VALUES (?, ?, ?, ?)"
+_REPLACE = _INSERT.replace("INSERT", "INSERT OR REPLACE", 1)
+_FREE = _INSERT + " ON CONFLICT DO NOTHING"
+_TAKEN = (
+    "SELECT ts FROM bucket_points WHERE owner = ? AND bucket = ? AND ts BETWEEN ? AND ? ORDER BY ts"
+)
+_TS_MIN, _TS_MAX = -(2**63), 2**63 - 1
 FREE_TS_STEPS = 1000  # taken ts skipped before a point that must not replace one is refused
 
 
+# (owner, bucket) -> (first, last): every ts from first to last is taken, as this transaction
+# found or made it. Writes faster than one a ms into one bucket come in bursts at one ts: the
+# next of a burst goes straight past the run the others took.
+_Runs = dict[tuple[str, str], tuple[int, int]]
+
+
 def _insert_at_free_ts(
-    conn: sqlite3.Connection, owner: str, bucket: str, ts: int, value: str
+    conn: sqlite3.Connection, runs: _Runs, owner: str, bucket: str, ts: int, value: str
 ) -> None:
-    for step in range(FREE_TS_STEPS):
-        if conn.execute(
-            _INSERT + " ON CONFLICT DO NOTHING", (owner, bucket, ts + step, value)
-        ).rowcount:
+    key = (owner, bucket)
+    run = runs.get(key)
+    if run is not None and run[0] <= ts <= run[1]:
+        after = run[1] + 1
+        if (
+            after < ts + FREE_TS_STEPS
+            and conn.execute(_FREE, (owner, bucket, after, value)).rowcount
+        ):
+            runs[key] = (run[0], after)
             return
-    raise Conflict(f"bucket {bucket!r} holds points at {FREE_TS_STEPS} ms in a row from {ts}")
+    elif conn.execute(_FREE, (owner, bucket, ts, value)).rowcount:
+        runs[key] = (ts, ts)  # the usual case: ts was free
+        return
+    # taken: the first gap from ts, found in one walk of the key
+    free = ts
+    for (taken,) in conn.execute(_TAKEN, (owner, bucket, ts, ts + FREE_TS_STEPS - 1)):
+        if taken != free:
+            break
+        free += 1
+    if free >= ts + FREE_TS_STEPS:
+        raise Conflict(f"bucket {bucket!r} holds points at {FREE_TS_STEPS} ms in a row from {ts}")
+    conn.execute(_INSERT, (owner, bucket, free, value))
+    runs[key] = (ts, free)
 
 
 def _range(min_ts: int | None, max_ts: int | None) -> tuple[str, list[Any]]:

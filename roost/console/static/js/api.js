@@ -149,7 +149,10 @@ export async function api(method, path, body, retried = false) {
   }
   if (!response.ok) throw await errorOf(response);
   const text = await response.text();
-  return text ? JSON.parse(text) : null;
+  if (!text) return null;
+  // JSON, or the text itself (an endpoint call answers with its target's body, JSON or not)
+  const type = response.headers.get("Content-Type") || "";
+  return type.includes("json") ? JSON.parse(text) : text;
 }
 
 // the user tree of a path: /v1/users/{user}...

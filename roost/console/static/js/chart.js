@@ -66,7 +66,8 @@ export async function drawChart(box, points, title) {
     series: [{}, ...names.map((name, i) => ({
       label: name, stroke: COLOURS[i % COLOURS.length], width: 1.5, spanGaps: true,
     }))],
-    axes: [{ stroke: getComputedStyle(document.body).color },
+    // the time axis keeps its labels apart on a phone (uPlot's default spacing lets them touch)
+    axes: [{ stroke: getComputedStyle(document.body).color, space: 80 },
       { stroke: getComputedStyle(document.body).color }],
   };
   const plot = new uPlot(options, data, box);

@@ -9,7 +9,11 @@ export function h(tag, attrs = {}, ...children) {
     if (value === undefined || value === null || value === false) continue;
     if (name.startsWith("on")) el.addEventListener(name.slice(2), value);
     else if (name === "class") el.className = value;
-    else if (name === "value" || name === "checked") el[name] = value;
+    else if (name === "checked") { el.checked = value; el.defaultChecked = value; } // kept by reset()
+    else if (name === "value") {
+      el.value = value;
+      if (el.tagName !== "SELECT") el.defaultValue = value; // kept by reset()
+    }
     else el.setAttribute(name, value === true ? "" : value);
   }
   append(el, children);

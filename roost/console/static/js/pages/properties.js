@@ -17,12 +17,13 @@ export function propertiesSection(deviceId) {
 
   async function load() {
     const props = await api("GET", path);
-    list.replaceChildren(props.length ? table(["Property", "Value", ""], props.map((p) => {
-      const value = h("textarea", { "aria-label": `Value of ${p.property}` }, json(p.value));
-      return h("tr", {},
+    list.replaceChildren(props.length ? table(["Property", "Value"], props.map((p) => {
+      const text = json(p.value);
+      const rows = String(Math.min(12, Math.max(2, text.split("\n").length)));
+      const value = h("textarea", { "aria-label": `Value of ${p.property}`, rows }, text);
+      return h("tr", { "data-property": p.property },
         h("td", {}, p.property, p.name && p.name !== p.property ? h("div", { class: "muted" }, p.name) : null),
-        h("td", {}, value),
-        h("td", { class: "actions" },
+        h("td", {}, value, h("div", { class: "actions" },
           button("Save", () => attempt(async () => {
             await api("PUT", `${path}/${enc(p.property)}`, { value: parseValue(value.value) });
             await load();
@@ -32,7 +33,7 @@ export function propertiesSection(deviceId) {
             await load();
           }, `Property ${p.property} deleted`), {
             class: "danger", "aria-label": `Delete property ${p.property}`,
-          })));
+          }))));
     })) : h("p", { class: "muted" }, "No properties."));
   }
 
