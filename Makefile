@@ -61,6 +61,7 @@ mosquitto:
 nats:
 	@command -v nats-server >/dev/null || test -x /usr/sbin/nats-server || \
 		{ apt-get update -qq && apt-get install -y -qq nats-server; }
+
 # PostgreSQL for the tests of the PostgreSQL store (Debian package): the cluster started, and a
 # role and a database for the tests at POSTGRES_TEST_URL, which tests/conftest.py uses in CI
 # (elsewhere: export ROOST_TEST_DATABASE_URL=$(POSTGRES_TEST_URL))

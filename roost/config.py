@@ -190,15 +190,17 @@ SETTING_HELP: dict[str, str] = {
     "networks",
     "endpoints_queue": "endpoint calls waiting for a worker (at least 1); one more is refused "
     "with 503",
-    "endpoints_queue_per_user": "endpoint calls of one user waiting or under way; one more is "
-    "refused with 503, so that one user cannot fill the queue (0: endpoints_queue only)",
-    "endpoints_workers": "endpoint calls delivered at once (at least 1)",
+    "endpoints_queue_per_user": "endpoint calls of one user waiting, waiting a retry or under "
+    "way; one more is refused with 503, so that one user cannot fill the queue (0: "
+    "endpoints_queue only)",
+    "endpoints_workers": "endpoint calls delivered at once (at least 1); one user's calls get at "
+    "most a quarter of them (at least 1), users in turn",
     "endpoints_timeout": "seconds one attempt of an endpoint call may take (name resolution, "
     "connection and answer)",
     "endpoints_retries": "attempts made again after a connection failure, a timeout or a 5xx "
-    "answer (never after another answer)",
+    "answer (never after another answer, nor after a host name lookup that timed out)",
     "endpoints_retry_delay": "seconds before the first retry of an endpoint call, doubled before "
-    "each next one",
+    "each next one (the call waits without holding a worker)",
     "endpoints_response_bytes": "bytes of a target's answer kept for the caller and the "
     "endpoint_call_response event; the rest is not read",
     "nats_url": "NATS server(s) shared by several Roost nodes (nats://host:4222, comma-separated "

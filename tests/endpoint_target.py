@@ -45,6 +45,7 @@ class Target:
     script: list[Reply] = field(default_factory=list)
     received: asyncio.Queue[Received] = field(default_factory=asyncio.Queue)
     gate: asyncio.Event = field(default_factory=asyncio.Event)  # answers wait until it is set
+    failing: set[str] = field(default_factory=set)  # paths always answered 500
 
     def __post_init__(self) -> None:
         self.gate.set()
@@ -67,7 +68,10 @@ class Target:
         target = raw_path.decode() + (f"?{query}" if query else "")
         self.received.put_nowait(Received(scope["method"], target, headers, body))
         await self.gate.wait()
-        reply = self.script.pop(0) if self.script else Reply()
+        if raw_path.decode() in self.failing:
+            reply = Reply(500, b"down", "text/plain")
+        else:
+            reply = self.script.pop(0) if self.script else Reply()
         content_type = [(b"content-type", reply.content_type.encode())]
         await send({"type": "http.response.start", "status": reply.status, "headers": content_type})
         await send({"type": "http.response.body", "body": reply.body})

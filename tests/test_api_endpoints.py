@@ -77,6 +77,9 @@ async def test_invalid_endpoints_are_refused(http: httpx.AsyncClient, admin_toke
         {**HTTP, "body_type": "xml"},
         {**HTTP, "headers": {"Authorization": "x"}},
         {**HTTP, "headers": [{"key": "X", "value": "a\r\nInjected: 1"}]},
+        {**HTTP, "headers": [{"key": "X", "value": "caf\u00e9"}]},  # not ASCII
+        {**HTTP, "headers": [{"key": "X", "value": "a\x0bb"}]},  # a control character
+        {**HTTP, "headers": [{"key": "X", "value": "a\x7fb"}]},
         {**HTTP, "headers": [{"key": "Bad Name", "value": "x"}]},
         {**HTTP, "headers": [{"key": "Host", "value": "elsewhere"}]},
         {**HTTP, "body": 5},

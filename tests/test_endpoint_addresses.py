@@ -33,18 +33,68 @@ REFUSED = [
     "169.254.169.254",  # cloud metadata
     "100.64.0.1",  # shared address space
     "0.0.0.0",
+    "0.1.2.3",
+    "192.0.0.8",  # IETF protocol assignments
+    "192.0.0.170",
+    "192.0.2.1",  # documentation
+    "192.88.99.1",  # deprecated 6to4 relay anycast
+    "198.18.0.1",  # benchmarking
+    "198.51.100.7",
+    "203.0.113.9",
     "224.0.0.1",
+    "239.255.255.250",
+    "240.0.0.1",
     "255.255.255.255",
     "::1",
     "::",
+    "::127.0.0.1",  # IPv4-compatible
+    "::10.0.0.1",
+    "::8.8.8.8",  # IPv4-compatible is deprecated: refused whatever it carries
     "fe80::1",
+    "fec0::1",  # site-local
     "fc00::1",
     "fd12:3456::1",
     "ff02::1",
+    "ff0e::1",
+    "100::1",  # discard-only
+    "2001:db8::1",  # documentation
+    "3fff::1",
+    "5f00::1",  # SRv6
+    "2001:2::1",  # benchmarking
+    "2001:10::1",  # ORCHID
+    "4000::1",  # outside global unicast
     "::ffff:127.0.0.1",  # IPv4-mapped
     "::ffff:10.0.0.1",
+    "::ffff:0:127.0.0.1",  # IPv4-translated (SIIT)
+    "::ffff:0:a00:1",
     "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+    "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
     "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+    "64:ff9b::7f00:1",
+    "64:ff9b:1::808:808",  # local-use NAT64: refused whatever it carries
+    "2001:0:808:808::80ff:fefe",  # Teredo, client 127.0.1.1 (inverted)
+    "2001:0:a00:1::f7f7:f7f7",  # Teredo, server 10.0.0.1
+]
+
+PUBLIC = [
+    "8.8.8.8",
+    "1.1.1.1",
+    "192.0.0.9",  # port control protocol anycast, inside 192.0.0.0/24
+    "192.0.0.10",
+    "192.31.196.1",  # AS112
+    "100.63.255.255",
+    "100.128.0.1",
+    "172.32.0.1",
+    "2606:4700:4700::1111",
+    "2a00:1450:4001::1",
+    "2001:4:112::1",  # AS112-v6, inside 2001::/23
+    "2001:1::1",
+    "2001:20::1",
+    "3fff:1000::1",  # past 3fff::/20
+    "::ffff:8.8.8.8",
+    "64:ff9b::808:808",  # NAT64 of 8.8.8.8
+    "2002:808:808::1",  # 6to4 of 8.8.8.8
+    "2001:0:808:808::f7f7:f7f7",  # Teredo: server 8.8.8.8, client 8.8.8.8
 ]
 
 
@@ -53,14 +103,16 @@ def test_addresses_that_are_not_public(address: str) -> None:
     assert not is_public(ipaddress.ip_address(address))
 
 
-@pytest.mark.parametrize("address", ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111"])
+@pytest.mark.parametrize("address", PUBLIC)
 def test_public_addresses(address: str) -> None:
     assert is_public(ipaddress.ip_address(address))
 
 
 async def test_a_name_is_checked_by_what_it_resolves_to() -> None:
-    with pytest.raises(Forbidden, match="not public"):
+    with pytest.raises(Forbidden, match="not public") as refused:
         await checked_address("localhost", 80, allow_private=False)
+    said = refused.value.message
+    assert "127.0.0.1" not in said and "::1" not in said  # the address found is not told
     with pytest.raises(Forbidden):
         await checked_address("2130706433", 80, allow_private=False)  # 127.0.0.1 as a number
     assert await checked_address("localhost", 80, allow_private=True) in ("127.0.0.1", "::1")
@@ -83,10 +135,13 @@ async def test_calls_to_private_addresses_are_refused_and_not_sent(
         await create_endpoint(http, admin_token, "inside", {"url": f"http://{host}:{target.port}/"})
         called = await http.post(f"{ENDPOINTS}/inside/call", json={"a": 1}, headers=auth)
         assert called.status_code == 502
-        assert "not public" in called.json()["error"]["message"]
+        said = called.json()["error"]["message"]
+        assert "not public" in said
         event = await receive(ws)
         assert (event["status"], event["attempts"]) == (None, 1)
         assert "endpoints_allow_private" in event["error"]
+        if host == "localhost":  # what the name resolves to is not told
+            assert all(a not in said + event["error"] for a in ("127.0.0.1", "::1"))
         assert target.received.empty()
 
 

@@ -145,6 +145,27 @@ async def test_the_answer_kept_is_bounded(
         assert called.status_code == 200 and called.text == "x" * 64
 
 
+@pytest.mark.parametrize("value", ["caf\u00e9", "\u2603", "a\x0bb", "a\x1bb", "a\x7fb", "a\nb"])
+async def test_a_header_filled_with_what_a_header_cannot_carry_is_refused(
+    value: str, http: httpx.AsyncClient, admin_token: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A header value filled from the call data with a character outside RFC 9110's field-value
+    (not ASCII, a control character) is the caller's error (400): nothing is sent, nothing is
+    retried, no traceback is logged."""
+    async with running_target() as target:
+        headers = [{"key": "X-Room", "value": "room {{room}}"}]
+        await create_endpoint(http, admin_token, "hdr", {"url": target.url, "headers": headers})
+        auth = bearer(admin_token)
+        called = await http.post(f"{ENDPOINTS}/hdr/call", json={"room": value}, headers=auth)
+        assert called.status_code == 400, called.text
+        assert "X-Room" in called.json()["error"]["message"]
+        assert target.received.empty()
+        tabbed = await http.post(f"{ENDPOINTS}/hdr/call", json={"room": "a\tb c"}, headers=auth)
+        assert tabbed.status_code == 200
+        assert target.received.get_nowait().headers["x-room"] == "room a\tb c"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 async def test_a_full_queue_refuses_the_call_at_once(
     http: httpx.AsyncClient, admin_token: str
 ) -> None:

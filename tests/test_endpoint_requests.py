@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from roost.endpoints.http_request import new_client, parse_config, prepare, send
+from roost.endpoints.http_request import new_client, parse_config, pin, prepare, send
 from roost.endpoints.templates import fill_json, fill_text, fill_url
 from roost.errors import InvalidInput
 
@@ -89,8 +89,10 @@ def test_bodies_by_body_type() -> None:
 def test_filled_headers_and_urls_are_checked() -> None:
     header = _config(headers=[{"key": "X-A", "value": "{{a}}"}])
     assert prepare(header, {"a": "one line"}).headers[0] == ("X-A", "one line")
-    with pytest.raises(InvalidInput, match="line break"):
-        prepare(header, {"a": "two\r\nlines"})
+    for value in ("two\r\nlines", "caf\u00e9", "a\x0bb", "a\x00b"):
+        with pytest.raises(InvalidInput, match="cannot carry"):
+            prepare(header, {"a": value})
+    assert prepare(header, {"a": "\t~ !"}).headers[0] == ("X-A", "\t~ !")
     with pytest.raises(InvalidInput):
         parse_config({"url": "{{scheme}}://x"})  # the scheme is never a placeholder
     with pytest.raises(InvalidInput):
@@ -132,12 +134,14 @@ async def test_https_goes_to_the_checked_address_with_the_name_kept(tmp_path: Pa
     trusting = httpx.AsyncClient(verify=ssl.create_default_context(cafile=str(cert)))
     async with running_target(tls=(cert, key)) as target, trusting:
         request = prepare(_config(url=f"https://localhost:{target.port}/in"), {"a": 1})
-        answer = await send(trusting, request, allow_private=True, limit=100)
+        pinned = await pin(request, allow_private=True)
+        assert pinned.url.host in ("127.0.0.1", "::1")
+        answer = await send(trusting, pinned, limit=100)
         assert (answer.status, answer.body) == (200, b'{"ok": true}')
         got = target.received.get_nowait()
         assert got.headers["host"] == f"localhost:{target.port}" and got.target == "/in"
         # the server's own client checks certificates against the system's authorities
         async with new_client(5) as client:
             with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
-                await send(client, request, allow_private=True, limit=100)
+                await send(client, pinned, limit=100)
         assert target.received.empty()

@@ -78,6 +78,7 @@ class NatsBus:
         self._watched: dict[int, dict[tuple[DeviceKey, ResourcePath], float]] = {}  # by sink id
         self._stats_watches: Counter[DeviceKey] = Counter()
         self._claim_interest: dict[DeviceKey, tuple[int, Interest]] = {}  # watches, subscription
+        self._claimed_by: dict[DeviceKey, str] = {}  # of the devices watched: the last claimer
         # told of every revocation, before its listeners: what the store keeps is stale
         self.revoked_elsewhere: Callable[[Revocation], None] = _nothing
         link.subscribe(frames_subject(node_id), self._heard_frame)
@@ -192,15 +193,21 @@ class NatsBus:
             self._claim_interest[key] = (count, interest)
         else:
             self._claim_interest.pop(key, None)
+            self._claimed_by.pop(key, None)
             self._link.unsubscribe(interest)
 
     def _heard_claim(self, msg: Msg) -> None:
-        """A node claimed a device watched here: carry the watches to it."""
-        key = DeviceKey(*decode(msg.data)["key"])
+        """A node claimed a device watched here: carry the watches to it (``moved``: from
+        another node, whose sinks heard it leave: the new one tells them it is back)."""
+        message = decode(msg.data)
+        key, node = DeviceKey(*message["key"]), str(message["node"])
+        before = self._claimed_by.get(key)
+        self._claimed_by[key] = node
+        moved = before is not None and before != node
         for sink_id, watched in self._watched.items():
             for (watched_key, path), interval in watched.items():
                 if watched_key == key:
-                    self._tell(key, {**_stream_message(path, sink_id, interval), "moved": True})
+                    self._tell(key, {**_stream_message(path, sink_id, interval), "moved": moved})
         if self._stats_watches.get(key):
             self._tell(key, {"op": "watch_stats"})
 
@@ -280,6 +287,9 @@ class NatsBus:
         """Until what this node has sent so far (its claims, its watches) has reached the NATS
         server, so that every node's next message sees it (a round trip to the server)."""
         await self._link.sent()
+        # nats-py writes a PING at once, ahead of commands still waiting for its flusher: the
+        # second round trip starts after the first came back, when they have all been written
+        await self._link.client.flush()
         await self._link.client.flush()
 
 

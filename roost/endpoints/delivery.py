@@ -1,17 +1,25 @@
-"""Endpoint calls: checked, queued, delivered by a few workers, announced on the bus.
+"""Endpoint calls: checked, queued by user, delivered in turn, announced on the bus.
 
-:meth:`EndpointCalls.call` checks the call (the endpoint exists, is enabled, is of a type this
-server calls, its request can be made from the data), puts it in a bounded queue
-(``endpoints_queue`` in all, ``endpoints_queue_per_user`` of one user, queued or under way;
-full: Unavailable, never more memory) and waits for its result. A pool of
-``endpoints_workers`` workers delivers the queued calls: each attempt bounded by
-``endpoints_timeout`` seconds (name resolution, connection and answer together), repeated
-``endpoints_retries`` more times after a connection failure, a timeout or a 5xx answer (waiting
-``endpoints_retry_delay`` seconds, doubled after each attempt), never after another answer or a
-refused address. Each result, delivered or given up, is published as the server event
-``endpoint_call_response`` (:func:`roost.bus.events.endpoint_call_response`) with the target's
-``status``, its ``body`` (at most ``endpoints_response_bytes``), the ``duration`` in ms, the
-``attempts`` made and the ``error``, if any.
+:meth:`EndpointCalls.call` first holds a place for the call (``endpoints_queue_per_user`` of
+one user, queued, waiting a retry or under way; ``endpoints_queue`` waiting in all; full:
+Unavailable at once, before the store is read, never more memory), then checks it (the endpoint
+exists, is enabled, is of a type this server calls, its request can be made from the data) and
+waits for its result.
+
+Each user's calls wait in a queue of their own (:mod:`roost.endpoints.turns`); while fewer than
+``endpoints_workers`` calls are under way, the next one started is that of the user served least
+lately, and at most a quarter of the workers (:func:`per_user_workers`, at least one) serve one
+user at once, so a user with a backlog, or with a target that fails, cannot keep the others
+waiting. Each attempt is bounded by ``endpoints_timeout`` seconds (name resolution, on a small
+thread pool of its own, connection and answer together) and repeated ``endpoints_retries`` more
+times after a connection failure, a timeout or a 5xx answer, never after another answer, a
+refused address or a name not resolved in time. A call waiting for its retry
+(``endpoints_retry_delay`` seconds, doubled after each attempt) holds no worker: it is queued
+again, first of its user's, when the delay is over. Each result, delivered or given up, is
+published as the server event ``endpoint_call_response``
+(:func:`roost.bus.events.endpoint_call_response`) with the target's ``status``, its ``body``
+(at most ``endpoints_response_bytes``), the ``duration`` in ms, the ``attempts`` made and the
+``error``, if any.
 
 Whoever called waits for the result (the REST route answers with the target's answer, a device
 gets its confirmation once the call is done); a caller that goes away does not stop the call.
@@ -22,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +41,7 @@ from roost.bus import events
 from roost.bus.base import DeviceKey, Event
 from roost.config import Settings
 from roost.endpoints import http_request
+from roost.endpoints.turns import Turns
 from roost.errors import (
     Conflict,
     Forbidden,
@@ -47,6 +57,13 @@ from roost.wire.pson import PsonValue
 log = logging.getLogger("roost.endpoints")
 
 CALLED_TYPES = ("http_request",)  # the endpoint types this server calls; others are kept only
+LOOKUP_THREADS = 4  # at most, for the host name lookups of endpoint calls
+
+
+def per_user_workers(settings: Settings) -> int:
+    """How many calls of one user may be under way at once: a quarter of the workers, at
+    least one."""
+    return max(1, settings.endpoints_workers // 4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +89,15 @@ class CallResult:
         }
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Job:
     endpoint: Endpoint
     request: http_request.PreparedRequest
     device: str | None
     result: asyncio.Future[CallResult]
+    started: float = 0.0  # loop time of the first attempt
+    attempts: int = 0
+    delay: float = 0.0  # before the next retry
 
 
 class EndpointCalls:
@@ -94,19 +114,51 @@ class EndpointCalls:
         self.settings = settings
         self.clock = clock
         self.publish = publish
-        self._queue: asyncio.Queue[_Job] | None = None  # made on the first call, in its loop
-        self._workers: list[asyncio.Task[None]] = []
-        self._client: httpx.AsyncClient | None = None
+        self.workers = max(1, settings.endpoints_workers)
+        self._turns: Turns[_Job] = Turns(per_user_workers(settings))
+        self._attempts: set[asyncio.Task[None]] = set()  # one task per attempt under way
+        self._retries: dict[_Job, asyncio.TimerHandle] = {}  # calls waiting to be retried
+        self._client: httpx.AsyncClient | None = None  # made on the first call, in its loop
+        self._lookups: ThreadPoolExecutor | None = None  # the host name lookups, owned
         self._closed = False
-        self._pending: dict[str, int] = {}  # owner -> calls queued or under way
+        self._pending: dict[str, int] = {}  # owner -> calls queued, waiting a retry or under way
+        self._total = 0  # the same, all users
 
     async def call(
         self, owner: str, endpoint_id: str, data: Any, device: str | None = None
     ) -> CallResult:
         """Calls ``owner``'s endpoint with ``data`` (from ``device``, if a device called) and
-        returns the result once delivered or given up. Raises NotFound (no such endpoint),
-        Conflict (disabled), Unsupported (a type this server does not call), InvalidInput
-        (its request cannot be made from the data), Unavailable (the queue is full)."""
+        returns the result once delivered or given up. Raises Unavailable (the queue, or the
+        user's share of it, is full: checked before anything is read), NotFound (no such
+        endpoint), Conflict (disabled), Unsupported (a type this server does not call),
+        InvalidInput (its request cannot be made from the data)."""
+        self._admit(owner)  # the place is held from here, given back if the call is refused
+        try:
+            job = await self._job(owner, endpoint_id, data, device)
+            self._started()
+        except BaseException:
+            self._release(owner)
+            raise
+        job.result.add_done_callback(lambda _: self._release(owner))
+        self._turns.add(owner, job)
+        self._dispatch()
+        return await asyncio.shield(job.result)
+
+    def _admit(self, owner: str) -> None:
+        if self._closed:
+            raise Unavailable("the server is shutting down")
+        limit = self.settings.endpoints_queue_per_user
+        if limit and self._pending.get(owner, 0) >= limit:
+            raise Unavailable(
+                f"user {owner!r} has too many endpoint calls under way"
+                " (endpoints_queue_per_user): retry later"
+            )
+        if self._total - self._turns.running >= max(1, self.settings.endpoints_queue):
+            raise Unavailable("too many endpoint calls are waiting (endpoints_queue): retry later")
+        self._pending[owner] = self._pending.get(owner, 0) + 1
+        self._total += 1
+
+    async def _job(self, owner: str, endpoint_id: str, data: Any, device: str | None) -> _Job:
         record = await self.store.get_endpoint(owner, endpoint_id)
         if record is None:
             raise NotFound(f"endpoint {endpoint_id!r} not found")
@@ -121,110 +173,144 @@ class EndpointCalls:
             request = http_request.prepare(http_request.parse_config(record.config), data)
         except (TypeError, ValueError, RecursionError):  # bytes, NaN, too deep: not JSON
             raise InvalidInput("the call data cannot be written as JSON") from None
-        limit = self.settings.endpoints_queue_per_user
-        if limit and self._pending.get(owner, 0) >= limit:
-            raise Unavailable(
-                f"user {owner!r} has too many endpoint calls under way"
-                " (endpoints_queue_per_user): retry later"
-            )
-        job = _Job(record, request, device, asyncio.get_running_loop().create_future())
-        try:
-            self._started().put_nowait(job)
-        except asyncio.QueueFull:
-            raise Unavailable(
-                "too many endpoint calls are waiting (endpoints_queue): retry later"
-            ) from None
-        self._pending[owner] = self._pending.get(owner, 0) + 1
-        job.result.add_done_callback(lambda _: self._release(owner))
-        return await asyncio.shield(job.result)
+        return _Job(record, request, device, asyncio.get_running_loop().create_future())
 
     def _release(self, owner: str) -> None:
-        """One call of ``owner`` is done (delivered, given up, or dropped at shutdown)."""
+        """One call of ``owner`` is done (delivered, given up, refused or dropped at shutdown)."""
         left = self._pending.pop(owner) - 1
+        self._total -= 1
         if left:
             self._pending[owner] = left
 
-    def _started(self) -> asyncio.Queue[_Job]:
+    def _started(self) -> None:
         if self._closed:
             raise Unavailable("the server is shutting down")
-        if self._queue is None:
-            settings = self.settings
-            self._queue = asyncio.Queue(max(1, settings.endpoints_queue))
+        if self._client is None:
             http_request.quiet_client_logs()
-            self._client = http_request.new_client(settings.endpoints_timeout)
-            loop = asyncio.get_running_loop()
-            self._workers = [
-                loop.create_task(self._work(self._queue), name=f"roost-endpoints-{n}")
-                for n in range(max(1, settings.endpoints_workers))
-            ]
-        return self._queue
+            self._client = http_request.new_client(self.settings.endpoints_timeout)
+            self._lookups = ThreadPoolExecutor(
+                min(self.workers, LOOKUP_THREADS), thread_name_prefix="roost-endpoint-lookup"
+            )
+
+    def _dispatch(self) -> None:
+        """Starts the calls waiting, in turn, while a worker is free."""
+        loop = asyncio.get_running_loop()
+        while not self._closed and self._turns.running < self.workers:
+            taken = self._turns.take()
+            if taken is None:
+                return
+            owner, job = taken
+            task = loop.create_task(self._run(owner, job), name="roost-endpoint-call")
+            self._attempts.add(task)
+            task.add_done_callback(self._attempts.discard)
 
     async def close(self) -> None:
-        """Stops the workers; the calls still queued or under way fail as Unavailable."""
+        """Stops the calls; those still queued, waiting a retry or under way fail as
+        Unavailable."""
         self._closed = True
-        for worker in self._workers:
-            worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
-        self._workers = []
-        queue, self._queue = self._queue, None
-        while queue is not None and not queue.empty():
-            _settle(queue.get_nowait(), Unavailable("the server is shutting down"))
+        shutting = Unavailable("the server is shutting down")
+        for job, handle in self._retries.items():
+            handle.cancel()
+            _settle(job, shutting)
+        self._retries.clear()
+        for job in self._turns.drain():
+            _settle(job, shutting)
+        attempts = list(self._attempts)
+        for task in attempts:
+            task.cancel()
+        await asyncio.gather(*attempts, return_exceptions=True)
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        if self._lookups is not None:  # a lookup stuck in the resolver is not waited for
+            self._lookups.shutdown(wait=False, cancel_futures=True)
+            self._lookups = None
 
-    async def _work(self, queue: asyncio.Queue[_Job]) -> None:
-        while True:
-            job = await queue.get()
-            try:
-                result = await self._deliver(job)
-            except asyncio.CancelledError:
-                _settle(job, Unavailable("the server is shutting down"))
-                raise
-            except Exception:  # a bug: the call fails, the worker lives on
-                log.exception("endpoint %s of %s: delivery failed", *_name(job))
-                result = CallResult(False, None, "", "", 0, 0, "internal error")
-            try:
-                self._announce(job, result)
-            except Exception:  # the caller still gets its result
-                log.exception("endpoint %s of %s: result not announced", *_name(job))
-            _settle(job, result)
+    async def _run(self, owner: str, job: _Job) -> None:
+        """One attempt of a call; then the call is done, or waits for its retry without a
+        worker."""
+        try:
+            result = await self._try(job)
+        except asyncio.CancelledError:
+            _settle(job, Unavailable("the server is shutting down"))
+            raise
+        except Exception:  # a bug: the call fails, the server lives on
+            log.exception("endpoint %s of %s: delivery failed", *_name(job))
+            result = CallResult(False, None, "", "", 0, job.attempts, "internal error")
+        finally:
+            self._turns.done(owner)
+        if result is None:
+            loop = asyncio.get_running_loop()
+            self._retries[job] = loop.call_later(job.delay, self._retry, owner, job)
+            job.delay *= 2
+        else:
+            self._finish(job, result)
+        self._dispatch()
 
-    async def _deliver(self, job: _Job) -> CallResult:
+    def _retry(self, owner: str, job: _Job) -> None:
+        del self._retries[job]
+        self._turns.add(owner, job, first=True)
+        self._dispatch()
+
+    def _finish(self, job: _Job, result: CallResult) -> None:
+        try:
+            self._announce(job, result)
+        except Exception:  # the caller still gets its result
+            log.exception("endpoint %s of %s: result not announced", *_name(job))
+        _settle(job, result)
+
+    async def _try(self, job: _Job) -> CallResult | None:
+        """One attempt: the call's result, or None when it is to be tried again."""
         settings = self.settings
         loop = asyncio.get_running_loop()
-        started, delay, attempts = loop.time(), settings.endpoints_retry_delay, 0
-        while True:
-            attempts += 1
-            answer, error, retry = await self._attempt(job.request)
-            if not retry or attempts > settings.endpoints_retries:
-                ms = int((loop.time() - started) * 1000)
-                if answer is None:
-                    return CallResult(False, None, "", "", ms, attempts, error)
-                body = answer.body.decode("utf-8", "replace")
-                return CallResult(
-                    error is None,
-                    answer.status,
-                    body,
-                    answer.content_type,
-                    ms,
-                    attempts,
-                    error,
-                    answer.truncated,
-                )
-            log.debug("endpoint %s of %s: attempt %d failed: %s", *_name(job), attempts, error)
-            await asyncio.sleep(delay)
-            delay *= 2
+        if job.attempts == 0:
+            job.started, job.delay = loop.time(), settings.endpoints_retry_delay
+        job.attempts += 1
+        answer, error, retry = await self._attempt(job.request)
+        if retry and job.attempts <= settings.endpoints_retries:
+            log.debug("endpoint %s of %s: attempt %d failed: %s", *_name(job), job.attempts, error)
+            return None
+        ms = int((loop.time() - job.started) * 1000)
+        if answer is None:
+            return CallResult(False, None, "", "", ms, job.attempts, error)
+        body = answer.body.decode("utf-8", "replace")
+        return CallResult(
+            error is None,
+            answer.status,
+            body,
+            answer.content_type,
+            ms,
+            job.attempts,
+            error,
+            answer.truncated,
+        )
 
     async def _attempt(
         self, request: http_request.PreparedRequest
     ) -> tuple[http_request.Answer | None, str | None, bool]:
-        """One attempt: (the answer if one came, why it failed if it did, whether to retry)."""
-        timeout = self.settings.endpoints_timeout
+        """One attempt: (the answer if one came, why it failed if it did, whether to retry).
+        A host name not resolved in time is not retried: its lookup may still hold a thread."""
+        settings = self.settings
+        timeout = settings.endpoints_timeout
+        deadline = asyncio.get_running_loop().time() + timeout
         try:
-            async with asyncio.timeout(timeout):
-                answer = await self._send(request)
+            async with asyncio.timeout_at(deadline):
+                pinned = await http_request.pin(
+                    request, settings.endpoints_allow_private, self._lookups
+                )
         except (Forbidden, InvalidInput) as exc:
+            return None, exc.message, False
+        except TimeoutError:
+            return None, f"the host name was not resolved within {timeout:g} s", False
+        except OSError as exc:
+            return None, f"the target cannot be reached: {_reason(exc)}", True
+        assert self._client is not None
+        try:
+            async with asyncio.timeout_at(deadline):
+                answer = await http_request.send(
+                    self._client, pinned, settings.endpoints_response_bytes
+                )
+        except InvalidInput as exc:
             return None, exc.message, False
         except TimeoutError:
             return None, f"no answer within {timeout:g} s", True
@@ -238,17 +324,6 @@ class EndpointCalls:
         if 300 <= status < 400:
             return answer, f"the target answered {status} (redirects are not followed)", False
         return answer, f"the target answered {status}", status >= 500
-
-    async def _send(self, request: http_request.PreparedRequest) -> http_request.Answer:
-        assert self._client is not None
-        settings = self.settings
-        limit = settings.endpoints_response_bytes
-        try:
-            return await http_request.send(
-                self._client, request, settings.endpoints_allow_private, limit
-            )
-        except httpx.InvalidURL as exc:
-            raise InvalidInput(f"the URL cannot be used: {exc}") from None
 
     def _announce(self, job: _Job, result: CallResult) -> None:
         owner, endpoint = job.endpoint.owner, job.endpoint.endpoint

@@ -7,16 +7,17 @@ empty, that template filled as JSON), ``custom`` sends ``body`` filled (as JSON 
 ``Content-Type`` header says JSON, else as text). The URL and the header values take
 placeholders too (:mod:`roost.endpoints.templates`).
 
-Sending: the host is resolved and checked once (:mod:`roost.endpoints.addresses`), and the
-request goes to that address (the URL's host replaced by it, ``Host`` and TLS SNI and
-certificate check kept to the name), with no proxy from the environment, no redirect followed
-(a 3xx is the answer) and at most ``limit`` bytes of the answer read.
+Sending: the host is resolved and checked once (:func:`pin`, :mod:`roost.endpoints.addresses`),
+and the request goes to that address (:func:`send`: the URL's host replaced by it, ``Host``, TLS
+SNI and the certificate check kept to the name), with no proxy from the environment, no redirect
+followed (a 3xx is the answer) and at most ``limit`` bytes of the answer read.
 """
 
 from __future__ import annotations
 
 import logging
 import string
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,9 @@ MAX_BODY = 65536  # characters of the body template
 # the characters of a header name (an RFC 9110 token)
 _TOKEN = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~")
 MAX_HEADER_NAME = 256
+# the characters of a header value: RFC 9110 field-vchar (visible ASCII), SP and HTAB; obs-text
+# (bytes 0x80-0xFF) is refused, so a non-ASCII value is never sent in some guessed encoding
+_FIELD_VALUE = frozenset(chr(c) for c in range(0x21, 0x7F)) | {" ", "\t"}
 _SCHEMES = ("http://", "https://")
 _SERVER_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
@@ -83,8 +87,8 @@ def _headers(headers: object) -> list[dict[str, str]]:
             raise InvalidInput(f"header {key!r} is set by the server, from the URL and body")
         if not isinstance(value, str) or len(value) > MAX_HEADER_VALUE or _broken(value):
             raise InvalidInput(
-                f"header {key!r}: the value must be one line of at most {MAX_HEADER_VALUE}"
-                " characters"
+                f"header {key!r}: the value must be at most {MAX_HEADER_VALUE} characters,"
+                " visible ASCII, spaces and tabs only"
             )
         checked.append({"key": key, "value": value})
     return checked
@@ -95,8 +99,9 @@ def _header_name(key: str) -> bool:
 
 
 def _broken(value: str) -> bool:
-    """Whether a header value holds a character a header line cannot carry."""
-    return any(c in value for c in "\r\n\0")
+    """Whether a header value holds a character outside RFC 9110's field-value (visible ASCII,
+    space, horizontal tab): a line break, a control character or a non-ASCII one."""
+    return not all(c in _FIELD_VALUE for c in value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +122,10 @@ def prepare(config: dict[str, Any], data: Any) -> PreparedRequest:
     for header in config["headers"]:
         value = fill_text(header["value"], data)
         if _broken(value):
-            raise InvalidInput(f"header {header['key']!r}, filled, holds a line break")
+            raise InvalidInput(
+                f"header {header['key']!r}, filled from the call data, holds a character a"
+                " header cannot carry (only visible ASCII, spaces and tabs)"
+            )
         headers.append((header["key"], value))
     return PreparedRequest(config["method"], url, headers, _content(config, data, headers))
 
@@ -145,12 +153,22 @@ class Answer:
     truncated: bool
 
 
-async def send(
-    client: httpx.AsyncClient, request: PreparedRequest, allow_private: bool, limit: int
-) -> Answer:
-    """Sends ``request`` to the address its host was checked to have. Raises Forbidden for a
-    refused address, InvalidInput for a URL httpx cannot use, OSError or httpx.TransportError
-    when the target cannot be reached."""
+@dataclass(frozen=True, slots=True)
+class Pinned:
+    """A request bound to the address its host was checked to have."""
+
+    request: PreparedRequest
+    url: httpx.URL  # the host replaced by the address
+    headers: list[tuple[str, str]]  # Host first
+    extensions: dict[str, Any]  # the name for TLS SNI and the certificate check
+
+
+async def pin(
+    request: PreparedRequest, allow_private: bool, lookups: Executor | None = None
+) -> Pinned:
+    """``request`` bound to the address its host resolves to (looked up on ``lookups``), once
+    checked. Raises Forbidden for a refused address, InvalidInput for a URL httpx cannot use,
+    OSError when the name does not resolve."""
     try:
         url = httpx.URL(request.url)
     except httpx.InvalidURL as exc:
@@ -159,20 +177,35 @@ async def send(
     if url.scheme not in ("http", "https") or not host:
         raise InvalidInput("the URL needs an http or https scheme and a host")
     port = url.port or (443 if url.scheme == "https" else 80)
-    address = await checked_address(host.strip("[]"), port, allow_private)
+    address = await checked_address(host.strip("[]"), port, allow_private, lookups)
     headers = [("Host", url.netloc.decode("ascii")), *request.headers]
     extensions = {"sni_hostname": host} if url.scheme == "https" else {}
-    pinned = url.copy_with(host=address)
-    async with client.stream(
-        request.method, pinned, headers=headers, content=request.content, extensions=extensions
-    ) as response:
-        body = bytearray()
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) > limit:
-                break
-        content_type = response.headers.get("content-type", "")
-        return Answer(response.status_code, bytes(body[:limit]), content_type, len(body) > limit)
+    return Pinned(request, url.copy_with(host=address), headers, extensions)
+
+
+async def send(client: httpx.AsyncClient, pinned: Pinned, limit: int) -> Answer:
+    """Sends a pinned request and reads at most ``limit`` bytes of the answer. Raises
+    InvalidInput for a URL httpx cannot use, OSError or httpx.TransportError when the target
+    cannot be reached."""
+    request = pinned.request
+    try:
+        async with client.stream(
+            request.method,
+            pinned.url,
+            headers=pinned.headers,
+            content=request.content,
+            extensions=pinned.extensions,
+        ) as response:
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > limit:
+                    break
+            content_type = response.headers.get("content-type", "")
+            truncated = len(body) > limit
+            return Answer(response.status_code, bytes(body[:limit]), content_type, truncated)
+    except httpx.InvalidURL as exc:
+        raise InvalidInput(f"the URL cannot be used: {exc}") from None
 
 
 CLIENT_LOGGERS = ("httpx", "httpcore")

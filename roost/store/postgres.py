@@ -108,7 +108,7 @@ class PostgresStore:
         logger.debug("PostgreSQL store open at schema version %d", version)
 
     def changed_elsewhere(self) -> None:
-        self._tokens.invalidate()  # another node revoked something: read the records again
+        self._tokens.invalidate()
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
