@@ -26,7 +26,7 @@ from roost.device import Device
 
 from conftest import ADMIN, ADMIN_PASSWORD, bearer, create_device, login
 from nats_server import NatsServer, free_port, nats_server  # noqa: F401
-from test_multinode import DEVICE_URL, Node, nodes, online  # noqa: F401
+from test_multinode import DEVICE_URL, Node, database, nodes, online  # noqa: F401
 
 DEVICES = 16  # all on one worker of two: one chance in 2**15
 SLOW_S = 1.5  # how long the "slow" resource takes to answer
