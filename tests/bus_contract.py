@@ -132,6 +132,14 @@ async def _settle() -> None:
     await asyncio.sleep(0.1)
 
 
+async def _listening(bus: Bus) -> None:
+    """Until what this bus asked of the others (a subscription) is in place everywhere: at once on
+    a bus in one process; a bus over a server says how (NatsBus.settled: a round trip)."""
+    settled = getattr(bus, "settled", None)
+    if settled is not None:
+        await settled()
+
+
 def _bus(node: Services) -> Bus:
     return node.bus
 
@@ -429,6 +437,7 @@ async def test_a_device_connecting_and_leaving_is_published(node: Services) -> N
     bus = _bus(node)
     heard: list[Event] = []
     bus.subscribe_events("alice", heard.append)
+    await _listening(bus)  # the device's node publishes: this node's subscription must be in place
     device = _Device(node)
     await _until(lambda: len(heard) == 1)
     device.close("bye")
