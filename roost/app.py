@@ -375,8 +375,10 @@ class Roost:
             log_config=None,
             access_log=False,
             lifespan="off",
-            # the requests in flight, when it stops (whole seconds: uvicorn's type)
-            timeout_graceful_shutdown=math.ceil(self.settings.drain_timeout),
+            # the requests in flight, when it stops (whole seconds: uvicorn's type), a second past
+            # drain_timeout: at drain_timeout the endpoint calls still under way are answered
+            # 503 (stop), so that no request is cut without an answer
+            timeout_graceful_shutdown=math.ceil(self.settings.drain_timeout) + 1,
             server_header=False,
             http=cast(type[asyncio.Protocol], protocol),
             # /iotmp is served by roost.net.iotmp_websocket, other WebSockets by uvicorn's own
@@ -408,12 +410,15 @@ class Roost:
         # Draining: the HTTP servers stop accepting and finish the requests in flight (uvicorn's
         # graceful shutdown, within drain_timeout) while the device sessions and the bus still
         # serve them; then each session closes once no call (from any node) is in flight on it.
-        await asyncio.gather(*(task for _, task in self._http), return_exceptions=True)
+        http_drained = asyncio.gather(*(task for _, task in self._http), return_exceptions=True)
+        await asyncio.wait((http_drained,), timeout=max(0.0, deadline - loop.time()))
+        if self.services is not None:
+            await self.services.endpoints.close()  # calls waiting or still under way: 503 now
+        await http_drained
         if self.services is not None:
             await self.services.feeds.stop()  # before the sessions close: their streams stop
             if served:
                 await drain_sessions(self.services.registry, deadline, "server shutting down")
-            await self.services.endpoints.close()  # calls still waiting fail at once
             await self.services.gateway.shutdown()
             await self.services.exports.close()
         for job in self._jobs:
