@@ -125,7 +125,9 @@ async def test_users_are_served_in_turn_and_a_backlog_does_not_go_first(
         assert [(await call).status_code for call in bobs] == [200, 200, 200]
         order = ["/admin", *arrivals(target.received)]
         assert order.count("/admin") == 6 and order.count("/bob") == 3
-        assert order[1] == "/bob"  # bob's first call comes next, not after the admin's
+        # bob's first call comes among the next, not after the admin's six arrivals (the admin's
+        # retry, due at once, may take the worker first: CI saw it once)
+        assert order.index("/bob") <= 2
         last_bob = max(n for n, path in enumerate(order) if path == "/bob")
         assert last_bob < max(n for n, path in enumerate(order) if path == "/admin")
 
