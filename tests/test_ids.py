@@ -43,6 +43,8 @@ HOSTILE = [
     "a%2F",
 ]
 
+GENERATED = new_token_id()  # named by its role in the test ids: xdist workers collect alike
+
 CASES: list[tuple[IdKind, list[str], list[str]]] = [
     (
         ids.USER,
@@ -61,7 +63,7 @@ CASES: list[tuple[IdKind, list[str], list[str]]] = [
     ),
     (
         ids.DEVICE_TOKEN,
-        [new_token_id(), "a-b_C", "t" * 64],
+        [GENERATED, "a-b_C", "t" * 64],
         [*HOSTILE, "t" * 65, "a=b", "a+b", "*"],
     ),
     *(
@@ -89,8 +91,12 @@ CASES: list[tuple[IdKind, list[str], list[str]]] = [
         [*HOSTILE, "a" * 129, "a" * 128 + "*", "Read*Config", "**", ".*", "Read(.*)", "a-b"],
     ),
 ]
+def label(value: str) -> str:
+    return "generated" if value is GENERATED else repr(value[:12])
+
+
 TABLE = [
-    pytest.param(kind, value, valid, id=f"{kind.name}-{'ok' if valid else 'bad'}-{value[:12]!r}")
+    pytest.param(kind, value, valid, id=f"{kind.name}-{'ok' if valid else 'bad'}-{label(value)}")
     for kind, good, bad in CASES
     for valid, values in ((True, good), (False, bad))
     for value in values
