@@ -30,10 +30,10 @@ import uvicorn
 
 from roost.api.app import RestApi
 from roost.api.users import PASSWORD_LENGTH
+from roost.auth.budgets import FailureBudgets
 from roost.auth.keys import JWT_KEY_FILE, PEPPER_FILE, load_or_create_key, private_dir
 from roost.auth.passwords import DeviceCredentials, hash_password
 from roost.auth.permissions import ParsedPermissions
-from roost.auth.ratelimit import LoginLimiter
 from roost.auth.tokens import TokenSigner
 from roost.buckets.exports import BucketExports
 from roost.buckets.feeds import BucketFeeds
@@ -98,7 +98,8 @@ async def build_services(
     await store.open()
     registry = Registry()
     credentials = DeviceCredentials(load_or_create_key(settings.data_dir, PEPPER_FILE))
-    gateway = DeviceGateway(store, registry, credentials, settings, clock)
+    budgets = FailureBudgets(settings, time.monotonic)  # failed authentications, on every node
+    gateway = DeviceGateway(store, registry, credentials, settings, clock, budgets.devices)
     if bus is local_bus and settings.nats_url:  # several nodes: the NATS bus (roost.bus.nats)
         bus = partial(nats_bus, url=settings.nats_url)
     local = LocalBus(registry, gateway.streams)
@@ -124,6 +125,8 @@ async def build_services(
         feeds.changed = node_bus.feeds_changed
         node_bus.hear_feed_changes(feeds.reload_here)
         node_bus.revoked_elsewhere = lambda revocation: store.changed_elsewhere()
+        budgets.tell = node_bus.tell_failures
+        node_bus.hear_failures(budgets.heard)
     else:
         feeds = BucketFeeds(store, devices, clock)
     # endpoint calls, from the API and from devices (legacy flag 8, IOTMP service 4)
@@ -138,7 +141,7 @@ async def build_services(
         signer=TokenSigner(load_or_create_key(settings.data_dir, JWT_KEY_FILE)),
         credentials=credentials,
         clock=clock,
-        login_limiter=LoginLimiter.from_settings(settings, time.monotonic),
+        login_limiter=budgets.login,
         permissions=ParsedPermissions(),
         feeds=feeds,
         exports=BucketExports(store, node_bus, settings, clock),
