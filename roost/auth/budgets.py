@@ -17,8 +17,9 @@ never raises. What the notes add to a window is bounded as the window is (``max_
 
 The guarantee: a failure counts on every node a bus round trip after it counted on its own (a
 millisecond or so on one network). Attempts racing on different nodes within that time may each
-pass once more; past it, the budget holds whichever node is asked. While the bus is out of reach,
-each node counts only its own failures (and does not learn the others' later).
+pass once more; past it, the budget holds whichever node is asked. While a node cannot reach the
+bus it counts its own failures only, and may never hear those the others counted meanwhile; a
+node starts with empty counts.
 """
 
 from __future__ import annotations
