@@ -16,10 +16,8 @@ import errno
 import inspect
 import logging
 import math
-import secrets
 import socket
 import ssl
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -29,11 +27,10 @@ from typing import Any, cast
 import uvicorn
 
 from roost.api.app import RestApi
-from roost.api.users import PASSWORD_LENGTH
+from roost.auth.budgets import FailureBudgets
 from roost.auth.keys import JWT_KEY_FILE, PEPPER_FILE, load_or_create_key, private_dir
-from roost.auth.passwords import DeviceCredentials, hash_password
+from roost.auth.passwords import DeviceCredentials
 from roost.auth.permissions import ParsedPermissions
-from roost.auth.ratelimit import LoginLimiter
 from roost.auth.tokens import TokenSigner
 from roost.buckets.exports import BucketExports
 from roost.buckets.feeds import BucketFeeds
@@ -47,7 +44,8 @@ from roost.devices.drain import drain_sessions
 from roost.devices.gateway import DeviceGateway
 from roost.devices.registry import Registry
 from roost.endpoints.delivery import EndpointCalls
-from roost.errors import ConfigError, Conflict
+from roost.errors import ConfigError
+from roost.first_admin import ensure_admin
 from roost.metrics import Metrics
 from roost.net.batch import WriteBatch
 from roost.net.http import BoundedHttpProtocol
@@ -60,7 +58,7 @@ from roost.net.tls_handshake import TlsHandshake, tls_connections, tls_protocol
 from roost.net.uvicorn_compat import check_uvicorn
 from roost.redact import redact_server_logs
 from roost.services import Services
-from roost.store.base import Store, StoreCounts, User
+from roost.store.base import Store, StoreCounts
 from roost.store.postgres import PostgresStore
 from roost.store.sqlite import SQLiteStore
 
@@ -98,7 +96,8 @@ async def build_services(
     await store.open()
     registry = Registry()
     credentials = DeviceCredentials(load_or_create_key(settings.data_dir, PEPPER_FILE))
-    gateway = DeviceGateway(store, registry, credentials, settings, clock)
+    budgets = FailureBudgets(settings, time.monotonic)  # failed authentications, on every node
+    gateway = DeviceGateway(store, registry, credentials, settings, clock, budgets.devices)
     if bus is local_bus and settings.nats_url:  # several nodes: the NATS bus (roost.bus.nats)
         bus = partial(nats_bus, url=settings.nats_url)
     local = LocalBus(registry, gateway.streams)
@@ -124,6 +123,8 @@ async def build_services(
         feeds.changed = node_bus.feeds_changed
         node_bus.hear_feed_changes(feeds.reload_here)
         node_bus.revoked_elsewhere = lambda revocation: store.changed_elsewhere()
+        budgets.tell = node_bus.tell_failures
+        node_bus.hear_failures(budgets.heard)
     else:
         feeds = BucketFeeds(store, devices, clock)
     # endpoint calls, from the API and from devices (legacy flag 8, IOTMP service 4)
@@ -138,7 +139,7 @@ async def build_services(
         signer=TokenSigner(load_or_create_key(settings.data_dir, JWT_KEY_FILE)),
         credentials=credentials,
         clock=clock,
-        login_limiter=LoginLimiter.from_settings(settings, time.monotonic),
+        login_limiter=budgets.login,
         permissions=ParsedPermissions(),
         feeds=feeds,
         exports=BucketExports(store, node_bus, settings, clock),
@@ -159,42 +160,6 @@ async def purge_expired_refresh_tokens(services: Services, every_s: float) -> No
             if purged:
                 log.info("forgot %d expired refresh tokens", purged)
         await asyncio.sleep(every_s)
-
-
-async def ensure_admin(services: Services) -> None:
-    """On an empty store, create the first admin (its password printed once if generated)."""
-    if await services.store.count_users() > 0:
-        return
-    settings = services.settings
-    chosen = settings.admin_password
-    if chosen is not None and (problem := password_problem(chosen)):
-        raise ConfigError(f"setting 'admin_password' {problem} (unset it for a random one)")
-    password = chosen or secrets.token_urlsafe(12)
-    loop = asyncio.get_running_loop()
-    password_hash = await loop.run_in_executor(None, hash_password, password)
-    try:
-        await services.store.create_user(
-            User(settings.admin_user, password_hash, "admin", services.now_ms())
-        )
-    except Conflict:  # another node sharing the database, starting at the same time, made it
-        log.info("admin user %r was created by another node", settings.admin_user)
-        return
-    log.info("created admin user %r", settings.admin_user)
-    if settings.admin_password is None:
-        print(
-            f"Roost: created admin user {settings.admin_user!r} with password: {password}\n"
-            "       (shown once; set ROOST_ADMIN_PASSWORD to choose it)",
-            file=sys.stderr,
-            flush=True,
-        )
-
-
-def password_problem(password: str) -> str | None:
-    """What is wrong with a new user password under the API's rule, or None if nothing."""
-    low, high = PASSWORD_LENGTH
-    if not low <= len(password) <= high:
-        return f"must have {low} to {high} characters"
-    return None
 
 
 class Roost:

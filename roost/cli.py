@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from roost import __version__, ids
-from roost.app import DATABASE_FILE, password_problem, select_store
+from roost.app import DATABASE_FILE, select_store
 from roost.auth.keys import PRIVATE_DIR_MODE
 from roost.auth.passwords import hash_password
 from roost.backup import DataDirNotEmpty, backup, restore
 from roost.config import SETTING_HELP, Settings, default_text, env_name, load_settings
 from roost.errors import ConfigError, Conflict, InvalidInput, NotFound, RoostError
+from roost.first_admin import password_problem
 from roost.store.base import Store, User
 from roost.store.postgres_copy import BATCH as POINTS_BATCH
 from roost.store.postgres_copy import copy_to_postgres

@@ -36,7 +36,13 @@ class Node:
     """One `roost serve` process: its ports, its log, a client of its API."""
 
     def __init__(
-        self, name: str, data_dir: Path, nats_url: str, work: Path, database_url: str | None
+        self,
+        name: str,
+        data_dir: Path,
+        nats_url: str,
+        work: Path,
+        database_url: str | None,
+        settings: dict[str, str] | None = None,  # more ROOST_* variables
     ) -> None:
         self.name = name
         self.ports = {"http": free_port(), "device": free_port(), "iotmp": free_port()}
@@ -54,6 +60,7 @@ class Node:
         }
         if database_url is not None:
             env["ROOST_DATABASE_URL"] = database_url
+        env.update(settings or {})
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "roost", "serve"], env=env, stdout=log, stderr=log

@@ -99,7 +99,7 @@ def test_address_keys() -> None:
 
 def test_login_limiter_counts_per_user_and_per_address() -> None:
     clock = FakeClock()
-    limiter = LoginLimiter(per_user=2, per_address=3, window=60, clock=clock)
+    limiter = LoginLimiter(FailureWindow(2, 60, clock), FailureWindow(3, 60, clock))
     assert limiter.attempt("alice", "192.0.2.1") is None
     assert limiter.attempt("alice", "192.0.2.2") is None
     refusal = limiter.attempt("alice", "192.0.2.3")  # a third address, same user
@@ -113,7 +113,8 @@ def test_login_limiter_counts_per_user_and_per_address() -> None:
 
 
 def test_an_attempt_counts_until_it_succeeds() -> None:
-    limiter = LoginLimiter(per_user=1, per_address=10, window=60, clock=FakeClock())
+    clock = FakeClock()
+    limiter = LoginLimiter(FailureWindow(1, 60, clock), FailureWindow(10, 60, clock))
     assert limiter.attempt("alice", "192.0.2.1") is None
     assert limiter.attempt("alice", "192.0.2.1") is not None  # the first is still in flight
     limiter.succeeded("alice", "192.0.2.1")

@@ -13,6 +13,10 @@ server, a fake one in tests).
   account or one password on many accounts. An attempt is counted as a failure when it *starts*
   and forgiven if it succeeds, so concurrent guesses cannot all slip in before the first fails.
 - :func:`address_key` groups IPv6 addresses by their /64 (one host usually holds a whole /64).
+
+The windows are one process's. With several nodes (or ``--workers``) each node keeps its own and
+tells the others of every failure it counts or forgives (:mod:`roost.auth.budgets`, over the bus),
+so that the nodes share one budget within a bus round trip, not one budget each.
 """
 
 from __future__ import annotations
@@ -22,8 +26,6 @@ import math
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from roost.config import Settings
 
 Clock = Callable[[], float]
 
@@ -102,19 +104,9 @@ class Refusal:
 class LoginLimiter:
     """Failed password attempts, limited per user name and per source address."""
 
-    def __init__(self, per_user: int, per_address: int, window: float, clock: Clock) -> None:
-        self.users = FailureWindow(per_user, window, clock)
-        self.addresses = FailureWindow(per_address, window, clock)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, clock: Clock) -> LoginLimiter:
-        """``login_failures_per_user`` and ``..._per_address`` per ``auth_failure_window``."""
-        return cls(
-            settings.login_failures_per_user,
-            settings.login_failures_per_address,
-            settings.auth_failure_window,
-            clock,
-        )
+    def __init__(self, users: FailureWindow, addresses: FailureWindow) -> None:
+        self.users = users  # failures by user name (its first MAX_USER_KEY characters)
+        self.addresses = addresses  # failures by address_key
 
     def attempt(self, user: str, address: str | None) -> Refusal | None:
         """Starts an attempt: None if it may go on (it counts as failed until :meth:`succeeded`

@@ -37,6 +37,7 @@ from roost.bus.local import LocalBus
 from roost.bus.nats_holder import Holder
 from roost.bus.nats_link import Interest, NatsLink
 from roost.bus.nats_wire import (
+    EVERY_FAILURE,
     EVERY_REVOCATION,
     FEEDS_SUBJECT,
     claim_subject,
@@ -44,6 +45,7 @@ from roost.bus.nats_wire import (
     device_subject,
     encode,
     events_subject,
+    failures_subject,
     frames_subject,
     new_node_id,
     raise_error,
@@ -273,6 +275,22 @@ class NatsBus:
                 self._holder.spawn(reload(str(message["owner"]), str(message["bucket"])))
 
         self._link.subscribe(FEEDS_SUBJECT, heard)
+
+    # failed authentications (roost.auth.budgets): each node tells the others of the failures it
+    # counts and forgives, and counts theirs, so that the nodes share one budget
+
+    def tell_failures(self, note: bytes) -> None:
+        self._link.publish(failures_subject(self.node_id), note)
+
+    def hear_failures(self, heard: Callable[[bytes], None]) -> None:
+        """Hand ``heard`` the notes of every other node (this node's own are not heard)."""
+        own = failures_subject(self.node_id)
+
+        def handler(msg: Msg) -> None:
+            if msg.subject != own:
+                heard(msg.data)
+
+        self._link.subscribe(EVERY_FAILURE, handler)
 
     async def close(self) -> None:
         await self._holder.close()

@@ -12,7 +12,9 @@ Subjects (``<owner>``, ``<device>``, ``<user>`` are ids, escaped by :func:`token
 - ``roost.revocations.<user>``: revocations, heard by every node (``roost.revocations.*``): each
   drops what its store keeps in memory before its listeners of that user check again;
 - ``roost.feeds``: a device-source bucket changed on one node; every node reloads its feed (each
-  node feeds the buckets of the devices it holds, so that a sample is stored once).
+  node feeds the buckets of the devices it holds, so that a sample is stored once);
+- ``roost.failures.<node>``: failed authentications the node counted or forgave (the notes of
+  roost.auth.budgets), heard by every other node (``roost.failures.*``): one budget for all.
 """
 
 from __future__ import annotations
@@ -67,6 +69,13 @@ def revocations_subject(user: str) -> str:
 
 
 EVERY_REVOCATION = f"{PREFIX}.revocations.*"  # every user's
+
+
+def failures_subject(node: str) -> str:
+    return f"{PREFIX}.failures.{token(node)}"
+
+
+EVERY_FAILURE = f"{PREFIX}.failures.*"  # every node's
 
 
 def new_node_id() -> str:

@@ -58,9 +58,13 @@ class DeviceGateway:
             settings.max_unauthenticated, settings.max_unauthenticated_per_address
         )
         self.closing = False  # shutting down: no new sessions
-        self.auth_failures = auth_failures or FailureWindow(
-            settings.device_auth_failures_per_address, settings.auth_failure_window, time.monotonic
-        )
+        if auth_failures is None:  # not ``or``: an empty window is falsy (its len)
+            auth_failures = FailureWindow(
+                settings.device_auth_failures_per_address,
+                settings.auth_failure_window,
+                time.monotonic,
+            )
+        self.auth_failures = auth_failures
 
     async def authenticate(
         self, user: str, device: str, credentials: str, ip: str | None
