@@ -38,6 +38,7 @@ KEYS = (
     "rpc_cross_ratio",
     "rpc_same_node_per_s",
     "rpc_cross_server_us",
+    "rpc_cross_cost_ratio",
     "devices",
     "devices_reached",
     "device_bytes",
