@@ -6,6 +6,8 @@ no one."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import AsyncIterator
 
 import nats.errors
@@ -95,3 +97,23 @@ def test_bus_messages_cross_the_wire_unchanged(message: dict[str, object]) -> No
     """JSON on the wire; bytes values (read back with the hook only when the marker is there)
     come back as bytes, and text holding the marker comes back as that text."""
     assert decode(encode(message)) == message
+
+
+async def test_an_outage_is_logged_and_the_nodes_own_close_is_not(
+    nats_server: NatsServer,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="roost.bus.nats")
+    link = await NatsLink.connect(nats_server.url, "outage")
+    nats_server.stop()
+    deadline = time.monotonic() + 10
+    while "disconnected from" not in caplog.text:
+        assert time.monotonic() < deadline, caplog.text
+        await asyncio.sleep(0.02)
+    nats_server.start()
+    while not link.connected:
+        assert time.monotonic() < deadline, caplog.text
+        await asyncio.sleep(0.02)
+    caplog.clear()
+    await link.close()
+    assert "disconnected" not in caplog.text

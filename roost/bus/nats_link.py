@@ -80,6 +80,8 @@ class NatsLink:
             log.warning("NATS: %s", exc)
 
         async def disconnected() -> None:
+            if client.is_closed:  # this node's own close (at shutdown): not an outage
+                return
             log.warning("NATS: disconnected from %s; reconnecting", shown)
 
         async def reconnected() -> None:
