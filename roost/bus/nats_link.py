@@ -151,7 +151,11 @@ class NatsLink:
         try:
             await self.client.publish(subject, data, reply=self._inbox + number)
             return await answer
-        except (nats.errors.ConnectionClosedError, nats.errors.OutboundBufferLimitError) as exc:
+        except (
+            nats.errors.ConnectionClosedError,
+            nats.errors.ConnectionDrainingError,  # this node is closing
+            nats.errors.OutboundBufferLimitError,
+        ) as exc:
             raise Unavailable(UNREACHABLE) from exc
         finally:
             deadline.cancel()
