@@ -80,10 +80,10 @@ postgres:
 	@echo "PostgreSQL for the tests: $(POSTGRES_TEST_URL)"
 
 # the full plan includes bench.flood (one device flooding, the healthcheck meanwhile)
-bench: $(TESTING) wrk mosquitto
+bench: $(TESTING) wrk mosquitto nats
 	$(BIN)/python -m bench.run --write BENCHMARKS.md
 
-bench-quick: $(TESTING) wrk mosquitto
+bench-quick: $(TESTING) wrk mosquitto nats
 	$(BIN)/python -m bench.run --quick
 
 lint: $(TESTING)

@@ -106,10 +106,15 @@ def limited(nofile: int) -> Callable[[], None]:
 
 class Server:
     """``python -m <module>`` (``roost.cli``, or ``bench.floor``) serving ``data_dir`` on free
-    ports, pinned to the server core, with ``nofile`` descriptors at most (soft and hard)."""
+    ports, pinned to the server core, with ``nofile`` descriptors at most (soft and hard) and
+    ``env`` added to its environment (``ROOST_NATS_URL``, say)."""
 
     def __init__(
-        self, data_dir: Path, module: str = "roost.cli", nofile: int | None = None
+        self,
+        data_dir: Path,
+        module: str = "roost.cli",
+        nofile: int | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         ports = free_ports(6)
         self.http_port, self.device_port, self.tls_port, self.iotmp_port = ports[:4]
@@ -141,7 +146,7 @@ class Server:
                 "WARNING",
                 "serve",
             ],
-            env={**os.environ, "ROOST_ADMIN_PASSWORD": "bench-admin-password"},
+            env={**os.environ, "ROOST_ADMIN_PASSWORD": "bench-admin-password", **(env or {})},
             cwd=ROOT.parent,
             preexec_fn=limited(self.nofile),
         )

@@ -10,6 +10,11 @@ Scenarios, in one run:
   at once without a device: the same HTTP path and stack with no device round trip.
   ``rpc_ratio`` is rpc's throughput over the floor's (``rpc_token_ratio``: both with the user
   access token);
+- rpc cross: ``bench.cross``, two ``roost serve`` nodes sharing a data dir (SQLite) and a
+  nats-server: the rpc load entering on node A for devices held by node B (``rpc_cross_*``),
+  against the same load entering on B (``rpc_same_node_*``); ``rpc_cross_ratio`` is cross over
+  same. Both nodes and nats-server share the server core (more processes than cores: the figure
+  is the cost of the NATS hop on one core, see ``bench.cross``);
 - hello: wrk on ``GET /v1/server/healthcheck`` (Starlette's middleware and router, no auth): the
   uvicorn + Starlette hello-world, its own figure (``rpc_per_hello`` is the old ratio);
 - devices: devices connect (several simulator processes, each from its own 127.0.0.x source
@@ -52,7 +57,7 @@ from typing import Any
 
 import httpx
 
-from bench import bucket_reads, flood, ingest
+from bench import bucket_reads, cross, flood, ingest
 from bench.harness import (
     LOAD_CORE,
     SERVER_CORE,
@@ -101,6 +106,11 @@ def run(plan: Plan) -> dict[str, Any]:
         raise SystemExit(
             "wrk is not installed: run `make bench` (installs it) or apt-get install wrk"
         )
+    if cross.nats_binary() is None:
+        raise SystemExit(
+            "nats-server is not installed: run `make bench` (installs it) "
+            "or apt-get install nats-server"
+        )
     if plan.device_limit:  # the limit the servers will get (no room held for more)
         plan = replace(plan, device_limit=descriptor_limit(plan.device_limit))
     room = room_for_devices(plan)
@@ -115,6 +125,11 @@ def run(plan: Plan) -> dict[str, Any]:
                 result = measure_rpc(plan, server, floor)
             finally:
                 floor.stop()
+            (Path(tmp) / "cross").mkdir()
+            warm = plan.name != "smoke"
+            result.update(
+                cross.run(Path(tmp) / "cross", plan.rpc_devices, plan.seconds, plan.rounds, warm)
+            )
             if room:
                 result.update(devices_max(plan, server, 2 * plan.rpc_devices, Path(tmp)))
                 first = 2 * plan.rpc_devices + room
@@ -367,6 +382,8 @@ def summary(result: dict[str, Any]) -> str:
         f"(a user access token instead of a session; floor {result['floor_token_per_s']} req/s "
         "with it)",
     ]
+    if "rpc_cross_per_s" in result:
+        lines.append(cross.summary(result))
     if result["floor_server_cpu"] < UNSATURATED:
         lines.append(
             "  (the floor's server did not run all the time: another process on its core, or a "
@@ -398,7 +415,8 @@ def summary(result: dict[str, Any]) -> str:
 def write_markdown(path: Path, command: str, result: dict[str, Any]) -> None:
     section = (
         f"\n## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — `{command}`\n\n"
-        f"Machine: {machine()}. Roost, the floor and Mosquitto pinned to core {SERVER_CORE}; wrk "
+        f"Machine: {machine()}. Roost, the floor, Mosquitto and the cross-node scenario's two "
+        f"nodes and nats-server pinned to core {SERVER_CORE}; wrk "
         f"and the device simulators pinned to core {LOAD_CORE}.\n\n```\n{summary(result)}\n```\n\n"
         f"```json\n{json.dumps(result)}\n```\n"
     )

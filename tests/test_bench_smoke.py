@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # bench/ sits beside roost/, not installed with it
     sys.path.insert(0, str(ROOT))
 
+from bench.cross import nats_binary  # noqa: E402
 from bench.harness import Latencies  # noqa: E402
 
 KEYS = (
@@ -32,6 +33,12 @@ KEYS = (
     "floor_token_per_s",
     "rpc_token_per_s",
     "rpc_token_ratio",
+    "rpc_cross_per_s",
+    "rpc_cross_p99_ms",
+    "rpc_cross_ratio",
+    "rpc_same_node_per_s",
+    "rpc_cross_server_us",
+    "rpc_cross_cost_ratio",
     "devices",
     "devices_reached",
     "device_bytes",
@@ -66,6 +73,7 @@ def has_mosquitto() -> bool:
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed (make wrk)")
 @pytest.mark.skipif(not has_mosquitto(), reason="mosquitto not installed (make mosquitto)")
+@pytest.mark.skipif(nats_binary() is None, reason="nats-server not installed (make nats)")
 def test_bench_smoke_run_reports_every_figure() -> None:
     figures = run_smoke("bench.run", timeout=300)
     for key in KEYS:

@@ -4,12 +4,18 @@ The Bus interface has synchronous calls (``watch_stream``, ``publish``, ...) who
 reach the server in order with the ones after them (a watch, then the request that proves it is
 in place). :class:`NatsLink` queues every publish, subscribe and unsubscribe and one task hands
 them to the client in that order; a request first waits for what was queued before it.
+
+Requests are answered on one subscription of the link, ``<inbox>.*``: each request's reply subject
+is the inbox and a number, and the answer (or the server's "no responders" status) settles the
+request waiting under that number. This is what the client's own ``request`` does, without the
+random token and the timeout task it spends on each request (the cost of every cross-node call).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +36,7 @@ CONNECT_TIMEOUT_S = 2.0
 START_TIMEOUT_S = 5.0  # to reach NATS at start; after that, reconnecting never stops
 # what a node asks of NATS when it cannot reach it: an error answered at once (503)
 UNREACHABLE = "the message bus (NATS) is not reachable; retry shortly"
+STATUS, NO_RESPONDERS = "Status", "503"  # the header of the server's "no responders" answer
 
 
 @dataclass(eq=False, slots=True)
@@ -59,6 +66,10 @@ class NatsLink:
         self.client = client
         self._queue: asyncio.Queue[_Op | _Barrier] = asyncio.Queue()
         self._worker = asyncio.get_running_loop().create_task(self._work())
+        self._inbox = client.new_inbox() + "."  # + a request's number: its reply subject
+        self._numbers = itertools.count(1)
+        self._waiting: dict[str, asyncio.Future[Msg]] = {}  # by number: requests not answered
+        self.subscribe(self._inbox + "*", self._answered)
 
     @classmethod
     async def connect(cls, url: str, name: str) -> NatsLink:
@@ -69,6 +80,8 @@ class NatsLink:
             log.warning("NATS: %s", exc)
 
         async def disconnected() -> None:
+            if client.is_closed:  # this node's own close (at shutdown): not an outage
+                return
             log.warning("NATS: disconnected from %s; reconnecting", shown)
 
         async def reconnected() -> None:
@@ -130,10 +143,32 @@ class NatsLink:
         if not self.connected:
             raise Unavailable(UNREACHABLE)
         await self.sent()
+        number = str(next(self._numbers))
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Msg] = loop.create_future()
+        self._waiting[number] = answer
+        deadline = loop.call_later(timeout, _expire, answer)
         try:
-            return await self.client.request(subject, data, timeout=timeout)
-        except (nats.errors.ConnectionClosedError, nats.errors.OutboundBufferLimitError) as exc:
+            await self.client.publish(subject, data, reply=self._inbox + number)
+            return await answer
+        except (
+            nats.errors.ConnectionClosedError,
+            nats.errors.ConnectionDrainingError,  # this node is closing
+            nats.errors.OutboundBufferLimitError,
+        ) as exc:
             raise Unavailable(UNREACHABLE) from exc
+        finally:
+            deadline.cancel()
+            del self._waiting[number]
+
+    def _answered(self, msg: Msg) -> None:
+        answer = self._waiting.get(msg.subject[len(self._inbox) :])
+        if answer is None or answer.done():
+            return  # given up on (its deadline passed, its caller went)
+        if msg.headers and msg.headers.get(STATUS) == NO_RESPONDERS:
+            answer.set_exception(nats.errors.NoRespondersError())
+        else:
+            answer.set_result(msg)
 
     async def reply(self, msg: Msg, data: bytes) -> None:
         if msg.reply:
@@ -189,6 +224,11 @@ class NatsLink:
             if interest.sub is not None:
                 sub, interest.sub = interest.sub, None
                 await sub.unsubscribe()
+
+
+def _expire(answer: asyncio.Future[Msg]) -> None:
+    if not answer.done():
+        answer.set_exception(nats.errors.TimeoutError())
 
 
 def _without_password(url: str) -> str:

@@ -83,11 +83,13 @@ def new_node_id() -> str:
 
 
 def encode(message: dict[str, Any]) -> bytes:
-    return json.dumps(message, default=_bytes_to_json, separators=(",", ":")).encode()
+    return _ENCODER.encode(message).encode()
 
 
 def decode(data: bytes) -> dict[str, Any]:
-    message = json.loads(data, object_hook=_json_to_bytes)
+    # a message without a bytes value (most: the marker is in none) is read without the hook
+    decoder = _BYTES_DECODER if _BYTES_MARK in data else _DECODER
+    message = decoder.decode(data.decode())
     if not isinstance(message, dict):
         raise ValueError("a bus message is a JSON object")
     return message
@@ -103,6 +105,12 @@ def _json_to_bytes(obj: dict[str, Any]) -> object:
     if len(obj) == 1 and BYTES in obj:
         return base64.b64decode(obj[BYTES])
     return obj
+
+
+_ENCODER = json.JSONEncoder(default=_bytes_to_json, separators=(",", ":"))
+_DECODER = json.JSONDecoder()
+_BYTES_DECODER = json.JSONDecoder(object_hook=_json_to_bytes)
+_BYTES_MARK = json.dumps(BYTES).encode()  # as the encoder writes it: "\u0000bytes"
 
 
 def error_message(exc: errors.RoostError) -> bytes:
