@@ -91,6 +91,10 @@ async def test_an_answer_after_the_deadline_reaches_no_one(
         {"op": "request", "key": ["alice", "dev1"], "path": ["temperature"], "payload": 21.5},
         {"value": b"\x00\xff OTA chunk", "nested": [{"chunk": b""}]},
         {"value": "\x00bytes", "text": ["with the marker: \x00bytes"]},
+        # a caller's own payload shaped like the marker stays what it was
+        {"payload": {"\x00bytes": "not base64 !"}, "also": {"\x00bytes": "aGk="}},
+        {"payload": {"\x00\x00bytes": 1, "\x00": [{"\x00x": b"raw"}]}, "chunk": b"\x01"},
+        {"payload": {"\x00bytes": "aGk="}, "chunk": b"\x01"},
     ],
 )
 def test_bus_messages_cross_the_wire_unchanged(message: dict[str, object]) -> None:

@@ -91,6 +91,8 @@ CASES: list[tuple[IdKind, list[str], list[str]]] = [
         [*HOSTILE, "a" * 129, "a" * 128 + "*", "Read*Config", "**", ".*", "Read(.*)", "a-b"],
     ),
 ]
+
+
 def label(value: str) -> str:
     return "generated" if value is GENERATED else repr(value[:12])
 

@@ -32,6 +32,7 @@ from roost.bus.base import DeviceKey
 
 PREFIX = "roost"
 BYTES = "\x00bytes"  # how a bytes value (an OTA chunk, say) crosses the JSON wire
+NUL = "\x00"  # a key of the caller's that starts with it crosses with one more before it
 _SAFE = frozenset(string.ascii_letters + string.digits + "_-")
 _ESCAPE = "~"  # not in any id, safe in a NATS token
 
@@ -83,34 +84,57 @@ def new_node_id() -> str:
 
 
 def encode(message: dict[str, Any]) -> bytes:
-    return _ENCODER.encode(message).encode()
+    try:
+        data = _ENCODER.encode(message)
+    except _HoldsBytes:
+        return _ENCODER.encode(_escaped(message)).encode()
+    if _NUL_TEXT in data:  # a key of the caller's own may start with NUL: escape it
+        data = _ENCODER.encode(_escaped(message))
+    return data.encode()
 
 
 def decode(data: bytes) -> dict[str, Any]:
-    # a message without a bytes value (most: the marker is in none) is read without the hook
-    decoder = _BYTES_DECODER if _BYTES_MARK in data else _DECODER
+    # most messages hold no text starting with NUL: read without the hook
+    decoder = _HOOK_DECODER if _NUL_BYTES in data else _DECODER
     message = decoder.decode(data.decode())
     if not isinstance(message, dict):
         raise ValueError("a bus message is a JSON object")
     return message
 
 
-def _bytes_to_json(value: object) -> object:
+def _escaped(value: Any) -> Any:
+    """``value`` with each bytes value as ``{BYTES: base64}`` and one more NUL before each key
+    that starts with one, so that a caller's own ``{"\\x00bytes": ...}`` comes back as itself."""
+    if isinstance(value, dict):
+        return {(NUL + k if k.startswith(NUL) else k): _escaped(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_escaped(item) for item in value]
     if isinstance(value, bytes | bytearray | memoryview):
         return {BYTES: base64.b64encode(value).decode()}
+    return value
+
+
+class _HoldsBytes(TypeError):
+    """A bytes value in a message: it takes the escaped form."""
+
+
+def _not_json(value: object) -> object:
+    if isinstance(value, bytes | bytearray | memoryview):
+        raise _HoldsBytes
     raise TypeError(f"{type(value).__name__} cannot cross the bus")
 
 
-def _json_to_bytes(obj: dict[str, Any]) -> object:
+def _unescaped(obj: dict[str, Any]) -> object:
     if len(obj) == 1 and BYTES in obj:
         return base64.b64decode(obj[BYTES])
-    return obj
+    return {(k[1:] if k.startswith(NUL) else k): v for k, v in obj.items()}
 
 
-_ENCODER = json.JSONEncoder(default=_bytes_to_json, separators=(",", ":"))
+_ENCODER = json.JSONEncoder(default=_not_json, separators=(",", ":"))
 _DECODER = json.JSONDecoder()
-_BYTES_DECODER = json.JSONDecoder(object_hook=_json_to_bytes)
-_BYTES_MARK = json.dumps(BYTES).encode()  # as the encoder writes it: "\u0000bytes"
+_HOOK_DECODER = json.JSONDecoder(object_hook=_unescaped)
+_NUL_TEXT = '"\\u0000'  # a JSON string that starts with NUL, as the encoder writes it
+_NUL_BYTES = _NUL_TEXT.encode()
 
 
 def error_message(exc: errors.RoostError) -> bytes:
