@@ -196,3 +196,49 @@ async def test_while_nats_is_away_requests_fail_at_once_then_everything_recovers
     await a.bus.settled()
     assert await b.bus.request(_KEY, Operation.CALL, ("x",), 4, 1) == 4  # its claim is back
     assert device.asked(Operation.CALL, ("x",)) == [1, 3, 4]
+
+
+async def test_the_watches_of_a_node_gone_end_on_the_node_holding_the_device(
+    tmp_path: Path,
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    """Node B watches a stream and the stats of a device on node A, then dies without a word
+    (its NATS connection cut): A notices it is gone and the device stops streaming for it."""
+    factory = partial(nats_bus, url=nats_server.url, watcher_check=0.05)
+    a = await _services(tmp_path / "a", factory)
+    b = await _services(tmp_path / "b", factory)
+    try:
+        device = _Device(a)
+        await a.bus.settled()
+        b.bus.watch_stream(_KEY, ("temperature",), 0, _Sink())
+        b.bus.watch_stats(_KEY)
+        await _until(lambda: bool(device.asked(Operation.START_STREAM, ("temperature",))))
+        assert isinstance(b.bus, NatsBus)
+        await b.bus._link.client.close()  # as if killed: it unwatches nothing
+        await _until(lambda: bool(device.asked(Operation.STOP_STREAM, ("temperature",))))
+        assert await a.bus.request(_KEY, Operation.CALL, ("x",), 5, 1) == 5  # A goes on
+    finally:
+        await _close(a)
+        await _close(b)
+
+
+async def test_a_watcher_node_that_is_there_keeps_its_watch(
+    tmp_path: Path,
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    factory = partial(nats_bus, url=nats_server.url, watcher_check=0.05)
+    a = await _services(tmp_path / "a", factory)
+    b = await _services(tmp_path / "b", factory)
+    try:
+        device = _Device(a)
+        await a.bus.settled()
+        sink = _Sink()
+        b.bus.watch_stream(_KEY, ("temperature",), 0, sink)
+        await _until(lambda: bool(device.asked(Operation.START_STREAM, ("temperature",))))
+        await asyncio.sleep(0.5)  # ten checks
+        device.stream(("temperature",), 9, event=True)
+        await _until(lambda: {"resource": "temperature", "out": 9} in sink.frames)
+        assert not device.asked(Operation.STOP_STREAM, ("temperature",))
+    finally:
+        await _close(a)
+        await _close(b)

@@ -34,7 +34,7 @@ from roost.bus.base import (
 )
 from roost.bus.listeners import ListenersByUser
 from roost.bus.local import LocalBus
-from roost.bus.nats_holder import Holder
+from roost.bus.nats_holder import WATCHER_CHECK_S, Holder
 from roost.bus.nats_link import Interest, NatsLink
 from roost.bus.nats_wire import (
     EVERY_FAILURE,
@@ -48,6 +48,7 @@ from roost.bus.nats_wire import (
     failures_subject,
     frames_subject,
     new_node_id,
+    node_subject,
     raise_error,
     revocations_subject,
 )
@@ -58,15 +59,17 @@ STATS_TIMEOUT_S = 5.0  # of a stats, disconnect or forget request to the holding
 OFFLINE = Stats(connected=False, connected_ts=None, ip_address=None, rx_bytes=0, tx_bytes=0)
 
 
-async def nats_bus(node: LocalBus, url: str) -> NatsBus:
+async def nats_bus(node: LocalBus, url: str, watcher_check: float = WATCHER_CHECK_S) -> NatsBus:
     """Connect this node to NATS at ``url`` (a BusFactory, with the URL bound)."""
     node_id = new_node_id()
     link = await NatsLink.connect(url, f"roost-{node_id}")
-    return NatsBus(node, link, node_id)
+    return NatsBus(node, link, node_id, watcher_check)
 
 
 class NatsBus:
-    def __init__(self, node: LocalBus, link: NatsLink, node_id: str) -> None:
+    def __init__(
+        self, node: LocalBus, link: NatsLink, node_id: str, watcher_check: float = WATCHER_CHECK_S
+    ) -> None:
         self.node_id = node_id
         self._node = node
         self._link = link
@@ -84,6 +87,8 @@ class NatsBus:
         # told of every revocation, before its listeners: what the store keeps is stale
         self.revoked_elsewhere: Callable[[Revocation], None] = _nothing
         link.subscribe(frames_subject(node_id), self._heard_frame)
+        link.subscribe(node_subject(node_id), self._asked_if_here)
+        self._holder.spawn(self._holder.check_watchers(watcher_check))
         link.subscribe(EVERY_REVOCATION, self._heard_revocation)
 
     # requests: to the node holding the device; nobody holds it: offline at once
@@ -218,6 +223,9 @@ class NatsBus:
         sink = self._sinks.get(message["sink"])
         if sink is not None:
             sink.put(message["frame"])
+
+    def _asked_if_here(self, msg: Msg) -> None:
+        self._holder.spawn(self._link.reply(msg, b""))
 
     # revocations and events: on their user's subject, heard by every node with a listener
 

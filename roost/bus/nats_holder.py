@@ -6,6 +6,12 @@ that subject from its LocalBus, keeps the watches other nodes carry to it (their
 the watcher node's frames subject, the stats changes as ``device_stats`` events of the user), and
 keeps answering stats (the last ones) once the device has left, until another node claims it.
 
+A watcher node that dies (SIGKILL, its host gone) never says it stopped watching: every
+``watcher_check`` seconds the holder asks each watcher node whether it is there (its node
+subject); one that NATS twice in a row says nobody serves is gone, and its watches are dropped
+(the device stops streaming for it). Once is not enough: after a NATS restart a node that has
+reconnected may ask before the others have.
+
 Two claims on one device: the later (:class:`~roost.bus.nats_wire.Claim`) wins; the holder that
 loses closes its session, and one that wins answers a late rival with its own claim again, so
 that exactly one session stays whatever order the claims cross in.
@@ -15,9 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import nats.errors
 from nats.aio.msg import Msg
 
 from roost import errors
@@ -35,11 +43,14 @@ from roost.bus.nats_wire import (
     error_message,
     events_subject,
     frames_subject,
+    node_subject,
 )
 
 log = logging.getLogger("roost.bus.nats")
 
 TAKEN_OVER = "connected to another node"
+WATCHER_CHECK_S = 10.0  # how often a holder asks its watcher nodes whether they are there
+PING_TIMEOUT_S = 2.0  # a node that does not answer in time is slow, not gone
 
 
 class _Relay:
@@ -76,6 +87,7 @@ class Holder:
         self._taken: set[DeviceKey] = set()  # closed for another node's claim: no event for it
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stats_users: dict[str, int] = {}  # users with a stats watch here: devices watched
+        self._missing: Counter[str] = Counter()  # watcher nodes nobody answered for, in a row
 
     def holds(self, key: DeviceKey) -> bool:
         return key in self._held and self._node.holds(key)
@@ -241,6 +253,37 @@ class Holder:
         held = self._held.get(DeviceKey(event.user, str(event.fields["device"])))
         if held is not None and held.stats_watchers:
             self._link.publish(events_subject(event.user), encode(event.to_json()))
+
+    # watcher nodes that are gone
+
+    async def check_watchers(self, every: float) -> None:
+        """Forever: every ``every`` seconds, drop the watches of the watcher nodes gone."""
+        while True:
+            await asyncio.sleep(every)
+            watchers = {relay.node for relay in self._relays.values()}
+            for held in self._held.values():
+                watchers |= held.stats_watchers
+            self._missing = Counter({n: c for n, c in self._missing.items() if n in watchers})
+            for node in watchers:
+                try:
+                    await self._link.request(node_subject(node), b"", PING_TIMEOUT_S)
+                except nats.errors.NoRespondersError:
+                    self._missing[node] += 1
+                    if self._missing[node] >= 2:
+                        self._watcher_gone(node)
+                except (nats.errors.TimeoutError, errors.Unavailable):
+                    pass  # slow, or NATS out of reach here: no proof either way
+                else:
+                    self._missing.pop(node, None)
+
+    def _watcher_gone(self, node: str) -> None:
+        log.info("NATS: node %s is gone; its watches here end", node)
+        del self._missing[node]
+        for relay in [r for r in self._relays.values() if r.node == node]:
+            for key, path in list(relay.watched):
+                self._release(relay, key, path)
+        for key, held in list(self._held.items()):
+            self._unwatch_stats(key, held, node)
 
     # tasks
 

@@ -57,6 +57,11 @@ def claim_subject(key: DeviceKey) -> str:
 FEEDS_SUBJECT = f"{PREFIX}.feeds"
 
 
+def node_subject(node: str) -> str:
+    """Where a node answers that it is still there (the holders ask it of their watchers)."""
+    return f"{PREFIX}.node.{token(node)}"
+
+
 def frames_subject(node: str) -> str:
     return f"{PREFIX}.frames.{token(node)}"
 
