@@ -3,13 +3,14 @@
 Each simulated device is one asyncio Protocol on uvloop: it authenticates, ignores keep-alives and
 answers every request at once with a canned success carrying a float, the way a thermometer
 would. Run as ``python -m bench.devsim HOST PORT SOURCE USER PREFIX FIRST COUNT CREDENTIALS
-[tls] [iotmp] [mqtt] [until-refused] [deadline=SECONDS]`` (legacy protocol unless ``iotmp``;
-``mqtt`` opens idle MQTT 3.1.1 connections to a broker instead, client id PREFIX+i, keep-alive
-300 s). It prints one line ``ready N SECONDS`` when all N devices are authenticated (or
+[tls] [iotmp] [mqtt] [until-refused] [deadline=SECONDS] [retries=K]`` (legacy protocol unless
+``iotmp``; ``mqtt`` opens idle MQTT 3.1.1 connections to a broker instead, client id PREFIX+i,
+keep-alive 300 s). It prints one line ``ready N SECONDS`` when all N devices are authenticated (or
 ``failed ...``); with ``until-refused`` it starts no new connection after the first one refused
-or failed (or past the deadline) and prints ``reached N SECONDS`` with the number that got in.
-It then keeps them connected until its standard input closes, and prints ``held N``: how many
-were still connected then.
+or failed (or past the deadline) and prints ``reached N SECONDS`` with the number that got in;
+with ``retries=K`` a device refused tries K more connections first (each may reach another of the
+server's workers: SO_REUSEPORT spreads connections, not devices). It then keeps them connected
+until its standard input closes, and prints ``held N``: how many were still connected then.
 """
 
 from __future__ import annotations
@@ -184,10 +185,12 @@ async def main(argv: list[str]) -> None:
     elif "mqtt" in options:
         device = SimulatedMqttClient
     until_refused = "until-refused" in options
-    deadline = float("inf")
+    deadline, retries = float("inf"), 0
     for option in options:
         if option.startswith("deadline="):
             deadline = time.monotonic() + float(option.split("=", 1)[1])
+        if option.startswith("retries="):
+            retries = int(option.split("=", 1)[1])
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # one descriptor per device
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     context = None
@@ -207,9 +210,12 @@ async def main(argv: list[str]) -> None:
         async with semaphore:
             if refused or time.monotonic() > deadline:
                 return False, None
-            good, transport = await connect_one(
-                host, int(port), source, user, name, credentials, context, device
-            )
+            for _ in range(1 + retries):  # each time a new connection, which may land elsewhere
+                good, transport = await connect_one(
+                    host, int(port), source, user, name, credentials, context, device
+                )
+                if good:
+                    break
             if not good and until_refused:
                 refused = True
             return good, transport

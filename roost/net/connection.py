@@ -138,8 +138,12 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
         admission = self._gateway.admission
         if not admission.admit(self, self._ip):
             self._closing = True
-            why = "no room for more devices" if admission.full else "too many authenticating"
-            log.warning("refused a device connection from %s: %s", self._ip, why)
+            if admission.full:  # said once by the admission, not for every device retrying
+                log.debug("refused a device connection from %s: no room", self._ip)
+            else:
+                log.warning(
+                    "refused a device connection from %s: too many authenticating", self._ip
+                )
             self._transport.abort()
             return
         loop = asyncio.get_running_loop()
