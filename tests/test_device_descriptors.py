@@ -146,7 +146,7 @@ async def test_devices_leave_the_http_api_its_descriptors(
 ) -> None:
     # 256 open files: before, devices took them all and every new connection, the API's
     # included, was closed at once; now they stop short (the pending HTTP budget and a reserve)
-    data, ports = server
+    _, ports = server
     base_url = f"http://127.0.0.1:{ports['http']}"
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
         token = await login(http)
