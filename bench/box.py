@@ -356,10 +356,13 @@ def summary(result: dict[str, Any]) -> str:
         f"(target {result['box_devices_target']}; roost serve --workers {result['box_workers']}, "
         f"SQLite, NATS; {result['box_devices_reached']} connected in {result['box_connect_s']} s "
         f"until {result['box_devices_stopped_by']}, per worker {result['box_devices_per_worker']}, "
-        f"{result['box_devices_held']} still held at the end; {result['box_calls_ok']} of "
-        f"{result['box_calls']} calls answered in {result['box_calls_s']} s, failures "
-        f"{result['box_call_failures'] or 'none'}); {result['box_device_bytes']} bytes per device "
-        f"in the workers, {result['box_nats_bytes']} in nats-server"
+        f"{result['box_devices_held']} still held at the end; {result['box_calls']} calls in "
+        f"{result['box_calls_s']} s: {result['box_calls_ok']} answered, "
+        f"{result['box_calls_offline']} to devices not connected, failures "
+        f"{result['box_call_failures'] or 'none'}; per worker descriptor limit "
+        f"{result['box_fd_limit']}); {result['box_device_bytes']} bytes per device in the workers "
+        f"({result['box_device_bytes_connected']} before the calls), "
+        f"{result['box_nats_bytes']} in nats-server"
     )
 
 
