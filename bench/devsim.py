@@ -1,15 +1,17 @@
 """A lean simulator of many devices in one process (the benchmark's devices).
 
-Each simulated device is one asyncio Protocol on uvloop: it authenticates, ignores keep-alives and
-answers every request at once with a canned success carrying a float, the way a thermometer
-would. Run as ``python -m bench.devsim HOST PORT SOURCE USER PREFIX FIRST COUNT CREDENTIALS
-[tls] [iotmp] [mqtt] [until-refused] [deadline=SECONDS]`` (legacy protocol unless ``iotmp``;
-``mqtt`` opens idle MQTT 3.1.1 connections to a broker instead, client id PREFIX+i, keep-alive
-300 s). It prints one line ``ready N SECONDS`` when all N devices are authenticated (or
+Each simulated device is one asyncio Protocol on uvloop: it authenticates, ignores the server's
+keep-alives, sends its own every KEEP_ALIVE_S and answers every request at once with a canned
+success carrying a float, the way a thermometer would. Run as ``python -m bench.devsim HOST
+PORT SOURCE USER PREFIX FIRST COUNT CREDENTIALS
+[tls] [iotmp] [mqtt] [until-refused] [deadline=SECONDS] [retries=K]`` (legacy protocol unless
+``iotmp``; ``mqtt`` opens idle MQTT 3.1.1 connections to a broker instead, client id PREFIX+i,
+keep-alive 300 s). It prints one line ``ready N SECONDS`` when all N devices are authenticated (or
 ``failed ...``); with ``until-refused`` it starts no new connection after the first one refused
-or failed (or past the deadline) and prints ``reached N SECONDS`` with the number that got in.
-It then keeps them connected until its standard input closes, and prints ``held N``: how many
-were still connected then.
+or failed (or past the deadline) and prints ``reached N SECONDS`` with the number that got in;
+with ``retries=K`` a device refused tries K more connections first (each may reach another of the
+server's workers: SO_REUSEPORT spreads connections, not devices). It then keeps them connected
+until its standard input closes, and prints ``held N``: how many were still connected then.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ VALUE = 23.5
 MQTT_KEEP_ALIVE = 300
 ANSWER_WAIT = 30.0  # seconds a device waits for its authentication's answer
 HELD = [0]  # devices connected and authenticated now
+# a device says it is alive this often, as Thinger's clients do: the server drops one silent for
+# keepalive_timeout (150 s), and connecting tens of thousands may take longer than that
+KEEP_ALIVE_S = 60.0
+ADMITTED: list[SimulatedDevice] = []  # every device let in, for the keep-alives
 
 
 @cache
@@ -62,6 +68,9 @@ class SimulatedDevice(asyncio.Protocol):
     def keep_alive(self, frame: Any) -> bool:
         return isinstance(frame, legacy.KeepAlive)
 
+    def keep_alive_frame(self) -> bytes:
+        return legacy.KEEP_ALIVE_BYTES
+
     def accepted(self, frame: Any) -> bool:
         return bool(frame.signal == Signal.REQUEST_OK)
 
@@ -90,6 +99,7 @@ class SimulatedDevice(asyncio.Protocol):
         if accepted:
             self.up = True
             HELD[0] += 1
+            ADMITTED.append(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.up:
@@ -113,6 +123,9 @@ class SimulatedIotmpDevice(SimulatedDevice):
     def keep_alive(self, frame: Any) -> bool:
         return bool(frame.type == MessageType.KEEP_ALIVE)
 
+    def keep_alive_frame(self) -> bytes:
+        return iotmp.encode(iotmp.KEEP_ALIVE)
+
     def accepted(self, frame: Any) -> bool:
         return bool(frame.type == MessageType.OK)
 
@@ -135,6 +148,9 @@ class SimulatedMqttClient(SimulatedDevice):
 
     def auth_frame(self) -> bytes:
         return mqtt_connect(self.credentials[1])
+
+    def keep_alive_frame(self) -> bytes:
+        return b"\xc0\x00"  # PINGREQ
 
     def data_received(self, data: bytes) -> None:
         if not self.authenticated.done():
@@ -175,6 +191,21 @@ async def connect_one(
         return False, None
 
 
+async def keep_alive() -> None:
+    """Forever: each admitted device still up sends a keep-alive every KEEP_ALIVE_S, a slice of
+    them each second."""
+    turn = 0
+    while True:
+        await asyncio.sleep(1)
+        if not ADMITTED:
+            continue
+        per_second = -(-len(ADMITTED) // int(KEEP_ALIVE_S))
+        for device in ADMITTED[turn : turn + per_second]:
+            if device.up and device.transport is not None:
+                device.transport.write(device.keep_alive_frame())
+        turn = turn + per_second if turn + per_second < len(ADMITTED) else 0
+
+
 async def main(argv: list[str]) -> None:
     host, port, source, user, prefix, first, count, credentials = argv[:8]
     options = set(argv[8:])
@@ -184,10 +215,12 @@ async def main(argv: list[str]) -> None:
     elif "mqtt" in options:
         device = SimulatedMqttClient
     until_refused = "until-refused" in options
-    deadline = float("inf")
+    deadline, retries = float("inf"), 0
     for option in options:
         if option.startswith("deadline="):
             deadline = time.monotonic() + float(option.split("=", 1)[1])
+        if option.startswith("retries="):
+            retries = int(option.split("=", 1)[1])
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # one descriptor per device
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     context = None
@@ -207,13 +240,17 @@ async def main(argv: list[str]) -> None:
         async with semaphore:
             if refused or time.monotonic() > deadline:
                 return False, None
-            good, transport = await connect_one(
-                host, int(port), source, user, name, credentials, context, device
-            )
+            for _ in range(1 + retries):  # each time a new connection, which may land elsewhere
+                good, transport = await connect_one(
+                    host, int(port), source, user, name, credentials, context, device
+                )
+                if good:
+                    break
             if not good and until_refused:
                 refused = True
             return good, transport
 
+    beating = asyncio.get_running_loop().create_task(keep_alive())
     results = await asyncio.gather(*(bounded(n) for n in names))
     ok = sum(1 for good, _ in results if good)
     elapsed = time.perf_counter() - started
@@ -226,6 +263,7 @@ async def main(argv: list[str]) -> None:
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.read)  # hold the connections until told to stop
     print(f"held {HELD[0]}", flush=True)
+    beating.cancel()
 
 
 if __name__ == "__main__":

@@ -26,6 +26,9 @@ Scenarios, in one run:
 - flood (the full plan): ``bench.flood``, the healthcheck while one device floods;
 - bucket reads: ``bench.bucket_reads``, the latest 1,000 points and an hourly mean over one day
   of a bucket of 1,000,000 points (the smoke plan: 20,000) over HTTP (``bucket_*_ms``, medians).
+- box: ``bench.box``, the devices one 2-core box holds with ``roost serve --workers 2`` (and
+  NATS), each answering a call (``box_devices``; the plan's target: 50,000, quick 4,000, smoke
+  100), and both workers' RSS growth per device (``box_device_bytes``);
 - ingest: ``bench.ingest``, devices' confirmed bucket writes into a fresh server, points per
   second (``ingest_per_s``) and over a bare sqlite3 insert of the same rows with the same
   durability settings, one commit per row (``ingest_ratio``).
@@ -57,7 +60,7 @@ from typing import Any
 
 import httpx
 
-from bench import bucket_reads, cross, flood, ingest
+from bench import box, bucket_reads, cross, flood, ingest
 from bench.harness import (
     LOAD_CORE,
     SERVER_CORE,
@@ -88,6 +91,7 @@ class Plan:
     flood_seconds: float  # 0: no flood scenario
     ingest_seconds: float  # 0: no ingest scenario
     ingest_devices: int
+    box: bool = True  # the box scenario (bench.box), its plan of the same name
 
 
 PLANS = {
@@ -136,6 +140,8 @@ def run(plan: Plan) -> dict[str, Any]:
                 result.update(tls_storm(plan, server, first))
         finally:
             server.stop()
+    if plan.box:
+        result.update(box.run(box.PLANS[plan.name]))
     result["ingest_per_s"] = None
     result["ingest_ratio"] = None
     if plan.ingest_seconds:
@@ -403,6 +409,8 @@ def summary(result: dict[str, Any]) -> str:
             f"TLS          {result['tls_devices']:>8} connected in {result['tls_connect_s']} s, "
             f"{result['device_tls_bytes']} bytes each"
         )
+    if "box_devices" in result:
+        lines.append(box.summary(result))
     if result.get("ingest_per_s") is not None:
         lines.append(ingest.summary(result))
     if "flood" in result:
@@ -413,11 +421,17 @@ def summary(result: dict[str, Any]) -> str:
 
 
 def write_markdown(path: Path, command: str, result: dict[str, Any]) -> None:
+    box_note = (
+        " (the box's workers and nats-server not pinned: the box is both cores)"
+        if "box_devices" in result
+        else ""
+    )
     section = (
         f"\n## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — `{command}`\n\n"
         f"Machine: {machine()}. Roost, the floor, Mosquitto and the cross-node scenario's two "
         f"nodes and nats-server pinned to core {SERVER_CORE}; wrk "
-        f"and the device simulators pinned to core {LOAD_CORE}.\n\n```\n{summary(result)}\n```\n\n"
+        f"and the device simulators pinned to core {LOAD_CORE}{box_note}.\n\n"
+        f"```\n{summary(result)}\n```\n\n"
         f"```json\n{json.dumps(result)}\n```\n"
     )
     with path.open("a") as fh:
@@ -434,7 +448,9 @@ def main() -> None:
     args = parser.parse_args()
     plan = PLANS["quick" if args.quick else "smoke" if args.smoke else "full"]
     if args.rpc_only:
-        plan = replace(plan, device_limit=0, tls_devices=0, flood_seconds=0, ingest_seconds=0)
+        plan = replace(
+            plan, device_limit=0, tls_devices=0, flood_seconds=0, ingest_seconds=0, box=False
+        )
     result = run(plan)
     print(summary(result))
     if args.write:

@@ -49,7 +49,12 @@ from roost.first_admin import ensure_admin
 from roost.metrics import Metrics
 from roost.net.batch import WriteBatch
 from roost.net.http import BoundedHttpProtocol
-from roost.net.http_admission import PendingConnections, descriptor_share, raise_descriptor_limit
+from roost.net.http_admission import (
+    PendingConnections,
+    descriptor_share,
+    device_room,
+    raise_descriptor_limit,
+)
 from roost.net.iotmp import IotmpConnection
 from roost.net.iotmp_websocket import IotmpWebSockets
 from roost.net.legacy import LegacyConnection
@@ -227,6 +232,7 @@ class Roost:
                 descriptors,
             )
         services.gateway.admission.limit = authenticating
+        services.gateway.admission.room = device_room(descriptors, self._pending.limit)
         self._writes = WriteBatch(asyncio.get_running_loop())
         tls = self._tls_files()
         context = server_context(*tls) if tls is not None else None

@@ -49,6 +49,9 @@ KEYS = (
     "tls_devices",
     "ingest_per_s",
     "ingest_ratio",
+    "box_devices",
+    "box_device_bytes",
+    "box_calls_ok",
 )
 
 
@@ -82,6 +85,9 @@ def test_bench_smoke_run_reports_every_figure() -> None:
     assert 0 < figures["devices"] <= figures["devices_reached"] < figures["devices_fd_limit"]
     assert figures["devices_stopped_by"] == "the first refusal"
     assert figures["mqtt_connections"] == figures["devices"]
+    # the box (roost serve --workers 2): every device it was given connected and answered a call
+    assert figures["box_devices"] == figures["box_devices_target"] == figures["box_calls_ok"]
+    assert len(figures["box_devices_per_worker"]) == 2
 
 
 def test_bucket_reads_smoke_reports_its_figures() -> None:

@@ -363,3 +363,16 @@ def test_those_being_checked_are_not_evicted_and_release_counts_once() -> None:
     admission.release(first)
     assert admission.total == 1
     assert admission.admit(Waiter(), "10.0.0.2")
+
+
+def test_past_the_room_a_newcomer_is_refused_whoever_is_authenticating() -> None:
+    connected = [3]  # devices in
+    admission = Admission(limit=10, per_address=10, connected=lambda: connected[0])
+    admission.room = 5
+    waiting = [Waiter(), Waiter()]
+    assert all(admission.admit(w, "10.0.0.1") for w in waiting)
+    # 3 in and 2 authenticating: full, and no one is evicted to make room
+    assert not admission.admit(Waiter(), "10.0.0.2") and admission.full
+    assert not any(w.evicted for w in waiting)
+    connected[0] -= 1  # a device went
+    assert admission.admit(Waiter(), "10.0.0.2")

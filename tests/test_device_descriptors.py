@@ -17,6 +17,7 @@ Meanwhile the plain-HTTP healthcheck is answered and a real device logs in.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,9 +26,11 @@ import httpx
 import pytest
 
 from roost.device import Device
+from roost.wire import legacy
+from roost.wire.legacy import Message, Signal
 
 from conftest import ADMIN, bearer, create_device, login
-from few_files import few_files_server, flood
+from few_files import FD_LIMIT, few_files_server, flood
 
 PARTIAL_AUTH = b"\x01\x20"  # a legacy frame's header, its body never sent
 UPGRADE = (
@@ -112,4 +115,72 @@ async def test_device_connections_authenticating_leave_the_descriptors_to_others
     finally:
         await device.stop()
         for sock in attackers:
+            sock.close()
+
+
+def legacy_device(port: int, name: str) -> socket.socket | None:
+    """A device of the admin's that authenticates over the legacy protocol and then says nothing:
+    its socket, or None if the server refused it (closed without letting it in)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    auth = Message(signal=Signal.AUTH, resource=[ADMIN, name, "secret1"])
+    sock.sendall(legacy.encode(auth))
+    decoder = legacy.Decoder()
+    while True:
+        try:
+            data = sock.recv(4096)
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            sock.close()
+            return None
+        for frame in decoder.feed(data):
+            if isinstance(frame, Message):
+                if frame.signal == Signal.REQUEST_OK:
+                    return sock
+                sock.close()
+                return None
+
+
+async def test_devices_leave_the_http_api_its_descriptors(
+    server: tuple[Path, dict[str, int]],
+) -> None:
+    # 256 open files: before, devices took them all and every new connection, the API's
+    # included, was closed at once; now they stop short (the pending HTTP budget and a reserve)
+    _, ports = server
+    base_url = f"http://127.0.0.1:{ports['http']}"
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+        token = await login(http)
+        for i in range(1, FD_LIMIT + 1):
+            await create_device(http, token, f"dev{i}")
+    device = Device(ADMIN, "dev1", "secret1", port=ports["legacy"], reconnect_delay=0.2)
+    device.output("temperature", lambda: 21.5)
+    held: list[socket.socket] = []
+    try:
+        await device.start()
+        await device.wait_connected(10)
+        refused, last = False, ""
+        for i in range(2, FD_LIMIT + 1):  # more devices than open files
+            sock = await asyncio.to_thread(legacy_device, ports["legacy"], f"dev{i}")
+            if sock is None:
+                refused, last = True, f"dev{i}"
+                break
+            held.append(sock)
+        assert refused and len(held) > FD_LIMIT // 4
+        for _ in range(5):  # fresh clients, one after another
+            async with httpx.AsyncClient(base_url=base_url, timeout=5) as fresh:
+                assert (await fresh.get("/v1/server/healthcheck")).status_code == 200
+                called = await fresh.get(
+                    f"/v2/users/{ADMIN}/devices/dev1/temperature", headers=bearer(token)
+                )
+                assert called.status_code == 200, called.text
+                assert called.json() == {"out": 21.5}
+        held.pop().close()  # one goes: the device refused gets in (once the server sees it go)
+        deadline = asyncio.get_running_loop().time() + 10
+        while (sock := await asyncio.to_thread(legacy_device, ports["legacy"], last)) is None:
+            assert asyncio.get_running_loop().time() < deadline, "no room made"
+            await asyncio.sleep(0.05)
+        held.append(sock)
+    finally:
+        await device.stop()
+        for sock in held:
             sock.close()

@@ -8,13 +8,22 @@ connections from a few addresses cannot lock out a device from another one, and 
 only push the budget toward an equal share. Connections that have sent nothing at all go before
 those that have sent part of a frame; a connection whose credentials are being checked (its
 authentication frame arrived whole) is never evicted, as that check ends soon either way.
+
+Device connections in all, in or authenticating, are held to ``room`` (set from the open files,
+:func:`roost.net.http_admission.device_room`): past it a newcomer is refused, so that devices
+never take the descriptors the HTTP API needs. A process out of descriptors closes every new
+connection at once, the API's included: its devices could no longer be called.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Protocol
 
 from roost.auth.ratelimit import address_key
+
+log = logging.getLogger("roost.devices")
 
 
 class Waiting(Protocol):
@@ -45,9 +54,14 @@ class _Address:
 
 
 class Admission:
-    def __init__(self, limit: int, per_address: int) -> None:
+    def __init__(
+        self, limit: int, per_address: int, connected: Callable[[], int] = lambda: 0
+    ) -> None:
         self.limit = limit
         self.per_address = per_address
+        self.room = 0  # device connections, in (``connected()``) or authenticating; 0: no cap
+        self._connected = connected
+        self.full = False  # at the room, until the count falls a tenth below it
         self.total = 0
         self._addresses: dict[str, _Address] = {}
         self._of: dict[Waiting, _Address] = {}
@@ -58,6 +72,8 @@ class Admission:
     def admit(self, connection: Waiting, ip: str | None) -> bool:
         """Count ``connection`` in, evicting another if the global budget is full; False if it
         must be refused (its address is at its budget, or holds as many as any other)."""
+        if self._no_room():
+            return False
         key = address_key(ip)
         address = self._addresses.get(key)
         held = 0 if address is None else address.held
@@ -106,6 +122,23 @@ class Admission:
         self._moved(address, before)
         if not address.held:
             del self._addresses[address.key]
+
+    def _no_room(self) -> bool:
+        if not self.room:
+            return False
+        count = self.total + self._connected()
+        if count >= self.room:
+            if not self.full:
+                self.full = True
+                log.warning(
+                    "%d device connections: refusing new ones until some go (the rest of the "
+                    "open files is the HTTP API's; raise the open-file limit to hold more)",
+                    count,
+                )
+            return True
+        if self.full and count < self.room - self.room // 10:
+            self.full = False
+        return False
 
     def _evict_for(self, held: int) -> bool:
         """Make room for a connection from an address holding ``held``: evict the oldest

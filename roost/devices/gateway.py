@@ -55,7 +55,7 @@ class DeviceGateway:
         self._tasks: set[asyncio.Task[Any]] = set()
         # connections still authenticating, bounded in number (and each in frame size and time)
         self.admission = Admission(
-            settings.max_unauthenticated, settings.max_unauthenticated_per_address
+            settings.max_unauthenticated, settings.max_unauthenticated_per_address, registry.__len__
         )
         self.closing = False  # shutting down: no new sessions
         if auth_failures is None:  # not ``or``: an empty window is falsy (its len)

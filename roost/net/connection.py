@@ -135,9 +135,15 @@ class DeviceConnection(asyncio.Protocol, Generic[FrameT]):
         self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self._ip = peer[0] if peer else None
-        if not self._gateway.admission.admit(self, self._ip):
+        admission = self._gateway.admission
+        if not admission.admit(self, self._ip):
             self._closing = True
-            log.warning("refused a device connection from %s: too many authenticating", self._ip)
+            if admission.full:  # said once by the admission, not for every device retrying
+                log.debug("refused a device connection from %s: no room", self._ip)
+            else:
+                log.warning(
+                    "refused a device connection from %s: too many authenticating", self._ip
+                )
             self._transport.abort()
             return
         loop = asyncio.get_running_loop()

@@ -17,7 +17,9 @@ The total limit is also held to a quarter of the process's descriptor limit
 (:func:`descriptor_share`), as is the device connections' budget of those still authenticating
 (:class:`roost.devices.admission.Admission`): connections that have proved nothing take at most
 half the file table, and a flood of them leaves the rest to the devices that are in, the
-database and the requests being answered.
+database and the requests being answered. The devices, in or authenticating, leave the HTTP API
+its pending budget and ``RESERVED_DESCRIPTORS`` more (:func:`device_room`): a process whose every
+descriptor is taken closes each new connection at once, and no device could be called.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ log = logging.getLogger("roost.http")
 # connections authenticating
 DESCRIPTOR_SHARE = 4
 UNLIMITED_DESCRIPTORS = 1 << 20  # what a limit of "unlimited" is taken for
+# besides the pending HTTP connections, never taken by devices: the listeners, the database, the
+# bus, requests being answered and streams held
+RESERVED_DESCRIPTORS = 64
 
 
 class Pending(Protocol):
@@ -116,6 +121,12 @@ def descriptor_share(configured: int, descriptors: int) -> int:
     ``configured`` (0: none of its own), at most a quarter of the ``descriptors``."""
     share = max(1, descriptors // DESCRIPTOR_SHARE)
     return min(configured, share) if configured else share
+
+
+def device_room(descriptors: int, http_pending: int) -> int:
+    """Device connections, in or authenticating, a process allowed ``descriptors`` open files
+    may hold: all but the HTTP connections' pending budget and RESERVED_DESCRIPTORS."""
+    return max(1, descriptors - http_pending - RESERVED_DESCRIPTORS)
 
 
 def raise_descriptor_limit() -> int:
