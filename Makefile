@@ -31,16 +31,24 @@ $(CONSOLE_VENDOR): console/package.json console/package-lock.json console/build_
 serve: $(SERVE) console
 	$(BIN)/roost serve --data-dir ./roost-data
 
+# the suite's files spread over this many pytest processes (most tests wait on sockets and
+# child processes, not on a core); each file stays whole in one process, in its order, and a
+# process that dies (a test over its time limit) fails the run instead of being replaced
+TEST_PROCESSES ?= 3
+PYTEST_SPREAD = -n $(TEST_PROCESSES) --dist loadfile --max-worker-restart=0
+
 test: $(TESTING) console
 	$(BIN)/ruff check roost tests
 	$(BIN)/mypy
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(PYTEST_SPREAD) --ignore=tests/test_api_fuzz.py
+	# the fuzz alone: schemathesis gives its tests one node id, which pytest-xdist cannot spread
+	$(BIN)/pytest -q tests/test_api_fuzz.py
 	# some API tests again over a second bus (tests/wire_bus.py): nothing above the bus knows which
-	$(BIN)/pytest -q --bus=wire tests/test_api_resources.py tests/test_api_devices.py tests/test_streams.py
+	$(BIN)/pytest -q $(PYTEST_SPREAD) --bus=wire tests/test_api_resources.py tests/test_api_devices.py tests/test_streams.py
 	# and over the NATS bus, on a nats-server of their own (`make nats`)
-	$(BIN)/pytest -q --bus=nats tests/test_api_resources.py tests/test_streams.py tests/test_events.py
+	$(BIN)/pytest -q $(PYTEST_SPREAD) --bus=nats tests/test_api_resources.py tests/test_streams.py tests/test_events.py
 	# some API tests again on the PostgreSQL store (they skip without ROOST_TEST_DATABASE_URL or CI)
-	$(BIN)/pytest -q --store=postgres tests/test_api_devices.py tests/test_api_buckets.py tests/test_api_tokens.py
+	$(BIN)/pytest -q $(PYTEST_SPREAD) --store=postgres tests/test_api_devices.py tests/test_api_buckets.py tests/test_api_tokens.py
 
 # wrk is the HTTP load generator of the benchmarks (Debian package)
 wrk:
