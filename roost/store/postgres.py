@@ -28,13 +28,17 @@ from roost.store import base
 from roost.store import postgres_aggregate as qa
 from roost.store import postgres_buckets as qb
 from roost.store import postgres_endpoints as qe
+from roost.store import postgres_points as qpw
 from roost.store import postgres_properties as qp
 from roost.store import postgres_queries as q
 from roost.store.aggregate import AggregateQuery, AggregateRow, Grouping, Partial, walk
 from roost.store.base import EVERY, AccessToken, Device, DeviceToken, Page, RefreshToken, User
+from roost.store.group_commit import AsyncGroupCommit
 from roost.store.memo import Memo
+from roost.store.point_writes import PointWrite, point_write
 from roost.store.postgres_migrate import apply_migrations
 from roost.store.postgres_order import InOrder
+from roost.store.postgres_sql import invalid
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +81,8 @@ class PostgresStore:
         self._tokens: Memo[tuple[str, ...], AccessToken | DeviceToken] = Memo(token_memo_seconds)
         self._pool: Any = None
         self._buckets = InOrder()  # reads of a bucket and writes of its points, in order
+        # point writes queued while a group is in flight go together, one transaction for all
+        self._point_writes = AsyncGroupCommit(self._write_point_group)
 
     async def open(self) -> None:
         """Connects (the pool) and applies pending migrations under the migration lock."""
@@ -111,6 +117,7 @@ class PostgresStore:
         self._tokens.invalidate()
 
     async def close(self) -> None:
+        await self._point_writes.wait_idle()
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
@@ -268,8 +275,11 @@ class PostgresStore:
     async def write_points(
         self, owner: str, bucket: str, points: Sequence[tuple[int, Any]], replace: bool = True
     ) -> None:
-        async with self._buckets.turn((owner, bucket)):  # in the order they came, as SQLite
-            await self._run(qb.write_points, owner, bucket, points, replace)
+        # encoded here, so that a value that cannot be stored fails this write alone
+        write = point_write(owner, bucket, points, replace)
+        async with self._buckets.turn((owner, bucket)):  # queued in the order they came
+            committed = self._point_writes.queue(write)
+        await committed  # groups run one at a time: they commit in that order too
         self.counts.points_written += len(points)
 
     async def read_points(
@@ -332,6 +342,9 @@ class PostgresStore:
         error mapping (for work beyond the Store protocol: ``postgres_copy``)."""
         return await self._run(fn, *args, **kwargs)
 
+    async def _write_point_group(self, writes: Sequence[PointWrite]) -> list[RoostError | None]:
+        return await self._run(qpw.write_point_group, writes)
+
     async def _kept(
         self,
         kind: type[_R],
@@ -365,9 +378,9 @@ class PostgresStore:
             async with pool.acquire(timeout=self._timeout) as conn:
                 return await fn(conn, *args, **kwargs)
         except asyncpg.DataError as e:  # out of range, not valid text (a NUL, a surrogate)
-            raise InvalidInput(_invalid(e)) from None
+            raise InvalidInput(invalid(e)) from None
         except ValueError as e:  # a JSON value with NaN; asyncpg's own DataError is one too
-            raise InvalidInput(_invalid(e)) from None
+            raise InvalidInput(invalid(e)) from None
         except _GONE as e:
             self.counts.failures[fn.__name__] += 1
             logger.warning("PostgreSQL unavailable: %s", _reason(e))
@@ -381,12 +394,3 @@ class PostgresStore:
 
 def _reason(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-
-
-def _invalid(e: BaseException) -> str:
-    message = str(e)
-    if "out of" in message and "range" in message:
-        return "a number is too large to be stored"
-    if "surrogate" in message or "0x00" in message or "encod" in message:
-        return "a text is not valid Unicode"
-    return "a value cannot be stored"
