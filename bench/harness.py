@@ -24,7 +24,9 @@ import httpx
 
 from roost.auth.keys import PEPPER_FILE, load_or_create_key
 from roost.auth.passwords import DeviceCredentials, hash_password
+from roost.store import Store
 from roost.store.base import Device, User
+from roost.store.postgres import PostgresStore
 from roost.store.sqlite import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent
@@ -41,9 +43,13 @@ def free_ports(count: int) -> list[int]:
         return [sock.getsockname()[1] for sock in socks]
 
 
-async def seed(data_dir: Path, devices: int) -> None:
-    """Create the bench user and its devices straight in the store (one credentials hash)."""
-    store = SQLiteStore(data_dir / "roost.db")
+async def seed(data_dir: Path, devices: int, database_url: str = "") -> None:
+    """Create the bench user and its devices straight in the store (one credentials hash): the
+    data dir's SQLite file, or PostgreSQL at ``database_url``."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store: Store = (
+        PostgresStore(database_url) if database_url else SQLiteStore(data_dir / "roost.db")
+    )
     await store.open()
     try:
         now = int(time.time() * 1000)
@@ -106,10 +112,15 @@ def limited(nofile: int) -> Callable[[], None]:
 
 class Server:
     """``python -m <module>`` (``roost.cli``, or ``bench.floor``) serving ``data_dir`` on free
-    ports, pinned to the server core, with ``nofile`` descriptors at most (soft and hard)."""
+    ports, pinned to the server core, with ``nofile`` descriptors at most (soft and hard);
+    ``env`` adds to its environment (``ROOST_DATABASE_URL``)."""
 
     def __init__(
-        self, data_dir: Path, module: str = "roost.cli", nofile: int | None = None
+        self,
+        data_dir: Path,
+        module: str = "roost.cli",
+        nofile: int | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         ports = free_ports(6)
         self.http_port, self.device_port, self.tls_port, self.iotmp_port = ports[:4]
@@ -141,7 +152,7 @@ class Server:
                 "WARNING",
                 "serve",
             ],
-            env={**os.environ, "ROOST_ADMIN_PASSWORD": "bench-admin-password"},
+            env={**os.environ, "ROOST_ADMIN_PASSWORD": "bench-admin-password", **(env or {})},
             cwd=ROOT.parent,
             preexec_fn=limited(self.nofile),
         )

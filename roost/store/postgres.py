@@ -10,8 +10,13 @@ the pool replaces broken connections by itself, so the next call works once the 
 A bucket's record reads and point writes run in the order they came (``postgres_order``), as on
 SQLite's one thread: a device's bucket writes keep their order.
 
-Token records are kept in a :class:`~roost.store.memo.Memo` for ``token_memo_seconds``, as in the
-SQLite store: this node's writes forget them at once, other nodes' writes are seen within that.
+Token records are kept in a :class:`~roost.store.memo.Memo` for ``token_memo_seconds``, and bucket
+records (read by every device bucket write) for ``bucket_memo_seconds``, as in the SQLite store:
+this node's writes forget them at once, other nodes' writes are seen within that, or at once when
+the bus tells of them (:meth:`PostgresStore.changed_elsewhere`).
+
+Point writes go in groups (``postgres_points``): those queued while a group is in flight share
+the next transaction, and each caller is answered after the commit that holds its write.
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ class PostgresStore:
         url: str,
         *,
         token_memo_seconds: float = 2.0,
+        bucket_memo_seconds: float = 2.0,
         pool_size: int = 10,
         timeout: float = 5.0,
         counts: base.StoreCounts | None = None,
@@ -79,6 +85,7 @@ class PostgresStore:
         self._pool_size = pool_size
         self._timeout = timeout
         self._tokens: Memo[tuple[str, ...], AccessToken | DeviceToken] = Memo(token_memo_seconds)
+        self._bucket_records: Memo[tuple[str, str], base.Bucket] = Memo(bucket_memo_seconds)
         self._pool: Any = None
         self._buckets = InOrder()  # reads of a bucket and writes of its points, in order
         # point writes queued while a group is in flight go together, one transaction for all
@@ -115,6 +122,7 @@ class PostgresStore:
 
     def changed_elsewhere(self) -> None:
         self._tokens.invalidate()
+        self._bucket_records.invalidate()
 
     async def close(self) -> None:
         await self._point_writes.wait_idle()
@@ -254,11 +262,20 @@ class PostgresStore:
     # data buckets
 
     async def create_bucket(self, bucket: base.Bucket) -> None:
+        self._bucket_records.invalidate()
         await self._run(qb.insert_bucket, bucket)
 
     async def get_bucket(self, owner: str, bucket: str) -> base.Bucket | None:
-        async with self._buckets.turn((owner, bucket)):  # a device write's first step
-            return await self._run(qb.select_bucket, owner, bucket)
+        key = (owner, bucket)
+        async with self._buckets.turn(key):  # a device write's first step
+            kept = self._bucket_records.get(key)
+            if kept is not None:
+                return kept
+            generation = self._bucket_records.generation
+            record = await self._run(qb.select_bucket, owner, bucket)
+            if record is not None:
+                self._bucket_records.put(key, record, generation)
+            return record
 
     async def list_buckets(self, owner: str, page: Page = EVERY) -> list[base.Bucket]:
         return await self._run(qb.select_buckets, owner, page)
@@ -267,9 +284,11 @@ class PostgresStore:
         return await self._run(qb.select_device_source_buckets)
 
     async def update_bucket(self, bucket: base.Bucket) -> None:
+        self._bucket_records.invalidate()
         await self._run(qb.update_bucket, bucket)
 
     async def delete_bucket(self, owner: str, bucket: str) -> bool:
+        self._bucket_records.invalidate()
         return await self._run(qb.delete_bucket, owner, bucket)
 
     async def write_points(
