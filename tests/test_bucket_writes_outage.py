@@ -11,23 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from roost.app import Roost
 from roost.device.client import Device, ProtocolName
-from roost.errors import DeviceTimeout
 
+from acked_writes import (
+    ANSWER_S,
+    Tally,
+    acked_by_all,
+    failed_twice_for_all,
+    stored_values,
+    write_until,
+)
 from conftest import ADMIN, bearer, create_device, login, make_settings, sdk_device, wait_for
 from pg_proxy import Proxy, proxy  # noqa: F401
 
 BUCKETS = f"/v1/users/{ADMIN}/buckets"
-ANSWER_S = 25.0  # a write not answered within this is a hang (the store gives up after 5 s)
 DEVICES: list[tuple[str, ProtocolName]] = [
     ("legacy1", "legacy"),
     ("legacy2", "legacy"),
@@ -37,56 +39,10 @@ DEVICES: list[tuple[str, ProtocolName]] = [
 IN_FLIGHT = 4  # writes each device keeps under way
 
 
-@dataclass
-class Tally:
-    """What the writers were told: the values acknowledged, and how many writes failed."""
-
-    acked: set[str] = field(default_factory=set)
-    failed: list[str] = field(default_factory=list)  # the writers whose writes failed, in turn
-    hung: list[str] = field(default_factory=list)
-
-
-async def _write_until(
-    stop: asyncio.Event, tally: Tally, name: str, write: Callable[[str], Awaitable[bool]]
-) -> None:
-    n = 0
-    while not stop.is_set():
-        n += 1
-        value = f"{name}-{n}"
-        try:
-            async with asyncio.timeout(ANSWER_S):
-                acked = await write(value)
-        except TimeoutError:
-            tally.hung.append(value)
-            return
-        except (DeviceTimeout, httpx.TransportError):
-            acked = False
-        if acked:
-            tally.acked.add(value)
-        else:
-            tally.failed.append(name)
-            await asyncio.sleep(0.01)  # refused at once: do not spin
-
-
 async def _bucket(http: httpx.AsyncClient, token: str, bucket: str) -> None:
     body = {"bucket": bucket, "name": bucket, "enabled": True, "config": {"source": "write"}}
     response = await http.post(BUCKETS, json=body, headers=bearer(token))
     assert response.status_code == 200, response.text
-
-
-async def _stored(http: httpx.AsyncClient, token: str, bucket: str) -> list[Any]:
-    """Every point's value, oldest first, read a page of 1,000 at a time."""
-    values: list[Any] = []
-    min_ts = 0
-    while True:
-        params = {"sort": "asc", "items": 1000, "min_ts": min_ts}
-        response = await http.get(f"{BUCKETS}/{bucket}/data", params=params, headers=bearer(token))
-        assert response.status_code == 200, response.text
-        page = response.json()
-        values += [point["val"] for point in page]
-        if len(page) < 1000:
-            return values
-        min_ts = page[-1]["ts"] + 1
 
 
 async def test_no_acknowledged_bucket_write_is_lost_while_postgresql_goes_away(
@@ -128,34 +84,13 @@ async def test_no_acknowledged_bucket_write_is_lost_while_postgresql_goes_away(
 
                 for lane in range(IN_FLIGHT):
                     name = f"{device.device}.{lane}"
-                    writers.append(asyncio.create_task(_write_until(stop, tally, name, confirmed)))
-            writers.append(asyncio.create_task(_write_until(stop, tally, "http", post)))
+                    writers.append(asyncio.create_task(write_until(stop, tally, name, confirmed)))
+            writers.append(asyncio.create_task(write_until(stop, tally, "http", post)))
 
             every = len(writers)
-
-            def acked_by_all() -> Callable[[], Awaitable[bool]]:
-                """A condition: every writer has had a write acknowledged since now."""
-                before = set(tally.acked)
-
-                async def condition() -> bool:
-                    return len({v.rsplit("-", 1)[0] for v in tally.acked - before}) == every
-
-                return condition
-
-            def failed_for_all() -> Callable[[], Awaitable[bool]]:
-                """A condition: every writer has had two writes fail since now (the second one
-                sent while the database was away, not just cut off under way)."""
-                before = len(tally.failed)
-
-                async def condition() -> bool:
-                    twice = Counter(tally.failed[before:])
-                    return sum(1 for n in twice.values() if n >= 2) == every
-
-                return condition
-
-            await wait_for(acked_by_all(), 10)
+            await wait_for(acked_by_all(tally, every), 10)
             for black_hole in (False, True):
-                down = failed_for_all()
+                down = failed_twice_for_all(tally, every)
                 await gate.stop()  # connections cut; new ones refused
                 if black_hole:  # or accepted and never answered
                     gate.black_hole = True
@@ -164,13 +99,13 @@ async def test_no_acknowledged_bucket_write_is_lost_while_postgresql_goes_away(
                 await gate.stop()
                 gate.black_hole = False
                 await gate.start()  # back: the pool reconnects by itself
-                await wait_for(acked_by_all(), 20)
+                await wait_for(acked_by_all(tally, every), 20)
             stop.set()
             await asyncio.gather(*writers)
             assert tally.hung == []
 
-            stored = set(await _stored(http, token, "device_log"))
-            stored |= {v["v"] for v in await _stored(http, token, "http_log")}
+            stored = set(await stored_values(http, token, f"{BUCKETS}/device_log"))
+            stored |= {v["v"] for v in await stored_values(http, token, f"{BUCKETS}/http_log")}
             assert tally.acked - stored == set()
             assert len(tally.acked) > every * 3  # before, between and after the outages
     finally:
