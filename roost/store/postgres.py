@@ -7,8 +7,9 @@ bound: taking a connection and each statement have a timeout, and when the serve
 reached (down, restarting, a timeout) the call raises :class:`~roost.errors.Unavailable` (503);
 the pool replaces broken connections by itself, so the next call works once the server is back.
 
-A bucket's record reads and point writes run in the order they came (``postgres_order``), as on
-SQLite's one thread: a device's bucket writes keep their order.
+Point writes commit in the order they came, as on SQLite's one thread (queued at once, one group
+at a time), and a bucket's record reads that must go to the database run in the order they came
+(``postgres_order``): a device's bucket writes (read the bucket, then write) keep their order.
 
 Token records are kept in a :class:`~roost.store.memo.Memo` for ``token_memo_seconds``, and bucket
 records (read by every device bucket write) for ``bucket_memo_seconds``, as in the SQLite store:
@@ -267,6 +268,10 @@ class PostgresStore:
 
     async def get_bucket(self, owner: str, bucket: str) -> base.Bucket | None:
         key = (owner, bucket)
+        if key not in self._buckets:  # no read of it under way that this one must wait for
+            kept = self._bucket_records.get(key)
+            if kept is not None:
+                return kept
         async with self._buckets.turn(key):  # a device write's first step
             kept = self._bucket_records.get(key)
             if kept is not None:
@@ -296,9 +301,8 @@ class PostgresStore:
     ) -> None:
         # encoded here, so that a value that cannot be stored fails this write alone
         write = point_write(owner, bucket, points, replace)
-        async with self._buckets.turn((owner, bucket)):  # queued in the order they came
-            committed = self._point_writes.queue(write)
-        await committed  # groups run one at a time: they commit in that order too
+        # queued at once, and groups run one at a time: writes commit in the order they came
+        await self._point_writes.queue(write)
         self.counts.points_written += len(points)
 
     async def read_points(
