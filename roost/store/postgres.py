@@ -299,6 +299,8 @@ class PostgresStore:
     async def write_points(
         self, owner: str, bucket: str, points: Sequence[tuple[int, Any]], replace: bool = True
     ) -> None:
+        if not points:
+            return
         # encoded here, so that a value that cannot be stored fails this write alone
         write = point_write(owner, bucket, points, replace)
         # queued at once, and groups run one at a time: writes commit in the order they came
@@ -366,7 +368,8 @@ class PostgresStore:
         return await self._run(fn, *args, **kwargs)
 
     async def _write_point_group(self, writes: Sequence[PointWrite]) -> list[RoostError | None]:
-        return await self._run(qpw.write_point_group, writes)
+        # a failed group counts once, as operation write_points (roost_store_errors)
+        return await self._run(qpw.write_points, writes)
 
     async def _kept(
         self,

@@ -55,7 +55,7 @@ class _Taken(Exception):
 _REFUSALS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, ValueError, _Taken)
 
 
-async def write_point_group(conn: Conn, writes: Sequence[PointWrite]) -> list[RoostError | None]:
+async def write_points(conn: Conn, writes: Sequence[PointWrite]) -> list[RoostError | None]:
     """Every write in ONE transaction (one commit for all), each all or none: for each write in
     order, None or why it was refused (then none of its rows is written). Errors of the database
     itself (gone, a timeout) raise, and nothing is committed."""
