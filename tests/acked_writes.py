@@ -5,7 +5,6 @@ system (PostgreSQL, NATS) is briefly away."""
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +23,8 @@ class Tally:
     """What the writers were told: the values acknowledged, and how many writes failed."""
 
     acked: set[str] = field(default_factory=set)
-    failed: list[str] = field(default_factory=list)  # the writers whose writes failed, in turn
+    # the writers whose writes failed, with when (loop time) each failed write was sent
+    failed: list[tuple[str, float]] = field(default_factory=list)
     hung: list[str] = field(default_factory=list)
 
 
@@ -35,6 +35,7 @@ async def write_until(
     while not stop.is_set():
         n += 1
         value = f"{name}-{n}"
+        sent = asyncio.get_running_loop().time()
         try:
             async with asyncio.timeout(ANSWER_S):
                 acked = await write(value)
@@ -46,7 +47,7 @@ async def write_until(
         if acked:
             tally.acked.add(value)
         else:
-            tally.failed.append(name)
+            tally.failed.append((name, sent))
             await asyncio.sleep(0.01)  # refused at once: do not spin
 
 
@@ -76,13 +77,12 @@ def acked_by_all(tally: Tally, writers: int) -> Callable[[], Awaitable[bool]]:
     return condition
 
 
-def failed_twice_for_all(tally: Tally, writers: int) -> Callable[[], Awaitable[bool]]:
-    """A condition: each of the ``writers`` has had two writes fail since now (the second one
-    sent while the part was away, not just cut off on its way)."""
-    before = len(tally.failed)
+def failed_for_all(tally: Tally, writers: int) -> Callable[[], Awaitable[bool]]:
+    """A condition: each of the ``writers`` has had a write sent from now on fail (sent while
+    the part was away, not one cut off on its way)."""
+    since = asyncio.get_running_loop().time()
 
     async def condition() -> bool:
-        failed = Counter(tally.failed[before:])
-        return sum(1 for count in failed.values() if count >= 2) == writers
+        return len({name for name, sent in tally.failed if sent >= since}) == writers
 
     return condition

@@ -22,7 +22,7 @@ from acked_writes import (
     ANSWER_S,
     Tally,
     acked_by_all,
-    failed_twice_for_all,
+    failed_for_all,
     stored_values,
     write_until,
 )
@@ -90,14 +90,17 @@ async def test_no_acknowledged_bucket_write_is_lost_while_postgresql_goes_away(
             every = len(writers)
             await wait_for(acked_by_all(tally, every), 10)
             for black_hole in (False, True):
-                down = failed_twice_for_all(tally, every)
                 await gate.stop()  # connections cut; new ones refused
-                if black_hole:  # or accepted and never answered
+                refused = failed_for_all(tally, every)
+                await wait_for(refused, 15)  # the writes meanwhile fail: answered, not lost
+                if black_hole:  # then new ones accepted and never answered
                     gate.black_hole = True
+                    swallowed = failed_for_all(tally, every)
                     await gate.start()
-                await wait_for(down, 15)  # the writes meanwhile fail: answered, not lost
-                await gate.stop()
-                gate.black_hole = False
+                    # each writer's next write waits for the store's timeout (5 s), then fails
+                    await wait_for(swallowed, 20)
+                    await gate.stop()
+                    gate.black_hole = False
                 await gate.start()  # back: the pool reconnects by itself
                 await wait_for(acked_by_all(tally, every), 20)
             stop.set()

@@ -7,17 +7,16 @@ bound: taking a connection and each statement have a timeout, and when the serve
 reached (down, restarting, a timeout) the call raises :class:`~roost.errors.Unavailable` (503);
 the pool replaces broken connections by itself, so the next call works once the server is back.
 
-Point writes commit in the order they came, as on SQLite's one thread (queued at once, one group
-at a time), and a bucket's record reads that must go to the database run in the order they came
-(``postgres_order``): a device's bucket writes (read the bucket, then write) keep their order.
+Point writes go in groups (``postgres_points``): those queued while a group is in flight share the
+next transaction, each caller answered after the commit that holds its write. They commit in the
+order they came, as on SQLite's one thread (queued at once, one group at a time), and reads of a
+bucket's record that go to the database keep their order too (``postgres_order``): a device's
+bucket writes (read the bucket, then write) keep their order.
 
 Token records are kept in a :class:`~roost.store.memo.Memo` for ``token_memo_seconds``, and bucket
 records (read by every device bucket write) for ``bucket_memo_seconds``, as in the SQLite store:
 this node's writes forget them at once, other nodes' writes are seen within that, or at once when
 the bus tells of them (:meth:`PostgresStore.changed_elsewhere`).
-
-Point writes go in groups (``postgres_points``): those queued while a group is in flight share
-the next transaction, and each caller is answered after the commit that holds its write.
 """
 
 from __future__ import annotations
@@ -50,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
-_R = TypeVar("_R", AccessToken, DeviceToken)
+_R = TypeVar("_R", AccessToken, DeviceToken, base.Bucket)
 
 PURGE_CHUNK = 1000  # expired refresh tokens deleted per statement
 # the server cannot be reached, or went away mid-call: retry later (asyncpg's own classes)
@@ -88,9 +87,11 @@ class PostgresStore:
         self._tokens: Memo[tuple[str, ...], AccessToken | DeviceToken] = Memo(token_memo_seconds)
         self._bucket_records: Memo[tuple[str, str], base.Bucket] = Memo(bucket_memo_seconds)
         self._pool: Any = None
-        self._buckets = InOrder()  # reads of a bucket and writes of its points, in order
-        # point writes queued while a group is in flight go together, one transaction for all
-        self._point_writes = AsyncGroupCommit(self._write_point_group)
+        self._buckets = InOrder()  # reads of a bucket's record that go to the database, in order
+        # a group's failure counts once, as operation write_points (roost_store_errors)
+        self._point_writes = AsyncGroupCommit[PointWrite](
+            lambda writes: self._run(qpw.write_points, writes)
+        )
 
     async def open(self) -> None:
         """Connects (the pool) and applies pending migrations under the migration lock."""
@@ -268,19 +269,11 @@ class PostgresStore:
 
     async def get_bucket(self, owner: str, bucket: str) -> base.Bucket | None:
         key = (owner, bucket)
-        if key not in self._buckets:  # no read of it under way that this one must wait for
-            kept = self._bucket_records.get(key)
-            if kept is not None:
-                return kept
+        kept = self._bucket_records.get(key)
+        if kept is not None and key not in self._buckets:  # no read of it under way to wait for
+            return kept
         async with self._buckets.turn(key):  # a device write's first step
-            kept = self._bucket_records.get(key)
-            if kept is not None:
-                return kept
-            generation = self._bucket_records.generation
-            record = await self._run(qb.select_bucket, owner, bucket)
-            if record is not None:
-                self._bucket_records.put(key, record, generation)
-            return record
+            return await self._kept(base.Bucket, key, qb.select_bucket, owner, bucket)
 
     async def list_buckets(self, owner: str, page: Page = EVERY) -> list[base.Bucket]:
         return await self._run(qb.select_buckets, owner, page)
@@ -367,10 +360,6 @@ class PostgresStore:
         error mapping (for work beyond the Store protocol: ``postgres_copy``)."""
         return await self._run(fn, *args, **kwargs)
 
-    async def _write_point_group(self, writes: Sequence[PointWrite]) -> list[RoostError | None]:
-        # a failed group counts once, as operation write_points (roost_store_errors)
-        return await self._run(qpw.write_points, writes)
-
     async def _kept(
         self,
         kind: type[_R],
@@ -379,14 +368,16 @@ class PostgresStore:
         *args: _P.args,
         **kwargs: _P.kwargs,
     ) -> _R | None:
-        """A token record from the memo, else read (and kept unless a write came meanwhile)."""
-        kept = self._tokens.get(key)
+        """A token or bucket record from its memo, else read (and kept unless a write came
+        meanwhile)."""
+        memo: Memo[Any, Any] = self._bucket_records if kind is base.Bucket else self._tokens
+        kept = memo.get(key)
         if isinstance(kept, kind):
             return kept
-        generation = self._tokens.generation
+        generation = memo.generation
         record = await self._run(fn, *args, **kwargs)
         if record is not None:
-            self._tokens.put(key, record, generation)
+            memo.put(key, record, generation)
         return record
 
     async def _run(
