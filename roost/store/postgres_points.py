@@ -2,10 +2,11 @@
 was in flight goes into ONE transaction (:class:`roost.store.group_commit.AsyncGroupCommit`),
 each write all or none.
 
-A group is a few statements whatever its size: take a transaction-scoped advisory lock per
-bucket written (so that no other node's group picks the same free ts meanwhile) and learn which
-buckets exist; read the taken ts the writes that must not replace a point could land on; pick
-their ts here; then one INSERT of every row (over arrays: ``unnest``). A write into a bucket that
+A group is two statements in a transaction whatever its size: one takes a transaction-scoped
+advisory lock per bucket written (so that no other node's group picks the same free ts
+meanwhile), learns which buckets exist and reads the taken ts the writes that must not replace a
+point could land on; the ts are picked here; then one INSERT of every row (over arrays:
+``unnest``). A write into a bucket that
 does not exist, or with no free ts within ``FREE_TS_STEPS`` ms, fails alone, found before any
 row is written. Should the database refuse a row nonetheless (a value it cannot hold, a bucket
 deleted meanwhile), the group runs again with each write in a savepoint of its own, so that only
@@ -24,16 +25,16 @@ from roost.store.point_writes import FREE_TS_STEPS, TS_MAX, PointWrite
 from roost.store.postgres_queries import Conn
 from roost.store.postgres_sql import count, invalid
 
-# one lock per bucket, held to the commit; the first column tells whether the bucket exists
-_LOCK = (
-    "SELECT EXISTS (SELECT 1 FROM buckets WHERE owner = u.o AND bucket = u.b),"
-    " pg_advisory_xact_lock(hashtextextended(u.o || '/' || u.b, 0))::text"
-    " FROM unnest($1::text[], $2::text[]) AS u (o, b)"
-)
-_TAKEN = (
-    "SELECT p.owner, p.bucket, p.ts"
+# per bucket written: a lock held to the commit (no other node's group picks the same free ts
+# meanwhile), whether it exists, and its taken ts in [lo, hi] (NULL: none asked for). The ts are
+# read in the statement's snapshot, which may predate the lock (READ COMMITTED): a ts another
+# node took in between is found by the insert, and the group runs again, the ts read anew
+_FIND = (
+    "SELECT pg_advisory_xact_lock(hashtextextended(u.o || '/' || u.b, 0))::text,"
+    " EXISTS (SELECT 1 FROM buckets WHERE owner = u.o AND bucket = u.b),"
+    " ARRAY (SELECT ts FROM bucket_points WHERE owner = u.o AND bucket = u.b"
+    " AND ts BETWEEN u.lo AND u.hi)"
     " FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS u (o, b, lo, hi)"
-    " JOIN bucket_points AS p ON p.owner = u.o AND p.bucket = u.b AND p.ts BETWEEN u.lo AND u.hi"
 )
 _INSERT = "INSERT INTO bucket_points (owner, bucket, ts, value) SELECT * FROM unnest"
 # the rows at a ts found free ($1-$4: the statement's count), and the replacing rows ($5-$8)
@@ -61,16 +62,16 @@ async def write_points(conn: Conn, writes: Sequence[PointWrite]) -> list[RoostEr
     itself (gone, a timeout) raise, and nothing is committed."""
     try:
         async with conn.transaction():
-            return await _write(conn, writes)
+            return await _write(conn, writes, locked_first=False)
     except _REFUSALS as exc:
-        if len(writes) == 1:
+        if len(writes) == 1 and not isinstance(exc, _Taken):
             return [_refusal(writes[0], exc)]
     outcomes: list[RoostError | None] = []
     async with conn.transaction():
         for write in writes:
             try:
                 async with conn.transaction():  # a savepoint: this write alone rolls back
-                    outcomes += await _write(conn, [write])
+                    outcomes += await _write(conn, [write], locked_first=True)
             except _REFUSALS as exc:
                 outcomes.append(_refusal(write, exc))
     return outcomes
@@ -84,13 +85,12 @@ def _refusal(write: PointWrite, exc: BaseException) -> RoostError:
     return InvalidInput(invalid(exc))
 
 
-async def _write(conn: Conn, writes: Sequence[PointWrite]) -> list[RoostError | None]:
-    keys = sorted({(write.owner, write.bucket) for write in writes})  # one lock order for all
-    found = await conn.fetch(_LOCK, [o for o, _ in keys], [b for _, b in keys])
-    present = {key for key, (exists, _) in zip(keys, found, strict=True) if exists}
-    taken = await _taken(
-        conn, [w for w in writes if not w.replace and (w.owner, w.bucket) in present]
-    )
+async def _write(
+    conn: Conn, writes: Sequence[PointWrite], locked_first: bool
+) -> list[RoostError | None]:
+    """The group's writes in the transaction under way; ``locked_first``: the taken ts read
+    after the locks are held (no other node can have taken one the insert then finds)."""
+    present, taken = await _find(conn, writes, locked_first)
     outcomes: list[RoostError | None] = []
     rows: dict[tuple[str, str, int], tuple[str, bool]] = {}  # the later write of a ts wins
     hints: dict[tuple[str, str, int], int] = {}  # ts -> the last ts its writes took
@@ -122,20 +122,26 @@ async def _write(conn: Conn, writes: Sequence[PointWrite]) -> list[RoostError | 
     return outcomes
 
 
-async def _taken(conn: Conn, writes: Sequence[PointWrite]) -> dict[_Key, set[int]]:
-    """The taken ts of each bucket in the span its writes' free ts may be sought in."""
-    spans: dict[_Key, tuple[int, int]] = {}
+async def _find(
+    conn: Conn, writes: Sequence[PointWrite], locked_first: bool
+) -> tuple[set[_Key], dict[_Key, set[int]]]:
+    """The buckets written that exist (each locked), and the taken ts of each in the span its
+    writes' free ts may be sought in."""
+    starts: dict[_Key, list[int]] = {}  # per bucket, the ts its free ts are sought from
     for write in writes:
-        for owner, bucket, ts, _ in write.rows:
-            lo, hi = spans.get((owner, bucket), (ts, ts))
-            spans[owner, bucket] = (min(lo, ts), max(hi, ts))
-    taken: dict[_Key, set[int]] = {key: set() for key in spans}
-    if not spans:
-        return taken
-    reach = [(o, b, lo, min(hi + FREE_TS_STEPS, TS_MAX)) for (o, b), (lo, hi) in spans.items()]
-    for owner, bucket, ts in await conn.fetch(_TAKEN, *_columns(reach)):
-        taken[owner, bucket].add(ts)
-    return taken
+        here = starts.setdefault((write.owner, write.bucket), [])
+        if not write.replace:
+            here += [ts for _, _, ts, _ in write.rows]
+    bounds = [  # sorted: one lock order for every group
+        (o, b, min(ts), min(max(ts) + FREE_TS_STEPS, TS_MAX)) if ts else (o, b, None, None)
+        for (o, b), ts in sorted(starts.items())
+    ]
+    if locked_first:
+        await conn.fetch(_FIND, *_columns(bounds))
+    found = await conn.fetch(_FIND, *_columns(bounds))
+    present = {(o, b) for (o, b, _, _), (_, exists, _) in zip(bounds, found, strict=True) if exists}
+    taken = {(o, b): set(ts) for (o, b, _, _), (_, _, ts) in zip(bounds, found, strict=True)}
+    return present, taken
 
 
 def _free_ts(
