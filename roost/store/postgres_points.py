@@ -1,16 +1,18 @@
 """Point writes of the PostgreSQL store, in groups: every write queued while the previous group
-was in flight goes into ONE transaction (:class:`roost.store.group_commit.AsyncGroupCommit`),
+was in flight is committed by ONE statement (:class:`roost.store.group_commit.AsyncGroupCommit`),
 each write all or none.
 
-A group is two statements in a transaction whatever its size: one takes a transaction-scoped
-advisory lock per bucket written (so that no other node's group picks the same free ts
-meanwhile), learns which buckets exist and reads the taken ts the writes that must not replace a
-point could land on; the ts are picked here; then one INSERT of every row (over arrays:
-``unnest``). A write into a bucket that
-does not exist, or with no free ts within ``FREE_TS_STEPS`` ms, fails alone, found before any
-row is written. Should the database refuse a row nonetheless (a value it cannot hold, a bucket
-deleted meanwhile), the group runs again with each write in a savepoint of its own, so that only
-the writes refused fail.
+A group is two statements whatever its size, each its own transaction (a round trip each: the
+replies wait for a busy event loop, and BEGIN and COMMIT of their own cost a third of the rate).
+The first learns which buckets written exist and reads the taken ts the writes that must not
+replace a point could land on; the ts are picked here; the second is one INSERT of every row
+(over arrays: ``unnest``), which writes nothing if one of the ts found free was taken meanwhile
+(another node's write). A write into a bucket that does not exist, or with no free ts within
+``FREE_TS_STEPS`` ms, fails alone, found before any row is written. Should the database refuse
+the INSERT (a ts taken meanwhile, a value it cannot hold, a bucket deleted meanwhile), the group
+runs again in one transaction, each write in a savepoint of its own and its ts read after a
+transaction-scoped advisory lock per bucket (which every such retry takes: no other node's retry
+picks the same ts meanwhile), so that only the writes refused fail.
 """
 
 from __future__ import annotations
@@ -23,12 +25,11 @@ import asyncpg
 from roost.errors import Conflict, InvalidInput, NotFound, RoostError
 from roost.store.point_writes import FREE_TS_STEPS, TS_MAX, PointWrite
 from roost.store.postgres_queries import Conn
-from roost.store.postgres_sql import count, invalid
+from roost.store.postgres_sql import invalid
 
-# per bucket written: a lock held to the commit (no other node's group picks the same free ts
-# meanwhile), whether it exists, and its taken ts in [lo, hi] (NULL: none asked for). The ts are
-# read in the statement's snapshot, which may predate the lock (READ COMMITTED): a ts another
-# node took in between is found by the insert, and the group runs again, the ts read anew
+# per bucket written: a lock held to the commit, whether it exists, and its taken ts in [lo, hi]
+# (NULL: none asked for), read in the statement's snapshot: taken before the lock (READ
+# COMMITTED), so a retry runs it twice, the second time under the lock; _PEEK: without the lock
 _FIND = (
     "SELECT pg_advisory_xact_lock(hashtextextended(u.o || '/' || u.b, 0))::text,"
     " EXISTS (SELECT 1 FROM buckets WHERE owner = u.o AND bucket = u.b),"
@@ -36,13 +37,16 @@ _FIND = (
     " AND ts BETWEEN u.lo AND u.hi)"
     " FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS u (o, b, lo, hi)"
 )
+_PEEK = _FIND.replace("pg_advisory_xact_lock(hashtextextended(u.o || '/' || u.b, 0))", "NULL")
 _INSERT = "INSERT INTO bucket_points (owner, bucket, ts, value) SELECT * FROM unnest"
-# the rows at a ts found free ($1-$4: the statement's count), and the replacing rows ($5-$8)
+# the replacing rows ($5-$8), and the rows at a ts found free ($1-$4), $9 of them: should one
+# be taken meanwhile, the statement fails (division by zero) and writes nothing
 _WRITE = (
     f"WITH replaced AS ({_INSERT} ($5::text[], $6::text[], $7::bigint[], $8::json[])"
-    " ON CONFLICT (owner, bucket, ts) DO UPDATE SET value = EXCLUDED.value)"
-    f" {_INSERT} ($1::text[], $2::text[], $3::bigint[], $4::json[])"
-    " ON CONFLICT (owner, bucket, ts) DO NOTHING"
+    " ON CONFLICT (owner, bucket, ts) DO UPDATE SET value = EXCLUDED.value),"
+    f" inserted AS ({_INSERT} ($1::text[], $2::text[], $3::bigint[], $4::json[])"
+    " ON CONFLICT (owner, bucket, ts) DO NOTHING RETURNING 1)"
+    " SELECT 1 / (CASE WHEN (SELECT count(*) FROM inserted) = $9 THEN 1 ELSE 0 END)"
 )
 
 _Key = tuple[str, str]
@@ -60,9 +64,8 @@ async def write_points(conn: Conn, writes: Sequence[PointWrite]) -> list[RoostEr
     """Every write in ONE transaction (one commit for all), each all or none: for each write in
     order, None or why it was refused (then none of its rows is written). Errors of the database
     itself (gone, a timeout) raise, and nothing is committed."""
-    try:
-        async with conn.transaction():
-            return await _write(conn, writes, locked_first=False)
+    try:  # first as two statements, each its own transaction (the second writes all or none)
+        return await _write(conn, writes, locked_first=False)
     except _REFUSALS as exc:
         if len(writes) == 1 and not isinstance(exc, _Taken):
             return [_refusal(writes[0], exc)]
@@ -88,8 +91,8 @@ def _refusal(write: PointWrite, exc: BaseException) -> RoostError:
 async def _write(
     conn: Conn, writes: Sequence[PointWrite], locked_first: bool
 ) -> list[RoostError | None]:
-    """The group's writes in the transaction under way; ``locked_first``: the taken ts read
-    after the locks are held (no other node can have taken one the insert then finds)."""
+    """The group's writes; ``locked_first`` (in a transaction): the taken ts read after the
+    locks are held (no other node's retry can take one meanwhile)."""
     present, taken = await _find(conn, writes, locked_first)
     outcomes: list[RoostError | None] = []
     rows: dict[tuple[str, str, int], tuple[str, bool]] = {}  # the later write of a ts wins
@@ -138,7 +141,7 @@ async def _find(
     ]
     if locked_first:
         await conn.fetch(_FIND, *_columns(bounds))
-    found = await conn.fetch(_FIND, *_columns(bounds))
+    found = await conn.fetch(_FIND if locked_first else _PEEK, *_columns(bounds))
     present = {(o, b) for (o, b, _, _), (_, exists, _) in zip(bounds, found, strict=True) if exists}
     taken = {(o, b): set(ts) for (o, b, _, _), (_, _, ts) in zip(bounds, found, strict=True)}
     return present, taken
@@ -170,8 +173,10 @@ async def _insert(conn: Conn, rows: dict[tuple[str, str, int], tuple[str, bool]]
         return
     free = [(*key, value) for key, (value, replace) in rows.items() if not replace]
     replacing = [(*key, value) for key, (value, replace) in rows.items() if replace]
-    if count(await conn.execute(_WRITE, *_columns(free), *_columns(replacing))) != len(free):
-        raise _Taken
+    try:
+        await conn.fetchval(_WRITE, *_columns(free), *_columns(replacing), len(free))
+    except asyncpg.DivisionByZeroError:
+        raise _Taken from None
 
 
 def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
