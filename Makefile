@@ -87,7 +87,9 @@ postgres:
 		$(PSQL) "createdb -O roost roost_test"
 	@echo "PostgreSQL for the tests: $(POSTGRES_TEST_URL)"
 
-# the full plan includes bench.flood (one device flooding, the healthcheck meanwhile)
+# the full plan includes bench.flood (one device flooding, the healthcheck meanwhile); with
+# ROOST_BENCH_DATABASE_URL set (e.g. to $(POSTGRES_TEST_URL), `make postgres`), ingest into
+# PostgreSQL too (bench.ingest_pg, ingest_pg_per_s), else the summary says it skipped it
 bench: $(TESTING) wrk mosquitto nats
 	$(BIN)/python -m bench.run --write BENCHMARKS.md
 

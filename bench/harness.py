@@ -24,7 +24,9 @@ import httpx
 
 from roost.auth.keys import PEPPER_FILE, load_or_create_key
 from roost.auth.passwords import DeviceCredentials, hash_password
+from roost.store import Store
 from roost.store.base import Device, User
+from roost.store.postgres import PostgresStore
 from roost.store.sqlite import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent
@@ -41,9 +43,13 @@ def free_ports(count: int) -> list[int]:
         return [sock.getsockname()[1] for sock in socks]
 
 
-async def seed(data_dir: Path, devices: int) -> None:
-    """Create the bench user and its devices straight in the store (one credentials hash)."""
-    store = SQLiteStore(data_dir / "roost.db")
+async def seed(data_dir: Path, devices: int, database_url: str = "") -> None:
+    """Create the bench user and its devices straight in the store (one credentials hash): the
+    data dir's SQLite file, or PostgreSQL at ``database_url``."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store: Store = (
+        PostgresStore(database_url) if database_url else SQLiteStore(data_dir / "roost.db")
+    )
     await store.open()
     try:
         now = int(time.time() * 1000)
@@ -107,7 +113,7 @@ def limited(nofile: int) -> Callable[[], None]:
 class Server:
     """``python -m <module>`` (``roost.cli``, or ``bench.floor``) serving ``data_dir`` on free
     ports, pinned to the server core, with ``nofile`` descriptors at most (soft and hard) and
-    ``env`` added to its environment (``ROOST_NATS_URL``, say)."""
+    ``env`` added to its environment (``ROOST_NATS_URL``, ``ROOST_DATABASE_URL``)."""
 
     def __init__(
         self,

@@ -1,6 +1,7 @@
 """The benchmark suite: servers pinned to core 0, load generators on core 1.
 
-    python -m bench.run [--quick | --smoke] [--rpc-only] [--write BENCHMARKS.md]
+    python -m bench.run [--quick | --smoke] [--rpc-only] [--database-url URL]
+        [--write BENCHMARKS.md]
 
 Scenarios, in one run:
 - rpc: wrk on ``GET /v2/users/bench/devices/d{i}/temperature`` spread over many simulated devices
@@ -31,7 +32,9 @@ Scenarios, in one run:
   100), and both workers' RSS growth per device (``box_device_bytes``);
 - ingest: ``bench.ingest``, devices' confirmed bucket writes into a fresh server, points per
   second (``ingest_per_s``) and over a bare sqlite3 insert of the same rows with the same
-  durability settings, one commit per row (``ingest_ratio``).
+  durability settings, one commit per row (``ingest_ratio``); the same into PostgreSQL
+  (``bench.ingest_pg``, ``ingest_pg_per_s``) when a database is given (``--database-url``,
+  default ``ROOST_BENCH_DATABASE_URL``), else ``ingest_pg_skipped`` says why.
 
 The scenarios of a round alternate (hello, floor, rpc, rpc IOTMP, floor with the user token, rpc
 with it), each wrk run ``seconds`` long, ``rounds`` times. Throughputs and latencies pool every
@@ -60,7 +63,7 @@ from typing import Any
 
 import httpx
 
-from bench import box, bucket_reads, cross, flood, ingest
+from bench import box, bucket_reads, cross, flood, ingest, ingest_pg
 from bench.harness import (
     LOAD_CORE,
     SERVER_CORE,
@@ -105,7 +108,7 @@ SLACK = 1.1  # the simulators hold room for 10% more devices than the descriptor
 SCENARIOS = ("hello", "floor", "rpc", "rpc_iotmp", "floor_token", "rpc_token")
 
 
-def run(plan: Plan) -> dict[str, Any]:
+def run(plan: Plan, database_url: str = "") -> dict[str, Any]:
     if shutil.which("wrk") is None:
         raise SystemExit(
             "wrk is not installed: run `make bench` (installs it) or apt-get install wrk"
@@ -144,8 +147,16 @@ def run(plan: Plan) -> dict[str, Any]:
         result.update(box.run(box.PLANS[plan.name]))
     result["ingest_per_s"] = None
     result["ingest_ratio"] = None
+    result["ingest_pg_per_s"] = None
     if plan.ingest_seconds:
         result.update(ingest.run(plan.ingest_seconds, plan.ingest_devices))
+        if database_url:
+            pg = ingest_pg.run(plan.ingest_seconds, database_url, plan.ingest_devices)
+            result.update(pg)
+        else:
+            result["ingest_pg_skipped"] = (
+                f"no PostgreSQL database given (--database-url or {ingest_pg.ENV})"
+            )
     if plan.flood_seconds:
         result["flood"] = flood.run(plan.flood_seconds)
     smoke = plan.name == "smoke"
@@ -413,6 +424,10 @@ def summary(result: dict[str, Any]) -> str:
         lines.append(box.summary(result))
     if result.get("ingest_per_s") is not None:
         lines.append(ingest.summary(result))
+    if result.get("ingest_pg_per_s") is not None:
+        lines.append(ingest_pg.summary(result))
+    elif "ingest_pg_skipped" in result:
+        lines.append(f"ingest PG    skipped: {result['ingest_pg_skipped']}")
     if "flood" in result:
         lines.append(flood.summary(result["flood"]))
     if "bucket_latest_ms" in result:
@@ -444,6 +459,11 @@ def main() -> None:
     size.add_argument("--quick", action="store_true", help="same scenarios, under a minute")
     size.add_argument("--smoke", action="store_true", help="seconds; keeps the harness honest")
     parser.add_argument("--rpc-only", action="store_true", help="hello and rpc rounds only")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(ingest_pg.ENV, ""),
+        help=f"PostgreSQL for the ingest_pg scenario (default ${ingest_pg.ENV}; none: skipped)",
+    )
     parser.add_argument("--write", type=Path, help="append the results to this Markdown file")
     args = parser.parse_args()
     plan = PLANS["quick" if args.quick else "smoke" if args.smoke else "full"]
@@ -451,11 +471,12 @@ def main() -> None:
         plan = replace(
             plan, device_limit=0, tls_devices=0, flood_seconds=0, ingest_seconds=0, box=False
         )
-    result = run(plan)
+    result = run(plan, args.database_url)
     print(summary(result))
     if args.write:
         standard = {"full": "make bench", "quick": "make bench-quick"}.get(plan.name)
-        options = [a for a in sys.argv[1:] if a != "--write" and a != str(args.write)]
+        hidden = ("--write", str(args.write), "--database-url", args.database_url)
+        options = [a for a in sys.argv[1:] if a not in hidden]
         command = (
             standard
             if standard and not args.rpc_only

@@ -126,7 +126,12 @@ async def build_services(
         # once, by the node its device is on; a bucket changed on one node reloads on all
         feeds = BucketFeeds(store, DeviceCalls(local), clock)
         feeds.changed = node_bus.feeds_changed
-        node_bus.hear_feed_changes(feeds.reload_here)
+
+        async def bucket_changed_elsewhere(owner: str, bucket: str) -> None:
+            store.changed_elsewhere()  # the record this node's store may keep is stale
+            await feeds.reload_here(owner, bucket)
+
+        node_bus.hear_feed_changes(bucket_changed_elsewhere)
         node_bus.revoked_elsewhere = lambda revocation: store.changed_elsewhere()
         budgets.tell = node_bus.tell_failures
         node_bus.hear_failures(budgets.heard)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -55,10 +56,11 @@ KEYS = (
 )
 
 
-def run_smoke(module: str, timeout: int) -> dict[str, Any]:
+def run_smoke(module: str, timeout: int, database_url: str = "") -> dict[str, Any]:
     """Run ``python -m <module> --smoke``; the figures of its last line."""
+    url = ["--database-url", database_url] if database_url else []
     result = subprocess.run(
-        [sys.executable, "-m", module, "--smoke"],
+        [sys.executable, "-m", module, "--smoke", *url],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -117,6 +119,16 @@ def test_ingest_smoke_run_reports_its_figures() -> None:
         assert isinstance(figures[key], int | float) and figures[key] > 0, key
     # the baseline inserted rows the server stored: at least those confirmed in the second
     assert figures["ingest_bare_rows"] >= figures["ingest_per_s"]
+
+
+def test_ingest_pg_smoke_run_reports_its_figures() -> None:
+    url = os.environ.get("ROOST_TEST_DATABASE_URL")
+    if not url:
+        pytest.skip("bench.ingest_pg needs ROOST_TEST_DATABASE_URL (a PostgreSQL database)")
+    figures = run_smoke("bench.ingest_pg", timeout=120, database_url=url)
+    for key in ("ingest_pg_per_s", "ingest_pg_p50_ms", "ingest_pg_p99_ms"):
+        assert figures[key] > 0, key
+    assert figures["ingest_pg_points"] >= figures["ingest_pg_per_s"]  # at least those confirmed
 
 
 def test_call_cost_smoke_run_reports_both_figures() -> None:

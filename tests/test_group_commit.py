@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from roost.errors import NotFound
-from roost.store.group_commit import GroupCommit
+from roost.store.group_commit import AsyncGroupCommit, GroupCommit
 
 
 @pytest.fixture
@@ -109,3 +109,43 @@ async def test_a_closed_writer_answers_with_an_error(writer: ThreadPoolExecutor)
     writer.shutdown(wait=True)
     with pytest.raises(RuntimeError, match="not open"):
         await commit.submit(writer, 1)
+
+
+async def test_async_jobs_queued_while_a_group_is_in_flight_run_as_the_next_group() -> None:
+    groups: list[list[int]] = []
+    in_flight = asyncio.Event()
+    release = asyncio.Event()
+
+    async def run(jobs: Sequence[int]) -> list[BaseException | None]:
+        groups.append(list(jobs))
+        in_flight.set()
+        await release.wait()
+        return [NotFound(f"job {n}") if n == 3 else None for n in jobs]
+
+    commit = AsyncGroupCommit(run)
+    first = asyncio.ensure_future(commit.submit(0))
+    await in_flight.wait()  # the writer idle: job 0 went at once, alone
+    later = [asyncio.ensure_future(commit.submit(n)) for n in range(1, 5)]
+    await asyncio.sleep(0)
+    assert not any(caller.done() for caller in [first, *later])  # none before its group ran
+    release.set()
+    outcomes = await asyncio.gather(first, *later, return_exceptions=True)
+    assert groups == [[0], [1, 2, 3, 4]]
+    assert [str(o) if o else None for o in outcomes] == [None, None, None, "job 3", None]
+
+
+async def test_an_async_group_that_fails_fails_its_callers_and_the_next_group_runs() -> None:
+    calls = 0
+
+    async def run(jobs: Sequence[int]) -> list[BaseException | None]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise OSError("database gone")
+        return [None] * len(jobs)
+
+    commit = AsyncGroupCommit(run)
+    outcomes = await asyncio.gather(*(commit.submit(n) for n in range(3)), return_exceptions=True)
+    assert all(isinstance(outcome, OSError) for outcome in outcomes)
+    await commit.submit(9)  # the writer goes on
+    await commit.wait_idle()

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -20,77 +18,12 @@ from roost.store.base import User
 from roost.store.postgres import PostgresStore
 
 from conftest import ADMIN, bearer, login, make_settings
-
-
-class Proxy:
-    """Forwards loopback connections to PostgreSQL until stopped; ``black_hole``: accepts
-    connections and never answers (a server that hangs)."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self._target = (host, port)
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.port = 0
-        self.black_hole = False
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        """Refuses new connections and cuts the open ones, as a server going down does."""
-        if self._server is not None:
-            self._server.close()
-            for writer in self._writers:
-                writer.transport.abort()
-            await self._server.wait_closed()
-            self._server = None
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
-        if self.black_hole:
-            await reader.read()  # hold the connection, answer nothing
-            return
-        up_reader, up_writer = await asyncio.open_connection(*self._target)
-        self._writers.add(up_writer)
-        for task in (
-            asyncio.create_task(self._pipe(reader, up_writer)),
-            asyncio.create_task(self._pipe(up_reader, writer)),
-        ):
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except ConnectionError:
-            pass  # the other side was cut: so is this one, below
-        finally:
-            writer.transport.abort()
-
-
-@pytest.fixture
-async def proxy(postgres_url: str) -> AsyncIterator[tuple[Proxy, str]]:
-    """A proxy to the test's PostgreSQL, and the test's URL through it."""
-    parts = urlsplit(postgres_url)
-    started = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    await started.start()
-    credentials = parts.netloc.rpartition("@")[0]
-    netloc = f"{credentials}@127.0.0.1:{started.port}"
-    try:
-        yield started, urlunsplit(parts._replace(netloc=netloc))
-    finally:
-        await started.stop()
+from pg_proxy import Proxy, proxy  # noqa: F401
 
 
 async def test_the_api_answers_503_while_postgresql_is_down_and_recovers(
-    tmp_path: Path, proxy: tuple[Proxy, str]
+    tmp_path: Path,
+    proxy: tuple[Proxy, str],  # noqa: F811
 ) -> None:
     gate, url = proxy
     roost = Roost(make_settings(tmp_path / "data", database_url=url))
@@ -120,7 +53,7 @@ async def test_the_api_answers_503_while_postgresql_is_down_and_recovers(
 
 
 async def test_a_server_that_never_answers_is_unavailable_after_the_timeout(
-    proxy: tuple[Proxy, str],
+    proxy: tuple[Proxy, str],  # noqa: F811
 ) -> None:
     gate, url = proxy
     store = PostgresStore(url, timeout=0.5)

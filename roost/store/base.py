@@ -184,8 +184,9 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
     def changed_elsewhere(self) -> None:
-        """Another node changed the shared database (a revocation was announced on the bus):
-        drop whatever records this store keeps in memory, so the next read sees the change."""
+        """Another node changed the shared database (a revocation or a bucket change was
+        announced on the bus): drop whatever records this store keeps in memory, so the next
+        read sees the change."""
 
     # users
     async def create_user(self, user: User) -> None:

@@ -9,6 +9,10 @@ answered before the commit that holds its write. Nothing waits to fill a group: 
 finds the writer idle goes at once, alone; the writes that come while it works form the next
 group. The writer's other work keeps its order: a group is due on the executor from the first
 write queued into it, so work submitted after a write runs after it.
+
+The same rule for a store whose writes are coroutines on one event loop (PostgreSQL through
+asyncpg): :class:`AsyncGroupCommit` runs one group at a time as a task of its own; the writes
+queued while a group is in flight (its transaction, its commit) form the next one.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from typing import Generic, TypeVar
 
@@ -62,8 +66,7 @@ class GroupCommit(Generic[J]):
             outcomes: Sequence[BaseException | None] = self._run([job for job, _ in queued])
         except BaseException as exc:  # the whole group failed (disk full, database gone)
             outcomes = [exc] * len(queued)
-        if len(outcomes) != len(queued):
-            outcomes = [RuntimeError("a group commit lost track of its jobs")] * len(queued)
+        outcomes = _checked(outcomes, len(queued))
         by_loop: dict[asyncio.AbstractEventLoop, list[int]] = {}
         for index, (_, future) in enumerate(queued):
             by_loop.setdefault(future.get_loop(), []).append(index)
@@ -74,6 +77,61 @@ class GroupCommit(Generic[J]):
                 loop.call_soon_threadsafe(_settle, jobs, results)
             except RuntimeError:  # that loop is closed: its callers are gone
                 log.warning("a group of %d writes ran for an event loop now closed", len(jobs))
+
+
+class AsyncGroupCommit(Generic[J]):
+    """Queues jobs for ``run``, a coroutine on this event loop that gets them in groups, one
+    group at a time, and returns for each job in order None (done) or the exception its caller
+    gets; an exception ``run`` raises goes to every caller of the group."""
+
+    __slots__ = ("_queued", "_run", "_writer")
+
+    def __init__(
+        self, run: Callable[[Sequence[J]], Awaitable[Sequence[BaseException | None]]]
+    ) -> None:
+        self._run = run
+        self._queued: list[tuple[J, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None  # runs groups while there are some
+
+    def queue(self, job: J) -> asyncio.Future[None]:
+        """Queues ``job`` at once (the caller's order is the order jobs run in); the future is
+        done once the group holding it has run."""
+        future = asyncio.get_running_loop().create_future()
+        self._queued.append((job, future))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write(), name="roost-group-commit")
+        return future
+
+    async def submit(self, job: J) -> None:
+        await self.queue(job)
+
+    async def wait_idle(self) -> None:
+        """Returns once every job queued so far has run (before the store closes)."""
+        while self._writer is not None:
+            await asyncio.shield(self._writer)
+
+    async def _write(self) -> None:
+        try:
+            while self._queued:
+                queued, self._queued = self._queued, []
+                try:
+                    outcomes = await self._run([job for job, _ in queued])
+                except Exception as exc:  # the whole group failed (database gone)
+                    outcomes = [exc] * len(queued)
+                except BaseException:  # cancelled: nobody else will answer these callers
+                    _settle(queued, [RuntimeError("the store's writer stopped")] * len(queued))
+                    raise
+                _settle(queued, _checked(outcomes, len(queued)))
+        finally:
+            self._writer = None
+            queued, self._queued = self._queued, []
+            _settle(queued, [RuntimeError("the store's writer stopped")] * len(queued))
+
+
+def _checked(outcomes: Sequence[BaseException | None], jobs: int) -> Sequence[BaseException | None]:
+    if len(outcomes) != jobs:
+        return [RuntimeError("a group commit lost track of its jobs")] * jobs
+    return outcomes
 
 
 def _settle(

@@ -7,11 +7,16 @@ bound: taking a connection and each statement have a timeout, and when the serve
 reached (down, restarting, a timeout) the call raises :class:`~roost.errors.Unavailable` (503);
 the pool replaces broken connections by itself, so the next call works once the server is back.
 
-A bucket's record reads and point writes run in the order they came (``postgres_order``), as on
-SQLite's one thread: a device's bucket writes keep their order.
+Point writes go in groups (``postgres_points``): those queued while a group is in flight share the
+next transaction, each caller answered after the commit that holds its write. They commit in the
+order they came, as on SQLite's one thread (queued at once, one group at a time), and reads of a
+bucket's record that go to the database keep their order too (``postgres_order``): a device's
+bucket writes (read the bucket, then write) keep their order.
 
-Token records are kept in a :class:`~roost.store.memo.Memo` for ``token_memo_seconds``, as in the
-SQLite store: this node's writes forget them at once, other nodes' writes are seen within that.
+Token records are kept in a :class:`~roost.store.memo.Memo` for ``token_memo_seconds``, and bucket
+records (read by every device bucket write) for ``bucket_memo_seconds``, as in the SQLite store:
+this node's writes forget them at once, other nodes' writes are seen within that, or at once when
+the bus tells of them (:meth:`PostgresStore.changed_elsewhere`).
 """
 
 from __future__ import annotations
@@ -28,19 +33,23 @@ from roost.store import base
 from roost.store import postgres_aggregate as qa
 from roost.store import postgres_buckets as qb
 from roost.store import postgres_endpoints as qe
+from roost.store import postgres_points as qpw
 from roost.store import postgres_properties as qp
 from roost.store import postgres_queries as q
 from roost.store.aggregate import AggregateQuery, AggregateRow, Grouping, Partial, walk
 from roost.store.base import EVERY, AccessToken, Device, DeviceToken, Page, RefreshToken, User
+from roost.store.group_commit import AsyncGroupCommit
 from roost.store.memo import Memo
+from roost.store.point_writes import PointWrite, point_write
 from roost.store.postgres_migrate import apply_migrations
 from roost.store.postgres_order import InOrder
+from roost.store.postgres_sql import invalid
 
 logger = logging.getLogger(__name__)
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
-_R = TypeVar("_R", AccessToken, DeviceToken)
+_R = TypeVar("_R", AccessToken, DeviceToken, base.Bucket)
 
 PURGE_CHUNK = 1000  # expired refresh tokens deleted per statement
 # the server cannot be reached, or went away mid-call: retry later (asyncpg's own classes)
@@ -66,6 +75,7 @@ class PostgresStore:
         url: str,
         *,
         token_memo_seconds: float = 2.0,
+        bucket_memo_seconds: float = 2.0,
         pool_size: int = 10,
         timeout: float = 5.0,
         counts: base.StoreCounts | None = None,
@@ -75,8 +85,13 @@ class PostgresStore:
         self._pool_size = pool_size
         self._timeout = timeout
         self._tokens: Memo[tuple[str, ...], AccessToken | DeviceToken] = Memo(token_memo_seconds)
+        self._bucket_records: Memo[tuple[str, str], base.Bucket] = Memo(bucket_memo_seconds)
         self._pool: Any = None
-        self._buckets = InOrder()  # reads of a bucket and writes of its points, in order
+        self._buckets = InOrder()  # reads of a bucket's record that go to the database, in order
+        # a group's failure counts once, as operation write_points (roost_store_errors)
+        self._point_writes = AsyncGroupCommit[PointWrite](
+            lambda writes: self._run(qpw.write_points, writes)
+        )
 
     async def open(self) -> None:
         """Connects (the pool) and applies pending migrations under the migration lock."""
@@ -109,8 +124,10 @@ class PostgresStore:
 
     def changed_elsewhere(self) -> None:
         self._tokens.invalidate()
+        self._bucket_records.invalidate()
 
     async def close(self) -> None:
+        await self._point_writes.wait_idle()
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
@@ -247,11 +264,16 @@ class PostgresStore:
     # data buckets
 
     async def create_bucket(self, bucket: base.Bucket) -> None:
+        self._bucket_records.invalidate()
         await self._run(qb.insert_bucket, bucket)
 
     async def get_bucket(self, owner: str, bucket: str) -> base.Bucket | None:
-        async with self._buckets.turn((owner, bucket)):  # a device write's first step
-            return await self._run(qb.select_bucket, owner, bucket)
+        key = (owner, bucket)
+        kept = self._bucket_records.get(key)
+        if kept is not None and key not in self._buckets:  # no read of it under way to wait for
+            return kept
+        async with self._buckets.turn(key):  # a device write's first step
+            return await self._kept(base.Bucket, key, qb.select_bucket, owner, bucket)
 
     async def list_buckets(self, owner: str, page: Page = EVERY) -> list[base.Bucket]:
         return await self._run(qb.select_buckets, owner, page)
@@ -260,16 +282,22 @@ class PostgresStore:
         return await self._run(qb.select_device_source_buckets)
 
     async def update_bucket(self, bucket: base.Bucket) -> None:
+        self._bucket_records.invalidate()
         await self._run(qb.update_bucket, bucket)
 
     async def delete_bucket(self, owner: str, bucket: str) -> bool:
+        self._bucket_records.invalidate()
         return await self._run(qb.delete_bucket, owner, bucket)
 
     async def write_points(
         self, owner: str, bucket: str, points: Sequence[tuple[int, Any]], replace: bool = True
     ) -> None:
-        async with self._buckets.turn((owner, bucket)):  # in the order they came, as SQLite
-            await self._run(qb.write_points, owner, bucket, points, replace)
+        if not points:
+            return
+        # encoded here, so that a value that cannot be stored fails this write alone
+        write = point_write(owner, bucket, points, replace)
+        # queued at once, and groups run one at a time: writes commit in the order they came
+        await self._point_writes.queue(write)
         self.counts.points_written += len(points)
 
     async def read_points(
@@ -340,14 +368,16 @@ class PostgresStore:
         *args: _P.args,
         **kwargs: _P.kwargs,
     ) -> _R | None:
-        """A token record from the memo, else read (and kept unless a write came meanwhile)."""
-        kept = self._tokens.get(key)
+        """A token or bucket record from its memo, else read (and kept unless a write came
+        meanwhile)."""
+        memo: Memo[Any, Any] = self._bucket_records if kind is base.Bucket else self._tokens
+        kept = memo.get(key)
         if isinstance(kept, kind):
             return kept
-        generation = self._tokens.generation
+        generation = memo.generation
         record = await self._run(fn, *args, **kwargs)
         if record is not None:
-            self._tokens.put(key, record, generation)
+            memo.put(key, record, generation)
         return record
 
     async def _run(
@@ -365,9 +395,9 @@ class PostgresStore:
             async with pool.acquire(timeout=self._timeout) as conn:
                 return await fn(conn, *args, **kwargs)
         except asyncpg.DataError as e:  # out of range, not valid text (a NUL, a surrogate)
-            raise InvalidInput(_invalid(e)) from None
+            raise InvalidInput(invalid(e)) from None
         except ValueError as e:  # a JSON value with NaN; asyncpg's own DataError is one too
-            raise InvalidInput(_invalid(e)) from None
+            raise InvalidInput(invalid(e)) from None
         except _GONE as e:
             self.counts.failures[fn.__name__] += 1
             logger.warning("PostgreSQL unavailable: %s", _reason(e))
@@ -381,12 +411,3 @@ class PostgresStore:
 
 def _reason(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-
-
-def _invalid(e: BaseException) -> str:
-    message = str(e)
-    if "out of" in message and "range" in message:
-        return "a number is too large to be stored"
-    if "surrogate" in message or "0x00" in message or "encod" in message:
-        return "a text is not valid Unicode"
-    return "a value cannot be stored"

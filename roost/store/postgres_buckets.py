@@ -1,17 +1,16 @@
 """The statements of the PostgreSQL store for data buckets and their points.
 
 Points are rows of ``bucket_points`` keyed (owner, bucket, ts): a time-range read, the newest N,
-an aggregation window and a retention delete each walk one contiguous range of that index. A
-write of many points is one statement over arrays (``unnest``), in one transaction.
+an aggregation window and a retention delete each walk one contiguous range of that index. Point
+writes are in ``postgres_points`` (in groups).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 
-from roost.errors import Conflict, NotFound
+from roost.errors import NotFound
 from roost.store.base import EVERY, Bucket, BucketPoint, Page
 from roost.store.postgres_queries import Conn, insert, select
 from roost.store.postgres_sql import constraints, count, paged, text
@@ -22,7 +21,6 @@ _COLUMNS = (
 )
 _SELECT = select("buckets", _COLUMNS)
 BULK_TIMEOUT = 300.0  # seconds a statement deleting a whole bucket's points may take
-FREE_TS_STEPS = 1000  # taken ts skipped before a point that must not replace one is refused
 
 
 def _values(bucket: Bucket) -> list[Any]:
@@ -87,56 +85,6 @@ async def update_bucket(conn: Conn, bucket: Bucket) -> None:
 async def delete_bucket(conn: Conn, owner: str, bucket: str) -> bool:
     sql = "DELETE FROM buckets WHERE owner = $1 AND bucket = $2"  # its points with it (CASCADE)
     return count(await conn.execute(sql, owner, bucket, timeout=BULK_TIMEOUT)) > 0
-
-
-_UPSERT = (
-    "INSERT INTO bucket_points (owner, bucket, ts, value)"
-    " SELECT $1, $2, t, v FROM unnest($3::bigint[], $4::json[]) AS p (t, v)"
-    " ON CONFLICT (owner, bucket, ts) DO UPDATE SET value = EXCLUDED.value"
-)
-# the first free ts of [ts, ts + FREE_TS_STEPS) taken in one statement; no row when none is free
-# or another writer took it meanwhile (ON CONFLICT)
-_INSERT_FREE = (
-    "INSERT INTO bucket_points (owner, bucket, ts, value)"
-    " SELECT $1, $2, t, $4 FROM generate_series($3::bigint, $3::bigint + $5 - 1) AS t"
-    " WHERE NOT EXISTS (SELECT 1 FROM bucket_points"
-    " WHERE owner = $1 AND bucket = $2 AND ts = t) ORDER BY t LIMIT 1"
-    " ON CONFLICT (owner, bucket, ts) DO NOTHING RETURNING ts"
-)
-_TAKEN = (
-    "SELECT COUNT(*) FROM bucket_points WHERE owner = $1 AND bucket = $2"
-    " AND ts >= $3 AND ts < $3 + $4"
-)
-
-
-async def write_points(
-    conn: Conn, owner: str, bucket: str, points: Sequence[tuple[int, Any]], replace: bool = True
-) -> None:
-    """Every point or none; a point at an existing ts replaces it (of two at one ts in the same
-    write, the later), or with ``replace`` False takes the first free ts after it. One statement
-    when it can be (a replacing write, one point), else one transaction."""
-    rows = [(ts, text(value)) for ts, value in points]
-    if not rows:
-        return
-    with constraints(f"points of bucket {bucket!r}", parent=f"bucket {bucket!r} of {owner!r}"):
-        if replace:
-            latest = dict(rows)
-            await conn.execute(_UPSERT, owner, bucket, list(latest), list(latest.values()))
-        elif len(rows) == 1:
-            await _insert_at_free_ts(conn, owner, bucket, *rows[0])
-        else:
-            async with conn.transaction():
-                for ts, value in rows:
-                    await _insert_at_free_ts(conn, owner, bucket, ts, value)
-
-
-async def _insert_at_free_ts(conn: Conn, owner: str, bucket: str, ts: int, value: str) -> None:
-    while await conn.fetchval(_INSERT_FREE, owner, bucket, ts, value, FREE_TS_STEPS) is None:
-        if await conn.fetchval(_TAKEN, owner, bucket, ts, FREE_TS_STEPS) >= FREE_TS_STEPS:
-            raise Conflict(
-                f"bucket {bucket!r} holds points at {FREE_TS_STEPS} ms in a row from {ts}"
-            )
-        # another node took the free ts meanwhile: look again
 
 
 def _range(min_ts: int | None, max_ts: int | None, params: list[Any]) -> str:

@@ -32,5 +32,9 @@ class InOrder:
             if users[0] == 0:
                 del self._locks[key]
 
+    def __contains__(self, key: Hashable) -> bool:
+        """Whether calls for ``key`` are under way or waiting."""
+        return key in self._locks
+
     def __len__(self) -> int:
         return len(self._locks)

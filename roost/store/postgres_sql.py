@@ -57,3 +57,13 @@ def paged(
         params.append(page.index)
         sql += f" OFFSET ${len(params)}"
     return sql, params
+
+
+def invalid(e: BaseException) -> str:
+    """What a user is told of a value the database refused (asyncpg's DataError)."""
+    message = str(e)
+    if "out of" in message and "range" in message:
+        return "a number is too large to be stored"
+    if "surrogate" in message or "0x00" in message or "encod" in message:
+        return "a text is not valid Unicode"
+    return "a value cannot be stored"

@@ -42,6 +42,7 @@ from roost.store.base import EVERY, AccessToken, Device, DeviceToken, Page, Refr
 from roost.store.group_commit import GroupCommit
 from roost.store.memo import Memo
 from roost.store.migrate import apply_migrations
+from roost.store.point_writes import PointWrite, point_write
 from roost.store.sqlite_checkpoints import BACKSTOP_PAGES, Checkpointer
 
 logger = logging.getLogger(__name__)
@@ -266,7 +267,7 @@ class SQLiteStore:
         self, owner: str, bucket: str, points: Sequence[tuple[int, Any]], replace: bool = True
     ) -> None:
         # encoded here, so that a value that cannot be stored fails this write alone
-        write = qb.point_write(owner, bucket, points, replace)
+        write = point_write(owner, bucket, points, replace)
         if self._executor is None:
             raise RuntimeError("store is not open")
         try:
@@ -390,7 +391,7 @@ class SQLiteStore:
             if self._checkpoints is not None and conn.total_changes != changes:
                 self._checkpoints.nudge()
 
-    def _write_points(self, writes: Sequence[qb.PointWrite]) -> list[RoostError | None]:
+    def _write_points(self, writes: Sequence[PointWrite]) -> list[RoostError | None]:
         if self._conn is None:
             raise RuntimeError("store is not open")
         try:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from roost.errors import Conflict, InvalidInput, NotFound, RoostError
 from roost.store.base import EVERY, Bucket, BucketPoint, Page
+from roost.store.point_writes import FREE_TS_STEPS, PointWrite
 from roost.store.sqlite_queries import _paged
 
 _COLUMNS = (
@@ -93,28 +94,6 @@ def delete_bucket(conn: sqlite3.Connection, owner: str, bucket: str) -> bool:
     # its points go with it (ON DELETE CASCADE), in the same statement's transaction
     sql = "DELETE FROM buckets WHERE owner = ? AND bucket = ?"
     return conn.execute(sql, (owner, bucket)).rowcount > 0
-
-
-class PointWrite(NamedTuple):
-    """One caller's write: its rows (owner, bucket, ts, JSON text), all or none."""
-
-    owner: str
-    bucket: str
-    rows: list[tuple[str, str, int, str]]
-    replace: bool
-
-
-def point_write(
-    owner: str, bucket: str, points: Sequence[tuple[int, Any]], replace: bool = True
-) -> PointWrite:
-    """The rows of a write, encoded by the caller before it is queued: ValueError or TypeError
-    for a value JSON cannot hold, InvalidInput for a ts beyond 64 bits."""
-    rows = []
-    for ts, value in points:
-        if not _TS_MIN <= ts <= _TS_MAX:
-            raise InvalidInput("a number is too large to be stored")
-        rows.append((owner, bucket, ts, _text(value)))
-    return PointWrite(owner, bucket, rows, replace)
 
 
 def write_points(conn: sqlite3.Connection, writes: Sequence[PointWrite]) -> list[RoostError | None]:
@@ -195,8 +174,6 @@ _FREE = _INSERT + " ON CONFLICT DO NOTHING"
 _TAKEN = (
     "SELECT ts FROM bucket_points WHERE owner = ? AND bucket = ? AND ts BETWEEN ? AND ? ORDER BY ts"
 )
-_TS_MIN, _TS_MAX = -(2**63), 2**63 - 1
-FREE_TS_STEPS = 1000  # taken ts skipped before a point that must not replace one is refused
 
 
 # (owner, bucket) -> (first, last): every ts from first to last is taken, as this transaction
