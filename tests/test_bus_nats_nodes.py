@@ -13,12 +13,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
+import nats
 import pytest
 
 from roost.api.errors import status_of
 from roost.app import BusFactory, build_services
 from roost.bus.base import Bus, DeviceKey, Operation
 from roost.bus.nats import NatsBus, nats_bus
+from roost.bus.nats_wire import device_subject, encode
 from roost.errors import Unavailable
 from roost.services import Services
 
@@ -26,6 +28,7 @@ from bus_contract import *  # noqa: F403
 from bus_contract import _Device, _settle, _Sink, _until
 from conftest import make_settings
 from nats_server import NatsServer, nats_server  # noqa: F401
+from pg_proxy import Proxy
 
 _KEY = DeviceKey("alice", "dev1")
 
@@ -242,3 +245,79 @@ async def test_a_watcher_node_that_is_there_keeps_its_watch(
     finally:
         await _close(a)
         await _close(b)
+
+
+async def test_a_watcher_node_cut_off_for_a_while_gets_its_watch_back(
+    tmp_path: Path,
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    """Node B, reaching NATS through a proxy, is cut off long enough for A to take it for gone
+    (A drops B's watch: the device stops streaming); once B is back it carries its watch to A
+    again, and its sink hears the device."""
+    proxy = Proxy("127.0.0.1", nats_server.port)
+    await proxy.start()
+    a = await _services(tmp_path / "a", partial(nats_bus, url=nats_server.url, watcher_check=0.1))
+    b = await _services(
+        tmp_path / "b", partial(nats_bus, url=f"nats://127.0.0.1:{proxy.port}", watcher_check=0.1)
+    )
+    try:
+        device = _Device(a)
+        await a.bus.settled()
+        sink = _Sink()
+        b.bus.watch_stream(_KEY, ("temperature",), 0, sink)
+        await _until(lambda: bool(device.asked(Operation.START_STREAM, ("temperature",))))
+        await proxy.stop()  # B alive, cut off from NATS, reconnecting
+        await _until(lambda: bool(device.asked(Operation.STOP_STREAM, ("temperature",))))
+        await proxy.start()
+        await _until(lambda: len(device.asked(Operation.START_STREAM, ("temperature",))) == 2)
+        device.stream(("temperature",), 4, event=True)
+        await _until(lambda: {"resource": "temperature", "out": 4} in sink.frames)
+    finally:
+        await _close(a)
+        await _close(b)
+        await proxy.stop()
+
+
+async def test_a_garbled_watch_message_does_not_end_the_check_of_watcher_nodes(
+    tmp_path: Path,
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    factory = partial(nats_bus, url=nats_server.url, watcher_check=0.05)
+    a = await _services(tmp_path / "a", factory)
+    b = await _services(tmp_path / "b", factory)
+    try:
+        device = _Device(a)
+        await a.bus.settled()
+        intruder = await nats.connect(nats_server.url)
+        garbled = {"op": "watch_stats", "key": list(_KEY), "node": 5}  # not a node's name
+        await intruder.publish(device_subject(_KEY), encode(garbled))
+        await intruder.flush()
+        await intruder.close()
+        b.bus.watch_stream(_KEY, ("temperature",), 0, _Sink())
+        await _until(lambda: bool(device.asked(Operation.START_STREAM, ("temperature",))))
+        assert isinstance(b.bus, NatsBus)
+        await b.bus._link.client.close()  # as if killed
+        await _until(lambda: bool(device.asked(Operation.STOP_STREAM, ("temperature",))))
+    finally:
+        await _close(a)
+        await _close(b)
+
+
+async def test_an_unreadable_answer_from_a_node_is_a_503_not_a_crash(
+    nodes: tuple[Services, Services],
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    _, b = nodes
+    impostor = await nats.connect(nats_server.url)
+    try:
+
+        async def answer(msg: nats.aio.msg.Msg) -> None:
+            await msg.respond(b'{"value": {"\\u0000bytes": 5}}')
+
+        await impostor.subscribe(device_subject(_KEY), cb=answer)
+        await impostor.flush()
+        with pytest.raises(Unavailable) as raised:
+            await b.bus.request(_KEY, Operation.CALL, ("x",), None, 1)
+        assert status_of(raised.value) == 503
+    finally:
+        await impostor.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -54,6 +55,8 @@ from roost.bus.nats_wire import (
 )
 from roost.wire.pson import PsonValue
 
+log = logging.getLogger("roost.bus.nats")
+
 DEADLINE_MARGIN_S = 1.0  # a request's own deadline: the device's, plus the bus's share
 STATS_TIMEOUT_S = 5.0  # of a stats, disconnect or forget request to the holding node
 OFFLINE = Stats(connected=False, connected_ts=None, ip_address=None, rx_bytes=0, tx_bytes=0)
@@ -88,6 +91,7 @@ class NatsBus:
         self.revoked_elsewhere: Callable[[Revocation], None] = _nothing
         link.subscribe(frames_subject(node_id), self._heard_frame)
         link.subscribe(node_subject(node_id), self._asked_if_here)
+        link.reconnected = self._watch_again
         self._holder.spawn(self._holder.check_watchers(watcher_check))
         link.subscribe(EVERY_REVOCATION, self._heard_revocation)
 
@@ -141,7 +145,13 @@ class NatsBus:
             raise errors.DeviceOffline(f"device {key.device} is not connected") from None
         except nats.errors.TimeoutError:
             raise errors.DeviceTimeout(f"device {key.device} did not answer in time") from None
-        answer = decode(msg.data)
+        try:
+            answer = decode(msg.data)
+        except (ValueError, TypeError) as exc:  # not what a node sends: a fault, not the user's
+            log.error("NATS: an unreadable answer on %s: %s", device_subject(key), exc)
+            raise errors.Unavailable(
+                "the node holding the device gave an unreadable answer"
+            ) from None
         raise_error(answer)
         return answer
 
@@ -216,6 +226,16 @@ class NatsBus:
                 if watched_key == key:
                     self._tell(key, {**_stream_message(path, sink_id, interval), "moved": moved})
         if self._stats_watches.get(key):
+            self._tell(key, {"op": "watch_stats"})
+
+    def _watch_again(self) -> None:
+        """Back on NATS after an outage: carry every watch here to the nodes holding the devices
+        again (one that took this node for gone meanwhile has dropped them; one that did not
+        takes them as the same watches)."""
+        for sink_id, watched in self._watched.items():
+            for (key, path), interval in watched.items():
+                self._tell(key, _stream_message(path, sink_id, interval))
+        for key in self._stats_watches:
             self._tell(key, {"op": "watch_stats"})
 
     def _heard_frame(self, msg: Msg) -> None:

@@ -10,7 +10,8 @@ A watcher node that dies (SIGKILL, its host gone) never says it stopped watching
 ``watcher_check`` seconds the holder asks each watcher node whether it is there (its node
 subject); one that NATS twice in a row says nobody serves is gone, and its watches are dropped
 (the device stops streaming for it). Once is not enough: after a NATS restart a node that has
-reconnected may ask before the others have.
+reconnected may ask before the others have. A watcher node that was only cut off for a while
+carries its watches here again once it is back (``NatsBus._watch_again``).
 
 Two claims on one device: the later (:class:`~roost.bus.nats_wire.Claim`) wins; the holder that
 loses closes its session, and one that wins answers a late rival with its own claim again, so
@@ -132,9 +133,9 @@ class Holder:
             if relay is not None:
                 self._release(relay, key, tuple(message["path"]))
         elif op == "watch_stats":
-            self._watch_stats(key, held, message["node"])
+            self._watch_stats(key, held, str(message["node"]))
         elif op == "unwatch_stats":
-            self._unwatch_stats(key, held, message["node"])
+            self._unwatch_stats(key, held, str(message["node"]))
         else:
             log.warning("NATS: unknown message %r on %s", op, msg.subject)
 
@@ -260,21 +261,27 @@ class Holder:
         """Forever: every ``every`` seconds, drop the watches of the watcher nodes gone."""
         while True:
             await asyncio.sleep(every)
-            watchers = {relay.node for relay in self._relays.values()}
-            for held in self._held.values():
-                watchers |= held.stats_watchers
-            self._missing = Counter({n: c for n, c in self._missing.items() if n in watchers})
-            for node in watchers:
-                try:
-                    await self._link.request(node_subject(node), b"", PING_TIMEOUT_S)
-                except nats.errors.NoRespondersError:
-                    self._missing[node] += 1
-                    if self._missing[node] >= 2:
-                        self._watcher_gone(node)
-                except (nats.errors.TimeoutError, errors.Unavailable):
-                    pass  # slow, or NATS out of reach here: no proof either way
-                else:
-                    self._missing.pop(node, None)
+            try:
+                await self._check_watchers()
+            except Exception:  # logged; the next round goes on
+                log.exception("NATS: checking the watcher nodes failed")
+
+    async def _check_watchers(self) -> None:
+        watchers = {relay.node for relay in self._relays.values()}
+        for held in self._held.values():
+            watchers |= held.stats_watchers
+        self._missing = Counter({n: c for n, c in self._missing.items() if n in watchers})
+        for node in watchers:
+            try:
+                await self._link.request(node_subject(node), b"", PING_TIMEOUT_S)
+            except nats.errors.NoRespondersError:
+                self._missing[node] += 1
+                if self._missing[node] >= 2:
+                    self._watcher_gone(node)
+            except (nats.errors.TimeoutError, errors.Unavailable):
+                pass  # slow, or NATS out of reach here: no proof either way
+            else:
+                self._missing.pop(node, None)
 
     def _watcher_gone(self, node: str) -> None:
         log.info("NATS: node %s is gone; its watches here end", node)

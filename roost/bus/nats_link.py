@@ -70,6 +70,8 @@ class NatsLink:
         self._numbers = itertools.count(1)
         self._waiting: dict[str, asyncio.Future[Msg]] = {}  # by number: requests not answered
         self.subscribe(self._inbox + "*", self._answered)
+        # called once the client is back after an outage (its subscriptions restored by then)
+        self.reconnected: Callable[[], None] = _nothing
 
     @classmethod
     async def connect(cls, url: str, name: str) -> NatsLink:
@@ -86,12 +88,15 @@ class NatsLink:
 
         async def reconnected() -> None:
             log.info("NATS: reconnected to %s", shown)
+            for link in made:  # the link, once made
+                link.reconnected()
 
         # nats-py annotates these as int, yet sleeps and waits on them as seconds: fractions work
         seconds: dict[str, Any] = {
             "connect_timeout": CONNECT_TIMEOUT_S,
             "reconnect_time_wait": RECONNECT_WAIT_S,
         }
+        made: list[NatsLink] = []
         client = Client()
         try:
             async with asyncio.timeout(START_TIMEOUT_S):  # at start: reachable, or no start
@@ -109,7 +114,8 @@ class NatsLink:
             await client.close()
             why = str(exc) or f"no answer within {START_TIMEOUT_S:g} s"
             raise ConfigError(f"setting 'nats_url': cannot connect to {shown}: {why}") from exc
-        return cls(client)
+        made.append(cls(client))
+        return made[0]
 
     @property
     def connected(self) -> bool:
@@ -224,6 +230,10 @@ class NatsLink:
             if interest.sub is not None:
                 sub, interest.sub = interest.sub, None
                 await sub.unsubscribe()
+
+
+def _nothing() -> None:
+    pass
 
 
 def _expire(answer: asyncio.Future[Msg]) -> None:
