@@ -365,14 +365,20 @@ def test_those_being_checked_are_not_evicted_and_release_counts_once() -> None:
     assert admission.admit(Waiter(), "10.0.0.2")
 
 
-def test_past_the_room_a_newcomer_is_refused_whoever_is_authenticating() -> None:
+def test_at_the_room_the_busiest_address_makes_room_and_devices_in_are_never_evicted() -> None:
     connected = [3]  # devices in
     admission = Admission(limit=10, per_address=10, connected=lambda: connected[0])
-    admission.room = 5
-    waiting = [Waiter(), Waiter()]
+    admission.room = 6
+    waiting = [Waiter(), Waiter(), Waiter()]
     assert all(admission.admit(w, "10.0.0.1") for w in waiting)
-    # 3 in and 2 authenticating: full, and no one is evicted to make room
-    assert not admission.admit(Waiter(), "10.0.0.2") and admission.full
-    assert not any(w.evicted for w in waiting)
+    # 3 in and 3 silent from one address: full; a newcomer from another address takes the
+    # oldest silent one's place (a few addresses cannot lock the others out of the room)
+    newcomer = Waiter()
+    assert admission.admit(newcomer, "10.0.0.2") and admission.full
+    assert [w.evicted is not None for w in waiting] == [True, False, False]
+    admission.checking(waiting[1])  # its credentials being checked: never evicted
+    admission.checking(waiting[2])
+    admission.checking(newcomer)
+    assert not admission.admit(Waiter(), "10.0.0.3")  # nobody left to evict: refused
     connected[0] -= 1  # a device went
-    assert admission.admit(Waiter(), "10.0.0.2")
+    assert admission.admit(Waiter(), "10.0.0.3")

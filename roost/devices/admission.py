@@ -10,8 +10,10 @@ those that have sent part of a frame; a connection whose credentials are being c
 authentication frame arrived whole) is never evicted, as that check ends soon either way.
 
 Device connections in all, in or authenticating, are held to ``room`` (set from the open files,
-:func:`roost.net.http_admission.device_room`): past it a newcomer is refused, so that devices
-never take the descriptors the HTTP API needs. A process out of descriptors closes every new
+:func:`roost.net.http_admission.device_room`): at it a newcomer makes room as under the budget
+above (a few addresses holding silent connections cannot lock the others out), or is refused
+when every connection in the room is a device that is in, so that devices never take the
+descriptors the HTTP API needs. A process out of descriptors closes every new
 connection at once, the API's included: its devices could no longer be called.
 """
 
@@ -70,16 +72,16 @@ class Admission:
         self._top = 0
 
     def admit(self, connection: Waiting, ip: str | None) -> bool:
-        """Count ``connection`` in, evicting another if the global budget is full; False if it
-        must be refused (its address is at its budget, or holds as many as any other)."""
-        if self._no_room():
-            return False
+        """Count ``connection`` in, evicting another if the global budget or the room is full;
+        False if it must be refused (its address is at its budget, or holds as many as any
+        other, or the room is full of devices that are in)."""
+        no_room = self._no_room()
         key = address_key(ip)
         address = self._addresses.get(key)
         held = 0 if address is None else address.held
         if held >= self.per_address:
             return False
-        if self.total >= self.limit and not self._evict_for(held):
+        if (no_room or self.total >= self.limit) and not self._evict_for(held):
             return False
         if address is None:
             address = self._addresses[key] = _Address(key)
