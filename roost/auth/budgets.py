@@ -16,8 +16,10 @@ object) is dropped and counted in :attr:`FailureBudgets.dropped`, the first one 
 never raises. What the notes add to a window is bounded as the window is (``max_keys``).
 
 The guarantee: a failure counts on every node a bus round trip after it counted on its own (a
-millisecond or so on one network). Attempts racing on different nodes within that time may each
-pass once more; past it, the budget holds whichever node is asked. While a node cannot reach the
+millisecond or so on one network). Attempts that arrive at once on several nodes, within that
+time, are each counted only by their own node first: a burst spread over N nodes in the same
+millisecond can pass up to the budget on each before the notes cross; past it, the budget
+holds whichever node is asked. While a node cannot reach the
 bus it counts its own failures only, and may never hear those the others counted meanwhile; a
 node starts with empty counts.
 """
