@@ -60,6 +60,7 @@ from bench.harness import (
     limited,
     rss_bytes,
     seed,
+    stop_process,
 )
 
 NOFILE = 65536  # descriptors per process: the supervisor, each worker and the nats-server
@@ -112,8 +113,7 @@ class Nats:
         raise RuntimeError("nats-server did not listen within 10 s")
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
+        stop_process(self.process)
 
 
 class Box:
@@ -169,8 +169,7 @@ class Box:
         return sum(rss_bytes(pid) for pid in self.workers)
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(60)
+        stop_process(self.process, 60)
 
 
 def worker_pids(supervisor: int) -> list[int]:

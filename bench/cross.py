@@ -51,6 +51,7 @@ from bench.harness import (
     cpu_seconds,
     free_ports,
     seed,
+    stop_process,
     wrk,
 )
 
@@ -94,8 +95,7 @@ class NatsServer:
         raise RuntimeError("nats-server did not listen within 10 s")
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
+        stop_process(self.process)
 
 
 def run(workdir: Path, devices: int, seconds: int, rounds: int, warm: bool) -> dict[str, Any]:

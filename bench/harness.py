@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -110,6 +111,17 @@ def limited(nofile: int) -> Callable[[], None]:
     return apply
 
 
+def stop_process(process: subprocess.Popen[Any], timeout: float = 30) -> None:
+    """SIGTERM, then SIGKILL if ``process`` has not ended within ``timeout`` seconds: a child
+    that hangs at its stop never outlives the benchmark."""
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class Server:
     """``python -m <module>`` (``roost.cli``, or ``bench.floor``) serving ``data_dir`` on free
     ports, pinned to the server core, with ``nofile`` descriptors at most (soft and hard) and
@@ -191,8 +203,7 @@ class Server:
         return token
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
+        stop_process(self.process)
 
 
 class Devices:
@@ -317,8 +328,7 @@ class Mosquitto:
         raise RuntimeError("mosquitto did not listen within 10 s")
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
+        stop_process(self.process)
 
 
 WRK_SUMMARY = re.compile(r"(\d+) requests in ([\d.]+)(us|ms|s|m),")
