@@ -80,8 +80,20 @@ async def test_an_answer_after_the_deadline_reaches_no_one(
     with pytest.raises(nats.errors.TimeoutError):
         await asking.request("slow", b"1", 0.2)
     assert len(late) == 1
+    held: list[Msg] = []
+    answering.subscribe("held", held.append)
+    await answering.sent()
+    await answering.client.flush()
+    waiting = asyncio.ensure_future(asking.request("held", b"2", 5))
+    for _ in range(500):  # until the request waiting is in the answering node's hands
+        if held:
+            break
+        await asyncio.sleep(0.01)
+    # the late answer, then the right one, in this order on one connection: the request
+    # waiting gets its own, not the one given up on
     await answering.reply(late[0], b"too late")  # to the number of the request given up on
-    assert (await asking.request("fast", b"2", 5)).data == b"quick"
+    await answering.reply(held[0], b"held")
+    assert (await waiting).data == b"held"
     assert (await asking.request("fast", b"3", 5)).data == b"quick"
 
 
