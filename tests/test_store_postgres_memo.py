@@ -5,10 +5,13 @@ and kept meanwhile (a read that does not reach the database)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import pytest
 
 from roost.store.postgres import PostgresStore
@@ -16,6 +19,7 @@ from roost.store.postgres import PostgresStore
 if str(Path(__file__).parent) not in sys.path:  # the contract helpers sit next to this module
     sys.path.insert(0, str(Path(__file__).parent))
 
+from bucket_store_contract import _bucket
 from test_store_memo import (
     test_a_deleted_token_is_gone_at_once,
     test_a_read_that_overlaps_a_delete_is_not_kept,
@@ -87,3 +91,67 @@ async def test_a_change_elsewhere_drops_the_kept_records_at_once(postgres_url: s
     finally:
         await other.close()
         await node.close()
+
+
+async def _while_held(postgres_url: str, lock: str, write: Awaitable[Any], read: Any) -> None:
+    """Runs ``write`` while another connection holds the row it changes (``lock``: a SELECT ...
+    FOR UPDATE), and ``read`` once the write waits for it: the read sees the row as it was."""
+    holder = await asyncpg.connect(postgres_url)
+    try:
+        tx = holder.transaction()
+        await tx.start()
+        assert await holder.fetchval(lock) == 1
+        pending = asyncio.ensure_future(write)
+        waiting = "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))"
+        for _ in range(500):  # bounded: until the write waits for the held row
+            if await holder.fetchval(waiting, holder.get_server_pid()):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the write never waited for the held row")
+        await read()
+        await tx.rollback()
+        await pending
+    finally:
+        await holder.close()
+
+
+async def test_a_read_while_a_bucket_update_is_on_its_way_is_not_kept(
+    store: PostgresStore, postgres_url: str
+) -> None:
+    """The API reloads a bucket's feed right after updating it: the record it reads then must be
+    the updated one, though a read that started meanwhile saw the old row."""
+    await store.create_bucket(_bucket())
+    assert (await store.get_bucket("alice", "temp")) is not None
+
+    async def read_old() -> None:
+        kept = await store.get_bucket("alice", "temp")
+        assert kept is not None and kept.enabled
+
+    async def read_disabled() -> None:
+        kept = await store.get_bucket("alice", "temp")
+        assert kept is not None and not kept.enabled
+
+    lock = "SELECT 1 FROM buckets WHERE owner = 'alice' AND bucket = 'temp' FOR UPDATE"
+    disabled = dataclasses.replace(_bucket(), enabled=False)
+    await _while_held(postgres_url, lock, store.update_bucket(disabled), read_old)
+    updated = await store.get_bucket("alice", "temp")
+    assert updated is not None and not updated.enabled
+
+    await _while_held(postgres_url, lock, store.delete_bucket("alice", "temp"), read_disabled)
+    assert await store.get_bucket("alice", "temp") is None
+
+
+async def test_a_read_while_a_token_delete_is_on_its_way_is_not_kept(
+    store: PostgresStore, postgres_url: str
+) -> None:
+    """A deleted token must stop authenticating once its delete returned, though a read that
+    started meanwhile saw it."""
+    await store.create_access_token(_access("t1"))
+
+    async def read_old() -> None:
+        assert await store.get_access_token("alice", "t1") is not None
+
+    lock = "SELECT 1 FROM access_tokens WHERE owner = 'alice' AND token = 't1' FOR UPDATE"
+    await _while_held(postgres_url, lock, store.delete_access_token("alice", "t1"), read_old)
+    assert await store.get_access_token("alice", "t1") is None

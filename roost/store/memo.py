@@ -5,10 +5,12 @@ store's single worker thread that is a thread hop per request, and it cost 40% o
 second (7,800 against 12,800 with a session token, `bench` devices). :class:`Memo` keeps the
 records a store read, for ``ttl`` seconds at most:
 
-- before it submits any write that could change a kept record, the store calls
-  :meth:`~Memo.invalidate`, so this process never serves a record older than its own writes. A
-  read submitted before such a write may finish after it: it carries the generation it started
-  in, and :meth:`~Memo.put` drops it when the generation has moved;
+- the store runs any write that could change a kept record through :meth:`~Memo.writing`, which
+  forgets every record both before the write is submitted and after it is done, so this process
+  never serves a record older than its own writes. A read carries the generation it started in,
+  and :meth:`~Memo.put` drops it when the generation has moved: a read submitted before the write
+  is dropped by the first forgetting, and one that started while the write was on its way (it may
+  have read the record as it was, on another connection) by the second;
 - another process writing the same file (an admin command) is seen within ``ttl``;
 - only records that exist are kept (a token that does not exist yet is read again), at most
   ``limit`` of them.
@@ -17,11 +19,12 @@ records a store read, for ``ttl`` seconds at most:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+T = TypeVar("T")
 
 
 class Memo(Generic[K, V]):
@@ -56,3 +59,12 @@ class Memo(Generic[K, V]):
         """Forget everything: a write that may change kept records is about to be submitted."""
         self._kept.clear()
         self.generation += 1
+
+    async def writing(self, write: Awaitable[T]) -> T:
+        """The result of ``write``, a write that may change kept records: everything is forgotten
+        before it is submitted and again once it is done (succeeded or not)."""
+        self.invalidate()
+        try:
+            return await write
+        finally:
+            self.invalidate()

@@ -10,9 +10,14 @@ replace a point could land on; the ts are picked here; the second is one INSERT 
 (another node's write). A write into a bucket that does not exist, or with no free ts within
 ``FREE_TS_STEPS`` ms, fails alone, found before any row is written. Should the database refuse
 the INSERT (a ts taken meanwhile, a value it cannot hold, a bucket deleted meanwhile), the group
-runs again in one transaction, each write in a savepoint of its own and its ts read after a
-transaction-scoped advisory lock per bucket (which every such retry takes: no other node's retry
-picks the same ts meanwhile), so that only the writes refused fail.
+runs again in one transaction that first takes a transaction-scoped advisory lock on every bucket
+of the group, in one statement and one order (so that two nodes' retries never wait on each other
+in a cycle, and no other node's retry picks the same ts meanwhile), then each write in a savepoint
+of its own, its ts read after the locks, so that only the writes refused fail. A first try takes no
+lock: should one commit a ts a retry chose, that write reads its taken ts and chooses again, a few
+times at most. Rows go in in (owner, bucket, ts) order, and should PostgreSQL still break a
+deadlock or a serialization conflict by failing one transaction (SQLSTATE class 40), the group runs
+again (``ROLLBACK_ATTEMPTS`` at most): nothing of a rolled-back transaction was written.
 """
 
 from __future__ import annotations
@@ -27,17 +32,20 @@ from roost.store.point_writes import FREE_TS_STEPS, TS_MAX, PointWrite
 from roost.store.postgres_queries import Conn
 from roost.store.postgres_sql import invalid
 
-# per bucket written: a lock held to the commit, whether it exists, and its taken ts in [lo, hi]
-# (NULL: none asked for), read in the statement's snapshot: taken before the lock (READ
-# COMMITTED), so a retry runs it twice, the second time under the lock; _PEEK: without the lock
+# per bucket written: whether it exists, and its taken ts in [lo, hi] (NULL: none asked for)
 _FIND = (
-    "SELECT pg_advisory_xact_lock(hashtextextended(u.o || '/' || u.b, 0))::text,"
-    " EXISTS (SELECT 1 FROM buckets WHERE owner = u.o AND bucket = u.b),"
+    "SELECT EXISTS (SELECT 1 FROM buckets WHERE owner = u.o AND bucket = u.b),"
     " ARRAY (SELECT ts FROM bucket_points WHERE owner = u.o AND bucket = u.b"
     " AND ts BETWEEN u.lo AND u.hi)"
     " FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS u (o, b, lo, hi)"
 )
-_PEEK = _FIND.replace("pg_advisory_xact_lock(hashtextextended(u.o || '/' || u.b, 0))", "NULL")
+# a retry's lock on every bucket of its group, held to the commit: taken in the order of the lock
+# keys themselves (two buckets' keys may collide), so every retry takes them in one order
+_LOCK = (
+    "SELECT count(pg_advisory_xact_lock(k.h)) FROM (SELECT DISTINCT"
+    " hashtextextended(u.o || '/' || u.b, 0) AS h FROM unnest($1::text[], $2::text[]) AS u (o, b)"
+    " ORDER BY h) AS k"
+)
 _INSERT = "INSERT INTO bucket_points (owner, bucket, ts, value) SELECT * FROM unnest"
 # the replacing rows ($5-$8), and the rows at a ts found free ($1-$4), $9 of them: should one
 # be taken meanwhile, the statement fails (division by zero) and writes nothing
@@ -58,6 +66,10 @@ class _Taken(Exception):
 
 # what fails one write and not the others
 _REFUSALS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, ValueError, _Taken)
+# a transaction PostgreSQL rolled back to break a deadlock (or a serialization conflict): run again
+_ROLLED_BACK = asyncpg.TransactionRollbackError
+ROLLBACK_ATTEMPTS = 5  # runs of a group's retry before such a rollback fails the group
+CHOICE_ATTEMPTS = 5  # choices of a write's ts under the locks, each found taken by a first try
 
 
 async def write_points(conn: Conn, writes: Sequence[PointWrite]) -> list[RoostError | None]:
@@ -65,19 +77,45 @@ async def write_points(conn: Conn, writes: Sequence[PointWrite]) -> list[RoostEr
     order, None or why it was refused (then none of its rows is written). Errors of the database
     itself (gone, a timeout) raise, and nothing is committed."""
     try:  # first as two statements, each its own transaction (the second writes all or none)
-        return await _write(conn, writes, locked_first=False)
+        return await _write(conn, writes)
     except _REFUSALS as exc:
         if len(writes) == 1 and not isinstance(exc, _Taken):
             return [_refusal(writes[0], exc)]
+    except _ROLLED_BACK:
+        pass
+    for attempt in range(1, ROLLBACK_ATTEMPTS + 1):
+        try:
+            return await _write_locked(conn, writes)
+        except _ROLLED_BACK:
+            if attempt == ROLLBACK_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _write_locked(conn: Conn, writes: Sequence[PointWrite]) -> list[RoostError | None]:
+    """The group in one transaction under the locks of its buckets, each write in a savepoint."""
     outcomes: list[RoostError | None] = []
     async with conn.transaction():
+        await conn.fetchval(_LOCK, *_columns(sorted({(w.owner, w.bucket) for w in writes}))[:2])
         for write in writes:
-            try:
-                async with conn.transaction():  # a savepoint: this write alone rolls back
-                    outcomes += await _write(conn, [write], locked_first=True)
-            except _REFUSALS as exc:
-                outcomes.append(_refusal(write, exc))
+            outcomes.append(await _write_one(conn, write))
     return outcomes
+
+
+async def _write_one(conn: Conn, write: PointWrite) -> RoostError | None:
+    """One write under its bucket's lock, in a savepoint: a ts it chose taken meanwhile (by a
+    first try, which takes no lock) is read, and its ts chosen again."""
+    for attempt in range(1, CHOICE_ATTEMPTS + 1):
+        try:
+            async with conn.transaction():  # a savepoint: this write alone rolls back
+                [outcome] = await _write(conn, [write])
+            return outcome
+        except _Taken as exc:
+            if attempt == CHOICE_ATTEMPTS:
+                return _refusal(write, exc)
+        except _REFUSALS as exc:
+            return _refusal(write, exc)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _refusal(write: PointWrite, exc: BaseException) -> RoostError:
@@ -88,12 +126,9 @@ def _refusal(write: PointWrite, exc: BaseException) -> RoostError:
     return InvalidInput(invalid(exc))
 
 
-async def _write(
-    conn: Conn, writes: Sequence[PointWrite], locked_first: bool
-) -> list[RoostError | None]:
-    """The group's writes; ``locked_first`` (in a transaction): the taken ts read after the
-    locks are held (no other node's retry can take one meanwhile)."""
-    present, taken = await _find(conn, writes, locked_first)
+async def _write(conn: Conn, writes: Sequence[PointWrite]) -> list[RoostError | None]:
+    """The writes, their taken ts read in a statement of their own (after the locks, if held)."""
+    present, taken = await _find(conn, writes)
     outcomes: list[RoostError | None] = []
     rows: dict[tuple[str, str, int], tuple[str, bool]] = {}  # the later write of a ts wins
     hints: dict[tuple[str, str, int], int] = {}  # ts -> the last ts its writes took
@@ -125,25 +160,21 @@ async def _write(
     return outcomes
 
 
-async def _find(
-    conn: Conn, writes: Sequence[PointWrite], locked_first: bool
-) -> tuple[set[_Key], dict[_Key, set[int]]]:
-    """The buckets written that exist (each locked), and the taken ts of each in the span its
-    writes' free ts may be sought in."""
+async def _find(conn: Conn, writes: Sequence[PointWrite]) -> tuple[set[_Key], dict[_Key, set[int]]]:
+    """The buckets written that exist, and the taken ts of each in the span its writes' free ts
+    may be sought in."""
     starts: dict[_Key, list[int]] = {}  # per bucket, the ts its free ts are sought from
     for write in writes:
         here = starts.setdefault((write.owner, write.bucket), [])
         if not write.replace:
             here += [ts for _, _, ts, _ in write.rows]
-    bounds = [  # sorted: one lock order for every group
+    bounds = [
         (o, b, min(ts), min(max(ts) + FREE_TS_STEPS, TS_MAX)) if ts else (o, b, None, None)
-        for (o, b), ts in sorted(starts.items())
+        for (o, b), ts in starts.items()
     ]
-    if locked_first:
-        await conn.fetch(_FIND, *_columns(bounds))
-    found = await conn.fetch(_FIND if locked_first else _PEEK, *_columns(bounds))
-    present = {(o, b) for (o, b, _, _), (_, exists, _) in zip(bounds, found, strict=True) if exists}
-    taken = {(o, b): set(ts) for (o, b, _, _), (_, _, ts) in zip(bounds, found, strict=True)}
+    found = await conn.fetch(_FIND, *_columns(bounds))
+    present = {(o, b) for (o, b, _, _), (exists, _) in zip(bounds, found, strict=True) if exists}
+    taken = {(o, b): set(ts) for (o, b, _, _), (_, ts) in zip(bounds, found, strict=True)}
     return present, taken
 
 
@@ -171,8 +202,10 @@ def _free_ts(
 async def _insert(conn: Conn, rows: dict[tuple[str, str, int], tuple[str, bool]]) -> None:
     if not rows:
         return
-    free = [(*key, value) for key, (value, replace) in rows.items() if not replace]
-    replacing = [(*key, value) for key, (value, replace) in rows.items() if replace]
+    # in one order for every writer: two never wait on each other's rows in a cycle
+    ordered = sorted(rows.items())
+    free = [(*key, value) for key, (value, replace) in ordered if not replace]
+    replacing = [(*key, value) for key, (value, replace) in ordered if replace]
     try:
         await conn.fetchval(_WRITE, *_columns(free), *_columns(replacing), len(free))
     except asyncpg.DivisionByZeroError:

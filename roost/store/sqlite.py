@@ -142,8 +142,8 @@ class SQLiteStore:
         await self._run(q.update_device, device, fields)
 
     async def delete_device(self, owner: str, device: str) -> bool:
-        self._tokens.invalidate()  # its device tokens go with it
-        return await self._run(q.delete_device, owner, device)
+        # its device tokens go with it
+        return await self._tokens.writing(self._run(q.delete_device, owner, device))
 
     async def set_last_connection(self, owner: str, device: str, ts: int) -> None:
         await self._run(q.set_last_connection, owner, device, ts)
@@ -162,8 +162,7 @@ class SQLiteStore:
         return await self._kept(DeviceToken, ("device", token_id), q.select_device_token, token_id)
 
     async def delete_device_token(self, owner: str, device: str, token_id: str) -> bool:
-        self._tokens.invalidate()
-        return await self._run(q.delete_device_token, owner, device, token_id)
+        return await self._tokens.writing(self._run(q.delete_device_token, owner, device, token_id))
 
     # user access tokens
 
@@ -178,12 +177,10 @@ class SQLiteStore:
         return await self._run(q.select_access_tokens, owner, page)
 
     async def update_access_token(self, token: AccessToken) -> None:
-        self._tokens.invalidate()
-        await self._run(q.update_access_token, token)
+        await self._tokens.writing(self._run(q.update_access_token, token))
 
     async def delete_access_token(self, owner: str, token: str) -> bool:
-        self._tokens.invalidate()
-        return await self._run(q.delete_access_token, owner, token)
+        return await self._tokens.writing(self._run(q.delete_access_token, owner, token))
 
     # refresh tokens
 
@@ -235,8 +232,7 @@ class SQLiteStore:
     # data buckets
 
     async def create_bucket(self, bucket: base.Bucket) -> None:
-        self._buckets.invalidate()
-        await self._run(qb.insert_bucket, bucket)
+        await self._buckets.writing(self._run(qb.insert_bucket, bucket))
 
     async def get_bucket(self, owner: str, bucket: str) -> base.Bucket | None:
         key = (owner, bucket)
@@ -256,12 +252,10 @@ class SQLiteStore:
         return await self._run(qb.select_device_source_buckets)
 
     async def update_bucket(self, bucket: base.Bucket) -> None:
-        self._buckets.invalidate()
-        await self._run(qb.update_bucket, bucket)
+        await self._buckets.writing(self._run(qb.update_bucket, bucket))
 
     async def delete_bucket(self, owner: str, bucket: str) -> bool:
-        self._buckets.invalidate()
-        return await self._run(qb.delete_bucket, owner, bucket)
+        return await self._buckets.writing(self._run(qb.delete_bucket, owner, bucket))
 
     async def write_points(
         self, owner: str, bucket: str, points: Sequence[tuple[int, Any]], replace: bool = True
