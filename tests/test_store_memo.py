@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from roost.auth.permissions import ParsedPermissions, Permissions
+from roost.store.base import Bucket
 from roost.store.memo import Memo
 from roost.store.sqlite import SQLiteStore
 
@@ -101,8 +102,14 @@ async def test_a_change_elsewhere_drops_the_kept_records_at_once(tmp_path: Path)
         assert await node.get_access_token("alice", "t1") is not None
         assert await other.delete_access_token("alice", "t1")
         assert await node.get_access_token("alice", "t1") is not None  # kept, for 60 s
+        bucket = Bucket("alice", "b1", "b1", "", True, {"source": "write"}, None, 0, 0)
+        await node.create_bucket(bucket)
+        assert (await node.get_bucket("alice", "b1")).enabled  # type: ignore[union-attr]
+        await other.update_bucket(dataclasses.replace(bucket, enabled=False))
+        assert (await node.get_bucket("alice", "b1")).enabled  # type: ignore[union-attr]
         node.changed_elsewhere()
         assert await node.get_access_token("alice", "t1") is None
+        assert not (await node.get_bucket("alice", "b1")).enabled  # type: ignore[union-attr]
     finally:
         await other.close()
         await node.close()

@@ -94,6 +94,7 @@ class SQLiteStore:
 
     def changed_elsewhere(self) -> None:
         self._tokens.invalidate()
+        self._buckets.invalidate()
 
     async def close(self) -> None:
         """Finishes the work already submitted, then closes the connection and the worker."""
