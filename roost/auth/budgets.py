@@ -18,10 +18,9 @@ never raises. What the notes add to a window is bounded as the window is (``max_
 The guarantee: a failure counts on every node a bus round trip after it counted on its own (a
 millisecond or so on one network). Attempts that arrive at once on several nodes, within that
 time, are each counted only by their own node first: a burst spread over N nodes in the same
-millisecond can pass up to the budget on each before the notes cross; past it, the budget
-holds whichever node is asked. While a node cannot reach the
-bus it counts its own failures only, and may never hear those the others counted meanwhile; a
-node starts with empty counts.
+millisecond can pass up to the budget on each before the notes cross; past it, the budget holds
+whichever node is asked. While a node cannot reach the bus it counts its own failures only, and
+may never hear those the others counted meanwhile; a node starts with empty counts.
 """
 
 from __future__ import annotations

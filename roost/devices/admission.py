@@ -13,8 +13,8 @@ Device connections in all, in or authenticating, are held to ``room`` (set from 
 :func:`roost.net.http_admission.device_room`): at it a newcomer makes room as under the budget
 above (a few addresses holding silent connections cannot lock the others out), or is refused
 when every connection in the room is a device that is in, so that devices never take the
-descriptors the HTTP API needs. A process out of descriptors closes every new
-connection at once, the API's included: its devices could no longer be called.
+descriptors the HTTP API needs. A process out of descriptors closes every new connection at
+once, the API's included: its devices could no longer be called.
 """
 
 from __future__ import annotations
