@@ -245,34 +245,37 @@ def last_json(proc: subprocess.Popen[str], timeout: float) -> Any:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def measure_writes(
+    server: Server, devices: int, in_flight: int, seconds: float
+) -> tuple[dict[str, Any], float]:
+    """The writer's figures against ``server`` (stopped at the end), and the server's CPU seconds
+    while it measured; raises if a write was refused or a connection lost."""
+    try:
+        writer = role(
+            "generate", LOAD_CORE, *map(str, (server.device_port, devices, in_flight, seconds))
+        )
+        assert writer.stdout is not None
+        if writer.stdout.readline().strip() != "measuring":
+            raise RuntimeError("the writer did not get going")
+        cpu0 = cpu_seconds(server.process.pid)
+        if writer.stdout.readline().strip() != "measured":
+            raise RuntimeError("the writer stopped measuring early")
+        cpu = cpu_seconds(server.process.pid) - cpu0
+        written = last_json(writer, 120)
+    finally:
+        server.stop()
+    if written["refused"] or written["lost"]:
+        raise RuntimeError(f"writes refused or connections lost: {written}")
+    return written, cpu
+
+
 def run(seconds: float, devices: int = DEVICES, in_flight: int = IN_FLIGHT) -> dict[str, Any]:
     """The scenario; its figures, named as in the suite's last line."""
     with tempfile.TemporaryDirectory(prefix="roost-bench-") as tmp:
         data_dir = Path(tmp) / "roost"
         asyncio.run(seed(data_dir, devices))
         asyncio.run(seed_buckets(data_dir / "roost.db", devices))
-        server = Server(data_dir)
-        try:
-            writer = role(
-                "generate",
-                LOAD_CORE,
-                str(server.device_port),
-                str(devices),
-                str(in_flight),
-                str(seconds),
-            )
-            assert writer.stdout is not None
-            if writer.stdout.readline().strip() != "measuring":
-                raise RuntimeError("the writer did not get going")
-            cpu0 = cpu_seconds(server.process.pid)
-            if writer.stdout.readline().strip() != "measured":
-                raise RuntimeError("the writer stopped measuring early")
-            cpu = cpu_seconds(server.process.pid) - cpu0
-            written = last_json(writer, 120)
-        finally:
-            server.stop()
-        if written["refused"] or written["lost"]:
-            raise RuntimeError(f"writes refused or connections lost: {written}")
+        written, cpu = measure_writes(Server(data_dir), devices, in_flight, seconds)
         baseline = last_json(
             role("bare", SERVER_CORE, str(data_dir / "roost.db"), tmp, str(devices)), 600
         )

@@ -33,8 +33,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from bench.harness import LOAD_CORE, SERVER_CORE, USER, Server, cpu_seconds, seed
-from bench.ingest import DEVICES, IN_FLIGHT, bucket_of, last_json, role
+from bench.harness import LOAD_CORE, SERVER_CORE, USER, Server, seed
+from bench.ingest import DEVICES, IN_FLIGHT, bucket_of, measure_writes
 from roost.store.base import Bucket
 from roost.store.postgres import PostgresStore
 
@@ -102,24 +102,7 @@ def run(
             asyncio.run(seed(data_dir, devices, database_url=url))
             asyncio.run(seed_buckets(url, devices))
             server = Server(data_dir, env={"ROOST_DATABASE_URL": url})
-            try:
-                writer = role(
-                    "generate",
-                    LOAD_CORE,
-                    *map(str, (server.device_port, devices, in_flight, seconds)),
-                )
-                assert writer.stdout is not None
-                if writer.stdout.readline().strip() != "measuring":
-                    raise RuntimeError("the writer did not get going")
-                cpu0 = cpu_seconds(server.process.pid)
-                if writer.stdout.readline().strip() != "measured":
-                    raise RuntimeError("the writer stopped measuring early")
-                cpu = cpu_seconds(server.process.pid) - cpu0
-                written = last_json(writer, 120)
-            finally:
-                server.stop()
-        if written["refused"] or written["lost"]:
-            raise RuntimeError(f"writes refused or connections lost: {written}")
+            written, cpu = measure_writes(server, devices, in_flight, seconds)
         points = asyncio.run(stored(url))
         if points < written["confirmed"]:
             raise RuntimeError(f"{written['confirmed']} writes confirmed, {points} points stored")
