@@ -6,6 +6,7 @@ taken over by another node, and a watch following a device that moves."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncIterator
@@ -50,17 +51,38 @@ async def _close(services: Services) -> None:
     await services.store.close()
 
 
-@pytest.fixture
-async def nodes(
-    tmp_path: Path, bus_factory: BusFactory
+@contextlib.asynccontextmanager
+async def _two_nodes(
+    tmp_path: Path, factory: BusFactory, factory_b: BusFactory | None = None
 ) -> AsyncIterator[tuple[Services, Services]]:
-    a = await _services(tmp_path / "a", bus_factory)
-    b = await _services(tmp_path / "b", bus_factory)
+    """Nodes A and B (B's bus from ``factory_b`` if given), closed at the end."""
+    a = await _services(tmp_path / "a", factory)
+    b = await _services(tmp_path / "b", factory_b or factory)
     try:
         yield a, b
     finally:
         await _close(a)
         await _close(b)
+
+
+@pytest.fixture
+async def nodes(
+    tmp_path: Path, bus_factory: BusFactory
+) -> AsyncIterator[tuple[Services, Services]]:
+    async with _two_nodes(tmp_path, bus_factory) as both:
+        yield both
+
+
+@pytest.fixture
+async def checking_nodes(
+    tmp_path: Path,
+    nats_server: NatsServer,  # noqa: F811
+) -> AsyncIterator[tuple[Services, Services]]:
+    """Two nodes whose holders check their watcher nodes every 50 ms."""
+    async with _two_nodes(
+        tmp_path, partial(nats_bus, url=nats_server.url, watcher_check=0.05)
+    ) as both:
+        yield both
 
 
 class _Across:
@@ -202,49 +224,35 @@ async def test_while_nats_is_away_requests_fail_at_once_then_everything_recovers
 
 
 async def test_the_watches_of_a_node_gone_end_on_the_node_holding_the_device(
-    tmp_path: Path,
-    nats_server: NatsServer,  # noqa: F811
+    checking_nodes: tuple[Services, Services],
 ) -> None:
     """Node B watches a stream and the stats of a device on node A, then dies without a word
     (its NATS connection cut): A notices it is gone and the device stops streaming for it."""
-    factory = partial(nats_bus, url=nats_server.url, watcher_check=0.05)
-    a = await _services(tmp_path / "a", factory)
-    b = await _services(tmp_path / "b", factory)
-    try:
-        device = _Device(a)
-        await a.bus.settled()
-        b.bus.watch_stream(_KEY, ("temperature",), 0, _Sink())
-        b.bus.watch_stats(_KEY)
-        await _until(lambda: bool(device.asked(Operation.START_STREAM, ("temperature",))))
-        assert isinstance(b.bus, NatsBus)
-        await b.bus._link.client.close()  # as if killed: it unwatches nothing
-        await _until(lambda: bool(device.asked(Operation.STOP_STREAM, ("temperature",))))
-        assert await a.bus.request(_KEY, Operation.CALL, ("x",), 5, 1) == 5  # A goes on
-    finally:
-        await _close(a)
-        await _close(b)
+    a, b = checking_nodes
+    device = _Device(a)
+    await a.bus.settled()
+    b.bus.watch_stream(_KEY, ("temperature",), 0, _Sink())
+    b.bus.watch_stats(_KEY)
+    await _until(lambda: bool(device.asked(Operation.START_STREAM, ("temperature",))))
+    assert isinstance(b.bus, NatsBus)
+    await b.bus._link.client.close()  # as if killed: it unwatches nothing
+    await _until(lambda: bool(device.asked(Operation.STOP_STREAM, ("temperature",))))
+    assert await a.bus.request(_KEY, Operation.CALL, ("x",), 5, 1) == 5  # A goes on
 
 
 async def test_a_watcher_node_that_is_there_keeps_its_watch(
-    tmp_path: Path,
-    nats_server: NatsServer,  # noqa: F811
+    checking_nodes: tuple[Services, Services],
 ) -> None:
-    factory = partial(nats_bus, url=nats_server.url, watcher_check=0.05)
-    a = await _services(tmp_path / "a", factory)
-    b = await _services(tmp_path / "b", factory)
-    try:
-        device = _Device(a)
-        await a.bus.settled()
-        sink = _Sink()
-        b.bus.watch_stream(_KEY, ("temperature",), 0, sink)
-        await _until(lambda: bool(device.asked(Operation.START_STREAM, ("temperature",))))
-        await asyncio.sleep(0.5)  # ten checks
-        device.stream(("temperature",), 9, event=True)
-        await _until(lambda: {"resource": "temperature", "out": 9} in sink.frames)
-        assert not device.asked(Operation.STOP_STREAM, ("temperature",))
-    finally:
-        await _close(a)
-        await _close(b)
+    a, b = checking_nodes
+    device = _Device(a)
+    await a.bus.settled()
+    sink = _Sink()
+    b.bus.watch_stream(_KEY, ("temperature",), 0, sink)
+    await _until(lambda: bool(device.asked(Operation.START_STREAM, ("temperature",))))
+    await asyncio.sleep(0.5)  # ten checks
+    device.stream(("temperature",), 9, event=True)
+    await _until(lambda: {"resource": "temperature", "out": 9} in sink.frames)
+    assert not device.asked(Operation.STOP_STREAM, ("temperature",))
 
 
 async def test_a_watcher_node_cut_off_for_a_while_gets_its_watch_back(
@@ -256,51 +264,42 @@ async def test_a_watcher_node_cut_off_for_a_while_gets_its_watch_back(
     again, and its sink hears the device."""
     proxy = Proxy("127.0.0.1", nats_server.port)
     await proxy.start()
-    a = await _services(tmp_path / "a", partial(nats_bus, url=nats_server.url, watcher_check=0.1))
-    b = await _services(
-        tmp_path / "b", partial(nats_bus, url=f"nats://127.0.0.1:{proxy.port}", watcher_check=0.1)
-    )
+    direct = partial(nats_bus, url=nats_server.url, watcher_check=0.1)
+    proxied = partial(nats_bus, url=f"nats://127.0.0.1:{proxy.port}", watcher_check=0.1)
     try:
-        device = _Device(a)
-        await a.bus.settled()
-        sink = _Sink()
-        b.bus.watch_stream(_KEY, ("temperature",), 0, sink)
-        await _until(lambda: bool(device.asked(Operation.START_STREAM, ("temperature",))))
-        await proxy.stop()  # B alive, cut off from NATS, reconnecting
-        await _until(lambda: bool(device.asked(Operation.STOP_STREAM, ("temperature",))))
-        await proxy.start()
-        await _until(lambda: len(device.asked(Operation.START_STREAM, ("temperature",))) == 2)
-        device.stream(("temperature",), 4, event=True)
-        await _until(lambda: {"resource": "temperature", "out": 4} in sink.frames)
+        async with _two_nodes(tmp_path, direct, proxied) as (a, b):
+            device = _Device(a)
+            await a.bus.settled()
+            sink = _Sink()
+            b.bus.watch_stream(_KEY, ("temperature",), 0, sink)
+            await _until(lambda: bool(device.asked(Operation.START_STREAM, ("temperature",))))
+            await proxy.stop()  # B alive, cut off from NATS, reconnecting
+            await _until(lambda: bool(device.asked(Operation.STOP_STREAM, ("temperature",))))
+            await proxy.start()
+            await _until(lambda: len(device.asked(Operation.START_STREAM, ("temperature",))) == 2)
+            device.stream(("temperature",), 4, event=True)
+            await _until(lambda: {"resource": "temperature", "out": 4} in sink.frames)
     finally:
-        await _close(a)
-        await _close(b)
         await proxy.stop()
 
 
 async def test_a_garbled_watch_message_does_not_end_the_check_of_watcher_nodes(
-    tmp_path: Path,
+    checking_nodes: tuple[Services, Services],
     nats_server: NatsServer,  # noqa: F811
 ) -> None:
-    factory = partial(nats_bus, url=nats_server.url, watcher_check=0.05)
-    a = await _services(tmp_path / "a", factory)
-    b = await _services(tmp_path / "b", factory)
-    try:
-        device = _Device(a)
-        await a.bus.settled()
-        intruder = await nats.connect(nats_server.url)
-        garbled = {"op": "watch_stats", "key": list(_KEY), "node": 5}  # not a node's name
-        await intruder.publish(device_subject(_KEY), encode(garbled))
-        await intruder.flush()
-        await intruder.close()
-        b.bus.watch_stream(_KEY, ("temperature",), 0, _Sink())
-        await _until(lambda: bool(device.asked(Operation.START_STREAM, ("temperature",))))
-        assert isinstance(b.bus, NatsBus)
-        await b.bus._link.client.close()  # as if killed
-        await _until(lambda: bool(device.asked(Operation.STOP_STREAM, ("temperature",))))
-    finally:
-        await _close(a)
-        await _close(b)
+    a, b = checking_nodes
+    device = _Device(a)
+    await a.bus.settled()
+    intruder = await nats.connect(nats_server.url)
+    garbled = {"op": "watch_stats", "key": list(_KEY), "node": 5}  # not a node's name
+    await intruder.publish(device_subject(_KEY), encode(garbled))
+    await intruder.flush()
+    await intruder.close()
+    b.bus.watch_stream(_KEY, ("temperature",), 0, _Sink())
+    await _until(lambda: bool(device.asked(Operation.START_STREAM, ("temperature",))))
+    assert isinstance(b.bus, NatsBus)
+    await b.bus._link.client.close()  # as if killed
+    await _until(lambda: bool(device.asked(Operation.STOP_STREAM, ("temperature",))))
 
 
 async def test_an_unreadable_answer_from_a_node_is_a_503_not_a_crash(
