@@ -5,12 +5,14 @@ system (PostgreSQL, NATS) is briefly away."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from roost.device.client import Device
 from roost.errors import DeviceTimeout
 
 from conftest import bearer
@@ -86,3 +88,16 @@ def failed_for_all(tally: Tally, writers: int) -> Callable[[], Awaitable[bool]]:
         return len({name for name, sent in tally.failed if sent >= since}) == writers
 
     return condition
+
+
+async def stop_writing(
+    stop: asyncio.Event, writers: Sequence[asyncio.Task[None]], devices: Sequence[Device]
+) -> None:
+    """The end of a test, whatever was found: the writers stopped, the devices gone."""
+    stop.set()
+    for writer in writers:
+        writer.cancel()
+    await asyncio.gather(*writers, return_exceptions=True)
+    for device in devices:
+        with contextlib.suppress(Exception):
+            await device.stop()

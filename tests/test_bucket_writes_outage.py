@@ -10,7 +10,6 @@ point acknowledged (a device's confirmation, an HTTP 2xx) is read back through t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 
 import httpx
@@ -23,6 +22,7 @@ from acked_writes import (
     Tally,
     acked_by_all,
     failed_for_all,
+    stop_writing,
     stored_values,
     write_until,
 )
@@ -112,11 +112,5 @@ async def test_no_acknowledged_bucket_write_is_lost_while_postgresql_goes_away(
             assert tally.acked - stored == set()
             assert len(tally.acked) > every * 3  # before, between and after the outages
     finally:
-        stop.set()
-        for writer in writers:
-            writer.cancel()
-        await asyncio.gather(*writers, return_exceptions=True)
-        for device in devices:
-            with contextlib.suppress(Exception):
-                await device.stop()
+        await stop_writing(stop, writers, devices)
         await roost.stop()

@@ -7,11 +7,10 @@ fail; any that does must be answered, not left hanging.)"""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from roost.device import Device
 
-from acked_writes import Tally, acked_by_all, stored_values, write_until
+from acked_writes import Tally, acked_by_all, stop_writing, stored_values, write_until
 from conftest import ADMIN, bearer, create_device, login
 from nats_server import NatsServer, nats_server  # noqa: F401
 from test_multinode import DEVICE_URL, Node, database, nodes, sdk_device, until  # noqa: F401
@@ -81,10 +80,4 @@ async def test_no_acknowledged_bucket_write_is_lost_while_nats_goes_away(
         assert tally.acked - stored == set()
         assert len(tally.acked) > every * 3  # before, during and after the outage
     finally:
-        stop.set()
-        for writer in writers:
-            writer.cancel()
-        await asyncio.gather(*writers, return_exceptions=True)
-        for device in devices:
-            with contextlib.suppress(Exception):
-                await device.stop()
+        await stop_writing(stop, writers, devices)
