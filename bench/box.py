@@ -34,8 +34,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -54,6 +52,7 @@ from bench.harness import (
     ROOT,
     USER,
     Devices,
+    NatsServer,
     cpu_seconds,
     descriptor_limit,
     free_ports,
@@ -85,35 +84,6 @@ PLANS = {
     "quick": Plan("quick", 4_000, 60),
     "smoke": Plan("smoke", 100, 30),
 }
-
-
-class Nats:
-    """A nats-server (Debian package ``nats-server``) on a free loopback port."""
-
-    def __init__(self, workdir: Path, nofile: int) -> None:
-        binary = shutil.which("nats-server") or shutil.which("nats-server", path="/usr/sbin")
-        if binary is None:
-            raise SystemExit("nats-server is not installed: make nats (or apt-get install it)")
-        (self.port,) = free_ports(1)
-        self.url = f"nats://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [binary, "-a", "127.0.0.1", "-p", str(self.port)],
-            stdout=(workdir / "nats-server.log").open("ab"),
-            stderr=subprocess.STDOUT,
-            preexec_fn=limited(nofile),
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError("nats-server exited at start (see nats-server.log)")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("nats-server did not listen within 10 s")
-
-    def stop(self) -> None:
-        stop_process(self.process)
 
 
 class Box:
@@ -203,7 +173,7 @@ def run(plan: Plan) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="roost-box-") as tmp:
         data_dir = Path(tmp) / "roost"
         asyncio.run(seed(data_dir, plan.devices))
-        nats = Nats(Path(tmp), nofile)
+        nats = NatsServer(Path(tmp), nofile=nofile)
         try:
             box = Box(data_dir, nats.url, nofile, plan.workers)
             try:
@@ -215,7 +185,7 @@ def run(plan: Plan) -> dict[str, Any]:
     return result
 
 
-def measure(plan: Plan, box: Box, nats: Nats, simulators: int) -> dict[str, Any]:
+def measure(plan: Plan, box: Box, nats: NatsServer, simulators: int) -> dict[str, Any]:
     token = box.token()
     time.sleep(0.5)
     rss0, nats0 = box.rss(), rss_bytes(nats.process.pid)

@@ -29,12 +29,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import shutil
-import socket
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -46,56 +42,16 @@ from bench.harness import (
     SERVER_CORE,
     Devices,
     Latencies,
+    NatsServer,
     Server,
     children_cpu,
     cpu_seconds,
-    free_ports,
     seed,
-    stop_process,
     wrk,
 )
 
-BINARY_PATHS = ("/usr/sbin/nats-server", "/usr/bin/nats-server")
 SIDES = ("same", "cross")
 READY_S = 30.0  # for node A to reach every device held by B
-
-
-def nats_binary() -> str | None:
-    found = shutil.which("nats-server")
-    if found:
-        return found
-    return next((p for p in BINARY_PATHS if Path(p).exists()), None)
-
-
-class NatsServer:
-    """nats-server (Debian package ``nats-server``) on a free loopback port, pinned to the server
-    core, logging to ``workdir``."""
-
-    def __init__(self, workdir: Path) -> None:
-        binary = nats_binary()
-        if binary is None:
-            raise SystemExit("nats-server is not installed: run `make bench` (installs it)")
-        (self.port,) = free_ports(1)
-        self.url = f"nats://127.0.0.1:{self.port}"
-        self.log = workdir / "nats-server.log"
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                ["taskset", "-c", SERVER_CORE, binary, "-a", "127.0.0.1", "-p", str(self.port)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"nats-server exited at start: {self.log.read_text()[-500:]}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("nats-server did not listen within 10 s")
-
-    def stop(self) -> None:
-        stop_process(self.process)
 
 
 def run(workdir: Path, devices: int, seconds: int, rounds: int, warm: bool) -> dict[str, Any]:
@@ -104,7 +60,7 @@ def run(workdir: Path, devices: int, seconds: int, rounds: int, warm: bool) -> d
     ``warm``)."""
     data_dir = workdir / "nodes"
     asyncio.run(seed(data_dir, devices))
-    nats = NatsServer(workdir)
+    nats = NatsServer(workdir, core=SERVER_CORE)
     started: list[Server] = []
     try:
         env = {"ROOST_NATS_URL": nats.url}

@@ -122,6 +122,49 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 30) -> None:
         process.wait()
 
 
+NATS_PATHS = ("/usr/sbin/nats-server", "/usr/bin/nats-server")  # Debian's, off a user's PATH
+
+
+def nats_binary() -> str | None:
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    return next((p for p in NATS_PATHS if Path(p).exists()), None)
+
+
+class NatsServer:
+    """nats-server (Debian package ``nats-server``) on a free loopback port, logging to
+    ``workdir``; pinned to ``core`` if given, with ``nofile`` descriptors if given."""
+
+    def __init__(self, workdir: Path, core: str | None = None, nofile: int | None = None) -> None:
+        binary = nats_binary()
+        if binary is None:
+            raise SystemExit("nats-server is not installed: run `make bench` (installs it)")
+        (self.port,) = free_ports(1)
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.log = workdir / "nats-server.log"
+        pinned = ["taskset", "-c", core] if core is not None else []
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [*pinned, binary, "-a", "127.0.0.1", "-p", str(self.port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=limited(nofile) if nofile else None,
+            )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"nats-server exited at start: {self.log.read_text()[-500:]}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("nats-server did not listen within 10 s")
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
 class Server:
     """``python -m <module>`` (``roost.cli``, or ``bench.floor``) serving ``data_dir`` on free
     ports, pinned to the server core, with ``nofile`` descriptors at most (soft and hard) and

@@ -74,6 +74,7 @@ from bench.harness import (
     children_cpu,
     cpu_seconds,
     descriptor_limit,
+    nats_binary,
     rss_bytes,
     seed,
     stolen_seconds,
@@ -113,7 +114,7 @@ def run(plan: Plan, database_url: str = "") -> dict[str, Any]:
         raise SystemExit(
             "wrk is not installed: run `make bench` (installs it) or apt-get install wrk"
         )
-    if cross.nats_binary() is None:
+    if nats_binary() is None:
         raise SystemExit(
             "nats-server is not installed: run `make bench` (installs it) "
             "or apt-get install nats-server"

@@ -17,8 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # bench/ sits beside roost/, not installed with it
     sys.path.insert(0, str(ROOT))
 
-from bench.cross import nats_binary  # noqa: E402
-from bench.harness import Latencies  # noqa: E402
+from bench.harness import Latencies, nats_binary  # noqa: E402
 
 KEYS = (
     "hello_per_s",
