@@ -220,23 +220,23 @@ class NatsBus:
         key, node = DeviceKey(*message["key"]), str(message["node"])
         before = self._claimed_by.get(key)
         self._claimed_by[key] = node
-        moved = before is not None and before != node
-        for sink_id, watched in self._watched.items():
-            for (watched_key, path), interval in watched.items():
-                if watched_key == key:
-                    self._tell(key, {**_stream_message(path, sink_id, interval), "moved": moved})
-        if self._stats_watches.get(key):
-            self._tell(key, {"op": "watch_stats"})
+        self._carry_watches(key, moved=before is not None and before != node)
 
     def _watch_again(self) -> None:
         """Back on NATS after an outage: carry every watch here to the nodes holding the devices
         again (one that took this node for gone meanwhile has dropped them; one that did not
         takes them as the same watches)."""
+        self._carry_watches()
+
+    def _carry_watches(self, only: DeviceKey | None = None, moved: bool = False) -> None:
+        """Tell the holders of the devices watched here (of ``only``, if given) every watch."""
         for sink_id, watched in self._watched.items():
             for (key, path), interval in watched.items():
-                self._tell(key, _stream_message(path, sink_id, interval))
-        for key in self._stats_watches:
-            self._tell(key, {"op": "watch_stats"})
+                if only is None or key == only:
+                    self._tell(key, {**_stream_message(path, sink_id, interval), "moved": moved})
+        for key in self._stats_watches if only is None else [only]:
+            if self._stats_watches.get(key):
+                self._tell(key, {"op": "watch_stats"})
 
     def _heard_frame(self, msg: Msg) -> None:
         message = decode(msg.data)
