@@ -7,6 +7,8 @@ import asyncio
 import httpx
 import pytest
 
+from roost.app import Roost
+
 from conftest import ADMIN, DeviceFactory, bearer, create_device, wait_offline
 
 DEVICES = f"/v1/users/{ADMIN}/devices"
@@ -157,6 +159,31 @@ async def test_delete_while_connected_is_400(
     listed = (await http.get(DEVICES, headers=bearer(admin_token))).json()
     assert listed[0]["connection"]["active"] is True
     assert isinstance(listed[0]["connection"]["ts"], int)
+    await device.stop()
+
+
+async def test_connected_device_lists_its_connect_time_before_the_store_has_it(
+    server: Roost,
+    http: httpx.AsyncClient,
+    admin_token: str,
+    connect_device: DeviceFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The store learns of a connection in the background; the listing of a connected device
+    shows the session's start meanwhile, not null."""
+    assert server.services is not None
+
+    async def never_lands(owner: str, device: str, ts: int) -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(server.services.store, "set_last_connection", never_lands)
+    await create_device(http, admin_token)
+    device = await connect_device()
+    listed = (await http.get(DEVICES, headers=bearer(admin_token))).json()
+    stats = (await http.get(f"{DEVICES}/dev1/stats", headers=bearer(admin_token))).json()
+    assert listed[0]["connection"]["active"] is True
+    assert listed[0]["connection"]["ts"] == stats["connected_ts"]
+    assert isinstance(stats["connected_ts"], int)
     await device.stop()
     await wait_offline(http, admin_token, "dev1")
     assert (await http.delete(f"{DEVICES}/dev1", headers=bearer(admin_token))).status_code == 200

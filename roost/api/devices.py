@@ -27,6 +27,8 @@ CREDENTIALS_LENGTH = (6, 255)
 
 async def device_json(device: Device, services: Services) -> dict[str, Any]:
     stats = await services.devices.stats(DeviceKey(device.owner, device.device))
+    # connected: the live session's start (its store write is spawned and may not have landed)
+    since = stats.connected_ts if stats.connected else device.last_connection
     return {
         "device": device.device,
         "name": device.name,
@@ -36,7 +38,7 @@ async def device_json(device: Device, services: Services) -> dict[str, Any]:
         "user": device.owner,
         "created": device.created,
         "modified": device.modified,
-        "connection": {"active": stats.connected, "ts": device.last_connection},
+        "connection": {"active": stats.connected, "ts": since},
     }
 
 
