@@ -1,13 +1,12 @@
-"""The token records the PostgreSQL store keeps for the authorization path, as the SQLite store
-does: never older than this node's own writes, another node's writes seen within the memo time,
-and kept meanwhile (a read that does not reach the database)."""
+"""The records the PostgreSQL store keeps for the authorization path and the bucket feeds: the
+memo store contract, plus reads that overlap a write another connection holds up."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import sys
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +19,9 @@ if str(Path(__file__).parent) not in sys.path:  # the contract helpers sit next 
     sys.path.insert(0, str(Path(__file__).parent))
 
 from bucket_store_contract import _bucket
-from test_store_memo import (
-    test_a_deleted_token_is_gone_at_once,
-    test_a_read_that_overlaps_a_delete_is_not_kept,
-    test_an_updated_access_token_is_read_anew,
-    test_deleting_a_device_forgets_its_kept_tokens,
-)
+from memo_store_contract import *  # noqa: F403
 
-from store_contract import _access, _device, _token, _user
-
-__all__ = [
-    "test_a_deleted_token_is_gone_at_once",
-    "test_a_read_that_overlaps_a_delete_is_not_kept",
-    "test_an_updated_access_token_is_read_anew",
-    "test_deleting_a_device_forgets_its_kept_tokens",
-]
+from store_contract import _access, _device, _user
 
 
 @pytest.fixture
@@ -47,50 +34,22 @@ async def store(postgres_url: str) -> AsyncIterator[PostgresStore]:
     await opened.close()
 
 
-async def test_another_node_is_seen_within_the_memo_time_and_kept_meanwhile(
-    postgres_url: str,
-) -> None:
-    node = PostgresStore(postgres_url, token_memo_seconds=0.3)
-    other = PostgresStore(postgres_url)
-    await node.open()
-    await other.open()
-    try:
-        await node.create_user(_user("alice"))
-        await node.create_device(_device())
-        await node.create_access_token(_access("t1"))
-        await node.create_device_token(_token("d1"))
-        assert await node.get_access_token("alice", "t1") is not None
-        assert await node.get_device_token("d1") is not None
-        assert await other.delete_access_token("alice", "t1")
-        assert await other.delete_device_token("alice", "dev1", "d1")
-        # kept: the node answers from its memo, without the database
-        assert await node.get_access_token("alice", "t1") is not None
-        assert await node.get_device_token("d1") is not None
-        await asyncio.sleep(0.35)  # the memo time is what is tested: no event to await
-        assert await node.get_access_token("alice", "t1") is None
-        assert await node.get_device_token("d1") is None
-    finally:
-        await other.close()
-        await node.close()
+@pytest.fixture
+async def open_store(
+    store: PostgresStore, postgres_url: str
+) -> AsyncIterator[Callable[..., Awaitable[PostgresStore]]]:
+    """Another node's store on the same database."""
+    opened: list[PostgresStore] = []
 
+    async def open_another(**settings: Any) -> PostgresStore:
+        another = PostgresStore(postgres_url, **settings)
+        await another.open()
+        opened.append(another)
+        return another
 
-async def test_a_change_elsewhere_drops_the_kept_records_at_once(postgres_url: str) -> None:
-    """Another node changed the database and said so on the bus: the next read sees it."""
-    node = PostgresStore(postgres_url, token_memo_seconds=60)
-    other = PostgresStore(postgres_url)
-    await node.open()
-    await other.open()
-    try:
-        await node.create_user(_user("alice"))
-        await node.create_access_token(_access("t1"))
-        assert await node.get_access_token("alice", "t1") is not None
-        assert await other.delete_access_token("alice", "t1")
-        assert await node.get_access_token("alice", "t1") is not None  # kept, for 60 s
-        node.changed_elsewhere()
-        assert await node.get_access_token("alice", "t1") is None
-    finally:
-        await other.close()
-        await node.close()
+    yield open_another
+    for another in opened:
+        await another.close()
 
 
 async def _while_held(postgres_url: str, lock: str, write: Awaitable[Any], read: Any) -> None:
