@@ -18,14 +18,13 @@ import re
 import shlex
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
+from served_node import ServedNode
 
 from roost.config import env_name, load_settings, setting_names
 from roost.device import Device
@@ -54,8 +53,8 @@ def lines(block: str) -> list[str]:
     return [line.strip() for line in joined.splitlines() if line.strip() and line[0] != "#"]
 
 
-class DocNode:
-    """A node started from one of the document's `roost serve` lines."""
+class DocNode(ServedNode):
+    """A node started from one of the document's `roost serve` lines, with its flags."""
 
     def __init__(self, line: str, root: Path, ports: dict[str, int], env: dict[str, str]) -> None:
         words = shlex.split(line.removesuffix("&"))
@@ -70,37 +69,8 @@ class DocNode:
         flags = dict(zip(args[1::2], args[2::2], strict=True))
         self.data_dir = Path(flags["--data-dir"])
         self.device_port = int(flags["--device-port"])
-        self.log = root / f"{self.data_dir.name}.log"
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "roost", *args], env=env, stdout=log, stderr=log
-            )
-        self.http = httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{flags['--http-port']}", timeout=10
-        )
-
-    async def ready(self) -> None:
-        deadline = time.monotonic() + 30
-        while True:
-            assert self.process.poll() is None, self.log.read_text()
-            try:
-                if (await self.http.get("/v1/server/events")).status_code < 500:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"{self.data_dir.name} did not start"
-            await asyncio.sleep(0.05)
-
-    async def stop(self) -> None:
-        await self.http.aclose()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)  # as systemd stops it
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        assert "Traceback" not in self.log.read_text(), self.log.read_text()
+        name = self.data_dir.name
+        super().__init__(name, args, env, root / f"{name}.log", int(flags["--http-port"]))
 
 
 @pytest.fixture
@@ -139,7 +109,7 @@ async def three_nodes(
         yield nodes
     finally:
         for node in nodes:
-            await node.stop()
+            await node.stop(signal.SIGTERM)  # as systemd stops it
 
 
 async def test_a_device_on_node_1_answers_calls_made_on_node_3(three_nodes: list[DocNode]) -> None:

@@ -11,15 +11,13 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from served_node import ServedNode
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -32,8 +30,8 @@ DEVICE_URL = f"/v2/users/{ADMIN}/devices/dev1"
 BAD_EVENTS = {"event": "(device|bucket)_.*"}  # refused: its error says the others were handled
 
 
-class Node:
-    """One `roost serve` process: its ports, its log, a client of its API."""
+class Node(ServedNode):
+    """One `roost serve` process on its own free ports, its settings in its environment."""
 
     def __init__(
         self,
@@ -44,9 +42,7 @@ class Node:
         database_url: str | None,
         settings: dict[str, str] | None = None,  # more ROOST_* variables
     ) -> None:
-        self.name = name
         self.ports = {"http": free_port(), "device": free_port(), "iotmp": free_port()}
-        self.log = work / f"node-{name}.log"
         env = {
             **os.environ,
             "ROOST_DATA_DIR": str(data_dir),
@@ -61,11 +57,7 @@ class Node:
         if database_url is not None:
             env["ROOST_DATABASE_URL"] = database_url
         env.update(settings or {})
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "roost", "serve"], env=env, stdout=log, stderr=log
-            )
-        self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.ports['http']}", timeout=10)
+        super().__init__(name, ["serve"], env, work / f"node-{name}.log", self.ports["http"])
 
     @property
     def device_port(self) -> int:
@@ -73,29 +65,6 @@ class Node:
 
     def ws(self, path: str, token: str) -> str:
         return f"ws://127.0.0.1:{self.ports['http']}{path}?authorization={token}"
-
-    async def ready(self) -> None:
-        deadline = time.monotonic() + 30
-        while True:
-            assert self.process.poll() is None, f"node {self.name} exited: {self.log.read_text()}"
-            try:
-                if (await self.http.get("/v1/server/events")).status_code < 500:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"node {self.name} did not start"
-            await asyncio.sleep(0.05)
-
-    async def stop(self) -> None:
-        await self.http.aclose()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            assert "Traceback" not in self.log.read_text(), self.log.read_text()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
