@@ -14,10 +14,9 @@ import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
 
-from bucket_store_contract import _bucket
-
 from roost.store import Store
 
+from bucket_store_contract import _bucket
 from store_contract import _access, _token
 
 _OpenStore = Callable[..., Awaitable[Store]]

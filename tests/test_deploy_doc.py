@@ -24,13 +24,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from served_node import ServedNode
 
 from roost.config import env_name, load_settings, setting_names
 from roost.device import Device
 
 from conftest import ADMIN, ADMIN_PASSWORD, bearer, create_device, login
 from nats_server import NatsServer, free_port, nats_server  # noqa: F401
+from served_node import ServedNode
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "deploy.md"
 FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.MULTILINE | re.DOTALL)

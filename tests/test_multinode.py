@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from served_node import ServedNode
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -25,6 +24,7 @@ from roost.device import Device
 
 from conftest import ADMIN, ADMIN_PASSWORD, bearer, create_device, login
 from nats_server import NatsServer, free_port, nats_server  # noqa: F401
+from served_node import ServedNode
 
 DEVICE_URL = f"/v2/users/{ADMIN}/devices/dev1"
 BAD_EVENTS = {"event": "(device|bucket)_.*"}  # refused: its error says the others were handled

@@ -19,7 +19,6 @@ if str(Path(__file__).parent) not in sys.path:  # the contract helpers sit next 
     sys.path.insert(0, str(Path(__file__).parent))
 
 from memo_store_contract import *  # noqa: F403
-
 from store_contract import _access, _device, _user
 
 

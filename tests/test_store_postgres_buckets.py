@@ -18,6 +18,7 @@ if str(Path(__file__).parent) not in sys.path:  # the contract module sits next 
     sys.path.insert(0, str(Path(__file__).parent))
 
 from bucket_aggregate_contract import *  # noqa: F403
+
 from bucket_store_contract import *  # noqa: F403
 from bucket_store_contract import _T0, _with_bucket
 

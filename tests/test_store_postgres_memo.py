@@ -20,7 +20,6 @@ if str(Path(__file__).parent) not in sys.path:  # the contract helpers sit next 
 
 from bucket_store_contract import _bucket
 from memo_store_contract import *  # noqa: F403
-
 from store_contract import _access, _device, _user
 
 
