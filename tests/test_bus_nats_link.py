@@ -97,6 +97,31 @@ async def test_an_answer_after_the_deadline_reaches_no_one(
     assert (await asking.request("fast", b"3", 5)).data == b"quick"
 
 
+async def test_failing_what_requests_are_about_ends_those_alone(
+    links: tuple[NatsLink, NatsLink],
+) -> None:
+    asking, answering = links
+    held: list[Msg] = []
+    answering.subscribe("held", held.append)
+    await answering.sent()
+    await answering.client.flush()
+    about_a = [asyncio.ensure_future(asking.request("held", b"a", 5, about="a")) for _ in "12"]
+    about_b = asyncio.ensure_future(asking.request("held", b"b", 5, about="b"))
+    untagged = asyncio.ensure_future(asking.request("held", b"-", 5))
+    for _ in range(500):  # until all four wait in the answering node's hands
+        if len(held) == 4:
+            break
+        await asyncio.sleep(0.01)
+    asking.fail("a", lambda: LookupError("moved"))
+    for call in about_a:
+        with pytest.raises(LookupError, match="moved"):
+            await call
+    for msg in held:
+        await answering.reply(msg, b"re " + msg.data)
+    assert (await about_b).data == b"re b"
+    assert (await untagged).data == b"re -"
+
+
 @pytest.mark.parametrize(
     "message",
     [

@@ -243,6 +243,43 @@ async def test_a_killed_node_s_devices_reconnect_to_another_and_answer_again(
         await device.stop()
 
 
+async def test_a_call_sent_to_a_holder_that_stopped_ends_when_the_device_comes_back(
+    nodes: tuple[Node, Node],
+) -> None:
+    """A call crossing to a node that stopped answering (SIGSTOP here; a SIGKILLed node can lose
+    a call the same way, in the moment before NATS notices) ends as soon as the device connects
+    again to the calling node: 404, as the old holder would have ended it, not 504 once the
+    call's time is up."""
+    a, b = nodes
+    token = await login(a.http)
+    await create_device(a.http, token)
+    first = sdk_device(a, reconnect_delay=60)
+    second = sdk_device(b)
+    await first.start()
+    a_stopped = False
+    try:
+        await first.wait_connected(10)
+        await until(lambda: online(b, token))
+        a.process.send_signal(signal.SIGSTOP)
+        a_stopped = True
+        url = f"{DEVICE_URL}/double?timeout=30000"  # B would wait 30 s for a silent A
+        call = asyncio.ensure_future(b.http.post(url, json={"in": 4}, headers=bearer(token)))
+        await asyncio.sleep(1)  # B has sent it to A (a 200 below: it had not)
+        assert not call.done()
+        await second.start()
+        await second.wait_connected(10)
+        response = await asyncio.wait_for(call, 10)
+        assert response.status_code == 404, response.text
+        assert "connected to another node" in response.json()["error"]["message"]
+        again = await b.http.post(f"{DEVICE_URL}/double", json={"in": 4}, headers=bearer(token))
+        assert again.status_code == 200 and again.json() == {"out": 8}
+    finally:
+        await first.stop()
+        await second.stop()
+        if a_stopped:
+            a.process.send_signal(signal.SIGCONT)
+
+
 async def test_a_device_source_bucket_is_fed_once_whichever_node_changed_it(
     nodes: tuple[Node, Node],
 ) -> None:

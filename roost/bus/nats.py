@@ -14,7 +14,7 @@ import contextlib
 import itertools
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 import nats.errors
@@ -35,7 +35,7 @@ from roost.bus.base import (
 )
 from roost.bus.listeners import ListenersByUser
 from roost.bus.local import LocalBus
-from roost.bus.nats_holder import WATCHER_CHECK_S, Holder
+from roost.bus.nats_holder import TAKEN_OVER, WATCHER_CHECK_S, Holder
 from roost.bus.nats_link import Interest, NatsLink
 from roost.bus.nats_wire import (
     EVERY_FAILURE,
@@ -115,7 +115,7 @@ class NatsBus:
             "payload": payload,
             "timeout": timeout,
         }
-        answer = await self._ask(key, message, timeout + DEADLINE_MARGIN_S)
+        answer = await self._ask(key, message, timeout + DEADLINE_MARGIN_S, about=key)
         value: PsonValue = answer["value"]
         return value
 
@@ -138,9 +138,11 @@ class NatsBus:
         with contextlib.suppress(errors.DeviceOffline):  # nobody remembers it: nothing to forget
             await self._ask(key, {"op": "forget", "key": list(key)}, STATS_TIMEOUT_S)
 
-    async def _ask(self, key: DeviceKey, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+    async def _ask(
+        self, key: DeviceKey, message: dict[str, Any], timeout: float, about: Hashable = None
+    ) -> dict[str, Any]:
         try:
-            msg = await self._link.request(device_subject(key), encode(message), timeout)
+            msg = await self._link.request(device_subject(key), encode(message), timeout, about)
         except nats.errors.NoRespondersError:
             raise errors.DeviceOffline(f"device {key.device} is not connected") from None
         except nats.errors.TimeoutError:
@@ -265,6 +267,9 @@ class NatsBus:
             if event.fields["state"] == events.CONNECTED:
                 if self._node.holds(key):
                     self._holder.session_opened(key)
+                    # the calls sent to its last holder: that session is closed now (and its
+                    # node may be gone, SIGKILL), so they end as the holder would end them
+                    self._link.fail(key, _taken_over)
             elif not self._holder.session_closed(key):
                 return  # closed for another node's claim: the device did not go offline
         self._link.publish(events_subject(event.user), encode(event.to_json()))
@@ -345,3 +350,7 @@ def _nothing(revocation: Revocation) -> None:
 
 def _stream_message(path: ResourcePath, sink_id: int, interval: float) -> dict[str, Any]:
     return {"op": "watch_stream", "path": list(path), "sink": sink_id, "interval": interval}
+
+
+def _taken_over() -> Exception:
+    return errors.DeviceOffline(f"device disconnected: {TAKEN_OVER}")

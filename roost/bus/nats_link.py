@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +69,7 @@ class NatsLink:
         self._inbox = client.new_inbox() + "."  # + a request's number: its reply subject
         self._numbers = itertools.count(1)
         self._waiting: dict[str, asyncio.Future[Msg]] = {}  # by number: requests not answered
+        self._about: dict[str, Hashable] = {}  # by number: what a waiting request is about
         self.subscribe(self._inbox + "*", self._answered)
         # called once the client is back after an outage (its subscriptions restored by then)
         self.reconnected: Callable[[], None] = _nothing
@@ -143,9 +144,12 @@ class NatsLink:
         self._queue.put_nowait(barrier)
         await barrier.done
 
-    async def request(self, subject: str, data: bytes, timeout: float) -> Msg:
+    async def request(
+        self, subject: str, data: bytes, timeout: float, about: Hashable = None
+    ) -> Msg:
         """A NATS request, after what was queued before it. Raises Unavailable when NATS is
-        out of reach, nats.errors.NoRespondersError and nats.errors.TimeoutError as NATS does."""
+        out of reach, nats.errors.NoRespondersError and nats.errors.TimeoutError as NATS does,
+        and what :meth:`fail` gives the requests ``about`` something."""
         if not self.connected:
             raise Unavailable(UNREACHABLE)
         await self.sent()
@@ -153,6 +157,8 @@ class NatsLink:
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Msg] = loop.create_future()
         self._waiting[number] = answer
+        if about is not None:
+            self._about[number] = about
         deadline = loop.call_later(timeout, _expire, answer)
         try:
             await self.client.publish(subject, data, reply=self._inbox + number)
@@ -166,6 +172,15 @@ class NatsLink:
         finally:
             deadline.cancel()
             del self._waiting[number]
+            self._about.pop(number, None)
+
+    def fail(self, about: Hashable, error: Callable[[], Exception]) -> None:
+        """End every request waiting ``about`` this with an ``error()`` of its own: its answer
+        will not come, or no longer matters."""
+        for number, what in self._about.items():
+            answer = self._waiting[number]
+            if what == about and not answer.done():
+                answer.set_exception(error())
 
     def _answered(self, msg: Msg) -> None:
         answer = self._waiting.get(msg.subject[len(self._inbox) :])
