@@ -16,11 +16,11 @@ from pathlib import Path
 import nats
 import pytest
 
-from roost.app import build_services
 from roost.auth.budgets import FailureBudgets
-from roost.bus.nats import nats_bus
+from roost.bus.nats import NatsBus, nats_bus
 from roost.bus.nats_wire import failures_subject
 from roost.services import Services
+from roost.wiring import build_services
 
 from conftest import make_settings
 from nats_server import NatsServer, nats_server  # noqa: F401
@@ -174,6 +174,9 @@ async def nodes(
                 device_auth_failures_per_address=2,
             )
             built.append(await build_services(settings, bus=factory))
+        for services in built:  # each one's subscriptions are in place before a test talks
+            assert isinstance(services.bus, NatsBus)
+            await services.bus.settled()
         yield built[0], built[1]
     finally:
         for services in built:
