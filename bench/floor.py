@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sys
 
-import roost.app
+import roost.wiring
 from roost.bus.base import DeviceKey, Operation
 from roost.bus.local import LocalBus
 from roost.cli import main as cli_main
@@ -43,10 +43,11 @@ class InstantBus(LocalBus):
 
 
 def install() -> None:
-    """Make ``roost.app`` build InstantBus where it builds its LocalBus (loudly, or not at all)."""
-    if getattr(roost.app, "LocalBus", None) is not LocalBus:
-        raise SystemExit("bench.floor: roost.app no longer builds roost.bus.local.LocalBus")
-    roost.app.LocalBus = InstantBus  # type: ignore[misc]
+    """Make ``roost.wiring`` build InstantBus where it builds its LocalBus (loudly, or not at
+    all)."""
+    if getattr(roost.wiring, "LocalBus", None) is not LocalBus:
+        raise SystemExit("bench.floor: roost.wiring no longer builds roost.bus.local.LocalBus")
+    roost.wiring.LocalBus = InstantBus  # type: ignore[misc]
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from roost import __version__, ids
-from roost.app import DATABASE_FILE, select_store
 from roost.auth.keys import PRIVATE_DIR_MODE
 from roost.auth.passwords import hash_password
 from roost.backup import DataDirNotEmpty, backup, restore
@@ -33,6 +32,7 @@ from roost.first_admin import password_problem
 from roost.store.base import Store, User
 from roost.store.postgres_copy import BATCH as POINTS_BATCH
 from roost.store.postgres_copy import copy_to_postgres
+from roost.wiring import DATABASE_FILE, select_store
 from roost.workers import run_loop, serve, supervise
 
 log = logging.getLogger("roost")

@@ -1,9 +1,9 @@
 """The Bus contract: what every bus must do, through the public Bus interface only.
 
-A module per implementation (``test_bus_local.py``, ``test_bus_wire.py``, later a NATS one)
+A module per implementation (``test_bus_local.py``, ``test_bus_wire.py``, ``test_bus_nats.py``)
 provides a ``bus_factory`` fixture (given the node's LocalBus, the bus to test, as
-``roost.app.build_services`` takes it) and imports these tests with ``import *``. Each test builds
-a node as Roost does and connects devices to it the way a protocol listener does (through the
+``roost.wiring.build_services`` takes it) and imports these tests with ``import *``. Each test
+builds a node as Roost does and connects devices to it the way a protocol listener does (through the
 gateway, over a link that answers at the next loop step); everything else is asked of the bus.
 Helpers are private (leading underscore) so that only the tests and the fixture are exported.
 """
@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from roost.app import BusFactory, build_services
 from roost.bus import events
 from roost.bus.base import (
     Bus,
@@ -33,6 +32,7 @@ from roost.bus.base import (
 from roost.errors import DeviceOffline, DeviceTimeout, ResourceUnavailable
 from roost.services import Services
 from roost.wire.pson import PsonValue
+from roost.wiring import BusFactory, build_services
 
 from conftest import make_settings
 

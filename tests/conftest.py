@@ -15,10 +15,11 @@ import httpx
 import pytest
 import uvloop
 
-from roost.app import BusFactory, Roost, local_bus
+from roost.app import Roost
 from roost.config import Settings
 from roost.device import Device
 from roost.device.client import ProtocolName
+from roost.wiring import BusFactory, local_bus
 
 from nats_server import session_bus
 from wire_bus import WireBus

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from roost.app import BusFactory
 from roost.bus.nats import nats_bus
+from roost.wiring import BusFactory
 
 BINARY_PATHS = ("/usr/sbin/nats-server", "/usr/bin/nats-server")
 NO_BINARY = "nats-server is not installed (`make nats`, or apt-get install nats-server)"

@@ -12,10 +12,11 @@ from pathlib import Path
 import httpx
 import jwt
 
-from roost.app import DATABASE_FILE, Roost
+from roost.app import Roost
 from roost.auth.passwords import hash_password
 from roost.store import RefreshToken, User
 from roost.store.sqlite import SQLiteStore
+from roost.wiring import DATABASE_FILE
 
 from conftest import ADMIN, ADMIN_PASSWORD, bearer, login, make_settings
 

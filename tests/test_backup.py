@@ -20,10 +20,10 @@ import pytest
 from test_cli import free_ports, wait_healthy
 from test_startup_errors import clean_env, one_line
 
-from roost.app import DATABASE_FILE
 from roost.auth.keys import JWT_KEY_FILE, PEPPER_FILE, load_or_create_key
 from roost.device import Device
 from roost.store.sqlite import SQLiteStore
+from roost.wiring import DATABASE_FILE
 
 PASSWORD = "backup-admin-pw"
 SECRETS = (DATABASE_FILE, JWT_KEY_FILE, PEPPER_FILE)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from roost.app import BusFactory, local_bus
+from roost.wiring import BusFactory, local_bus
 
 from bus_contract import *  # noqa: F403
 

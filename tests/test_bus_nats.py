@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from roost.app import BusFactory, build_services
 from roost.bus.nats import nats_bus
 from roost.config import load_settings
 from roost.errors import ConfigError
+from roost.wiring import BusFactory, build_services
 
 from bus_contract import *  # noqa: F403
 from conftest import make_settings

@@ -18,12 +18,12 @@ import nats
 import pytest
 
 from roost.api.errors import status_of
-from roost.app import BusFactory, build_services
 from roost.bus.base import Bus, DeviceKey, Operation
 from roost.bus.nats import NatsBus, nats_bus
 from roost.bus.nats_wire import device_subject, encode
 from roost.errors import Unavailable
 from roost.services import Services
+from roost.wiring import BusFactory, build_services
 
 from bus_contract import *  # noqa: F403
 from bus_contract import _Device, _settle, _Sink, _until

@@ -6,8 +6,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from roost.app import BusFactory, Roost
+from roost.app import Roost
 from roost.config import Settings
+from roost.wiring import BusFactory
 
 from bus_contract import *  # noqa: F403
 from conftest import ADMIN, bearer, create_device, login, sdk_device

@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from roost.app import DATABASE_FILE
 from roost.config import SETTING_HELP, default_text, env_name, setting_names
 from roost.store.sqlite import SQLiteStore
+from roost.wiring import DATABASE_FILE
 
 
 def free_ports(count: int) -> list[int]:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from roost.app import DATABASE_FILE
 from roost.device import Device
 from roost.store.sqlite import SQLiteStore
+from roost.wiring import DATABASE_FILE
 
 ZERO_PORTS = {
     "http_port": "0",

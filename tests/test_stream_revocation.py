@@ -27,13 +27,14 @@ from httpx_sse import aconnect_sse
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from roost.app import DATABASE_FILE, Roost
+from roost.app import Roost
 from roost.auth.passwords import hash_password
 from roost.auth.tokens import ACCESS_TTL_S
 from roost.bus.base import Revocation, Revoked
 from roost.config import Settings
 from roost.device import Device
 from roost.store.base import User
+from roost.wiring import DATABASE_FILE
 
 from conftest import (
     ADMIN,

@@ -19,12 +19,13 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from roost.app import DATABASE_FILE, Roost
+from roost.app import Roost
 from roost.auth.passwords import hash_password
 from roost.auth.tokens import REFRESH_RETRY_S
 from roost.config import Settings
 from roost.store.base import AccessToken
 from roost.store.migrate import apply_migrations, load_migrations
+from roost.wiring import DATABASE_FILE
 
 from conftest import (
     ADMIN,

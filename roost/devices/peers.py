@@ -51,7 +51,7 @@ class PeerCalls:
         max_in_flight: int,
         spawn: Callable[[Coroutine[Any, Any, None]], object],
     ) -> None:
-        self.bus: Bus | None = None  # set once the bus exists (roost.app.build_services)
+        self.bus: Bus | None = None  # set once the bus exists (roost.wiring.build_services)
         self.timeout = timeout  # seconds: call_timeout_ms
         self.max_in_flight = max_in_flight  # per calling device: device_calls_in_flight
         self._spawn = spawn  # owns the calls' tasks (the gateway's: cancelled on shutdown)
