@@ -5,7 +5,9 @@ hub): the devices it holds are served to every node by :class:`~roost.bus.nats_h
 everything else the rest of Roost asks goes over NATS to the node holding the device (subjects in
 :mod:`roost.bus.nats_wire`). A request nobody holds is answered at once by the server ("no
 responders": DeviceOffline); a request while NATS is out of reach is Unavailable (503), never a
-hang. Watches are kept here and carried again to whichever node claims the device next.
+hang. A call waiting on another node ends as that node would end it (DeviceOffline) once the
+device connects here, even if that node is gone. Watches are kept here and carried again to
+whichever node claims the device next.
 """
 
 from __future__ import annotations
