@@ -14,9 +14,10 @@ Both sides pay the same store, auth and NATS-configured bus; the only difference
 ``bench.run`` pools its rpc figures); p50/p99 are percentiles of every request. The CPU the three
 processes used per call on each side (``rpc_cross_server_us``, ``rpc_same_node_server_us``) and
 its ratio (``rpc_cross_cost_ratio``, same over cross) are the same comparison by cost: what the
-rate ratio is when the servers have the core to themselves. On a shared machine the rate ratio
-leans to the cross side, whose three processes get three shares of a contended core where the
-same-node side's one process gets one.
+rate ratio is when the servers have the core to themselves; ``rpc_cross_us_by_process`` and
+``rpc_same_node_us_by_process`` split it by process (``a``, ``b``, ``nats``). On a shared
+machine the rate ratio leans to the cross side, whose three processes get three shares of a
+contended core where the same-node side's one process gets one.
 
 Core placement: A, B and nats-server all on the server core, wrk and the device simulators on
 the load core. That is more processes than cores: in the cross runs one core does A's HTTP and
@@ -44,7 +45,6 @@ from bench.harness import (
     Latencies,
     NatsServer,
     Server,
-    children_cpu,
     cpu_seconds,
     seed,
     wrk,
@@ -87,18 +87,22 @@ def measure(
         if warm:
             for side in SIDES:
                 wrk(urls[side], 1, env)
-        pids = (a.process.pid, b.process.pid, nats.process.pid)
+        pids = {"a": a.process.pid, "b": b.process.pid, "nats": nats.process.pid}
         pooled = {side: Latencies() for side in SIDES}
         ratios: list[float] = []
         p99s: list[float] = []
         cpu: dict[str, list[float]] = {side: [] for side in SIDES}  # seconds, by round
+        # seconds, by side and process, all rounds
+        spent = {side: dict.fromkeys(pids, 0.0) for side in SIDES}
         for _ in range(rounds):
             this: dict[str, Latencies] = {}
             for side in SIDES:
-                before = sum(cpu_seconds(pid) for pid in pids), children_cpu()
+                before = {name: cpu_seconds(pid) for name, pid in pids.items()}
                 this[side] = wrk(urls[side], seconds, env)
-                after = sum(cpu_seconds(pid) for pid in pids), children_cpu()
-                cpu[side].append(after[0] - before[0])
+                used = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+                cpu[side].append(sum(used.values()))
+                for name in pids:
+                    spent[side][name] += used[name]
                 pooled[side].add(this[side])
             ratios.append(this["cross"].per_s / this["same"].per_s)
             p99s.append(this["cross"].percentile_ms(99))
@@ -107,6 +111,12 @@ def measure(
     same, cross = pooled["same"], pooled["cross"]
     same_us = sum(cpu["same"]) / same.requests * 1e6
     cross_us = sum(cpu["cross"]) / cross.requests * 1e6
+    by_process = {  # where a call's CPU goes: A (entry), B (holder), nats-server
+        side: {
+            name: round(used / pooled[side].requests * 1e6, 1) for name, used in spent[side].items()
+        }
+        for side in SIDES
+    }
     return {
         "rpc_cross_per_s": round(cross.per_s),
         "rpc_cross_requests": cross.requests,
@@ -125,6 +135,8 @@ def measure(
         "rpc_same_node_server_us": round(same_us),
         # the ratio by CPU per call: what the rate ratio is when the core is all the servers'
         "rpc_cross_cost_ratio": round(same_us / cross_us, 3),
+        "rpc_cross_us_by_process": by_process["cross"],
+        "rpc_same_node_us_by_process": by_process["same"],
     }
 
 
@@ -154,7 +166,8 @@ def summary(result: dict[str, Any]) -> str:
         f"{result['rpc_same_node_per_s']} req/s, p99 {result['rpc_same_node_p99_ms']} ms; "
         f"shared SQLite; A, B and nats-server on one core: CPU {result['rpc_cross_server_cpu']}, "
         f"{result['rpc_cross_server_us']} us per call, {result['rpc_same_node_server_us']} on B "
-        f"alone: ratio by CPU {result['rpc_cross_cost_ratio']})"
+        f"alone: ratio by CPU {result['rpc_cross_cost_ratio']}; us per cross call by process "
+        f"{result['rpc_cross_us_by_process']})"
     )
 
 

@@ -89,6 +89,9 @@ def test_bench_smoke_run_reports_every_figure() -> None:
     # the box (roost serve --workers 2): every device it was given connected and answered a call
     assert figures["box_devices"] == figures["box_devices_target"] == figures["box_calls_ok"]
     assert len(figures["box_devices_per_worker"]) == 2
+    # a cross call's CPU by process: the entry node, the holder and nats-server each spend some
+    assert set(figures["rpc_cross_us_by_process"]) == {"a", "b", "nats"}
+    assert all(us > 0 for us in figures["rpc_cross_us_by_process"].values())
 
 
 def test_bucket_reads_smoke_reports_its_figures() -> None:
