@@ -38,7 +38,7 @@ TEST_PROCESSES ?= 3
 PYTEST_SPREAD = -n $(TEST_PROCESSES) --dist loadfile --max-worker-restart=0
 
 test: $(TESTING) console
-	$(BIN)/ruff check roost tests
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q $(PYTEST_SPREAD) --ignore=tests/test_api_fuzz.py
 	# the fuzz alone: schemathesis gives its tests one node id, which pytest-xdist cannot spread
@@ -97,8 +97,8 @@ bench-quick: $(TESTING) wrk mosquitto nats
 	$(BIN)/python -m bench.run --quick
 
 lint: $(TESTING)
-	$(BIN)/ruff check roost tests
-	$(BIN)/ruff format --check roost tests
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 clean:

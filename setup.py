@@ -11,7 +11,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "console"))
-import build_vendor  # noqa: E402
+import build_vendor
 
 
 class BuildWithConsole(build_py):

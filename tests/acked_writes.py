@@ -59,7 +59,7 @@ async def stored_values(http: httpx.AsyncClient, token: str, bucket: str) -> lis
     values: list[Any] = []
     min_ts = 0
     while True:
-        params = {"sort": "asc", "items": 1000, "min_ts": min_ts}
+        params: dict[str, str | int] = {"sort": "asc", "items": 1000, "min_ts": min_ts}
         response = await http.get(f"{bucket}/data", params=params, headers=bearer(token))
         assert response.status_code == 200, response.text
         page = response.json()

@@ -7,6 +7,7 @@ fail; any that does must be answered, not left hanging.)"""
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from roost.device import Device
 
@@ -16,7 +17,7 @@ from nats_server import NatsServer, nats_server  # noqa: F401
 from test_multinode import DEVICE_URL, Node, database, nodes, sdk_device, until  # noqa: F401
 
 BUCKET = f"/v1/users/{ADMIN}/buckets/device_log"
-WRITERS = [("legacy1", "legacy"), ("iotmp1", "iotmp")]
+WRITERS: list[tuple[str, Literal["legacy", "iotmp"]]] = [("legacy1", "legacy"), ("iotmp1", "iotmp")]
 IN_FLIGHT = 4  # writes each device keeps under way
 
 
