@@ -160,6 +160,8 @@ async def test_delete_while_connected_is_400(
     assert listed[0]["connection"]["active"] is True
     assert isinstance(listed[0]["connection"]["ts"], int)
     await device.stop()
+    await wait_offline(http, admin_token, "dev1")
+    assert (await http.delete(f"{DEVICES}/dev1", headers=bearer(admin_token))).status_code == 200
 
 
 async def test_connected_device_lists_its_connect_time_before_the_store_has_it(
@@ -172,21 +174,23 @@ async def test_connected_device_lists_its_connect_time_before_the_store_has_it(
     """The store learns of a connection in the background; the listing of a connected device
     shows the session's start meanwhile, not null."""
     assert server.services is not None
+    landing = asyncio.Event()  # held until the listing is read
 
-    async def never_lands(owner: str, device: str, ts: int) -> None:
-        await asyncio.Event().wait()
+    async def held_back(owner: str, device: str, ts: int) -> None:
+        await landing.wait()
 
-    monkeypatch.setattr(server.services.store, "set_last_connection", never_lands)
+    monkeypatch.setattr(server.services.store, "set_last_connection", held_back)
     await create_device(http, admin_token)
     device = await connect_device()
-    listed = (await http.get(DEVICES, headers=bearer(admin_token))).json()
-    stats = (await http.get(f"{DEVICES}/dev1/stats", headers=bearer(admin_token))).json()
-    assert listed[0]["connection"]["active"] is True
-    assert listed[0]["connection"]["ts"] == stats["connected_ts"]
-    assert isinstance(stats["connected_ts"], int)
-    await device.stop()
-    await wait_offline(http, admin_token, "dev1")
-    assert (await http.delete(f"{DEVICES}/dev1", headers=bearer(admin_token))).status_code == 200
+    try:
+        listed = (await http.get(DEVICES, headers=bearer(admin_token))).json()
+        stats = (await http.get(f"{DEVICES}/dev1/stats", headers=bearer(admin_token))).json()
+        assert listed[0]["connection"]["active"] is True
+        assert listed[0]["connection"]["ts"] == stats["connected_ts"]
+        assert isinstance(stats["connected_ts"], int)
+    finally:
+        landing.set()
+        await device.stop()
 
 
 async def test_disabling_a_device_disconnects_and_locks_it_out(
