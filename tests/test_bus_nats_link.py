@@ -9,6 +9,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import nats.errors
 import pytest
@@ -120,6 +121,42 @@ async def test_failing_what_requests_are_about_ends_those_alone(
         await answering.reply(msg, b"re " + msg.data)
     assert (await about_b).data == b"re b"
     assert (await untagged).data == b"re -"
+
+
+async def test_a_request_failed_while_waiting_its_turn_ends_and_is_never_sent(
+    links: tuple[NatsLink, NatsLink], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asking, answering = links
+    held: list[Msg] = []
+    answering.subscribe("held", held.append)
+    await answering.sent()
+    await answering.client.flush()
+    publish = asking.client.publish
+    handing = asyncio.Event()
+
+    async def slow_elsewhere(subject: str, payload: bytes = b"", **more: Any) -> None:
+        if subject == "elsewhere":  # a publish the client takes its time over
+            handing.set()
+            await asyncio.sleep(0.2)
+        await publish(subject, payload, **more)
+
+    monkeypatch.setattr(asking.client, "publish", slow_elsewhere)
+    asking.publish("elsewhere", b"x")  # queued ahead of the request: it waits its turn
+    await handing.wait()
+    call = asyncio.ensure_future(asking.request("held", b"a", 5, about="a"))
+    await asyncio.sleep(0.05)
+    assert not call.done()
+    asking.fail("a", lambda: LookupError("moved"))
+    with pytest.raises(LookupError, match="moved"):
+        await call
+    control = asyncio.ensure_future(asking.request("held", b"b", 5, about="b"))
+    for _ in range(500):  # until the control request is in the answering node's hands
+        if held:
+            break
+        await asyncio.sleep(0.01)
+    assert [msg.data for msg in held] == [b"b"]  # the failed one never went out
+    await answering.reply(held[0], b"re b")
+    assert (await control).data == b"re b"
 
 
 @pytest.mark.parametrize(

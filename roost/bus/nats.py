@@ -6,12 +6,13 @@ everything else the rest of Roost asks goes over NATS to the node holding the de
 :mod:`roost.bus.nats_wire`). A request nobody holds is answered at once by the server ("no
 responders": DeviceOffline); a request while NATS is out of reach is Unavailable (503), never a
 hang. A call waiting on another node ends as that node would end it (DeviceOffline) once the
-device connects here, even if that node is gone. Watches are kept here and carried again to
-whichever node claims the device next.
+device has been connected here for ``TAKEOVER_GRACE_S``, even if that node is gone. Watches are
+kept here and carried again to whichever node claims the device next.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import logging
@@ -61,6 +62,8 @@ log = logging.getLogger("roost.bus.nats")
 
 DEADLINE_MARGIN_S = 1.0  # a request's own deadline: the device's, plus the bus's share
 STATS_TIMEOUT_S = 5.0  # of a stats, disconnect or forget request to the holding node
+# once a device connects here, how long the calls sent to its last holder may still wait for it
+TAKEOVER_GRACE_S = 1.0
 OFFLINE = Stats(connected=False, connected_ts=None, ip_address=None, rx_bytes=0, tx_bytes=0)
 
 
@@ -269,9 +272,11 @@ class NatsBus:
             if event.fields["state"] == events.CONNECTED:
                 if self._node.holds(key):
                     self._holder.session_opened(key)
-                    # the calls sent to its last holder: that session is closed now (and its
-                    # node may be gone, SIGKILL), so they end as the holder would end them
-                    self._link.fail(key, _taken_over)
+                    # the calls sent to its last holder: that session is closed now. A holder
+                    # that is there answers them within the grace; one that is gone (SIGKILL)
+                    # never will, so they end then, as it would have ended them
+                    loop = asyncio.get_running_loop()
+                    loop.call_later(TAKEOVER_GRACE_S, self._link.fail, key, _taken_over)
             elif not self._holder.session_closed(key):
                 return  # closed for another node's claim: the device did not go offline
         self._link.publish(events_subject(event.user), encode(event.to_json()))

@@ -65,11 +65,12 @@ class NatsLink:
     def __init__(self, client: Client) -> None:
         self.client = client
         self._queue: asyncio.Queue[_Op | _Barrier] = asyncio.Queue()
+        self._applying = False  # the worker is handing an op to the client
         self._worker = asyncio.get_running_loop().create_task(self._work())
         self._inbox = client.new_inbox() + "."  # + a request's number: its reply subject
         self._numbers = itertools.count(1)
         self._waiting: dict[str, asyncio.Future[Msg]] = {}  # by number: requests not answered
-        self._about: dict[str, Hashable] = {}  # by number: what a waiting request is about
+        self._about: dict[Hashable, set[str]] = {}  # the waiting requests by what they are about
         self.subscribe(self._inbox + "*", self._answered)
         # called once the client is back after an outage (its subscriptions restored by then)
         self.reconnected: Callable[[], None] = _nothing
@@ -138,7 +139,7 @@ class NatsLink:
 
     async def sent(self) -> None:
         """Until everything queued so far is in the client's hands."""
-        if self._queue.empty():
+        if self._queue.empty() and not self._applying:
             return
         barrier = _Barrier()
         self._queue.put_nowait(barrier)
@@ -149,19 +150,21 @@ class NatsLink:
     ) -> Msg:
         """A NATS request, after what was queued before it. Raises Unavailable when NATS is
         out of reach, nats.errors.NoRespondersError and nats.errors.TimeoutError as NATS does,
-        and what :meth:`fail` gives the requests ``about`` something."""
+        and what :meth:`fail` gives the requests ``about`` something (from the moment this is
+        called: while it waits its turn too)."""
         if not self.connected:
             raise Unavailable(UNREACHABLE)
-        await self.sent()
         number = str(next(self._numbers))
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Msg] = loop.create_future()
         self._waiting[number] = answer
         if about is not None:
-            self._about[number] = about
+            self._about.setdefault(about, set()).add(number)
         deadline = loop.call_later(timeout, _expire, answer)
         try:
-            await self.client.publish(subject, data, reply=self._inbox + number)
+            await self.sent()
+            if not answer.done():  # not failed nor expired meanwhile
+                await self.client.publish(subject, data, reply=self._inbox + number)
             return await answer
         except (
             nats.errors.ConnectionClosedError,
@@ -172,14 +175,18 @@ class NatsLink:
         finally:
             deadline.cancel()
             del self._waiting[number]
-            self._about.pop(number, None)
+            if about is not None:
+                numbers = self._about[about]
+                numbers.discard(number)
+                if not numbers:
+                    del self._about[about]
 
     def fail(self, about: Hashable, error: Callable[[], Exception]) -> None:
         """End every request waiting ``about`` this with an ``error()`` of its own: its answer
         will not come, or no longer matters."""
-        for number, what in self._about.items():
+        for number in self._about.get(about, ()):
             answer = self._waiting[number]
-            if what == about and not answer.done():
+            if not answer.done():
                 answer.set_exception(error())
 
     def _answered(self, msg: Msg) -> None:
@@ -218,10 +225,13 @@ class NatsLink:
                 if not op.done.done():
                     op.done.set_result(None)
                 continue
+            self._applying = True  # taken off the queue, not yet in the client's hands
             try:
                 await self._apply(op)
             except (nats.errors.Error, OSError) as exc:  # logged; the bus goes on
                 log.warning("NATS: %s %s failed: %s", op[0], _subject(op), exc)
+            finally:
+                self._applying = False
 
     async def _apply(self, op: _Op) -> None:
         kind, what, data = op
