@@ -1,6 +1,6 @@
 """One `roost serve` process of a test: started with its arguments and environment, its log in a
-file, a client of its HTTP API; ``ready()`` once the API answers, ``stop()`` at the end (no
-traceback in its log)."""
+file, a client of its HTTP API; ``ready()`` once the API answers; :func:`stop_all` at the end
+stops every node, then checks that no log holds a traceback."""
 
 from __future__ import annotations
 
@@ -42,10 +42,19 @@ class ServedNode:
     async def stop(self, how: signal.Signals = signal.SIGINT) -> None:
         await self.http.aclose()
         if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a test may have stopped it (SIGSTOP)
             self.process.send_signal(how)
             try:
                 self.process.wait(20)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-            assert "Traceback" not in self.log.read_text(), self.log.read_text()
+
+
+async def stop_all(nodes: Sequence[ServedNode], how: signal.Signals = signal.SIGINT) -> None:
+    """Stop every node (none left running if one fails), then: no traceback in any log."""
+    for node in nodes:
+        await node.stop(how)
+    for node in nodes:
+        text = node.log.read_text()
+        assert "Traceback" not in text, f"node {node.name}: {text}"

@@ -30,7 +30,7 @@ from roost.device import Device
 
 from conftest import ADMIN, ADMIN_PASSWORD, bearer, create_device, login
 from nats_server import NatsServer, free_port, nats_server  # noqa: F401
-from served_node import ServedNode
+from served_node import ServedNode, stop_all
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "deploy.md"
 FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -108,8 +108,7 @@ async def three_nodes(
             await node.ready()
         yield nodes
     finally:
-        for node in nodes:
-            await node.stop(signal.SIGTERM)  # as systemd stops it
+        await stop_all(nodes, signal.SIGTERM)  # as systemd stops them
 
 
 async def test_a_device_on_node_1_answers_calls_made_on_node_3(three_nodes: list[DocNode]) -> None:

@@ -16,15 +16,19 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
+from nats.aio.msg import Msg
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from roost.bus.base import DeviceKey
+from roost.bus.nats_wire import decode, device_subject
 from roost.device import Device
 
 from conftest import ADMIN, ADMIN_PASSWORD, bearer, create_device, login
 from nats_server import NatsServer, free_port, nats_server  # noqa: F401
-from served_node import ServedNode
+from served_node import ServedNode, stop_all
 
 DEVICE_URL = f"/v2/users/{ADMIN}/devices/dev1"
 BAD_EVENTS = {"event": "(device|bucket)_.*"}  # refused: its error says the others were handled
@@ -94,8 +98,7 @@ async def nodes(
         await b.ready()
         yield a, b
     finally:
-        for node in started:
-            await node.stop()
+        await stop_all(started)
 
 
 def sdk_device(node: Node, *others: Node, reconnect_delay: float = 0.2) -> Device:
@@ -245,27 +248,34 @@ async def test_a_killed_node_s_devices_reconnect_to_another_and_answer_again(
 
 async def test_a_call_sent_to_a_holder_that_stopped_ends_when_the_device_comes_back(
     nodes: tuple[Node, Node],
+    nats_server: NatsServer,  # noqa: F811
 ) -> None:
     """A call crossing to a node that stopped answering (SIGSTOP here; a SIGKILLed node can lose
-    a call the same way, in the moment before NATS notices) ends as soon as the device connects
-    again to the calling node: 404, as the old holder would have ended it, not 504 once the
-    call's time is up."""
+    a call the same way, in the moment before NATS notices) ends soon after the device connects
+    again to the calling node (roost.bus.nats.TAKEOVER_GRACE_S): 404, as the old holder would
+    have ended it, not 504 once the call's time is up."""
     a, b = nodes
     token = await login(a.http)
     await create_device(a.http, token)
     first = sdk_device(a, reconnect_delay=60)
     second = sdk_device(b)
+    sent = asyncio.Event()  # B's call went out to the device's subject (heard by a bystander)
+
+    async def heard(msg: Msg) -> None:
+        if decode(msg.data).get("op") == "request":
+            sent.set()
+
+    bystander = await nats.connect(nats_server.url)
+    await bystander.subscribe(device_subject(DeviceKey(ADMIN, "dev1")), cb=heard)
+    await bystander.flush()
     await first.start()
-    a_stopped = False
     try:
         await first.wait_connected(10)
         await until(lambda: online(b, token))
         a.process.send_signal(signal.SIGSTOP)
-        a_stopped = True
         url = f"{DEVICE_URL}/double?timeout=30000"  # B would wait 30 s for a silent A
         call = asyncio.ensure_future(b.http.post(url, json={"in": 4}, headers=bearer(token)))
-        await asyncio.sleep(1)  # B has sent it to A (a 200 below: it had not)
-        assert not call.done()
+        await asyncio.wait_for(sent.wait(), 10)
         await second.start()
         await second.wait_connected(10)
         response = await asyncio.wait_for(call, 10)
@@ -274,10 +284,10 @@ async def test_a_call_sent_to_a_holder_that_stopped_ends_when_the_device_comes_b
         again = await b.http.post(f"{DEVICE_URL}/double", json={"in": 4}, headers=bearer(token))
         assert again.status_code == 200 and again.json() == {"out": 8}
     finally:
+        a.process.send_signal(signal.SIGCONT)
+        await bystander.close()
         await first.stop()
         await second.stop()
-        if a_stopped:
-            a.process.send_signal(signal.SIGCONT)
 
 
 async def test_a_device_source_bucket_is_fed_once_whichever_node_changed_it(

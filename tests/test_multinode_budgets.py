@@ -19,6 +19,7 @@ from roost.device.client import ProtocolName
 
 from conftest import ADMIN, ADMIN_PASSWORD, create_device, login
 from nats_server import NatsServer, nats_server  # noqa: F401
+from served_node import stop_all
 from test_multinode import Node, database, until  # noqa: F401
 
 BUDGET = 4  # failures per budget, on both nodes together; each node gets half of them
@@ -45,8 +46,7 @@ async def nodes(
         await b.ready()
         yield a, b
     finally:
-        for node in started:
-            await node.stop()
+        await stop_all(started)
 
 
 async def password_grant(node: Node, password: str) -> httpx.Response:
