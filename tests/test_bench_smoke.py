@@ -89,9 +89,10 @@ def test_bench_smoke_run_reports_every_figure() -> None:
     # the box (roost serve --workers 2): every device it was given connected and answered a call
     assert figures["box_devices"] == figures["box_devices_target"] == figures["box_calls_ok"]
     assert len(figures["box_devices_per_worker"]) == 2
-    # a cross call's CPU by process: the entry node, the holder and nats-server each spend some
-    assert set(figures["rpc_cross_us_by_process"]) == {"a", "b", "nats"}
-    assert all(us > 0 for us in figures["rpc_cross_us_by_process"].values())
+    # a cross call's CPU by process: both nodes spend some (nats-server's few us a call may
+    # round to nothing in a short smoke run: CPU time comes in 10 ms ticks)
+    split = figures["rpc_cross_us_by_process"]
+    assert set(split) == {"a", "b", "nats"} and split["a"] > 0 and split["b"] > 0
 
 
 def test_bucket_reads_smoke_reports_its_figures() -> None:
