@@ -40,7 +40,7 @@ from roost import __version__
 from roost.auth.keys import JWT_KEY_FILE, PEPPER_FILE, PRIVATE_DIR_MODE
 from roost.errors import Conflict, InvalidInput, NotFound
 from roost.store.migrate import current_version, load_migrations
-from roost.wiring import DATABASE_FILE
+from roost.store.sqlite import DATABASE_FILE
 
 MANIFEST = "roost-backup.json"
 FORMAT = "roost-backup"

@@ -32,7 +32,8 @@ from roost.first_admin import password_problem
 from roost.store.base import Store, User
 from roost.store.postgres_copy import BATCH as POINTS_BATCH
 from roost.store.postgres_copy import copy_to_postgres
-from roost.wiring import DATABASE_FILE, select_store
+from roost.store.sqlite import DATABASE_FILE
+from roost.wiring import select_store
 from roost.workers import run_loop, serve, supervise
 
 log = logging.getLogger("roost")

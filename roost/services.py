@@ -1,7 +1,8 @@
 """Services: everything a request or a device session needs, built once from Settings.
 
-Defined apart from ``app.py`` (which builds and runs it) so that ``api`` can name it without
-importing the layer above it. No module-level state: each test builds its own Services.
+Defined apart from ``wiring.py`` (which builds it) and ``app.py`` (which runs it) so that ``api``
+can name it without importing the layers above it. No module-level state: each test builds its
+own Services.
 """
 
 from __future__ import annotations

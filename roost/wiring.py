@@ -30,10 +30,7 @@ from roost.metrics import Metrics
 from roost.services import Services
 from roost.store.base import Store, StoreCounts
 from roost.store.postgres import PostgresStore
-from roost.store.sqlite import SQLiteStore
-
-DATABASE_FILE = "roost.db"
-
+from roost.store.sqlite import DATABASE_FILE, SQLiteStore
 
 # How this node reaches devices: given the bus of the sessions in this process, the bus the rest
 # of Roost uses. By default that local bus itself; a scale-out bus wraps it (serving this node's

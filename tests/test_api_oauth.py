@@ -15,8 +15,7 @@ import jwt
 from roost.app import Roost
 from roost.auth.passwords import hash_password
 from roost.store import RefreshToken, User
-from roost.store.sqlite import SQLiteStore
-from roost.wiring import DATABASE_FILE
+from roost.store.sqlite import DATABASE_FILE, SQLiteStore
 
 from conftest import ADMIN, ADMIN_PASSWORD, bearer, login, make_settings
 

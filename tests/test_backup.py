@@ -22,8 +22,7 @@ from test_startup_errors import clean_env, one_line
 
 from roost.auth.keys import JWT_KEY_FILE, PEPPER_FILE, load_or_create_key
 from roost.device import Device
-from roost.store.sqlite import SQLiteStore
-from roost.wiring import DATABASE_FILE
+from roost.store.sqlite import DATABASE_FILE, SQLiteStore
 
 PASSWORD = "backup-admin-pw"
 SECRETS = (DATABASE_FILE, JWT_KEY_FILE, PEPPER_FILE)

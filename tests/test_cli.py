@@ -17,8 +17,7 @@ import httpx
 import pytest
 
 from roost.config import SETTING_HELP, default_text, env_name, setting_names
-from roost.store.sqlite import SQLiteStore
-from roost.wiring import DATABASE_FILE
+from roost.store.sqlite import DATABASE_FILE, SQLiteStore
 
 
 def free_ports(count: int) -> list[int]:

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 
 from roost.device import Device
-from roost.store.sqlite import SQLiteStore
-from roost.wiring import DATABASE_FILE
+from roost.store.sqlite import DATABASE_FILE, SQLiteStore
 
 ZERO_PORTS = {
     "http_port": "0",

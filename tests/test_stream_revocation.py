@@ -34,7 +34,7 @@ from roost.bus.base import Revocation, Revoked
 from roost.config import Settings
 from roost.device import Device
 from roost.store.base import User
-from roost.wiring import DATABASE_FILE
+from roost.store.sqlite import DATABASE_FILE
 
 from conftest import (
     ADMIN,

@@ -25,7 +25,7 @@ from roost.auth.tokens import REFRESH_RETRY_S
 from roost.config import Settings
 from roost.store.base import AccessToken
 from roost.store.migrate import apply_migrations, load_migrations
-from roost.wiring import DATABASE_FILE
+from roost.store.sqlite import DATABASE_FILE
 
 from conftest import (
     ADMIN,

@@ -52,6 +52,7 @@ _T = TypeVar("_T")
 _R = TypeVar("_R", AccessToken, DeviceToken)
 
 _MEMORY = ":memory:"
+DATABASE_FILE = "roost.db"  # the SQLite database in a data dir
 PURGE_CHUNK = 1000  # expired refresh tokens deleted per store job
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
