@@ -32,6 +32,15 @@ async def links(nats_server: NatsServer) -> AsyncIterator[tuple[NatsLink, NatsLi
         await answering.close()
 
 
+async def _holding(held: list[Msg], count: int) -> None:
+    """Until ``held`` has ``count`` messages (at most 5 s)."""
+    for _ in range(500):
+        if len(held) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{len(held)} messages held, not {count}")
+
+
 async def test_concurrent_requests_each_get_their_own_answer_in_any_order(
     links: tuple[NatsLink, NatsLink],
 ) -> None:
@@ -86,10 +95,7 @@ async def test_an_answer_after_the_deadline_reaches_no_one(
     await answering.sent()
     await answering.client.flush()
     waiting = asyncio.ensure_future(asking.request("held", b"2", 5))
-    for _ in range(500):  # until the request waiting is in the answering node's hands
-        if held:
-            break
-        await asyncio.sleep(0.01)
+    await _holding(held, 1)  # the request waiting is in the answering node's hands
     # the late answer, then the right one, in this order on one connection: the request
     # waiting gets its own, not the one given up on
     await answering.reply(late[0], b"too late")  # to the number of the request given up on
@@ -109,10 +115,7 @@ async def test_failing_what_requests_are_about_ends_those_alone(
     about_a = [asyncio.ensure_future(asking.request("held", b"a", 5, about="a")) for _ in "12"]
     about_b = asyncio.ensure_future(asking.request("held", b"b", 5, about="b"))
     untagged = asyncio.ensure_future(asking.request("held", b"-", 5))
-    for _ in range(500):  # until all four wait in the answering node's hands
-        if len(held) == 4:
-            break
-        await asyncio.sleep(0.01)
+    await _holding(held, 4)  # all four wait in the answering node's hands
     asking.fail("a", lambda: LookupError("moved"))
     for call in about_a:
         with pytest.raises(LookupError, match="moved"):
@@ -150,10 +153,7 @@ async def test_a_request_failed_while_waiting_its_turn_ends_and_is_never_sent(
     with pytest.raises(LookupError, match="moved"):
         await call
     control = asyncio.ensure_future(asking.request("held", b"b", 5, about="b"))
-    for _ in range(500):  # until the control request is in the answering node's hands
-        if held:
-            break
-        await asyncio.sleep(0.01)
+    await _holding(held, 1)  # the control request is in the answering node's hands
     assert [msg.data for msg in held] == [b"b"]  # the failed one never went out
     await answering.reply(held[0], b"re b")
     assert (await control).data == b"re b"
