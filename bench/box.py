@@ -53,6 +53,7 @@ from bench.harness import (
     USER,
     Devices,
     NatsServer,
+    append_run,
     cpu_seconds,
     descriptor_limit,
     free_ports,
@@ -335,19 +336,6 @@ def summary(result: dict[str, Any]) -> str:
     )
 
 
-def write_markdown(path: Path, command: str, result: dict[str, Any]) -> None:
-    from bench.run import machine
-
-    section = (
-        f"\n## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — `{command}`\n\n"
-        f"Machine: {machine()}. The workers and nats-server not pinned (the box's two cores); the "
-        f"device simulators and the caller pinned to core {LOAD_CORE}.\n\n"
-        f"```\n{summary(result)}\n```\n\n```json\n{json.dumps(result)}\n```\n"
-    )
-    with path.open("a") as fh:
-        fh.write(section)
-
-
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "call":
         port, count, token = int(sys.argv[2]), int(sys.argv[3]), os.environ["ROOST_BENCH_TOKEN"]
@@ -370,7 +358,12 @@ def main() -> None:
     print(summary(result))
     if args.write:
         options = [a for a in sys.argv[1:] if a not in ("--write", str(args.write))]
-        write_markdown(args.write, " ".join(["python -m bench.box", *options]), result)
+        placement = (
+            "The workers and nats-server not pinned (the box's two cores); the device "
+            f"simulators and the caller pinned to core {LOAD_CORE}."
+        )
+        command = " ".join(["python -m bench.box", *options])
+        append_run(args.write, command, placement, summary(result), result)
     print(json.dumps(result))
 
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from bench.harness import LOAD_CORE, ROOT, SERVER_CORE, USER, Server, seed
+from bench.harness import LOAD_CORE, ROOT, SERVER_CORE, USER, Server, append_run, seed
 
 BUCKET = "bench"
 T0 = 1_760_000_000_000  # ms, the first point
@@ -145,18 +145,6 @@ def summary(result: dict[str, Any]) -> str:
     )
 
 
-def write_markdown(path: Path, command: str, result: dict[str, Any]) -> None:
-    from bench.run import machine
-
-    section = (
-        f"\n## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — `{command}`\n\n"
-        f"Machine: {machine()}. Server pinned to core {SERVER_CORE}; the client pinned to core "
-        f"{LOAD_CORE}.\n\n```\n{summary(result)}\n```\n\n```json\n{json.dumps(result)}\n```\n"
-    )
-    with path.open("a") as fh:
-        fh.write(section)
-
-
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "client":
         port, token, points, requests = sys.argv[2:6]
@@ -173,7 +161,9 @@ def main() -> None:
     print(summary(result))
     if args.write:
         options = [a for a in sys.argv[1:] if a not in ("--write", str(args.write))]
-        write_markdown(args.write, " ".join(["python -m bench.bucket_reads", *options]), result)
+        placement = f"Server pinned to core {SERVER_CORE}; the client pinned to core {LOAD_CORE}."
+        command = " ".join(["python -m bench.bucket_reads", *options])
+        append_run(args.write, command, placement, summary(result), result)
     print(json.dumps(result))
 
 

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import CREDENTIALS, LOAD_CORE, ROOT, SERVER_CORE, USER, Server, seed
+from bench.harness import CREDENTIALS, LOAD_CORE, ROOT, SERVER_CORE, USER, Server, append_run, seed
 from roost.wire import legacy
 from roost.wire.legacy import Message, Signal
 
@@ -147,19 +147,6 @@ def summary(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_markdown(path: Path, command: str, result: dict[str, Any]) -> None:
-    from bench.run import machine
-
-    section = (
-        f"\n## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — `{command}`\n\n"
-        f"Machine: {machine()}. Server pinned to core {SERVER_CORE}; the prober and the "
-        f"flooder pinned to core {LOAD_CORE}.\n\n```\n{summary(result)}\n```\n\n"
-        f"```json\n{json.dumps(result)}\n```\n"
-    )
-    with path.open("a") as fh:
-        fh.write(section)
-
-
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "probe":
         print(json.dumps(probe(int(sys.argv[2]), float(sys.argv[3]))))
@@ -176,7 +163,12 @@ def main() -> None:
     print(summary(result))
     if args.write:
         options = [a for a in sys.argv[1:] if a not in ("--write", str(args.write))]
-        write_markdown(args.write, " ".join(["python -m bench.flood", *options]), result)
+        placement = (
+            f"Server pinned to core {SERVER_CORE}; the prober and the flooder pinned to core "
+            f"{LOAD_CORE}."
+        )
+        command = " ".join(["python -m bench.flood", *options])
+        append_run(args.write, command, placement, summary(result), result)
     print(json.dumps(result))
 
 

@@ -7,7 +7,9 @@ into the store.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import platform
 import re
 import resource
 import shutil
@@ -430,3 +432,26 @@ def wrk(url: str, seconds: int, env: dict[str, str] | None = None) -> Latencies:
         histogram[int(value)] += int(count)
     seconds_taken = float(found.group(2)) * UNITS[found.group(3)]
     return Latencies(int(found.group(1)), seconds_taken, histogram)
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}"
+
+
+def append_run(
+    path: Path, command: str, placement: str, shown: str, result: dict[str, Any]
+) -> None:
+    """One run's section at the end of BENCHMARKS.md (``path``): when, the command, the machine
+    and where each process ran (``placement``), the summary lines (``shown``) and the JSON."""
+    section = (
+        f"\n## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — `{command}`\n\n"
+        f"Machine: {machine()}. {placement}\n\n```\n{shown}\n```\n\n"
+        f"```json\n{json.dumps(result)}\n```\n"
+    )
+    with path.open("a") as fh:
+        fh.write(section)

@@ -43,7 +43,17 @@ from typing import Any
 
 import uvloop
 
-from bench.harness import CREDENTIALS, LOAD_CORE, ROOT, SERVER_CORE, USER, Server, cpu_seconds, seed
+from bench.harness import (
+    CREDENTIALS,
+    LOAD_CORE,
+    ROOT,
+    SERVER_CORE,
+    USER,
+    Server,
+    append_run,
+    cpu_seconds,
+    seed,
+)
 from roost.store.base import Bucket, User
 from roost.store.sqlite import SQLiteStore, connect
 from roost.wire import legacy
@@ -308,19 +318,6 @@ def summary(result: dict[str, Any]) -> str:
     )
 
 
-def write_markdown(path: Path, command: str, result: dict[str, Any]) -> None:
-    from bench.run import machine
-
-    section = (
-        f"\n## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — `{command}`\n\n"
-        f"Machine: {machine()}. Server and the bare baseline pinned to core {SERVER_CORE}; the "
-        f"writer pinned to core {LOAD_CORE}.\n\n```\n{summary(result)}\n```\n\n"
-        f"```json\n{json.dumps(result)}\n```\n"
-    )
-    with path.open("a") as fh:
-        fh.write(section)
-
-
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "generate":
         port, devices, in_flight = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
@@ -342,7 +339,12 @@ def main() -> None:
     print(summary(result))
     if args.write:
         options = [a for a in sys.argv[1:] if a not in ("--write", str(args.write))]
-        write_markdown(args.write, " ".join(["python -m bench.ingest", *options]), result)
+        placement = (
+            f"Server and the bare baseline pinned to core {SERVER_CORE}; the writer pinned to "
+            f"core {LOAD_CORE}."
+        )
+        command = " ".join(["python -m bench.ingest", *options])
+        append_run(args.write, command, placement, summary(result), result)
     print(json.dumps(result))
 
 

@@ -33,7 +33,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from bench.harness import LOAD_CORE, SERVER_CORE, USER, Server, seed
+from bench.harness import LOAD_CORE, SERVER_CORE, USER, Server, append_run, seed
 from bench.ingest import DEVICES, IN_FLIGHT, bucket_of, measure_writes
 from roost.store.base import Bucket
 from roost.store.postgres import PostgresStore
@@ -141,20 +141,6 @@ def synchronous_commit(database_url: str) -> str:
     return asyncio.run(show())
 
 
-def write_markdown(path: Path, command: str, result: dict[str, Any], database_url: str) -> None:
-    from bench.run import machine
-
-    section = (
-        f"\n## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — `{command}`\n\n"
-        f"Machine: {machine()}. Server pinned to core {SERVER_CORE}, the writer to core "
-        f"{LOAD_CORE}; PostgreSQL on the same machine, not pinned, synchronous_commit "
-        f"{synchronous_commit(database_url)}.\n\n```\n{summary(result)}\n```\n\n"
-        f"```json\n{json.dumps(result)}\n```\n"
-    )
-    with path.open("a") as fh:
-        fh.write(section)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.ingest_pg")
     parser.add_argument(
@@ -179,7 +165,12 @@ def main() -> None:
         options = [a for a in sys.argv[1:] if a not in ("--write", str(args.write))]
         options = [a for a in options if a != args.database_url and a != "--database-url"]
         command = " ".join(["python -m bench.ingest_pg", *options])
-        write_markdown(args.write, command, result, args.database_url)
+        placement = (
+            f"Server pinned to core {SERVER_CORE}, the writer to core {LOAD_CORE}; PostgreSQL "
+            "on the same machine, not pinned, synchronous_commit "
+            f"{synchronous_commit(args.database_url)}."
+        )
+        append_run(args.write, command, placement, summary(result), result)
     print(json.dumps(result))
 
 

@@ -51,7 +51,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -71,6 +70,7 @@ from bench.harness import (
     Latencies,
     Mosquitto,
     Server,
+    append_run,
     children_cpu,
     cpu_seconds,
     descriptor_limit,
@@ -372,15 +372,6 @@ def tls_storm(plan: Plan, server: Server, first: int) -> dict[str, Any]:
     }
 
 
-def machine() -> str:
-    model = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    return f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}"
-
-
 def summary(result: dict[str, Any]) -> str:
     rounds = len(result["rounds"])
     lines = [
@@ -436,24 +427,6 @@ def summary(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_markdown(path: Path, command: str, result: dict[str, Any]) -> None:
-    box_note = (
-        " (the box's workers and nats-server not pinned: the box is both cores)"
-        if "box_devices" in result
-        else ""
-    )
-    section = (
-        f"\n## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — `{command}`\n\n"
-        f"Machine: {machine()}. Roost, the floor, Mosquitto and the cross-node scenario's two "
-        f"nodes and nats-server pinned to core {SERVER_CORE}; wrk "
-        f"and the device simulators pinned to core {LOAD_CORE}{box_note}.\n\n"
-        f"```\n{summary(result)}\n```\n\n"
-        f"```json\n{json.dumps(result)}\n```\n"
-    )
-    with path.open("a") as fh:
-        fh.write(section)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.run")
     size = parser.add_mutually_exclusive_group()
@@ -483,7 +456,17 @@ def main() -> None:
             if standard and not args.rpc_only
             else " ".join(["python -m bench.run", *options])
         )
-        write_markdown(args.write, command, result)
+        box_note = (
+            " (the box's workers and nats-server not pinned: the box is both cores)"
+            if "box_devices" in result
+            else ""
+        )
+        placement = (
+            "Roost, the floor, Mosquitto and the cross-node scenario's two nodes and nats-server "
+            f"pinned to core {SERVER_CORE}; wrk and the device simulators pinned to core "
+            f"{LOAD_CORE}{box_note}."
+        )
+        append_run(args.write, command, placement, summary(result), result)
     print(json.dumps(result))
 
 
