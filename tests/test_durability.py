@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import httpx
 from test_cli import free_ports, wait_healthy
@@ -20,6 +19,9 @@ from test_startup_errors import clean_env
 from roost.device import Device
 from roost.device.client import ProtocolName
 from roost.errors import RoostError
+
+from acked_writes import stored_values
+from conftest import login
 
 PASSWORD = "durability-admin-pw"
 BUCKET = "/v1/users/admin/buckets/log"
@@ -78,21 +80,6 @@ async def _setup(http: httpx.AsyncClient, auth: dict[str, str]) -> None:
     body = {"bucket": "log", "name": "log", "enabled": True, "config": {"source": "write"}}
     response = await http.post("/v1/users/admin/buckets", json=body, headers=auth)
     assert response.status_code == 200, response.text
-
-
-async def _stored(http: httpx.AsyncClient, auth: dict[str, str]) -> list[Any]:
-    """Every point of the bucket, paged as the clients do (oldest first, moving min_ts)."""
-    values: list[Any] = []
-    min_ts = 1
-    while True:
-        params = {"items": 1000, "sort": "asc", "min_ts": min_ts}
-        response = await http.get(f"{BUCKET}/data", params=params, headers=auth)
-        assert response.status_code == 200, response.text
-        page = response.json()
-        values += [point["val"] for point in page]
-        if len(page) < 1000:
-            return values
-        min_ts = page[-1]["ts"] + 1
 
 
 class Writers:
@@ -174,7 +161,7 @@ async def test_every_acknowledged_write_survives_kill_9(tmp_path: Path) -> None:
     again = Server(data_dir)
     try:
         async with httpx.AsyncClient(base_url=again.url) as http:
-            stored = await _stored(http, await _login(http))
+            stored = await stored_values(http, await login(http, "admin", PASSWORD), BUCKET)
     finally:
         again.stop()
     points = {(value["w"], value["n"]) for value in stored}
