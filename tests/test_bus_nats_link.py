@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import nats.errors
@@ -32,6 +32,14 @@ async def links(nats_server: NatsServer) -> AsyncIterator[tuple[NatsLink, NatsLi
         await answering.close()
 
 
+async def _serving(link: NatsLink, subject: str, handler: Callable[[Msg], None]) -> None:
+    """``link`` hands the messages on ``subject`` to ``handler``, in place at the server once
+    this returns."""
+    link.subscribe(subject, handler)
+    await link.sent()
+    await link.client.flush()
+
+
 async def _holding(held: list[Msg], count: int) -> None:
     """Until ``held`` has ``count`` messages (at most 5 s)."""
     for _ in range(500):
@@ -53,9 +61,7 @@ async def test_concurrent_requests_each_get_their_own_answer_in_any_order(
         if len(held) == 20:
             everyone.set()
 
-    answering.subscribe("echo", hold)
-    await answering.sent()
-    await answering.client.flush()
+    await _serving(answering, "echo", hold)
     calls = [asyncio.ensure_future(asking.request("echo", str(i).encode(), 5)) for i in range(20)]
     await asyncio.wait_for(everyone.wait(), 5)
     for msg in reversed(held):
@@ -84,16 +90,12 @@ async def test_an_answer_after_the_deadline_reaches_no_one(
     def quick(msg: Msg) -> None:
         replies.add(asyncio.ensure_future(answering.reply(msg, b"quick")))
 
-    answering.subscribe("fast", quick)
-    await answering.sent()
-    await answering.client.flush()
+    await _serving(answering, "fast", quick)
     with pytest.raises(nats.errors.TimeoutError):
         await asking.request("slow", b"1", 0.2)
     assert len(late) == 1
     held: list[Msg] = []
-    answering.subscribe("held", held.append)
-    await answering.sent()
-    await answering.client.flush()
+    await _serving(answering, "held", held.append)
     waiting = asyncio.ensure_future(asking.request("held", b"2", 5))
     await _holding(held, 1)  # the request waiting is in the answering node's hands
     # the late answer, then the right one, in this order on one connection: the request
@@ -109,9 +111,7 @@ async def test_failing_what_requests_are_about_ends_those_alone(
 ) -> None:
     asking, answering = links
     held: list[Msg] = []
-    answering.subscribe("held", held.append)
-    await answering.sent()
-    await answering.client.flush()
+    await _serving(answering, "held", held.append)
     about_a = [asyncio.ensure_future(asking.request("held", b"a", 5, about="a")) for _ in "12"]
     about_b = asyncio.ensure_future(asking.request("held", b"b", 5, about="b"))
     untagged = asyncio.ensure_future(asking.request("held", b"-", 5))
@@ -131,9 +131,7 @@ async def test_a_request_failed_while_waiting_its_turn_ends_and_is_never_sent(
 ) -> None:
     asking, answering = links
     held: list[Msg] = []
-    answering.subscribe("held", held.append)
-    await answering.sent()
-    await answering.client.flush()
+    await _serving(answering, "held", held.append)
     publish = asking.client.publish
     handing = asyncio.Event()
 
