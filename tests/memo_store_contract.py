@@ -2,24 +2,55 @@
 bucket feeds: never older than this node's own writes, kept while another node's writes are not
 yet heard of, and seen once the memo time passes or the bus says the database changed.
 
-A module per implementation provides an open ``store`` fixture holding user ``alice`` and device
-``dev1``, and an ``open_store`` fixture: ``await open_store(token_memo_seconds=..., ...)`` opens
-one more store on the same database (another node), closed after the test. It imports these
-tests with ``import *`` (``test_store_memo.py``, ``test_store_postgres_memo.py``).
+A module per implementation provides a ``make_store`` fixture: a callable that makes a store
+(not yet open) on the test's database, given store settings as keywords. It imports these tests
+and their fixtures with ``import *`` (``test_store_memo.py``, ``test_store_postgres_memo.py``):
+``store``, open and holding user ``alice`` and device ``dev1``, and ``open_store``:
+``await open_store(token_memo_seconds=..., ...)`` opens one more store on the same database
+(another node), closed after the test.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
 
 from roost.store import Store
 
 from bucket_store_contract import _bucket
-from store_contract import _access, _token
+from store_contract import _access, _device, _token, _user
 
 _OpenStore = Callable[..., Awaitable[Store]]
+
+
+@pytest.fixture
+async def store(make_store: Callable[..., Store]) -> AsyncIterator[Store]:
+    opened = make_store()
+    await opened.open()
+    await opened.create_user(_user("alice"))
+    await opened.create_device(_device())
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def open_store(store: Store, make_store: Callable[..., Store]) -> AsyncIterator[_OpenStore]:
+    """Another node's store on the same database, as many as a test opens."""
+    opened: list[Store] = []
+
+    async def open_another(**settings: Any) -> Store:
+        another = make_store(**settings)
+        await another.open()
+        opened.append(another)
+        return another
+
+    yield open_another
+    for another in opened:
+        await another.close()
 
 
 async def _enabled(store: Store, bucket: str) -> bool:

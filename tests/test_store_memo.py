@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,35 +19,13 @@ if str(Path(__file__).parent) not in sys.path:  # the contract helpers sit next 
     sys.path.insert(0, str(Path(__file__).parent))
 
 from memo_store_contract import *  # noqa: F403
-from store_contract import _access, _device, _user
+from store_contract import _access
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    opened = SQLiteStore(tmp_path / "roost.db")
-    await opened.open()
-    await opened.create_user(_user("alice"))
-    await opened.create_device(_device())
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-async def open_store(
-    store: SQLiteStore, tmp_path: Path
-) -> AsyncIterator[Callable[..., Awaitable[SQLiteStore]]]:
-    """Another process's store on the same file."""
-    opened: list[SQLiteStore] = []
-
-    async def open_another(**settings: Any) -> SQLiteStore:
-        another = SQLiteStore(tmp_path / "roost.db", **settings)
-        await another.open()
-        opened.append(another)
-        return another
-
-    yield open_another
-    for another in opened:
-        await another.close()
+def make_store(tmp_path: Path) -> Callable[..., SQLiteStore]:
+    """Stores on one file: another one stands for another process."""
+    return partial(SQLiteStore, tmp_path / "roost.db")
 
 
 def test_memo_entries_expire_and_stay_bounded() -> None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,35 +21,13 @@ if str(Path(__file__).parent) not in sys.path:  # the contract helpers sit next 
 
 from bucket_store_contract import _bucket
 from memo_store_contract import *  # noqa: F403
-from store_contract import _access, _device, _user
+from store_contract import _access
 
 
 @pytest.fixture
-async def store(postgres_url: str) -> AsyncIterator[PostgresStore]:
-    opened = PostgresStore(postgres_url)
-    await opened.open()
-    await opened.create_user(_user("alice"))
-    await opened.create_device(_device())
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-async def open_store(
-    store: PostgresStore, postgres_url: str
-) -> AsyncIterator[Callable[..., Awaitable[PostgresStore]]]:
-    """Another node's store on the same database."""
-    opened: list[PostgresStore] = []
-
-    async def open_another(**settings: Any) -> PostgresStore:
-        another = PostgresStore(postgres_url, **settings)
-        await another.open()
-        opened.append(another)
-        return another
-
-    yield open_another
-    for another in opened:
-        await another.close()
+def make_store(postgres_url: str) -> Callable[..., PostgresStore]:
+    """Stores on one database: another one stands for another node."""
+    return partial(PostgresStore, postgres_url)
 
 
 async def _while_held(postgres_url: str, lock: str, write: Awaitable[Any], read: Any) -> None:
