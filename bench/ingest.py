@@ -318,6 +318,17 @@ def summary(result: dict[str, Any]) -> str:
     )
 
 
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of an ingest run, on SQLite (here) or PostgreSQL (bench.ingest_pg)."""
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds")
+    parser.add_argument("--devices", type=int, default=DEVICES, help="writing devices")
+    parser.add_argument(
+        "--in-flight", type=int, default=IN_FLIGHT, help="writes each device keeps under way"
+    )
+    parser.add_argument("--smoke", action="store_true", help="1 s: keeps it honest")
+    parser.add_argument("--write", type=Path, help="append the results to this Markdown file")
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "generate":
         port, devices, in_flight = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
@@ -327,13 +338,7 @@ def main() -> None:
         print(json.dumps(bare(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))))
         return
     parser = argparse.ArgumentParser(prog="python -m bench.ingest")
-    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds")
-    parser.add_argument("--devices", type=int, default=DEVICES, help="writing devices")
-    parser.add_argument(
-        "--in-flight", type=int, default=IN_FLIGHT, help="writes each device keeps under way"
-    )
-    parser.add_argument("--smoke", action="store_true", help="1 s: keeps it honest")
-    parser.add_argument("--write", type=Path, help="append the results to this Markdown file")
+    add_run_arguments(parser)
     args = parser.parse_args()
     result = run(1.0) if args.smoke else run(args.seconds, args.devices, args.in_flight)
     print(summary(result))

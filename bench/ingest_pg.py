@@ -34,7 +34,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from bench.harness import LOAD_CORE, SERVER_CORE, USER, Server, append_run, seed
-from bench.ingest import DEVICES, IN_FLIGHT, bucket_of, measure_writes
+from bench.ingest import DEVICES, IN_FLIGHT, add_run_arguments, bucket_of, measure_writes
 from roost.store.base import Bucket
 from roost.store.postgres import PostgresStore
 
@@ -148,13 +148,7 @@ def main() -> None:
         default=os.environ.get(ENV, ""),
         help=f"a PostgreSQL database the bench may make a schema in (default ${ENV})",
     )
-    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds")
-    parser.add_argument("--devices", type=int, default=DEVICES, help="writing devices")
-    parser.add_argument(
-        "--in-flight", type=int, default=IN_FLIGHT, help="writes each device keeps under way"
-    )
-    parser.add_argument("--smoke", action="store_true", help="1 s: keeps it honest")
-    parser.add_argument("--write", type=Path, help="append the results to this Markdown file")
+    add_run_arguments(parser)
     args = parser.parse_args()
     if not args.database_url:
         raise SystemExit(f"no PostgreSQL: give --database-url or set {ENV}")
