@@ -123,9 +123,9 @@ async def test_async_jobs_queued_while_a_group_is_in_flight_run_as_the_next_grou
         return [NotFound(f"job {n}") if n == 3 else None for n in jobs]
 
     commit = AsyncGroupCommit(run)
-    first = asyncio.ensure_future(commit.submit(0))
+    first = commit.queue(0)
     await in_flight.wait()  # the writer idle: job 0 went at once, alone
-    later = [asyncio.ensure_future(commit.submit(n)) for n in range(1, 5)]
+    later = [commit.queue(n) for n in range(1, 5)]
     await asyncio.sleep(0)
     assert not any(caller.done() for caller in [first, *later])  # none before its group ran
     release.set()
@@ -145,7 +145,7 @@ async def test_an_async_group_that_fails_fails_its_callers_and_the_next_group_ru
         return [None] * len(jobs)
 
     commit = AsyncGroupCommit(run)
-    outcomes = await asyncio.gather(*(commit.submit(n) for n in range(3)), return_exceptions=True)
+    outcomes = await asyncio.gather(*(commit.queue(n) for n in range(3)), return_exceptions=True)
     assert all(isinstance(outcome, OSError) for outcome in outcomes)
-    await commit.submit(9)  # the writer goes on
+    await commit.queue(9)  # the writer goes on
     await commit.wait_idle()

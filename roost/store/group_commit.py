@@ -102,9 +102,6 @@ class AsyncGroupCommit(Generic[J]):
             self._writer = asyncio.create_task(self._write(), name="roost-group-commit")
         return future
 
-    async def submit(self, job: J) -> None:
-        await self.queue(job)
-
     async def wait_idle(self) -> None:
         """Returns once every job queued so far has run (before the store closes)."""
         while self._writer is not None:
