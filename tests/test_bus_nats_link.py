@@ -36,8 +36,7 @@ async def _serving(link: NatsLink, subject: str, handler: Callable[[Msg], None])
     """``link`` hands the messages on ``subject`` to ``handler``, in place at the server once
     this returns."""
     link.subscribe(subject, handler)
-    await link.sent()
-    await link.client.flush()
+    await link.settled()
 
 
 async def _holding(held: list[Msg], count: int) -> None:

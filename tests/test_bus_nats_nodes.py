@@ -20,6 +20,7 @@ import pytest
 from roost.api.errors import status_of
 from roost.bus.base import Bus, DeviceKey, Operation
 from roost.bus.nats import NatsBus, nats_bus
+from roost.bus.nats_link import reached_server
 from roost.bus.nats_wire import device_subject, encode
 from roost.errors import Unavailable
 from roost.services import Services
@@ -314,7 +315,7 @@ async def test_an_unreadable_answer_from_a_node_is_a_503_not_a_crash(
             await msg.respond(b'{"value": {"\\u0000bytes": 5}}')
 
         await impostor.subscribe(device_subject(_KEY), cb=answer)
-        await impostor.flush()
+        await reached_server(impostor)
         with pytest.raises(Unavailable) as raised:
             await b.bus.request(_KEY, Operation.CALL, ("x",), None, 1)
         assert status_of(raised.value) == 503

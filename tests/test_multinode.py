@@ -23,6 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from roost.bus.base import DeviceKey
+from roost.bus.nats_link import reached_server
 from roost.bus.nats_wire import decode, device_subject
 from roost.device import Device
 
@@ -267,7 +268,7 @@ async def test_a_call_sent_to_a_holder_that_stopped_ends_when_the_device_comes_b
 
     bystander = await nats.connect(nats_server.url)
     await bystander.subscribe(device_subject(DeviceKey(ADMIN, "dev1")), cb=heard)
-    await bystander.flush()
+    await reached_server(bystander)
     await first.start()
     try:
         await first.wait_connected(10)

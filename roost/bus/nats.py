@@ -344,11 +344,7 @@ class NatsBus:
     async def settled(self) -> None:
         """Until what this node has sent so far (its claims, its watches) has reached the NATS
         server, so that every node's next message sees it (a round trip to the server)."""
-        await self._link.sent()
-        # nats-py writes a PING at once, ahead of commands still waiting for its flusher: the
-        # second round trip starts after the first came back, when they have all been written
-        await self._link.client.flush()
-        await self._link.client.flush()
+        await self._link.settled()
 
 
 def _nothing(revocation: Revocation) -> None:

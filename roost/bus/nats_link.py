@@ -145,6 +145,12 @@ class NatsLink:
         self._queue.put_nowait(barrier)
         await barrier.done
 
+    async def settled(self) -> None:
+        """Until everything queued so far has reached the NATS server (a subscription is in
+        place there, a message routed), so that any client's next message sees it."""
+        await self.sent()
+        await reached_server(self.client)
+
     async def request(
         self, subject: str, data: bytes, timeout: float, about: Hashable = None
     ) -> Msg:
@@ -255,6 +261,14 @@ class NatsLink:
             if interest.sub is not None:
                 sub, interest.sub = interest.sub, None
                 await sub.unsubscribe()
+
+
+async def reached_server(client: Client) -> None:
+    """Until what ``client`` was given so far has reached the server. nats-py writes a flush's
+    PING at once, ahead of commands still waiting for its flusher: the second round trip starts
+    after the first came back, when they have all been written."""
+    await client.flush()
+    await client.flush()
 
 
 def _nothing() -> None:
