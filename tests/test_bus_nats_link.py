@@ -11,11 +11,18 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import nats
 import nats.errors
 import pytest
 from nats.aio.msg import Msg
 
-from roost.bus.nats_link import NatsLink
+from roost.bus.nats_link import (
+    ANSWER_HEAD,
+    BATCH_BYTES,
+    NatsLink,
+    pack_answers,
+    unpack_answers,
+)
 from roost.bus.nats_wire import decode, encode
 
 from nats_server import NatsServer, nats_server  # noqa: F401
@@ -63,10 +70,12 @@ async def test_concurrent_requests_each_get_their_own_answer_in_any_order(
     await _serving(answering, "echo", hold)
     calls = [asyncio.ensure_future(asking.request("echo", str(i).encode(), 5)) for i in range(20)]
     await asyncio.wait_for(everyone.wait(), 5)
-    for msg in reversed(held):
-        await answering.reply(msg, b"re " + msg.data)
+    received = asking.client.stats["in_msgs"]
+    for msg in reversed(held):  # in one turn of the loop: one message, a batch of 20 answers
+        answering.reply(msg, b"re " + msg.data)
     answers = await asyncio.gather(*calls)
-    assert [answer.data for answer in answers] == [f"re {i}".encode() for i in range(20)]
+    assert answers == [f"re {i}".encode() for i in range(20)]
+    assert asking.client.stats["in_msgs"] - received == 1
 
 
 async def test_nobody_serving_the_subject_raises_no_responders(
@@ -84,10 +93,8 @@ async def test_an_answer_after_the_deadline_reaches_no_one(
     late: list[Msg] = []
     answering.subscribe("slow", late.append)
 
-    replies: set[asyncio.Future[None]] = set()
-
     def quick(msg: Msg) -> None:
-        replies.add(asyncio.ensure_future(answering.reply(msg, b"quick")))
+        answering.reply(msg, b"quick")
 
     await _serving(answering, "fast", quick)
     with pytest.raises(nats.errors.TimeoutError):
@@ -99,10 +106,10 @@ async def test_an_answer_after_the_deadline_reaches_no_one(
     await _holding(held, 1)  # the request waiting is in the answering node's hands
     # the late answer, then the right one, in this order on one connection: the request
     # waiting gets its own, not the one given up on
-    await answering.reply(late[0], b"too late")  # to the number of the request given up on
-    await answering.reply(held[0], b"held")
-    assert (await waiting).data == b"held"
-    assert (await asking.request("fast", b"3", 5)).data == b"quick"
+    answering.reply(late[0], b"too late")  # to the number of the request given up on
+    answering.reply(held[0], b"held")
+    assert await waiting == b"held"
+    assert await asking.request("fast", b"3", 5) == b"quick"
 
 
 async def test_failing_what_requests_are_about_ends_those_alone(
@@ -120,9 +127,9 @@ async def test_failing_what_requests_are_about_ends_those_alone(
         with pytest.raises(LookupError, match="moved"):
             await call
     for msg in held:
-        await answering.reply(msg, b"re " + msg.data)
-    assert (await about_b).data == b"re b"
-    assert (await untagged).data == b"re -"
+        answering.reply(msg, b"re " + msg.data)
+    assert await about_b == b"re b"
+    assert await untagged == b"re -"
 
 
 async def test_a_request_failed_while_waiting_its_turn_ends_and_is_never_sent(
@@ -152,8 +159,75 @@ async def test_a_request_failed_while_waiting_its_turn_ends_and_is_never_sent(
     control = asyncio.ensure_future(asking.request("held", b"b", 5, about="b"))
     await _holding(held, 1)  # the control request is in the answering node's hands
     assert [msg.data for msg in held] == [b"b"]  # the failed one never went out
-    await answering.reply(held[0], b"re b")
-    assert (await control).data == b"re b"
+    answering.reply(held[0], b"re b")
+    assert await control == b"re b"
+
+
+async def test_a_client_of_another_kind_gets_its_answers_on_its_own_subjects(
+    links: tuple[NatsLink, NatsLink], nats_server: NatsServer  # noqa: F811
+) -> None:
+    _, answering = links
+    held: list[Msg] = []
+    await _serving(answering, "echo", held.append)
+    other = await nats.connect(nats_server.url)
+    try:
+        calls = [asyncio.ensure_future(other.request("echo", b"%d" % i, 5)) for i in range(3)]
+        await _holding(held, 3)
+        for msg in held:  # in one turn, as to a link: yet each goes to its own reply subject
+            answering.reply(msg, b"re " + msg.data)
+        answers = await asyncio.gather(*calls)
+        assert sorted(answer.data for answer in answers) == [b"re 0", b"re 1", b"re 2"]
+    finally:
+        await other.close()
+
+
+async def test_answers_given_just_before_close_still_go_out(
+    links: tuple[NatsLink, NatsLink],
+) -> None:
+    asking, answering = links
+    held: list[Msg] = []
+    await _serving(answering, "held", held.append)
+    calls = [asyncio.ensure_future(asking.request("held", b"%d" % i, 5)) for i in range(2)]
+    await _holding(held, 2)
+    for msg in held:
+        answering.reply(msg, b"re " + msg.data)
+    await answering.close()  # in the same turn: the batch had not been sent yet
+    assert sorted(await asyncio.gather(*calls)) == [b"re 0", b"re 1"]
+
+
+def test_a_batch_of_answers_reads_back_and_splits_at_its_size() -> None:
+    answers = [(1, b""), (2**40, b"x" * 40_000), (7, b"y" * 40_000), (8, b"z")]
+    batches = pack_answers(answers)
+    assert len(batches) == 2  # 80 kB of answers: more than one batch holds
+    assert all(len(batch) <= BATCH_BYTES for batch in batches)
+    read = [answer for batch in batches for answer in unpack_answers(batch)]
+    assert read == [(str(number), data) for number, data in answers]
+    alone = pack_answers([(3, b"w" * (BATCH_BYTES + 1))])  # longer than a batch: sent alone
+    assert unpack_answers(alone[0]) == [("3", b"w" * (BATCH_BYTES + 1))]
+
+
+@pytest.mark.parametrize("cut", [1, ANSWER_HEAD.size - 1, ANSWER_HEAD.size + 1])
+def test_a_cut_batch_is_refused(cut: int) -> None:
+    packed = pack_answers([(1, b"first"), (2, b"second")])[0]
+    with pytest.raises(ValueError):
+        unpack_answers(packed[:-cut])
+
+
+async def test_an_unreadable_batch_is_logged_and_the_link_goes_on(
+    links: tuple[NatsLink, NatsLink], caplog: pytest.LogCaptureFixture
+) -> None:
+    asking, answering = links
+    held: list[Msg] = []
+    await _serving(answering, "held", held.append)
+    call = asyncio.ensure_future(asking.request("held", b"a", 5))
+    await _holding(held, 1)
+    inbox = held[0].reply.rpartition(".")[0]
+    answering.publish(f"{inbox}.answers", b"\x00\x01 not a batch")
+    await answering.settled()
+    await asking.settled()
+    assert "unreadable batch of answers" in caplog.text
+    answering.reply(held[0], b"re a")
+    assert await call == b"re a"
 
 
 @pytest.mark.parametrize(

@@ -147,13 +147,13 @@ class NatsBus:
         self, key: DeviceKey, message: dict[str, Any], timeout: float, about: Hashable = None
     ) -> dict[str, Any]:
         try:
-            msg = await self._link.request(device_subject(key), encode(message), timeout, about)
+            data = await self._link.request(device_subject(key), encode(message), timeout, about)
         except nats.errors.NoRespondersError:
             raise errors.DeviceOffline(f"device {key.device} is not connected") from None
         except nats.errors.TimeoutError:
             raise errors.DeviceTimeout(f"device {key.device} did not answer in time") from None
         try:
-            answer = decode(msg.data)
+            answer = decode(data)
         except (ValueError, TypeError) as exc:  # not what a node sends: a fault, not the user's
             log.error("NATS: an unreadable answer on %s: %s", device_subject(key), exc)
             raise errors.Unavailable(
@@ -252,7 +252,7 @@ class NatsBus:
             sink.put(message["frame"])
 
     def _asked_if_here(self, msg: Msg) -> None:
-        self._holder.spawn(self._link.reply(msg, b""))
+        self._link.reply(msg, b"")
 
     # revocations and events: on their user's subject, heard by every node with a listener
 

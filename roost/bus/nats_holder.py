@@ -159,7 +159,7 @@ class Holder:
             data = error_message(exc)
         else:
             data = encode({"value": value})
-        await self._link.reply(msg, data)
+        self._link.reply(msg, data)
 
     # claims
 

@@ -9,6 +9,12 @@ Requests are answered on one subscription of the link, ``<inbox>.*``: each reque
 is the inbox and a number, and the answer (or the server's "no responders" status) settles the
 request waiting under that number. This is what the client's own ``request`` does, without the
 random token and the timeout task it spends on each request (the cost of every cross-node call).
+
+A link answers in batches: the answers it gives another link in one turn of the event loop go as
+one message to ``<inbox>.answers`` (:func:`pack_answers`), which settles them all. Under load a
+node answers many calls at once, and each NATS message costs both clients and the server more than
+its bytes do. An inbox marks itself as a link's (``.link.``), so that a client of another kind
+that asks a node something gets its answer on its own reply subject.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import struct
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,9 +41,14 @@ Handler = Callable[[Msg], None]  # called on the event loop, in the subject's or
 RECONNECT_WAIT_S = 0.5
 CONNECT_TIMEOUT_S = 2.0
 START_TIMEOUT_S = 5.0  # to reach NATS at start; after that, reconnecting never stops
+CLOSE_SEND_S = 2.0  # at close, for what was queued to reach the client
 # what a node asks of NATS when it cannot reach it: an error answered at once (503)
 UNREACHABLE = "the message bus (NATS) is not reachable; retry shortly"
 STATUS, NO_RESPONDERS = "Status", "503"  # the header of the server's "no responders" answer
+LINK_INBOX = ".link."  # ends a link's inbox: it takes batches of answers
+ANSWERS = "answers"  # after a link's inbox: the subject of a batch of answers
+ANSWER_HEAD = struct.Struct(">QI")  # an answer in a batch: its request's number, its length
+BATCH_BYTES = 64 * 1024  # a batch this long goes at once; the next answers start another
 
 
 @dataclass(eq=False, slots=True)
@@ -67,9 +79,10 @@ class NatsLink:
         self._queue: asyncio.Queue[_Op | _Barrier] = asyncio.Queue()
         self._applying = False  # the worker is handing an op to the client
         self._worker = asyncio.get_running_loop().create_task(self._work())
-        self._inbox = client.new_inbox() + "."  # + a request's number: its reply subject
+        self._inbox = client.new_inbox() + LINK_INBOX  # + a request's number: its reply subject
         self._numbers = itertools.count(1)
-        self._waiting: dict[str, asyncio.Future[Msg]] = {}  # by number: requests not answered
+        self._waiting: dict[str, asyncio.Future[bytes]] = {}  # by number: requests not answered
+        self._answers: dict[str, list[tuple[int, bytes]]] = {}  # by inbox: answers to batch
         self._about: dict[Hashable, set[str]] = {}  # the waiting requests by what they are about
         self.subscribe(self._inbox + "*", self._answered)
         # called once the client is back after an outage (its subscriptions restored by then)
@@ -153,8 +166,9 @@ class NatsLink:
 
     async def request(
         self, subject: str, data: bytes, timeout: float, about: Hashable = None
-    ) -> Msg:
-        """A NATS request, after what was queued before it. Raises Unavailable when NATS is
+    ) -> bytes:
+        """A NATS request, after what was queued before it; its answer's data. Raises Unavailable
+        when NATS is
         out of reach, nats.errors.NoRespondersError and nats.errors.TimeoutError as NATS does,
         and what :meth:`fail` gives the requests ``about`` something (from the moment this is
         called: while it waits its turn too)."""
@@ -162,7 +176,7 @@ class NatsLink:
             raise Unavailable(UNREACHABLE)
         number = str(next(self._numbers))
         loop = asyncio.get_running_loop()
-        answer: asyncio.Future[Msg] = loop.create_future()
+        answer: asyncio.Future[bytes] = loop.create_future()
         self._waiting[number] = answer
         if about is not None:
             self._about.setdefault(about, set()).add(number)
@@ -196,22 +210,55 @@ class NatsLink:
                 answer.set_exception(error())
 
     def _answered(self, msg: Msg) -> None:
-        answer = self._waiting.get(msg.subject[len(self._inbox) :])
-        if answer is None or answer.done():
-            return  # given up on (its deadline passed, its caller went)
-        if msg.headers and msg.headers.get(STATUS) == NO_RESPONDERS:
-            answer.set_exception(nats.errors.NoRespondersError())
-        else:
-            answer.set_result(msg)
-
-    async def reply(self, msg: Msg, data: bytes) -> None:
-        if msg.reply:
+        number = msg.subject[len(self._inbox) :]
+        if number == ANSWERS:
             try:
-                await self.client.publish(msg.reply, data)
-            except nats.errors.Error as exc:
-                log.warning("NATS: an answer was not sent: %s", exc)
+                for number, data in unpack_answers(msg.data):
+                    self._settle(number, data)
+            except ValueError as exc:
+                log.error("NATS: an unreadable batch of answers: %s", exc)
+        elif msg.headers and msg.headers.get(STATUS) == NO_RESPONDERS:
+            answer = self._waiting.get(number)
+            if answer is not None and not answer.done():
+                answer.set_exception(nats.errors.NoRespondersError())
+        else:
+            self._settle(number, msg.data)
+
+    def _settle(self, number: str, data: bytes) -> None:
+        answer = self._waiting.get(number)
+        if answer is not None and not answer.done():  # else given up on: deadline, caller gone
+            answer.set_result(data)
+
+    def reply(self, msg: Msg, data: bytes) -> None:
+        """Answer ``msg`` (in order with what is queued after it). An answer to a link waits for
+        the end of this turn of the event loop, with the others to that link (see the module)."""
+        inbox, _, number = (msg.reply or "").rpartition(".")
+        if not (inbox.endswith(LINK_INBOX[:-1]) and number.isdigit()):
+            if msg.reply:  # a client of another kind
+                self.publish(msg.reply, data)
+            return
+        batch = self._answers.get(inbox)
+        if batch is None:
+            if not self._answers:
+                asyncio.get_running_loop().call_soon(self._send_answers)
+            batch = self._answers[inbox] = []
+        batch.append((int(number), data))
+
+    def _send_answers(self) -> None:
+        batches, self._answers = self._answers, {}
+        for inbox, answers in batches.items():
+            if len(answers) == 1:
+                number, data = answers[0]
+                self.publish(f"{inbox}.{number}", data)
+                continue
+            for packed in pack_answers(answers):
+                self.publish(f"{inbox}.{ANSWERS}", packed)
 
     async def close(self) -> None:
+        self._send_answers()  # the answers of this turn, and what was queued, go out first
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_SEND_S):
+                await self.sent()
         self._worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):  # what we asked for
             await self._worker
@@ -275,7 +322,38 @@ def _nothing() -> None:
     pass
 
 
-def _expire(answer: asyncio.Future[Msg]) -> None:
+def pack_answers(answers: list[tuple[int, bytes]]) -> list[bytes]:
+    """``answers`` (number, data) as batches of them, each at most BATCH_BYTES long unless one
+    answer alone is longer."""
+    batches: list[bytes] = []
+    batch = bytearray()
+    for number, data in answers:
+        if batch and len(batch) + ANSWER_HEAD.size + len(data) > BATCH_BYTES:
+            batches.append(bytes(batch))
+            batch = bytearray()
+        batch += ANSWER_HEAD.pack(number, len(data))
+        batch += data
+    batches.append(bytes(batch))
+    return batches
+
+
+def unpack_answers(packed: bytes) -> list[tuple[str, bytes]]:
+    """The (number, data) of a batch; ValueError if it is not one."""
+    answers: list[tuple[str, bytes]] = []
+    at = 0
+    while at < len(packed):
+        if len(packed) - at < ANSWER_HEAD.size:
+            raise ValueError(f"{len(packed) - at} bytes left over after {len(answers)} answers")
+        number, length = ANSWER_HEAD.unpack_from(packed, at)
+        at += ANSWER_HEAD.size
+        if len(packed) - at < length:
+            raise ValueError(f"an answer of {length} bytes cut at {len(packed) - at}")
+        answers.append((str(number), packed[at : at + length]))
+        at += length
+    return answers
+
+
+def _expire(answer: asyncio.Future[bytes]) -> None:
     if not answer.done():
         answer.set_exception(nats.errors.TimeoutError())
 
