@@ -6,6 +6,7 @@ in CI (``CI`` set) a skip fails the run (conftest.py), so there they always run.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -39,13 +40,19 @@ def free_port() -> int:
 
 
 class NatsServer:
-    """One nats-server; ``stop()`` and ``start()`` again on the same port (a restart)."""
+    """One nats-server; ``stop()`` and ``start()`` again on the same port (a restart). With
+    ``max_payload``, it takes no message longer than that (bytes; NATS's own default: 1 MB)."""
 
-    def __init__(self, binary: str, work: Path) -> None:
+    def __init__(self, binary: str, work: Path, max_payload: int | None = None) -> None:
         self.binary = binary
         self.port = free_port()
         self.work = work
         self.process: subprocess.Popen[bytes] | None = None
+        self.options: list[str] = []
+        if max_payload is not None:
+            config = work / "nats-server.conf"
+            config.write_text(f"max_payload: {max_payload}\n")
+            self.options = ["-c", str(config)]
 
     @property
     def url(self) -> str:
@@ -54,7 +61,7 @@ class NatsServer:
     def start(self) -> None:
         log = (self.work / "nats-server.log").open("ab")
         self.process = subprocess.Popen(
-            [self.binary, "-a", "127.0.0.1", "-p", str(self.port)],
+            [self.binary, "-a", "127.0.0.1", "-p", str(self.port), *self.options],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -80,12 +87,27 @@ class NatsServer:
 
 @pytest.fixture
 def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    with _started(tmp_path / "nats") as server:
+        yield server
+
+
+SMALL_PAYLOAD = 4096
+
+
+@pytest.fixture
+def small_nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    """A nats-server taking no message over SMALL_PAYLOAD bytes."""
+    with _started(tmp_path / "small-nats", SMALL_PAYLOAD) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _started(work: Path, max_payload: int | None = None) -> Iterator[NatsServer]:
     binary = nats_binary()
     if binary is None:
         pytest.skip(NO_BINARY)
-    work = tmp_path / "nats"
     work.mkdir()
-    server = NatsServer(binary, work)
+    server = NatsServer(binary, work, max_payload)
     server.start()
     try:
         yield server

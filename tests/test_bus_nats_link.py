@@ -21,11 +21,12 @@ from roost.bus.nats_link import (
     BATCH_BYTES,
     NatsLink,
     pack_answers,
+    reached_server,
     unpack_answers,
 )
 from roost.bus.nats_wire import decode, encode
 
-from nats_server import NatsServer, nats_server  # noqa: F401
+from nats_server import SMALL_PAYLOAD, NatsServer, nats_server, small_nats_server  # noqa: F401
 
 
 @pytest.fixture
@@ -164,7 +165,8 @@ async def test_a_request_failed_while_waiting_its_turn_ends_and_is_never_sent(
 
 
 async def test_a_client_of_another_kind_gets_its_answers_on_its_own_subjects(
-    links: tuple[NatsLink, NatsLink], nats_server: NatsServer  # noqa: F811
+    links: tuple[NatsLink, NatsLink],
+    nats_server: NatsServer,  # noqa: F811
 ) -> None:
     _, answering = links
     held: list[Msg] = []
@@ -195,20 +197,18 @@ async def test_answers_given_just_before_close_still_go_out(
     assert sorted(await asyncio.gather(*calls)) == [b"re 0", b"re 1"]
 
 
-def test_a_batch_of_answers_reads_back_and_splits_at_its_size() -> None:
+def test_a_batch_of_answers_reads_back_and_splits_at_its_limit() -> None:
     answers = [(1, b""), (2**40, b"x" * 40_000), (7, b"y" * 40_000), (8, b"z")]
-    batches = pack_answers(answers)
+    batches = pack_answers(answers, BATCH_BYTES)
     assert len(batches) == 2  # 80 kB of answers: more than one batch holds
     assert all(len(batch) <= BATCH_BYTES for batch in batches)
     read = [answer for batch in batches for answer in unpack_answers(batch)]
     assert read == [(str(number), data) for number, data in answers]
-    alone = pack_answers([(3, b"w" * (BATCH_BYTES + 1))])  # longer than a batch: sent alone
-    assert unpack_answers(alone[0]) == [("3", b"w" * (BATCH_BYTES + 1))]
 
 
 @pytest.mark.parametrize("cut", [1, ANSWER_HEAD.size - 1, ANSWER_HEAD.size + 1])
 def test_a_cut_batch_is_refused(cut: int) -> None:
-    packed = pack_answers([(1, b"first"), (2, b"second")])[0]
+    packed = pack_answers([(1, b"first"), (2, b"second")], BATCH_BYTES)[0]
     with pytest.raises(ValueError):
         unpack_answers(packed[:-cut])
 
@@ -228,6 +228,105 @@ async def test_an_unreadable_batch_is_logged_and_the_link_goes_on(
     assert "unreadable batch of answers" in caplog.text
     answering.reply(held[0], b"re a")
     assert await call == b"re a"
+
+
+async def test_answers_to_two_links_in_one_turn_each_reach_their_own(
+    nats_server: NatsServer,  # noqa: F811
+    links: tuple[NatsLink, NatsLink],
+) -> None:
+    first, answering = links
+    second = await NatsLink.connect(nats_server.url, "second")
+    try:
+        held: list[Msg] = []
+        await _serving(answering, "held", held.append)
+        calls = [
+            asyncio.ensure_future(link.request("held", name + b"%d" % i, 5))
+            for link, name in ((first, b"a"), (second, b"b"))
+            for i in range(2)
+        ]
+        await _holding(held, 4)
+        for msg in held:
+            answering.reply(msg, b"re " + msg.data)
+        assert await asyncio.gather(*calls) == [b"re a0", b"re a1", b"re b0", b"re b1"]
+    finally:
+        await second.close()
+
+
+async def _raw_answers(
+    nats_server: NatsServer,
+    answering: NatsLink,
+    reply_subjects: list[str],  # noqa: F811
+) -> dict[str, bytes]:
+    """What a plain client receives on each of ``reply_subjects`` when ``answering`` answers,
+    in one turn, a request of its carrying that reply subject."""
+    held: list[Msg] = []
+    await _serving(answering, "held", held.append)
+    other = await nats.connect(nats_server.url)
+    try:
+        received: dict[str, bytes] = {}
+
+        async def receive(msg: Msg) -> None:
+            received[msg.subject] = msg.data
+
+        for subject in reply_subjects:
+            await other.subscribe(subject, cb=receive)
+            await other.publish("held", subject.encode(), reply=subject)
+        await reached_server(other)
+        await _holding(held, len(reply_subjects))
+        for msg in held:
+            answering.reply(msg, b"re " + msg.data)
+        await answering.settled()
+        await reached_server(other)
+        return received
+    finally:
+        await other.close()
+
+
+async def test_a_lone_answer_goes_plain_to_its_reply_subject(
+    nats_server: NatsServer,  # noqa: F811
+    links: tuple[NatsLink, NatsLink],
+) -> None:
+    _, answering = links
+    subject = "_INBOX.someone.roost-link.5"
+    assert await _raw_answers(nats_server, answering, [subject]) == {
+        subject: b"re " + subject.encode()
+    }
+
+
+@pytest.mark.parametrize("number", ["007", "1" * 20, "\u00b2", "x1"])
+async def test_a_reply_subject_not_numbered_as_a_link_numbers_gets_a_plain_answer(
+    nats_server: NatsServer,  # noqa: F811
+    links: tuple[NatsLink, NatsLink],
+    number: str,
+) -> None:
+    """Two such answers in one turn are not batched: each goes to its own subject."""
+    _, answering = links
+    subjects = [f"_INBOX.a.roost-link.{number}", f"_INBOX.a.roost-link.{number}0"]
+    received = await _raw_answers(nats_server, answering, subjects)
+    assert received == {subject: b"re " + subject.encode() for subject in subjects}
+
+
+async def test_batches_fit_the_servers_max_payload(
+    small_nats_server: NatsServer,  # noqa: F811
+) -> None:
+    asking = await NatsLink.connect(small_nats_server.url, "asking")
+    answering = await NatsLink.connect(small_nats_server.url, "answering")
+    try:
+        assert answering.max_payload == SMALL_PAYLOAD
+        held: list[Msg] = []
+        await _serving(answering, "held", held.append)
+        sizes = [1500, 1500, 1500, 1500, SMALL_PAYLOAD - 4]  # the last: too long to share
+        calls = [asyncio.ensure_future(asking.request("held", b"%d" % n, 5)) for n in sizes]
+        await _holding(held, len(sizes))
+        received = asking.client.stats["in_msgs"]
+        for msg in held:
+            answering.reply(msg, b"x" * int(msg.data))
+        answers = await asyncio.gather(*calls)
+        assert [len(answer) for answer in answers] == sizes
+        assert asking.client.stats["in_msgs"] - received == 3  # two batches of two, one alone
+    finally:
+        await asking.close()
+        await answering.close()
 
 
 @pytest.mark.parametrize(

@@ -18,18 +18,19 @@ import nats
 import pytest
 
 from roost.api.errors import status_of
-from roost.bus.base import Bus, DeviceKey, Operation
+from roost.bus.base import Bus, DeviceKey, Operation, ResourcePath
 from roost.bus.nats import NatsBus, nats_bus
 from roost.bus.nats_link import reached_server
 from roost.bus.nats_wire import device_subject, encode
-from roost.errors import Unavailable
+from roost.errors import PayloadTooLarge, Unavailable, UpstreamFailed
 from roost.services import Services
+from roost.wire.pson import PsonValue
 from roost.wiring import BusFactory, build_services
 
 from bus_contract import *  # noqa: F403
 from bus_contract import _Device, _settle, _Sink, _until
 from conftest import make_settings
-from nats_server import NatsServer, nats_server  # noqa: F401
+from nats_server import SMALL_PAYLOAD, NatsServer, nats_server, small_nats_server  # noqa: F401
 from pg_proxy import Proxy
 
 _KEY = DeviceKey("alice", "dev1")
@@ -321,3 +322,33 @@ async def test_an_unreadable_answer_from_a_node_is_a_503_not_a_crash(
         assert status_of(raised.value) == 503
     finally:
         await impostor.close()
+
+
+class _Verbose(_Device):
+    """A device whose answer to a call is as many bytes as the call's payload says."""
+
+    def send_request(
+        self, stream_id: int, op: Operation, path: ResourcePath, payload: PsonValue
+    ) -> None:
+        assert isinstance(payload, int)
+        self._loop.call_soon(self.session.resolve, stream_id, True, "x" * payload)
+
+
+async def test_a_call_or_an_answer_longer_than_nats_carries_is_refused_at_once(
+    tmp_path: Path,
+    small_nats_server: NatsServer,  # noqa: F811
+) -> None:
+    async with _two_nodes(tmp_path, partial(nats_bus, url=small_nats_server.url)) as (a, b):
+        _Verbose(a)
+        assert isinstance(a.bus, NatsBus) and isinstance(b.bus, NatsBus)
+        await a.bus.settled()
+        fits = SMALL_PAYLOAD // 2
+        assert await b.bus.request(_KEY, Operation.CALL, ("x",), fits, 5) == "x" * fits
+        started = time.monotonic()
+        with pytest.raises(UpstreamFailed, match="longer than the message bus carries") as failed:
+            await b.bus.request(_KEY, Operation.CALL, ("x",), SMALL_PAYLOAD, 5)
+        assert status_of(failed.value) == 502
+        with pytest.raises(PayloadTooLarge, match="longer than the message bus") as refused:
+            await b.bus.request(_KEY, Operation.CALL, ("x",), "x" * SMALL_PAYLOAD, 5)
+        assert status_of(refused.value) == 413
+        assert time.monotonic() - started < 2.5  # neither at the call's deadline

@@ -159,6 +159,14 @@ class Holder:
             data = error_message(exc)
         else:
             data = encode({"value": value})
+            limit = self._link.max_payload
+            if len(data) > limit:  # NATS would refuse it, and the caller wait out its deadline
+                data = error_message(
+                    errors.UpstreamFailed(
+                        f"the device's answer ({len(data)} bytes) is longer than the message "
+                        f"bus carries ({limit})"
+                    )
+                )
         self._link.reply(msg, data)
 
     # claims

@@ -13,8 +13,9 @@ random token and the timeout task it spends on each request (the cost of every c
 A link answers in batches: the answers it gives another link in one turn of the event loop go as
 one message to ``<inbox>.answers`` (:func:`pack_answers`), which settles them all. Under load a
 node answers many calls at once, and each NATS message costs both clients and the server more than
-its bytes do. An inbox marks itself as a link's (``.link.``), so that a client of another kind
-that asks a node something gets its answer on its own reply subject.
+its bytes do. A link's inbox carries a mark (``.roost-link.``): a client of another kind that asks
+a node something gets its answer on its own reply subject, as does an answer too long to share a
+message.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import contextlib
 import itertools
 import logging
 import struct
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from roost.errors import ConfigError, Unavailable
+from roost.errors import ConfigError, PayloadTooLarge, Unavailable
 
 log = logging.getLogger("roost.bus.nats")
 
@@ -45,10 +46,10 @@ CLOSE_SEND_S = 2.0  # at close, for what was queued to reach the client
 # what a node asks of NATS when it cannot reach it: an error answered at once (503)
 UNREACHABLE = "the message bus (NATS) is not reachable; retry shortly"
 STATUS, NO_RESPONDERS = "Status", "503"  # the header of the server's "no responders" answer
-LINK_INBOX = ".link."  # ends a link's inbox: it takes batches of answers
+LINK_MARK = ".roost-link"  # ends a link's inbox: it takes batches of answers
 ANSWERS = "answers"  # after a link's inbox: the subject of a batch of answers
 ANSWER_HEAD = struct.Struct(">QI")  # an answer in a batch: its request's number, its length
-BATCH_BYTES = 64 * 1024  # a batch this long goes at once; the next answers start another
+BATCH_BYTES = 64 * 1024  # at most, or the server's max payload if less
 
 
 @dataclass(eq=False, slots=True)
@@ -79,10 +80,10 @@ class NatsLink:
         self._queue: asyncio.Queue[_Op | _Barrier] = asyncio.Queue()
         self._applying = False  # the worker is handing an op to the client
         self._worker = asyncio.get_running_loop().create_task(self._work())
-        self._inbox = client.new_inbox() + LINK_INBOX  # + a request's number: its reply subject
+        self._inbox = client.new_inbox() + LINK_MARK + "."  # + a request's number: its reply
         self._numbers = itertools.count(1)
         self._waiting: dict[str, asyncio.Future[bytes]] = {}  # by number: requests not answered
-        self._answers: dict[str, list[tuple[int, bytes]]] = {}  # by inbox: answers to batch
+        self._answers: dict[str, list[_Answer]] = {}  # by inbox: the answers of this turn
         self._about: dict[Hashable, set[str]] = {}  # the waiting requests by what they are about
         self.subscribe(self._inbox + "*", self._answered)
         # called once the client is back after an outage (its subscriptions restored by then)
@@ -136,6 +137,11 @@ class NatsLink:
     def connected(self) -> bool:
         return bool(self.client.is_connected)
 
+    @property
+    def max_payload(self) -> int:
+        """The longest message the NATS server takes, bytes."""
+        return int(self.client.max_payload)
+
     # ordered operations
 
     def publish(self, subject: str, data: bytes) -> None:
@@ -151,7 +157,10 @@ class NatsLink:
         self._queue.put_nowait(("unsub", interest, None))
 
     async def sent(self) -> None:
-        """Until everything queued so far is in the client's hands."""
+        """Until everything queued so far, and the answers given this turn, are in the client's
+        hands."""
+        if self._answers:
+            self._send_answers()
         if self._queue.empty() and not self._applying:
             return
         barrier = _Barrier()
@@ -167,11 +176,11 @@ class NatsLink:
     async def request(
         self, subject: str, data: bytes, timeout: float, about: Hashable = None
     ) -> bytes:
-        """A NATS request, after what was queued before it; its answer's data. Raises Unavailable
-        when NATS is
-        out of reach, nats.errors.NoRespondersError and nats.errors.TimeoutError as NATS does,
-        and what :meth:`fail` gives the requests ``about`` something (from the moment this is
-        called: while it waits its turn too)."""
+        """A NATS request, after what was queued before it; its answer's data. Raises
+        Unavailable when NATS is out of reach, PayloadTooLarge when ``data`` is longer than it
+        takes, nats.errors.NoRespondersError and
+        nats.errors.TimeoutError as NATS does, and what :meth:`fail` gives the requests
+        ``about`` something (from the moment this is called: while it waits its turn too)."""
         if not self.connected:
             raise Unavailable(UNREACHABLE)
         number = str(next(self._numbers))
@@ -192,6 +201,11 @@ class NatsLink:
             nats.errors.OutboundBufferLimitError,
         ) as exc:
             raise Unavailable(UNREACHABLE) from exc
+        except nats.errors.MaxPayloadError:
+            raise PayloadTooLarge(
+                f"the request ({len(data)} bytes) is longer than the message bus carries "
+                f"({self.max_payload})"
+            ) from None
         finally:
             deadline.cancel()
             del self._waiting[number]
@@ -230,29 +244,35 @@ class NatsLink:
             answer.set_result(data)
 
     def reply(self, msg: Msg, data: bytes) -> None:
-        """Answer ``msg`` (in order with what is queued after it). An answer to a link waits for
-        the end of this turn of the event loop, with the others to that link (see the module)."""
-        inbox, _, number = (msg.reply or "").rpartition(".")
-        if not (inbox.endswith(LINK_INBOX[:-1]) and number.isdigit()):
-            if msg.reply:  # a client of another kind
-                self.publish(msg.reply, data)
+        """Answer ``msg``. An answer to a link is queued at the end of this turn of the event
+        loop, with the others to that link (see the module); any other, at once. (After
+        :meth:`close` has begun, an answer is not sent: the node is going.)"""
+        to = msg.reply
+        if not to:
+            return
+        inbox, number = _link_answer(to)
+        if number is None or ANSWER_HEAD.size + len(data) > self._batch_limit():
+            self.publish(to, data)
             return
         batch = self._answers.get(inbox)
         if batch is None:
             if not self._answers:
                 asyncio.get_running_loop().call_soon(self._send_answers)
             batch = self._answers[inbox] = []
-        batch.append((int(number), data))
+        batch.append(_Answer(number, data, to))
 
     def _send_answers(self) -> None:
         batches, self._answers = self._answers, {}
         for inbox, answers in batches.items():
             if len(answers) == 1:
-                number, data = answers[0]
-                self.publish(f"{inbox}.{number}", data)
+                self.publish(answers[0].to, answers[0].data)
                 continue
-            for packed in pack_answers(answers):
+            numbered = ((answer.number, answer.data) for answer in answers)
+            for packed in pack_answers(numbered, self._batch_limit()):
                 self.publish(f"{inbox}.{ANSWERS}", packed)
+
+    def _batch_limit(self) -> int:
+        return min(BATCH_BYTES, self.max_payload)
 
     async def close(self) -> None:
         self._send_answers()  # the answers of this turn, and what was queued, go out first
@@ -322,13 +342,30 @@ def _nothing() -> None:
     pass
 
 
-def pack_answers(answers: list[tuple[int, bytes]]) -> list[bytes]:
-    """``answers`` (number, data) as batches of them, each at most BATCH_BYTES long unless one
-    answer alone is longer."""
+@dataclass(slots=True)
+class _Answer:
+    number: int  # of the request, in its link's numbering
+    data: bytes
+    to: str  # the request's reply subject
+
+
+def _link_answer(reply_to: str) -> tuple[str, int | None]:
+    """The inbox and request number of a link's reply subject; number None for any other."""
+    inbox, _, number = reply_to.rpartition(".")
+    link = inbox.endswith(LINK_MARK) and number.isascii() and number.isdigit()
+    # as a link writes its numbers: no leading zero, at most 19 digits (they fit ANSWER_HEAD)
+    if not link or number[0] == "0" or len(number) > 19:
+        return inbox, None
+    return inbox, int(number)
+
+
+def pack_answers(answers: Iterable[tuple[int, bytes]], limit: int) -> list[bytes]:
+    """``answers`` (number, data) as batches, each at most ``limit`` bytes long (each answer
+    with its head fits in ``limit``)."""
     batches: list[bytes] = []
     batch = bytearray()
     for number, data in answers:
-        if batch and len(batch) + ANSWER_HEAD.size + len(data) > BATCH_BYTES:
+        if batch and len(batch) + ANSWER_HEAD.size + len(data) > limit:
             batches.append(bytes(batch))
             batch = bytearray()
         batch += ANSWER_HEAD.pack(number, len(data))
