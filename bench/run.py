@@ -15,7 +15,8 @@ Scenarios, in one run:
   nats-server: the rpc load entering on node A for devices held by node B (``rpc_cross_*``),
   against the same load entering on B (``rpc_same_node_*``); ``rpc_cross_ratio`` is cross over
   same. Both nodes and nats-server share the server core (more processes than cores: the figure
-  is the cost of the NATS hop on one core, see ``bench.cross``);
+  is the cost of the NATS hop on one core, see ``bench.cross``). It runs first, with no other
+  server up;
 - hello: wrk on ``GET /v1/server/healthcheck`` (Starlette's middleware and router, no auth): the
   uvicorn + Starlette hello-world, its own figure (``rpc_per_hello`` is the old ratio);
 - devices: devices connect (several simulator processes, each from its own 127.0.0.x source
@@ -123,6 +124,12 @@ def run(plan: Plan, database_url: str = "") -> dict[str, Any]:
         plan = replace(plan, device_limit=descriptor_limit(plan.device_limit))
     room = room_for_devices(plan)
     with tempfile.TemporaryDirectory(prefix="roost-bench-") as tmp:
+        # first, with no other server up: its three processes take turns on the server core
+        (Path(tmp) / "cross").mkdir()
+        warm = plan.name != "smoke"
+        cross_result = cross.run(
+            Path(tmp) / "cross", plan.rpc_devices, plan.seconds, plan.rounds, warm
+        )
         data_dir, floor_dir = Path(tmp) / "roost", Path(tmp) / "floor"
         asyncio.run(seed(data_dir, 2 * plan.rpc_devices + room + plan.tls_devices))
         asyncio.run(seed(floor_dir, 2 * plan.rpc_devices))
@@ -133,11 +140,7 @@ def run(plan: Plan, database_url: str = "") -> dict[str, Any]:
                 result = measure_rpc(plan, server, floor)
             finally:
                 floor.stop()
-            (Path(tmp) / "cross").mkdir()
-            warm = plan.name != "smoke"
-            result.update(
-                cross.run(Path(tmp) / "cross", plan.rpc_devices, plan.seconds, plan.rounds, warm)
-            )
+            result.update(cross_result)
             if room:
                 result.update(devices_max(plan, server, 2 * plan.rpc_devices, Path(tmp)))
                 first = 2 * plan.rpc_devices + room

@@ -25,7 +25,7 @@ import contextlib
 import itertools
 import logging
 import struct
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,7 +83,7 @@ class NatsLink:
         self._inbox = client.new_inbox() + LINK_MARK + "."  # + a request's number: its reply
         self._numbers = itertools.count(1)
         self._waiting: dict[str, asyncio.Future[bytes]] = {}  # by number: requests not answered
-        self._answers: dict[str, list[_Answer]] = {}  # by inbox: the answers of this turn
+        self._answers: dict[str, list[tuple[int, bytes]]] = {}  # by inbox: this turn's answers
         self._about: dict[Hashable, set[str]] = {}  # the waiting requests by what they are about
         self.subscribe(self._inbox + "*", self._answered)
         # called once the client is back after an outage (its subscriptions restored by then)
@@ -178,9 +178,9 @@ class NatsLink:
     ) -> bytes:
         """A NATS request, after what was queued before it; its answer's data. Raises
         Unavailable when NATS is out of reach, PayloadTooLarge when ``data`` is longer than it
-        takes, nats.errors.NoRespondersError and
-        nats.errors.TimeoutError as NATS does, and what :meth:`fail` gives the requests
-        ``about`` something (from the moment this is called: while it waits its turn too)."""
+        takes, nats.errors.NoRespondersError and nats.errors.TimeoutError as NATS does, and
+        what :meth:`fail` gives the requests ``about`` something (from the moment this is
+        called: while it waits its turn too)."""
         if not self.connected:
             raise Unavailable(UNREACHABLE)
         number = str(next(self._numbers))
@@ -245,8 +245,9 @@ class NatsLink:
 
     def reply(self, msg: Msg, data: bytes) -> None:
         """Answer ``msg``. An answer to a link is queued at the end of this turn of the event
-        loop, with the others to that link (see the module); any other, at once. (After
-        :meth:`close` has begun, an answer is not sent: the node is going.)"""
+        loop, with the others to that link (see the module); any other, at once. (Once
+        :meth:`close` has handed over what was queued, later answers are dropped: the node is
+        going.)"""
         to = msg.reply
         if not to:
             return
@@ -259,24 +260,23 @@ class NatsLink:
             if not self._answers:
                 asyncio.get_running_loop().call_soon(self._send_answers)
             batch = self._answers[inbox] = []
-        batch.append(_Answer(number, data, to))
+        batch.append((number, data))
 
     def _send_answers(self) -> None:
         batches, self._answers = self._answers, {}
         for inbox, answers in batches.items():
-            if len(answers) == 1:
-                self.publish(answers[0].to, answers[0].data)
+            if len(answers) == 1:  # its subject as asked: a link's numbers are written so
+                number, data = answers[0]
+                self.publish(f"{inbox}.{number}", data)
                 continue
-            numbered = ((answer.number, answer.data) for answer in answers)
-            for packed in pack_answers(numbered, self._batch_limit()):
+            for packed in pack_answers(answers, self._batch_limit()):
                 self.publish(f"{inbox}.{ANSWERS}", packed)
 
     def _batch_limit(self) -> int:
         return min(BATCH_BYTES, self.max_payload)
 
     async def close(self) -> None:
-        self._send_answers()  # the answers of this turn, and what was queued, go out first
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(TimeoutError):  # this turn's answers and the queue go first
             async with asyncio.timeout(CLOSE_SEND_S):
                 await self.sent()
         self._worker.cancel()
@@ -342,13 +342,6 @@ def _nothing() -> None:
     pass
 
 
-@dataclass(slots=True)
-class _Answer:
-    number: int  # of the request, in its link's numbering
-    data: bytes
-    to: str  # the request's reply subject
-
-
 def _link_answer(reply_to: str) -> tuple[str, int | None]:
     """The inbox and request number of a link's reply subject; number None for any other."""
     inbox, _, number = reply_to.rpartition(".")
@@ -359,7 +352,7 @@ def _link_answer(reply_to: str) -> tuple[str, int | None]:
     return inbox, int(number)
 
 
-def pack_answers(answers: Iterable[tuple[int, bytes]], limit: int) -> list[bytes]:
+def pack_answers(answers: list[tuple[int, bytes]], limit: int) -> list[bytes]:
     """``answers`` (number, data) as batches, each at most ``limit`` bytes long (each answer
     with its head fits in ``limit``)."""
     batches: list[bytes] = []
