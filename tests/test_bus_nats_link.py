@@ -253,15 +253,13 @@ async def test_answers_to_two_links_in_one_turn_each_reach_their_own(
 
 
 async def _raw_answers(
-    nats_server: NatsServer,
-    answering: NatsLink,
-    reply_subjects: list[str],  # noqa: F811
+    server: NatsServer, answering: NatsLink, reply_subjects: list[str]
 ) -> dict[str, bytes]:
     """What a plain client receives on each of ``reply_subjects`` when ``answering`` answers,
     in one turn, a request of its carrying that reply subject."""
     held: list[Msg] = []
     await _serving(answering, "held", held.append)
-    other = await nats.connect(nats_server.url)
+    other = await nats.connect(server.url)
     try:
         received: dict[str, bytes] = {}
 
