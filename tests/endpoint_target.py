@@ -104,13 +104,6 @@ async def running_target(
         await task
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on (bound, then closed)."""
-    with socket.create_server(("127.0.0.1", 0)) as sock:
-        port: int = sock.getsockname()[1]
-    return port
-
-
 async def create_endpoint(
     http: httpx.AsyncClient, token: str, endpoint: str, config: dict[str, Any], **fields: Any
 ) -> None:

@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+from ports import free_port
 
 from roost.bus.nats import nats_bus
 from roost.wiring import BusFactory
@@ -30,13 +31,6 @@ def nats_binary() -> str | None:
     if found:
         return found
     return next((p for p in BINARY_PATHS if Path(p).exists()), None)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class NatsServer:

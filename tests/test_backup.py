@@ -17,7 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_cli import free_ports, wait_healthy
+from ports import free_ports
+from test_cli import wait_healthy
 from test_startup_errors import clean_env, one_line
 
 from roost.auth.keys import JWT_KEY_FILE, PEPPER_FILE, load_or_create_key

@@ -7,6 +7,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+from ports import free_port
 
 from roost.bus.nats import nats_bus
 from roost.config import load_settings
@@ -15,7 +16,7 @@ from roost.wiring import BusFactory, build_services
 
 from bus_contract import *  # noqa: F403
 from conftest import make_settings
-from nats_server import NatsServer, free_port, nats_server  # noqa: F401
+from nats_server import NatsServer, nats_server  # noqa: F401
 
 
 @pytest.fixture

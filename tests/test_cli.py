@@ -15,21 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from ports import free_ports
 
 from roost.config import SETTING_HELP, default_text, env_name, setting_names
 from roost.store.sqlite import DATABASE_FILE, SQLiteStore
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free ports: all held open while they are chosen, so none comes twice."""
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 def roost(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:

@@ -11,7 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_cli import free_ports, wait_healthy
+from ports import free_ports
+from test_cli import wait_healthy
 
 
 def roost(*args: str) -> subprocess.Popen[str]:

@@ -24,12 +24,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from ports import free_port
 
 from roost.config import env_name, load_settings, setting_names
 from roost.device import Device
 
 from conftest import ADMIN, ADMIN_PASSWORD, bearer, create_device, login
-from nats_server import NatsServer, free_port, nats_server  # noqa: F401
+from nats_server import NatsServer, nats_server  # noqa: F401
 from served_node import ServedNode, stop_all
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "deploy.md"

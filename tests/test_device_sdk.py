@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from ports import free_port
 
 from roost.device import Device
 from roost.errors import DeviceTimeout, NotFound
@@ -447,9 +447,7 @@ async def test_callback_may_await_a_confirmed_call(
 
 
 async def test_offline_device(devices: list[Device]) -> None:
-    with socket.socket() as sock:  # a port with nothing listening
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # a port with nothing listening
     dev = Device("alice", "dev1", "secret1", port=port, reconnect_delay=0.05)
     devices.append(dev)
     dev.output("temperature", lambda: 23.5)

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 import httpx
-from test_cli import free_ports, wait_healthy
+from ports import free_ports
+from test_cli import wait_healthy
 from test_startup_errors import clean_env
 
 from roost.device import Device

@@ -19,6 +19,7 @@ from typing import Any
 import nats
 import pytest
 from nats.aio.msg import Msg
+from ports import free_port
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -28,7 +29,7 @@ from roost.bus.nats_wire import decode, device_subject
 from roost.device import Device
 
 from conftest import ADMIN, ADMIN_PASSWORD, bearer, create_device, login
-from nats_server import NatsServer, free_port, nats_server  # noqa: F401
+from nats_server import NatsServer, nats_server  # noqa: F401
 from served_node import ServedNode, stop_all
 
 DEVICE_URL = f"/v2/users/{ADMIN}/devices/dev1"

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ports import free_port
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -30,13 +31,6 @@ def quick_start_blocks() -> list[tuple[str, str]]:
     start = text.index("## Quick start")
     section = text[start : text.index("\n## ", start + 1)]
     return [(m.group(1), m.group(2)) for m in FENCE.finditer(section)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for_port(port: int, process: subprocess.Popen[str], timeout: float = 30) -> None:

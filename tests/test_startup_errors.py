@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ports import free_port
 
 from roost.device import Device
 from roost.store.sqlite import DATABASE_FILE, SQLiteStore
@@ -208,9 +209,7 @@ def test_prompted_password_is_asked_twice(data_dir: Path) -> None:
 
 
 async def test_device_sdk_warns_when_it_cannot_connect(caplog: pytest.LogCaptureFixture) -> None:
-    with socket.socket() as sock:  # a loopback port with nothing listening
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # a loopback port with nothing listening
     device = Device("alice", "dev1", "secret1", host="127.0.0.1", port=port, reconnect_delay=5)
     caplog.set_level(logging.WARNING, logger="roost")
     await device.start()

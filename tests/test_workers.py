@@ -21,11 +21,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from ports import free_port
 
 from roost.device import Device
 
 from conftest import ADMIN, ADMIN_PASSWORD, bearer, create_device, login
-from nats_server import NatsServer, free_port, nats_server  # noqa: F401
+from nats_server import NatsServer, nats_server  # noqa: F401
 from test_multinode import DEVICE_URL, Node, database, nodes, online  # noqa: F401
 
 DEVICES = 16  # all on one worker of two: one chance in 2**15
