@@ -355,6 +355,36 @@ async def test_user_deleted_by_another_process_ends_their_streams(
         assert await ended(RECHECKED_WITHIN) == "user deleted"
 
 
+@pytest.mark.parametrize("settings", [0.5], indirect=True)
+async def test_a_user_deleted_between_the_rechecks_reads_is_still_user_deleted(
+    server: Roost,
+    settings: Settings,
+    http: httpx.AsyncClient,
+    admin_token: str,
+    connect_device: DeviceFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The re-check reads the user, then the device: the other process's delete (the user and,
+    cascading, their devices) may land between the two, and the device is found gone first."""
+    assert server.services is not None
+    store = server.services.store
+    password_hash = await asyncio.to_thread(hash_password, "alice-password")
+    await store.create_user(User("alice", password_hash, "user", now_ms()))
+    alice = await login(http, "alice", "alice-password")
+    await create_device(http, alice, user="alice")
+    await connect_device(_with_sensor(sdk_device(server, user="alice")))
+    async with open_stream("sse", server, alice, user="alice") as ended:
+        get_device = store.get_device
+
+        async def deleted_first(owner: str, device_id: str) -> Any:
+            monkeypatch.setattr(store, "get_device", get_device)  # once
+            await asyncio.to_thread(_delete_user, settings.data_dir / DATABASE_FILE, "alice")
+            return await get_device(owner, device_id)
+
+        monkeypatch.setattr(store, "get_device", deleted_first)
+        assert await ended(RECHECKED_WITHIN) == "user deleted"
+
+
 def _delete_user(database: Path, name: str) -> None:
     with sqlite3.connect(database) as db:
         db.execute("PRAGMA foreign_keys = ON")

@@ -35,7 +35,7 @@ from starlette.requests import HTTPConnection
 from roost.api.access import Principal, authorize, bearer_token
 from roost.api.devices import find_device
 from roost.bus.base import Revocation, Revoked
-from roost.errors import Forbidden, InvalidToken, RoostError
+from roost.errors import Forbidden, InvalidToken, NotFound, RoostError
 from roost.services import Services
 
 log = logging.getLogger("roost.api")
@@ -135,20 +135,30 @@ class StreamAccess:
         claims = services.signer.verify(bearer_token(self._connection))  # remembered: cheap
         expires_ms = _ms(claims.get("exp"))
         password_hash = None
-        if principal.permissions is None:  # a login session: its user must still be there
-            user = await services.store.get_user(principal.user)
-            if user is None:
-                raise InvalidToken("user deleted")
-            password_hash = user.password_hash
+        session = principal.permissions is None  # a login session: its user must still be there
+        if session:
+            password_hash = await self._session_user(principal.user)
         elif principal.token is not None and "dev" not in claims:  # an access token
             record = await services.store.get_access_token(principal.user, principal.token)
             if record is not None and record.expire is not None:
                 expires_ms = record.expire if expires_ms is None else min(expires_ms, record.expire)
         if device_id is not None:
-            device = await find_device(services, owner, device_id)
+            try:
+                device = await find_device(services, owner, device_id)
+            except NotFound:
+                if session:  # gone with its user (deleted since the read above)? say so
+                    await self._session_user(principal.user)
+                raise
             if not device.enabled:
                 raise Forbidden(f"device {device_id!r} is disabled")
         return principal, Grant(principal.user, principal.token, expires_ms, password_hash)
+
+    async def _session_user(self, user: str) -> str:
+        """The password hash of a login session's ``user``; InvalidToken once they are gone."""
+        record = await self._services.store.get_user(user)
+        if record is None:
+            raise InvalidToken("user deleted")
+        return record.password_hash
 
 
 def _concerns(revocation: Revocation, grant: Grant, owner: str, device: str | None) -> bool:
