@@ -18,6 +18,7 @@ import socket
 from pathlib import Path
 
 SPAN = 12_000  # ports below the ephemeral range to choose from, shared out between processes
+SLICE_AT_LEAST = 256  # a slice smaller than this: the process takes the whole span instead
 EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
 _given: set[int] = set()  # the ports this process handed out
 
@@ -29,7 +30,9 @@ def free_ports(count: int) -> list[int]:
         _given.clear()  # the first ones handed out are long free again
     held: list[socket.socket] = []
     try:
-        while len(held) < count:
+        for _ in range(20 * len(pool)):
+            if len(held) == count:
+                return [sock.getsockname()[1] for sock in held]
             port = random.choice(pool)
             if port in _given:
                 continue
@@ -41,7 +44,7 @@ def free_ports(count: int) -> list[int]:
                 continue
             held.append(sock)
             _given.add(port)
-        return [sock.getsockname()[1] for sock in held]
+        raise RuntimeError(f"no {count} free ports in {pool} (tests/ports.py)")
     finally:
         for sock in held:
             sock.close()
@@ -52,14 +55,22 @@ def free_port() -> int:
 
 
 def _slice() -> range:
-    """This process's ports: its share of the SPAN ports below the ephemeral range."""
+    """This process's ports: its share of the SPAN ports below the ephemeral range (above it if
+    there is no room below; all of them if a share would be too small)."""
     try:
-        low = int(EPHEMERAL.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768  # Linux's default
-    start = max(1024, low - SPAN)
+        low, high = (int(bound) for bound in EPHEMERAL.read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999  # Linux's default
+    start, end = max(1024, low - SPAN), low
+    if end - start < SLICE_AT_LEAST:
+        start, end = high + 1, min(65536, high + 1 + SPAN)
+    if end - start < SLICE_AT_LEAST:  # the kernel takes them all: none is safe, any will do
+        start, end = 1024, 1024 + SPAN
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")  # gw0, gw1, ...
-    index = int(worker[2:]) if worker[2:].isdigit() else 0
     processes = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
-    share = (low - start) // processes
+    # a worker replacing a dead one counts on from the last (gw3 of 3): the dead one's slice
+    index = (int(worker[2:]) if worker[2:].isdigit() else 0) % processes
+    share = (end - start) // processes
+    if share < SLICE_AT_LEAST:
+        return range(start, end)
     return range(start + index * share, start + (index + 1) * share)

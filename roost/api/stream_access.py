@@ -128,6 +128,21 @@ class StreamAccess:
         self._nudged.set()
 
     async def _check(self) -> tuple[Principal, Grant]:
+        principal, grant = await self._access()
+        if self._device is not None:
+            try:
+                device = await find_device(self._services, self._owner, self._device)
+            except NotFound:
+                # gone with what the access rests on (a user deleted, their devices with them,
+                # since the reads above)? that is the reason; else the device's own deletion
+                await self._access()
+                raise
+            if not device.enabled:
+                raise Forbidden(f"device {self._device!r} is disabled")
+        return principal, grant
+
+    async def _access(self) -> tuple[Principal, Grant]:
+        """The caller's access to the stream, as it stands now; the error that ends it if lost."""
         services = self._services
         owner, device_id = self._owner, self._device
         resource_id = owner if device_id is None else device_id
@@ -135,30 +150,16 @@ class StreamAccess:
         claims = services.signer.verify(bearer_token(self._connection))  # remembered: cheap
         expires_ms = _ms(claims.get("exp"))
         password_hash = None
-        session = principal.permissions is None  # a login session: its user must still be there
-        if session:
-            password_hash = await self._session_user(principal.user)
+        if principal.permissions is None:  # a login session: its user must still be there
+            user = await services.store.get_user(principal.user)
+            if user is None:
+                raise InvalidToken("user deleted")
+            password_hash = user.password_hash
         elif principal.token is not None and "dev" not in claims:  # an access token
             record = await services.store.get_access_token(principal.user, principal.token)
             if record is not None and record.expire is not None:
                 expires_ms = record.expire if expires_ms is None else min(expires_ms, record.expire)
-        if device_id is not None:
-            try:
-                device = await find_device(services, owner, device_id)
-            except NotFound:
-                if session:  # gone with its user (deleted since the read above)? say so
-                    await self._session_user(principal.user)
-                raise
-            if not device.enabled:
-                raise Forbidden(f"device {device_id!r} is disabled")
         return principal, Grant(principal.user, principal.token, expires_ms, password_hash)
-
-    async def _session_user(self, user: str) -> str:
-        """The password hash of a login session's ``user``; InvalidToken once they are gone."""
-        record = await self._services.store.get_user(user)
-        if record is None:
-            raise InvalidToken("user deleted")
-        return record.password_hash
 
 
 def _concerns(revocation: Revocation, grant: Grant, owner: str, device: str | None) -> bool:
