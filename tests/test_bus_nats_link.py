@@ -1,7 +1,8 @@
 """NatsLink's requests on a real nats-server: answers come back on the link's one reply
-subscription, each to the request that asked, whatever order they are sent in; a subject nobody
-serves and an answer later than the deadline raise what NATS raises, and a late answer reaches
-no one."""
+subscription, each to the request that asked, whatever order they are sent in, the answers of one
+turn as one message (sized to the server's max payload; a client of another kind gets each on its
+own subject); a subject nobody serves and an answer later than the deadline raise what NATS
+raises, and a late answer reaches no one."""
 
 from __future__ import annotations
 
