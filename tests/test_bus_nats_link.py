@@ -48,6 +48,14 @@ async def _serving(link: NatsLink, subject: str, handler: Callable[[Msg], None])
     await link.settled()
 
 
+async def _held(link: NatsLink, subject: str = "held") -> list[Msg]:
+    """The messages on ``subject``, which ``link`` takes and leaves unanswered (the list fills as
+    they come), in place at the server once this returns."""
+    held: list[Msg] = []
+    await _serving(link, subject, held.append)
+    return held
+
+
 async def _holding(held: list[Msg], count: int) -> None:
     """Until ``held`` has ``count`` messages (at most 5 s)."""
     for _ in range(500):
@@ -102,8 +110,7 @@ async def test_an_answer_after_the_deadline_reaches_no_one(
     with pytest.raises(nats.errors.TimeoutError):
         await asking.request("slow", b"1", 0.2)
     assert len(late) == 1
-    held: list[Msg] = []
-    await _serving(answering, "held", held.append)
+    held = await _held(answering)
     waiting = asyncio.ensure_future(asking.request("held", b"2", 5))
     await _holding(held, 1)  # the request waiting is in the answering node's hands
     # the late answer, then the right one, in this order on one connection: the request
@@ -118,8 +125,7 @@ async def test_failing_what_requests_are_about_ends_those_alone(
     links: tuple[NatsLink, NatsLink],
 ) -> None:
     asking, answering = links
-    held: list[Msg] = []
-    await _serving(answering, "held", held.append)
+    held = await _held(answering)
     about_a = [asyncio.ensure_future(asking.request("held", b"a", 5, about="a")) for _ in "12"]
     about_b = asyncio.ensure_future(asking.request("held", b"b", 5, about="b"))
     untagged = asyncio.ensure_future(asking.request("held", b"-", 5))
@@ -138,8 +144,7 @@ async def test_a_request_failed_while_waiting_its_turn_ends_and_is_never_sent(
     links: tuple[NatsLink, NatsLink], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     asking, answering = links
-    held: list[Msg] = []
-    await _serving(answering, "held", held.append)
+    held = await _held(answering)
     publish = asking.client.publish
     handing = asyncio.Event()
 
@@ -170,8 +175,7 @@ async def test_a_client_of_another_kind_gets_its_answers_on_its_own_subjects(
     nats_server: NatsServer,  # noqa: F811
 ) -> None:
     _, answering = links
-    held: list[Msg] = []
-    await _serving(answering, "echo", held.append)
+    held = await _held(answering, "echo")
     other = await nats.connect(nats_server.url)
     try:
         calls = [asyncio.ensure_future(other.request("echo", b"%d" % i, 5)) for i in range(3)]
@@ -188,8 +192,7 @@ async def test_answers_given_just_before_close_still_go_out(
     links: tuple[NatsLink, NatsLink],
 ) -> None:
     asking, answering = links
-    held: list[Msg] = []
-    await _serving(answering, "held", held.append)
+    held = await _held(answering)
     calls = [asyncio.ensure_future(asking.request("held", b"%d" % i, 5)) for i in range(2)]
     await _holding(held, 2)
     for msg in held:
@@ -218,8 +221,7 @@ async def test_an_unreadable_batch_is_logged_and_the_link_goes_on(
     links: tuple[NatsLink, NatsLink], caplog: pytest.LogCaptureFixture
 ) -> None:
     asking, answering = links
-    held: list[Msg] = []
-    await _serving(answering, "held", held.append)
+    held = await _held(answering)
     call = asyncio.ensure_future(asking.request("held", b"a", 5))
     await _holding(held, 1)
     inbox = held[0].reply.rpartition(".")[0]
@@ -238,8 +240,7 @@ async def test_answers_to_two_links_in_one_turn_each_reach_their_own(
     first, answering = links
     second = await NatsLink.connect(nats_server.url, "second")
     try:
-        held: list[Msg] = []
-        await _serving(answering, "held", held.append)
+        held = await _held(answering)
         calls = [
             asyncio.ensure_future(link.request("held", name + b"%d" % i, 5))
             for link, name in ((first, b"a"), (second, b"b"))
@@ -258,8 +259,7 @@ async def _raw_answers(
 ) -> dict[str, bytes]:
     """What a plain client receives on each of ``reply_subjects`` when ``answering`` answers,
     in one turn, a request of its carrying that reply subject."""
-    held: list[Msg] = []
-    await _serving(answering, "held", held.append)
+    held = await _held(answering)
     other = await nats.connect(server.url)
     try:
         received: dict[str, bytes] = {}
@@ -312,8 +312,7 @@ async def test_batches_fit_the_servers_max_payload(
     answering = await NatsLink.connect(small_nats_server.url, "answering")
     try:
         assert answering.max_payload == SMALL_PAYLOAD
-        held: list[Msg] = []
-        await _serving(answering, "held", held.append)
+        held = await _held(answering)
         sizes = [1500, 1500, 1500, 1500, SMALL_PAYLOAD - 4]  # the last: too long to share
         calls = [asyncio.ensure_future(asking.request("held", b"%d" % n, 5)) for n in sizes]
         await _holding(held, len(sizes))
